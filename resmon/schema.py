@@ -1,0 +1,208 @@
+"""The wire format: the push payload and the run summary, as plain dicts.
+
+Shared by the collector (which builds payloads) and the server (which validates
+them).  Only orjson is imported here: the collector path stays light.
+
+The contract is the Forgejo runner resource collector's (see DESIGN.md): extra
+fields are allowed and kept, and none of ours is required from a peer.  What is
+checked is what would otherwise corrupt storage or queries: types, finiteness,
+sign and size of numbers, and control characters in scope fields.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from resmon.stats import STAT_KEYS
+from resmon.tokens import canonical_repository
+
+EXECUTION_FIELDS = ("organization", "repository", "workflow", "job", "run_id")
+STAT_FIELDS = ("cpu_total_percent", "mem_used_bytes", "mem_used_percent")
+CONTAINER_STAT_FIELDS = ("cpu_cores", "memory_bytes")
+PROCESS_LISTS = ("top_cpu_processes", "top_mem_processes")
+
+MAX_SCOPE_LEN = 255
+# Large enough for any byte count or CPU-second total a real run produces,
+# small enough to fit a signed 64-bit column and a float exactly enough.
+MAX_NUMBER = 2.0**62
+MAX_CONTAINERS = 1000
+MAX_PROCESSES = 1000
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+class PayloadError(ValueError):
+    """A payload that does not meet the wire contract; the message says where."""
+
+
+@dataclass(frozen=True)
+class PushPayload:
+    """A validated push: the execution scope (canonical strings) and the run summary."""
+
+    execution: dict[str, Any]
+    run_summary: dict[str, Any]
+
+    @property
+    def scope(self) -> tuple[str, str, str, str]:
+        e = self.execution
+        return e["organization"], e["repository"], e["workflow"], e["job"]
+
+
+def loads(body: bytes | str) -> Any:
+    """Parse JSON; a ``PayloadError('invalid JSON payload')`` on anything orjson rejects."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise PayloadError("invalid JSON payload") from None
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 time (Go writes up to nanoseconds) as an aware UTC datetime."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("not a time")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # Python takes at most microseconds: cut Go's nanoseconds to six digits.
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        raise ValueError("time without a zone offset")
+    return dt.astimezone(UTC)
+
+
+def format_time(dt: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, as Go's time.Time marshals (to the microsecond)."""
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _scope_string(value: Any, where: str, *, required: bool) -> str:
+    if value is None:
+        value = ""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise PayloadError(f"{where} must be a string")
+    value = str(value)
+    if required and not value.strip():
+        raise PayloadError(f"{where} is required")
+    if len(value) > MAX_SCOPE_LEN:
+        raise PayloadError(f"{where} is longer than {MAX_SCOPE_LEN} characters")
+    if _CONTROL.search(value):
+        raise PayloadError(f"{where} contains control characters")
+    return value
+
+
+def _number(value: Any, where: str, *, integer: bool = False) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PayloadError(f"{where} must be a number")
+    if integer and not isinstance(value, int) and not float(value).is_integer():
+        raise PayloadError(f"{where} must be a whole number")
+    if not math.isfinite(value):
+        raise PayloadError(f"{where} must be finite")
+    if value < 0:
+        raise PayloadError(f"{where} must not be negative")
+    if value > MAX_NUMBER:
+        raise PayloadError(f"{where} is too large")
+    return value
+
+
+def _stat(value: Any, where: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise PayloadError(f"{where} must be an object with {', '.join(STAT_KEYS)}")
+    for key in STAT_KEYS:
+        if key in value:
+            _number(value[key], f"{where}.{key}")
+
+
+def _object(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise PayloadError(f"{where} must be an object")
+    return value
+
+
+def _list(value: Any, where: str, limit: int) -> list:
+    if not isinstance(value, list):
+        raise PayloadError(f"{where} must be a list")
+    if len(value) > limit:
+        raise PayloadError(f"{where} has more than {limit} entries")
+    return value
+
+
+def validate_run_summary(summary: Any, where: str = "run_summary") -> dict:
+    """Check the known fields of a run summary; unknown ones pass through."""
+    summary = _object(summary, where)
+    for key in ("start_time", "end_time"):
+        if summary.get(key) is not None:
+            try:
+                parse_time(summary[key])
+            except (TypeError, ValueError):
+                raise PayloadError(f"{where}.{key} must be an RFC 3339 time") from None
+    for key in ("duration_seconds", "cpu_seconds"):
+        if summary.get(key) is not None:
+            _number(summary[key], f"{where}.{key}")
+    if summary.get("sample_count") is not None:
+        _number(summary["sample_count"], f"{where}.sample_count", integer=True)
+    for key in STAT_FIELDS:
+        _stat(summary.get(key), f"{where}.{key}")
+    for key in PROCESS_LISTS:
+        if summary.get(key) is None:
+            continue
+        for i, proc in enumerate(_list(summary[key], f"{where}.{key}", MAX_PROCESSES)):
+            p = _object(proc, f"{where}.{key}[{i}]")
+            if p.get("pid") is not None:
+                _number(p["pid"], f"{where}.{key}[{i}].pid", integer=True)
+            if p.get("name") is not None and not isinstance(p["name"], str):
+                raise PayloadError(f"{where}.{key}[{i}].name must be a string")
+            for field in ("peak_cpu_percent", "peak_mem_rss_bytes"):
+                if p.get(field) is not None:
+                    _number(p[field], f"{where}.{key}[{i}].{field}")
+    if summary.get("containers") is not None:
+        for i, c in enumerate(_list(summary["containers"], f"{where}.containers", MAX_CONTAINERS)):
+            c = _object(c, f"{where}.containers[{i}]")
+            name = c.get("name")
+            if not isinstance(name, str) or not name or len(name) > MAX_SCOPE_LEN:
+                raise PayloadError(f"{where}.containers[{i}].name must be a non-empty string")
+            if _CONTROL.search(name):
+                raise PayloadError(f"{where}.containers[{i}].name contains control characters")
+            for key in CONTAINER_STAT_FIELDS:
+                _stat(c.get(key), f"{where}.containers[{i}].{key}")
+            for key, value in c.items():
+                if key.startswith(("limit_", "cpu_seconds", "cpu_throttled", "throttled_", "oom_")):
+                    if value is not None:
+                        _number(value, f"{where}.containers[{i}].{key}")
+    return summary
+
+
+def validate_push(obj: Any) -> PushPayload:
+    """Validate a decoded push body; returns canonical execution scope and the summary."""
+    if not isinstance(obj, dict):
+        raise PayloadError("payload must be a JSON object")
+    execution = _object(obj.get("execution"), "execution")
+    canonical = dict(execution)
+    for key in ("organization", "repository", "workflow", "job"):
+        canonical[key] = _scope_string(execution.get(key), f"execution.{key}", required=False)
+    canonical["run_id"] = _scope_string(execution.get("run_id"), "execution.run_id", required=True)
+    if execution.get("run_attempt") is not None:
+        canonical["run_attempt"] = _scope_string(
+            execution["run_attempt"], "execution.run_attempt", required=False
+        )
+    canonical["repository"] = canonical_repository(canonical["organization"], canonical["repository"])
+    summary = validate_run_summary(obj.get("run_summary"))
+    return PushPayload(execution=canonical, run_summary=summary)
+
+
+def push_payload(execution: dict[str, Any], run_summary: dict[str, Any]) -> dict[str, Any]:
+    """The body the collector POSTs: ``{"execution": ..., "run_summary": ...}``."""
+    return {"execution": execution, "run_summary": run_summary}

@@ -1,0 +1,26 @@
+"""Shared fixtures: an isolated environment for every test, and a CliRunner."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+# Variables that change resmon's behaviour; no test may inherit them from the shell.
+_ISOLATED_PREFIXES = ("RESMON_", "RECEIVER_", "COLLECTOR_", "GITHUB_", "GITEA_", "CGROUP_")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.startswith(_ISOLATED_PREFIXES) and name != "RESMON_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("NO_COLOR", "1")
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()

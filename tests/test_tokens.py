@@ -1,0 +1,47 @@
+import pytest
+
+from resmon.tokens import bearer_from_header, canonical_repository, check_push_token, push_token
+
+VECTORS = [
+    ("key", "org", "repo", "wf", "job",
+     "dd28e8025f8b67eb5720dcc8aed4354c0f2303bb927471dc1b7d85e95f0a5163"),
+    ("my-hmac-key", "my-org", "my-org/my-repo", "ci.yml", "build",
+     "3dc619ef064857383834870c20a0c2321fee6a494397281a4173d3b74b6dc7d4"),
+    ("dummyhmackey", "test-org", "test-org/stress-test", "stress-test-workflow", "heavy-workload",
+     "fc36717bfaa8c67f9797297a137c5d641884d932123ef191b2f7269d5041b4d8"),
+]
+
+
+@pytest.mark.parametrize("key,org,repo,wf,job,expected", VECTORS)
+def test_token_vectors(key, org, repo, wf, job, expected):
+    assert push_token(key, org, repo, wf, job) == expected
+
+
+def test_token_for_bare_name_verifies_a_push_with_full_name():
+    bare = push_token("k", "my-org", "my-repo", "ci.yml", "build")
+    full = push_token("k", "my-org", "my-org/my-repo", "ci.yml", "build")
+    assert bare != full
+    for token in (bare, full):
+        for repo in ("my-repo", "my-org/my-repo"):
+            assert check_push_token(token, ["k"], "my-org", repo, "ci.yml", "build")
+    assert not check_push_token(bare, ["k"], "other-org", "my-org/my-repo", "ci.yml", "build")
+
+
+def test_short_and_full_repository_are_one_scope():
+    assert canonical_repository("my-org", "my-repo") == "my-org/my-repo"
+    assert canonical_repository("my-org", "my-org/my-repo") == "my-org/my-repo"
+
+
+def test_rotation_any_key_verifies():
+    token = push_token("old", "o", "o/r", "w", "j")
+    assert check_push_token(token, ["new", "old"], "o", "o/r", "w", "j")
+    assert not check_push_token(token, ["new"], "o", "o/r", "w", "j")
+    assert not check_push_token(token, ["old"], "o", "o/r", "w", "other")
+
+
+def test_bearer_header():
+    assert bearer_from_header("Bearer abc") == "abc"
+    assert bearer_from_header("bearer  abc ") == "abc"
+    assert bearer_from_header("Basic abc") is None
+    assert bearer_from_header("Bearer ") is None
+    assert bearer_from_header(None) is None
