@@ -1,0 +1,249 @@
+"""The push client: deliver spooled payloads to ``POST /api/v1/metrics``.
+
+Every payload is in the spool before the first attempt (see ``resmon.spool``),
+so a push that runs out of time loses nothing: the next ``resmon collect`` start
+or ``--flush-spool`` delivers it.  What is retried here, within one total time
+budget (a CI cancellation leaves about 2.5 s between SIGTERM and SIGKILL):
+connection errors and timeouts, 408, 429 and 5xx, with exponential backoff and
+full jitter, honouring ``Retry-After``.  Any other 4xx means the server will never
+take this body: it moves to ``failed/`` with the reason.
+
+``requests`` is imported only when something is pushed: a sidecar that never
+pushes does not pay for it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from resmon import __version__
+from resmon.spool import Spool, SpoolEntry
+
+if TYPE_CHECKING:
+    import requests
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PUSH_TIMEOUT = 1.5
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 2.0
+# Below this much time left, another attempt cannot complete: stop.
+MIN_ATTEMPT_SECONDS = 0.05
+MESSAGE_LIMIT = 300
+
+
+def is_retryable(status: int) -> bool:
+    return status in (408, 429) or 500 <= status <= 599
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def server_message(response: requests.Response) -> str:
+    """What the server said, short: the JSON ``error``/``message``, else the body text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("error", "message", "detail", "status"):
+            if isinstance(body.get(key), str):
+                return body[key][:MESSAGE_LIMIT]
+    text = (response.text or "").strip().replace("\n", " ")
+    return text[:MESSAGE_LIMIT] or (response.reason or "")
+
+
+@dataclass
+class PushResult:
+    """How one payload's delivery ended."""
+
+    delivered: bool
+    attempts: int
+    status: int | None = None  # last HTTP status, None when no response came
+    message: str = ""  # the server's message or the connection error
+    permanent: bool = False  # refused for good (moved to failed/)
+    response: Any = None  # the decoded 2xx body, e.g. {"id": 1, "status": "created"}
+
+    def describe(self) -> str:
+        if self.status is None:
+            return f"connection error: {self.message}"
+        return f"HTTP {self.status}: {self.message}" if self.message else f"HTTP {self.status}"
+
+
+class PushClient:
+    """POSTs payload bodies with the bearer token and idempotency key, retrying within a deadline."""
+
+    def __init__(self, endpoint: str, token: str | None = None) -> None:
+        import requests  # only here: the collector does not import it unless it pushes
+
+        self.endpoint = endpoint
+        self.token = token
+        self._requests = requests
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = f"resmon-collect/{__version__}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def send(
+        self,
+        body: bytes,
+        idempotency_key: str,
+        deadline: float,
+        *,
+        endpoint: str | None = None,
+        token: str | None = None,
+    ) -> PushResult:
+        """Send one body until it is taken, refused for good, or ``deadline`` (monotonic) passes."""
+        url = endpoint or self.endpoint
+        token = token or self.token
+        headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        result = PushResult(delivered=False, attempts=0)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining < MIN_ATTEMPT_SECONDS:
+                if result.attempts == 0:
+                    result.message = "no time left in the push budget"
+                return result
+            result.attempts += 1
+            retry_after = None
+            try:
+                # The per-request timeout is whatever the budget has left: one slow server
+                # cannot hold the exit path past the deadline.
+                response = self.session.post(
+                    url, data=body, headers=headers, timeout=remaining, allow_redirects=False
+                )
+            except self._requests.RequestException as exc:
+                result.status, result.message = None, _short_error(exc)
+                log.debug("push attempt %d to %s failed: %s", result.attempts, url, result.message)
+            else:
+                result.status = response.status_code
+                if 200 <= response.status_code < 300:
+                    result.delivered, result.message = True, ""
+                    try:
+                        result.response = response.json()
+                    except ValueError:
+                        result.response = None
+                    return result
+                result.message = server_message(response)
+                if 300 <= response.status_code < 400:
+                    location = response.headers.get("Location", "")
+                    result.message = f"redirected to {location!r}; use that URL as --push-endpoint"
+                    return result
+                if not is_retryable(response.status_code):
+                    result.permanent = True
+                    return result
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                log.debug("push attempt %d to %s: %s", result.attempts, url, result.describe())
+            delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (result.attempts - 1)))
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            if time.monotonic() + delay + MIN_ATTEMPT_SECONDS > deadline:
+                # The server asked for (or backoff needs) more time than the budget has;
+                # the payload stays spooled for the next run.
+                return result
+            time.sleep(delay)
+
+
+def _short_error(exc: Exception) -> str:
+    # requests nests urllib3 errors three deep; the innermost reason is what a user needs.
+    reason: BaseException = exc
+    while reason.args and isinstance(reason.args[0], BaseException):
+        reason = reason.args[0]
+    reason_obj = getattr(reason, "reason", None)
+    if isinstance(reason_obj, BaseException):
+        reason = reason_obj
+    text = str(reason) or type(reason).__name__
+    return f"{type(exc).__name__}: {text}"[:MESSAGE_LIMIT]
+
+
+@dataclass
+class DeliveryReport:
+    delivered: list[SpoolEntry] = field(default_factory=list)
+    failed: list[tuple[SpoolEntry, PushResult]] = field(default_factory=list)
+    left: list[tuple[SpoolEntry, PushResult | None]] = field(default_factory=list)
+    results: dict[str, PushResult] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.left
+
+
+def deliver(
+    spool: Spool,
+    client: PushClient,
+    deadline: float,
+    *,
+    entries: Iterable[SpoolEntry] | None = None,
+) -> DeliveryReport:
+    """Deliver ``entries`` (default: everything pending, oldest first) before ``deadline``.
+
+    Each entry goes to the endpoint and with the token it was spooled with, falling back
+    to the client's own.  A delivered entry is removed; a refused one moves to failed/;
+    the rest stay.  Once the server is unreachable the remaining entries are not tried:
+    they would only spend the budget on the same error.
+    """
+    report = DeliveryReport()
+    todo = list(spool.pending() if entries is None else entries)
+    unreachable: PushResult | None = None
+    for entry in todo:
+        if unreachable is not None or time.monotonic() + MIN_ATTEMPT_SECONDS > deadline:
+            report.left.append((entry, unreachable))
+            continue
+        try:
+            body = entry.read_body()
+        except FileNotFoundError:
+            continue  # delivered meanwhile by another resmon on this host
+        meta = entry.read_meta()
+        result = client.send(
+            body,
+            entry.idempotency_key,
+            deadline,
+            endpoint=meta.get("endpoint"),
+            token=meta.get("token"),
+        )
+        report.results[entry.name] = result
+        if result.delivered:
+            spool.remove(entry)
+            report.delivered.append(entry)
+            log.info("pushed %s: %s", entry.name, result.response)
+        elif result.permanent:
+            spool.move_to_failed(
+                entry, f"{meta.get('endpoint') or client.endpoint}: {result.describe()}"
+            )
+            report.failed.append((entry, result))
+            log.error(
+                "push refused, payload moved to %s: %s",
+                spool.failed_directory / entry.name,
+                result.describe(),
+            )
+        else:
+            report.left.append((entry, result))
+            log.error("push failed, payload kept in spool as %s: %s", entry.path, result.describe())
+            if result.status is None:
+                unreachable = result
+    return report

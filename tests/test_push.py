@@ -1,0 +1,124 @@
+"""The push client against a real HTTP server on loopback: retries, refusals, budgets."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from collect_receiver import Receiver, closed_port_url
+
+from resmon.push import PushClient, deliver, retry_after_seconds
+from resmon.spool import Spool
+
+
+def payload(run_id: str = "1") -> dict:
+    return {
+        "execution": {
+            "organization": "o",
+            "repository": "o/r",
+            "workflow": "w",
+            "job": "j",
+            "run_id": run_id,
+        },
+        "run_summary": {"sample_count": 1},
+    }
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+def test_503_three_times_then_201_is_one_delivery_with_one_key(tmp_path, receiver):
+    receiver.script = [(503, b'{"error": "database restarting"}', {})] * 3
+    spool = Spool(tmp_path)
+    entry = spool.add(payload())
+    client = PushClient(receiver.url, "tok")
+    report = deliver(spool, client, time.monotonic() + 10)
+    assert [e.name for e in report.delivered] == [entry.name]
+    assert report.ok and spool.pending() == []
+    assert len(receiver.requests) == 4 and len(receiver.stored) == 1
+    keys = {r.headers["Idempotency-Key"] for r in receiver.requests}
+    assert keys == {entry.idempotency_key}
+    bodies = {r.body for r in receiver.requests}
+    assert len(bodies) == 1  # every retry sends the same bytes
+    first = receiver.requests[0]
+    assert first.headers["Authorization"] == "Bearer tok"
+    assert first.headers["Content-Type"] == "application/json"
+    assert first.json()["idempotency_key"] == entry.idempotency_key
+    assert report.results[entry.name].attempts == 4
+    assert report.results[entry.name].response == {"id": 1, "status": "created"}
+
+
+def test_401_is_tried_once_and_lands_in_failed_with_the_reason(tmp_path, receiver):
+    receiver.script = [(401, b'{"error": "invalid push token"}', {})]
+    spool = Spool(tmp_path)
+    entry = spool.add(payload())
+    report = deliver(spool, PushClient(receiver.url, "wrong"), time.monotonic() + 10)
+    assert len(receiver.requests) == 1
+    assert not report.ok and report.failed[0][1].status == 401
+    assert spool.pending() == []
+    reason = (tmp_path / "failed" / (entry.name + ".reason")).read_text()
+    assert "HTTP 401: invalid push token" in reason
+
+
+def test_429_honours_retry_after(tmp_path, receiver):
+    receiver.script = [(429, b"slow down", {"Retry-After": "0.6"})]
+    spool = Spool(tmp_path)
+    spool.add(payload())
+    start = time.monotonic()
+    report = deliver(spool, PushClient(receiver.url, "t"), start + 5)
+    assert report.ok and len(receiver.requests) == 2
+    assert time.monotonic() - start >= 0.6
+
+
+def test_retry_after_beyond_budget_stops_early_and_keeps_the_payload(tmp_path, receiver):
+    receiver.script = [(503, b"maintenance", {"Retry-After": "120"})]
+    spool = Spool(tmp_path)
+    entry = spool.add(payload())
+    start = time.monotonic()
+    report = deliver(spool, PushClient(receiver.url, "t"), start + 1.0)
+    assert time.monotonic() - start < 0.5  # no point waiting for a retry we cannot make
+    assert [e.name for e, _ in report.left] == [entry.name]
+    assert report.left[0][1].describe() == "HTTP 503: maintenance"
+
+
+def test_closed_port_keeps_payload_within_budget(tmp_path):
+    spool = Spool(tmp_path)
+    entry = spool.add(payload())
+    start = time.monotonic()
+    report = deliver(spool, PushClient(closed_port_url(), "t"), start + 0.8)
+    elapsed = time.monotonic() - start
+    assert elapsed < 1.2
+    assert [e.name for e in spool.pending()] == [entry.name]
+    result = report.left[0][1]
+    assert result.status is None and "onnection" in result.describe()
+    assert result.attempts >= 2  # retried within the budget
+
+
+def test_each_entry_goes_with_the_token_it_was_spooled_with(tmp_path, receiver):
+    spool = Spool(tmp_path)
+    spool.add(payload("old"), meta={"endpoint": receiver.url, "token": "token-of-old-job"})
+    spool.add(payload("new"))
+    report = deliver(spool, PushClient(receiver.url, "token-of-this-job"), time.monotonic() + 5)
+    assert report.ok
+    auth = {r.json()["execution"]["run_id"]: r.headers["Authorization"] for r in receiver.requests}
+    assert auth == {"old": "Bearer token-of-old-job", "new": "Bearer token-of-this-job"}
+
+
+def test_a_repeat_answered_200_counts_as_delivered(tmp_path, receiver):
+    spool = Spool(tmp_path)
+    entry = spool.add(payload())
+    body = entry.read_body()
+    receiver.stored[entry.idempotency_key] = None  # the server already has it
+    report = deliver(spool, PushClient(receiver.url, "t"), time.monotonic() + 5)
+    assert report.ok and receiver.requests[0].body == body
+
+
+def test_retry_after_parsing():
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
