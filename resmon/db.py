@@ -1,0 +1,285 @@
+"""Database set-up in one place: a target string -> a peewee database, and migrations.
+
+``open_database("metrics.db")`` is SQLite with WAL, a busy timeout, foreign keys and
+``BEGIN IMMEDIATE`` transactions (a writer takes the write lock when it starts, so
+two writers queue on the busy timeout instead of failing with a busy snapshot);
+``open_database("postgresql://user@host/db")`` is PostgreSQL.  Either way the models
+of :mod:`resmon.models` are bound to it.
+
+Connections: peewee keeps one connection per thread and opens it on first use.
+Nothing closes it per request: measured on this machine, opening and closing a
+SQLite connection per request halved push throughput against one connection per
+worker thread (STYLE.md), and gunicorn's gthread workers keep their threads.
+
+Schema versions (``schema_version`` table, one row):
+
+1. a bare ``runs`` table: id, scope, run_id, received_at, payload -- what the
+   query API returns, and nothing more;
+2. the summary columns a query filters on, ``run_attempt``, idempotency
+   (``idempotency_key``, ``body_sha256``, ``run_key``) and ``run_containers``.
+   Upgrading backfills all of them from the stored payloads.
+
+A fresh database is created at the latest version directly.  :func:`migrate` is
+idempotent and runs under a lock (SQLite's write lock, a PostgreSQL advisory
+lock), so servers starting together upgrade once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from peewee import (
+    BigIntegerField,
+    CharField,
+    Database,
+    DateTimeField,
+    FloatField,
+    IntegerField,
+    PostgresqlDatabase,
+    SqliteDatabase,
+)
+from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
+from playhouse.migrate import migrate as run_ops
+from playhouse.shortcuts import ReconnectMixin
+
+from resmon import models
+from resmon.schema import parse_time
+
+log = logging.getLogger(__name__)
+
+LATEST_VERSION = 2
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+# Any constant: the PostgreSQL advisory lock that serialises migrations.
+_PG_MIGRATION_LOCK = 0x7265736D6F6E  # "resmon"
+
+
+class DatabaseError(Exception):
+    """A database target that cannot be opened or migrated; the message says why."""
+
+
+class ReconnectingPostgresqlDatabase(ReconnectMixin, PostgresqlDatabase):
+    """PostgreSQL that reconnects once when the server dropped an idle connection
+    (a restart, a pooler timeout) instead of failing the request."""
+
+
+def is_postgres(target: str) -> bool:
+    return urlparse(target).scheme in POSTGRES_SCHEMES
+
+
+def open_database(target: str, *, bind: bool = True) -> Database:
+    """A peewee database for a SQLite path or a ``postgresql://`` URL.
+
+    With ``bind`` (the default) the models are bound to it through
+    ``models.database_proxy``; one database per process is the model here.
+    """
+    if not target:
+        raise DatabaseError("no database given: pass a SQLite path or a postgresql:// URL")
+    db: Database
+    if is_postgres(target):
+        db = _open_postgres(target)
+    elif "://" in target:
+        raise DatabaseError(
+            f"unsupported database URL scheme {urlparse(target).scheme!r}: "
+            "use a SQLite file path or postgresql://user@host:port/dbname"
+        )
+    else:
+        db = SqliteDatabase(
+            target,
+            pragmas={
+                "journal_mode": "wal",
+                "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
+                "foreign_keys": 1,
+                # In WAL mode NORMAL is durable across process crashes (a SIGKILL
+                # after the 201 keeps the run); only a power cut can lose the last
+                # commits.  FULL fsyncs every commit and costs a third of push
+                # throughput here.
+                "synchronous": "normal",
+            },
+            lock_type="IMMEDIATE",
+            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,
+        )
+    if bind:
+        models.database_proxy.initialize(db)
+    return db
+
+
+def _open_postgres(url: str) -> Database:
+    parsed = urlparse(url)
+    name = unquote(parsed.path.lstrip("/"))
+    if not name:
+        raise DatabaseError(f"PostgreSQL URL without a database name: {describe_target(url)}")
+    kwargs: dict[str, Any] = {}
+    if parsed.hostname:
+        kwargs["host"] = parsed.hostname
+    if parsed.port:
+        kwargs["port"] = parsed.port
+    if parsed.username:
+        kwargs["user"] = unquote(parsed.username)
+    if parsed.password:
+        kwargs["password"] = unquote(parsed.password)
+    for part in filter(None, parsed.query.split("&")):
+        key, _, value = part.partition("=")
+        kwargs[unquote(key)] = unquote(value)
+    kwargs.setdefault("connect_timeout", 5)
+    return ReconnectingPostgresqlDatabase(name, **kwargs)
+
+
+def describe_target(target: str) -> str:
+    """The database target with any password removed, for logs and errors."""
+    if not is_postgres(target):
+        return target
+    parsed = urlparse(target)
+    if parsed.password is None:
+        return target
+    netloc = parsed.netloc.rsplit("@", 1)[1]
+    user = parsed.username or ""
+    return parsed._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+# --- versions --------------------------------------------------------------
+
+
+def schema_version(db: Database) -> int:
+    """The version the database is at: 0 empty, 1 a bare runs table, else the stored row."""
+    tables = set(db.get_tables())
+    if models.SchemaVersion._meta.table_name in tables:
+        row = db.execute_sql("SELECT version FROM schema_version").fetchone()
+        return int(row[0]) if row else 0
+    if models.Run._meta.table_name in tables:
+        return 1
+    return 0
+
+
+def check_ready(db: Database) -> str | None:
+    """None when the database answers and is at the latest version, else the reason."""
+    try:
+        version = schema_version(db)
+    except Exception as exc:  # any driver error means "not ready"; the reason is logged
+        log.warning("database not reachable: %s", type(exc).__name__)
+        return "database unreachable"
+    if version != LATEST_VERSION:
+        return f"database schema at version {version}, expected {LATEST_VERSION}"
+    return None
+
+
+def migrate(db: Database) -> tuple[int, int]:
+    """Create or upgrade the schema to ``LATEST_VERSION``; returns (from, to).
+
+    Runs in one transaction: a failed upgrade leaves the database as it was.
+    """
+    postgres = isinstance(db, PostgresqlDatabase)
+    with db.atomic():
+        if postgres:
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_MIGRATION_LOCK,))
+        start = version = schema_version(db)
+        if version > LATEST_VERSION:
+            raise DatabaseError(
+                f"database schema version {version} is newer than this resmon "
+                f"({LATEST_VERSION}); upgrade resmon"
+            )
+        if version == 0:
+            db.create_tables(models.MODELS)
+            version = LATEST_VERSION
+        migrator = PostgresqlMigrator(db) if postgres else SqliteMigrator(db)
+        while version < LATEST_VERSION:
+            _STEPS[version + 1](db, migrator)
+            version += 1
+        _write_version(db, version)
+    if start != version:
+        log.info("database schema upgraded from version %d to %d", start, version)
+    return start, version
+
+
+def _write_version(db: Database, version: int) -> None:
+    models.SchemaVersion.create_table(safe=True)
+    db.execute_sql("DELETE FROM schema_version")
+    models.SchemaVersion.insert(version=version).execute()
+
+
+def _to_v2(db: Database, migrator: SchemaMigrator) -> None:
+    """Summary columns, idempotency and per-container rows, backfilled from payloads."""
+    from resmon import store  # the backfill derives columns exactly as a push does
+
+    nullable: dict[str, Any] = {
+        "run_attempt": CharField(max_length=255, default=""),
+        "idempotency_key": CharField(max_length=255, null=True),
+        "body_sha256": CharField(max_length=64, null=True),
+        "run_key": CharField(max_length=64, null=True),
+        "start_time": DateTimeField(null=True),
+        "end_time": DateTimeField(null=True),
+        "duration_seconds": FloatField(null=True),
+        "sample_count": IntegerField(null=True),
+        "cpu_seconds": FloatField(null=True),
+        "cpu_percent_peak": FloatField(null=True),
+        "cpu_percent_p95": FloatField(null=True),
+        "mem_bytes_peak": BigIntegerField(null=True),
+        "mem_bytes_p95": BigIntegerField(null=True),
+    }
+    run_ops(*(migrator.add_column("runs", name, field) for name, field in nullable.items()))
+
+    seen: set[str] = set()
+    containers: list[dict[str, Any]] = []
+    cursor = db.execute_sql(
+        "SELECT id, organization, repository, workflow, job, run_id, received_at, payload "
+        "FROM runs ORDER BY id"
+    )
+    for row in cursor.fetchall():
+        run_pk, org, repo, workflow, job, run_id, received_at, payload_text = row
+        derived = store.derive_legacy(org, repo, workflow, job, run_id, payload_text)
+        # The Go receiver stored every retry as a new row: the first keeps the
+        # natural run key, later copies get a key of their own so none is lost.
+        if derived.run_key in seen:
+            derived.columns["run_key"] = store.sha256_hex(f"legacy\0{run_pk}")
+        seen.add(derived.run_key)
+        columns = dict(derived.columns)
+        columns["repository"] = derived.repository
+        columns["received_at"] = _normalise_time(received_at)
+        models.Run.update(**columns).where(models.Run.id == run_pk).execute()
+        for container in derived.containers:
+            container["run"] = run_pk
+            containers.append(container)
+
+    run_ops(
+        migrator.add_not_null("runs", "body_sha256"),
+        migrator.add_not_null("runs", "run_key"),
+        migrator.add_index("runs", ("idempotency_key",), unique=True),
+        migrator.add_index("runs", ("run_key",), unique=True),
+        migrator.add_index("runs", ("received_at",), unique=False),
+        migrator.add_index(
+            "runs", ("organization", "repository", "workflow", "job", "received_at"), unique=False
+        ),
+        migrator.add_index(
+            "runs", ("organization", "repository", "workflow", "job", "run_id"), unique=False
+        ),
+    )
+    # Only now: SQLite's NOT NULL above rebuilds "runs" (drop + rename), which
+    # would cascade-delete container rows created earlier.
+    models.ContainerStat.create_table()
+    for start in range(0, len(containers), 500):
+        models.ContainerStat.insert_many(containers[start : start + 500]).execute()
+
+
+def _normalise_time(value: Any) -> datetime:
+    """A stored time of any common form as a naive UTC datetime (a v1 row may hold
+    RFC 3339 text with nanoseconds, as the Go receiver writes it)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    text = str(value).strip().replace(" ", "T", 1)
+    try:
+        return parse_time(text).replace(tzinfo=None)
+    except ValueError:
+        pass  # no zone offset: already naive UTC, as peewee writes it
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        log.warning("unparseable received_at %r replaced by the migration time", value)
+        return datetime.now(UTC).replace(tzinfo=None)
+
+
+_STEPS: dict[int, Callable[[Database, SchemaMigrator], None]] = {2: _to_v2}

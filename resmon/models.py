@@ -1,0 +1,114 @@
+"""Peewee models of stored runs: one row per pushed run, one per container of a run.
+
+The models are bound to ``database_proxy``; :func:`resmon.db.open_database` points it
+at SQLite or PostgreSQL and :func:`resmon.db.migrate` creates or upgrades the tables.
+Both the server and ``resmon query --db`` use these names; they are a contract.
+
+A run keeps the run summary as received (``payload``, JSON text) and, next to it,
+the columns a query filters or sorts on (scope, times, peak and p95 of CPU and
+memory), so history, trends and recommendations never have to parse every blob.
+"""
+
+from __future__ import annotations
+
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    CharField,
+    DatabaseProxy,
+    DateTimeField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+database_proxy = DatabaseProxy()
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database_proxy
+
+
+class Run(BaseModel):
+    """One pushed run summary of one job execution."""
+
+    id = AutoField()
+    organization = CharField(max_length=255)
+    # Always the canonical "org/repo" spelling (resmon.tokens.canonical_repository).
+    repository = CharField(max_length=255)
+    workflow = CharField(max_length=255)
+    job = CharField(max_length=255)
+    run_id = CharField(max_length=255)
+    run_attempt = CharField(max_length=255, default="")
+    # Unique: a retried push with the same key is stored once (NULLs do not collide).
+    idempotency_key = CharField(max_length=255, null=True, unique=True)
+    # SHA-256 of the canonical payload: a reused key with another body is a 422.
+    body_sha256 = CharField(max_length=64)
+    # SHA-256 of (scope, run_id, run_attempt, start_time): key-less retries are stored
+    # once.  A hash rather than a unique index over the columns because start_time may
+    # be NULL and NULLs never collide in a unique index (SQLite and PostgreSQL alike);
+    # without a start time the body hash stands in for it.
+    run_key = CharField(max_length=64, unique=True)
+    received_at = DateTimeField(index=True)  # naive, UTC
+    start_time = DateTimeField(null=True)  # naive, UTC
+    end_time = DateTimeField(null=True)  # naive, UTC
+    duration_seconds = FloatField(null=True)
+    sample_count = IntegerField(null=True)
+    cpu_seconds = FloatField(null=True)
+    cpu_percent_peak = FloatField(null=True)
+    cpu_percent_p95 = FloatField(null=True)
+    mem_bytes_peak = BigIntegerField(null=True)
+    mem_bytes_p95 = BigIntegerField(null=True)
+    payload = TextField()  # the run_summary object as JSON text
+
+    class Meta:
+        table_name = "runs"
+        indexes = (
+            (("organization", "repository", "workflow", "job", "received_at"), False),
+            (("organization", "repository", "workflow", "job", "run_id"), False),
+        )
+
+
+class ContainerStat(BaseModel):
+    """Statistics of one container (or process group) within one run."""
+
+    id = AutoField()
+    run = ForeignKeyField(Run, backref="containers", on_delete="CASCADE", index=True)
+    name = CharField(max_length=255)
+    cpu_cores_peak = FloatField(null=True)
+    cpu_cores_p99 = FloatField(null=True)
+    cpu_cores_p95 = FloatField(null=True)
+    cpu_cores_p75 = FloatField(null=True)
+    cpu_cores_p50 = FloatField(null=True)
+    cpu_cores_avg = FloatField(null=True)
+    memory_bytes_peak = BigIntegerField(null=True)
+    memory_bytes_p99 = BigIntegerField(null=True)
+    memory_bytes_p95 = BigIntegerField(null=True)
+    memory_bytes_p75 = BigIntegerField(null=True)
+    memory_bytes_p50 = BigIntegerField(null=True)
+    memory_bytes_avg = FloatField(null=True)
+    cpu_seconds = FloatField(null=True)
+    limit_cpu_cores = FloatField(null=True)
+    limit_memory_bytes = BigIntegerField(null=True)
+    cpu_throttled_seconds = FloatField(null=True)
+    oom_kills = IntegerField(null=True)
+
+    class Meta:
+        table_name = "run_containers"
+        indexes = ((("name", "run"), False),)
+
+
+class SchemaVersion(BaseModel):
+    """A single row: the schema version the database has been migrated to."""
+
+    version = IntegerField()
+
+    class Meta:
+        table_name = "schema_version"
+        primary_key = False
+
+
+MODELS: tuple[type[Model], ...] = (Run, ContainerStat)

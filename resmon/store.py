@@ -1,0 +1,221 @@
+"""The write side: store one validated push, exactly once.
+
+A push is one transaction (the run row and its container rows); the caller answers
+2xx only after :func:`store_push` returned, that is after the commit.
+
+Idempotency rests on two unique constraints, never on a read-then-write check
+(two servers behind a load balancer may receive the same retry at once):
+
+- ``idempotency_key`` (``Idempotency-Key`` header or the payload's
+  ``idempotency_key``): a repeat with the same canonical body is a duplicate, the
+  same key with another body is a conflict (HTTP 422);
+- ``run_key``, a hash of (scope, run_id, run_attempt, start_time): a key-less
+  retry of the same run is a duplicate.  Without a start time the body hash stands
+  in for it, so two different runs that only share a run id are both kept.
+
+On a unique violation the transaction is rolled back and the existing row looked
+up; that row exists, since the violated constraint is exactly what points to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from peewee import IntegrityError
+
+from resmon.models import ContainerStat, Run, database_proxy
+from resmon.schema import PushPayload, parse_time
+from resmon.stats import STAT_KEYS
+from resmon.tokens import canonical_repository
+
+log = logging.getLogger(__name__)
+
+MAX_IDEMPOTENCY_KEY = 255
+CREATED = "created"
+DUPLICATE = "duplicate"
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was used before with a different body."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"idempotency key already used for run {run_id} with a different body")
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    id: int
+    status: str  # CREATED or DUPLICATE
+
+    @property
+    def created(self) -> bool:
+        return self.status == CREATED
+
+
+@dataclass
+class Derived:
+    """Columns derived from one payload: what both a push and the v2 backfill store."""
+
+    repository: str
+    columns: dict[str, Any]
+    containers: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def run_key(self) -> str:
+        return self.columns["run_key"]
+
+
+def sha256_hex(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+def body_digest(payload: PushPayload) -> str:
+    """SHA-256 of the canonical payload: key order, whitespace and the repository's
+    spelling do not matter; the idempotency key itself is not part of it."""
+    canonical = {"execution": payload.execution, "run_summary": payload.run_summary}
+    return sha256_hex(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS))
+
+
+def _naive_utc(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_time(value).replace(tzinfo=None)
+    except ValueError:
+        return None
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    number = _num(value)
+    return None if number is None else int(round(number))
+
+
+def _stat(summary: dict[str, Any], name: str, key: str) -> Any:
+    stat = summary.get(name)
+    return stat.get(key) if isinstance(stat, dict) else None
+
+
+def derive(execution: dict[str, Any], run_summary: dict[str, Any], body_sha256: str) -> Derived:
+    """Indexed columns and container rows from a canonical execution and a run summary."""
+    org, repo = str(execution.get("organization", "")), str(execution.get("repository", ""))
+    repo = canonical_repository(org, repo)
+    workflow, job = str(execution.get("workflow", "")), str(execution.get("job", ""))
+    run_id = str(execution.get("run_id", ""))
+    run_attempt = str(execution.get("run_attempt") or "")
+    start = _naive_utc(run_summary.get("start_time"))
+    # Normalised, so "…Z" and "…+00:00" of the same instant are one run.
+    start_key = start.isoformat() if start else f"body:{body_sha256}"
+    run_key = sha256_hex(
+        "\0".join(("v1", org, repo, workflow, job, run_id, run_attempt, start_key))
+    )
+    columns: dict[str, Any] = {
+        "organization": org,
+        "workflow": workflow,
+        "job": job,
+        "run_id": run_id,
+        "run_attempt": run_attempt,
+        "body_sha256": body_sha256,
+        "run_key": run_key,
+        "start_time": start,
+        "end_time": _naive_utc(run_summary.get("end_time")),
+        "duration_seconds": _num(run_summary.get("duration_seconds")),
+        "sample_count": _int(run_summary.get("sample_count")),
+        "cpu_seconds": _num(run_summary.get("cpu_seconds")),
+        "cpu_percent_peak": _num(_stat(run_summary, "cpu_total_percent", "peak")),
+        "cpu_percent_p95": _num(_stat(run_summary, "cpu_total_percent", "p95")),
+        "mem_bytes_peak": _int(_stat(run_summary, "mem_used_bytes", "peak")),
+        "mem_bytes_p95": _int(_stat(run_summary, "mem_used_bytes", "p95")),
+    }
+    containers = []
+    for c in run_summary.get("containers") or ():
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+            continue
+        row: dict[str, Any] = {"name": c["name"][:255]}
+        for key in STAT_KEYS:
+            row[f"cpu_cores_{key}"] = _num(_stat(c, "cpu_cores", key))
+            memory = _stat(c, "memory_bytes", key)
+            row[f"memory_bytes_{key}"] = _num(memory) if key == "avg" else _int(memory)
+        row["cpu_seconds"] = _num(c.get("cpu_seconds"))
+        row["limit_cpu_cores"] = _num(c.get("limit_cpu_cores"))
+        row["limit_memory_bytes"] = _int(c.get("limit_memory_bytes"))
+        row["cpu_throttled_seconds"] = _num(c.get("cpu_throttled_seconds"))
+        row["oom_kills"] = _int(c.get("oom_kills"))
+        containers.append(row)
+    return Derived(repository=repo, columns=columns, containers=containers)
+
+
+def derive_legacy(
+    org: str, repo: str, workflow: str, job: str, run_id: str, payload_text: Any
+) -> Derived:
+    """:func:`derive` for a row of a version-1 database (scope columns + payload text)."""
+    try:
+        summary = orjson.loads(payload_text) if payload_text else {}
+    except orjson.JSONDecodeError:
+        summary = {}
+    if not isinstance(summary, dict):
+        summary = {}
+    execution = {
+        "organization": org or "",
+        "repository": canonical_repository(org or "", repo or ""),
+        "workflow": workflow or "",
+        "job": job or "",
+        "run_id": run_id or "",
+    }
+    canonical = {"execution": execution, "run_summary": summary}
+    digest = sha256_hex(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS))
+    return derive(execution, summary, digest)
+
+
+def store_push(
+    payload: PushPayload, idempotency_key: str | None = None, *, received_at: datetime | None = None
+) -> StoreResult:
+    """Store a validated push once; returns the run id and CREATED or DUPLICATE.
+
+    Raises :class:`IdempotencyConflict` when the key was used with another body.
+    """
+    digest = body_digest(payload)
+    derived = derive(payload.execution, payload.run_summary, digest)
+    now = received_at or datetime.now(UTC)
+    row = dict(derived.columns)
+    row.update(
+        repository=derived.repository,
+        idempotency_key=idempotency_key or None,
+        received_at=now.astimezone(UTC).replace(tzinfo=None),
+        payload=orjson.dumps(payload.run_summary).decode(),
+    )
+    db = database_proxy
+    try:
+        with db.atomic():
+            run_pk = Run.insert(**row).execute()
+            if derived.containers:
+                for container in derived.containers:
+                    container["run"] = run_pk
+                ContainerStat.insert_many(derived.containers).execute()
+        return StoreResult(id=int(run_pk), status=CREATED)
+    except IntegrityError:
+        pass  # rolled back by atomic(); find the row the constraint points to
+
+    if idempotency_key:
+        existing = Run.get_or_none(Run.idempotency_key == idempotency_key)
+        if existing is not None:
+            if existing.body_sha256 != digest:
+                raise IdempotencyConflict(existing.id)
+            return StoreResult(id=existing.id, status=DUPLICATE)
+    existing = Run.get_or_none(Run.run_key == derived.run_key)
+    if existing is None:
+        # Neither constraint explains the violation: a real error, not a duplicate.
+        raise RuntimeError("unique constraint violated but no matching run found")
+    return StoreResult(id=existing.id, status=DUPLICATE)
