@@ -123,6 +123,9 @@ class PushClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         result = PushResult(delivered=False, attempts=0)
+        if not url:
+            result.message = "no push endpoint (set --push-endpoint)"
+            return result
         while True:
             remaining = deadline - time.monotonic()
             if remaining < MIN_ATTEMPT_SECONDS:
@@ -244,6 +247,6 @@ def deliver(
         else:
             report.left.append((entry, result))
             log.error("push failed, payload kept in spool as %s: %s", entry.path, result.describe())
-            if result.status is None:
+            if result.status is None and result.attempts > 0:
                 unreachable = result
     return report

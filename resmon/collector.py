@@ -1,0 +1,553 @@
+"""``resmon collect``: the sampling loop, its exit path, and wrapper mode.
+
+Sidecar mode samples until SIGTERM or SIGINT; wrapper mode (``-- CMD ARGS``)
+starts CMD, measures its process tree as a container, and ends when CMD does.
+Either way the exit path is the same and is built for a CI cancellation, which
+leaves about 2.5 s between SIGTERM and SIGKILL:
+
+    last sample -> run summary -> --summary-file / Markdown -> print run_summary
+    -> spool the payload -> push (within --push-timeout) -> exit
+
+so the summary is on disk and in the log before the network is touched, and the
+payload is on disk before the first push attempt: a server that is down costs a
+later delivery, never the run.
+
+Signal handlers only record the signal.  The loop sleeps in ``select`` on a
+self-pipe that the interpreter writes to when a signal arrives
+(``signal.set_wakeup_fd``), so a signal ends the sleep at once rather than at
+the next tick.  (A ``threading.Event`` set from a handler can deadlock if the
+signal lands while the main thread holds the Event's lock; the pipe cannot.)
+SIGCHLD wakes the loop the same way when the wrapped command exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from resmon import __version__
+from resmon.schema import format_time, push_payload
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# After forwarding SIGTERM, how long the wrapped command gets before resmon finishes
+# without it: SIGKILL follows SIGTERM by 2.5 s on GitHub Actions, and the summary and
+# push need the rest.
+TERM_GRACE_SECONDS = 0.5
+# A final sample right after a periodic one would turn one clock tick into a big
+# percentage; waiting this long (at most) keeps the last interval meaningful.
+MIN_FINAL_GAP_SECONDS = 0.25
+
+
+@dataclass
+class CollectConfig:
+    """Everything ``resmon collect`` needs, already parsed and checked by the CLI."""
+
+    interval: float = 2.0
+    proc_path: str = "/proc"
+    cgroup_path: str = "/sys/fs/cgroup"
+    process_map: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
+    top_n: int = 5
+    log_format: str = "json"  # "json" | "text"
+    push_endpoint: str | None = None
+    push_token: str | None = None
+    push_timeout: float = 1.5
+    spool_dir: Path | None = None
+    summary_file: Path | None = None
+    markdown_file: Path | None = None
+    command: list[str] | None = None  # wrapper mode
+    command_name: str = "command"  # the wrapped command's container
+    record_command: bool = False
+    execution: dict[str, str] = field(default_factory=dict)
+
+
+# --- output records -----------------------------------------------------------
+
+
+def _now_rfc3339() -> str:
+    return format_time(datetime.now(UTC))
+
+
+def _text_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        return (
+            value
+            if value and not any(c in value for c in ' ="\n')
+            else orjson.dumps(value).decode()
+        )
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _flatten(prefix: str, value: Any, out: list[str]) -> None:
+    # slog's text handler style: nested objects become dotted keys, lists stay JSON.
+    if isinstance(value, Mapping) and value:
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out.append(f"{prefix}={_text_value(value)}")
+
+
+def format_record(record: Mapping[str, Any], log_format: str) -> bytes:
+    """One output line: a JSON object, or ``key=value`` pairs in slog's text style."""
+    if log_format == "json":
+        return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+    parts: list[str] = []
+    _flatten("", record, parts)
+    return (" ".join(parts) + "\n").encode()
+
+
+class RecordWriter:
+    """Writes records to a stream; a closed pipe stops the output, never the collection."""
+
+    def __init__(self, stream: IO[bytes], log_format: str) -> None:
+        self.stream = stream
+        self.log_format = log_format
+        self.broken = False
+
+    def write(self, msg: str, body: Mapping[str, Any], level: str = "INFO") -> None:
+        if self.broken:
+            return
+        record = {"time": _now_rfc3339(), "level": level, "msg": msg, **body}
+        try:
+            self.stream.write(format_record(record, self.log_format))
+            self.stream.flush()
+        except BrokenPipeError:
+            # e.g. `resmon collect | head`: keep collecting and pushing, stop printing.
+            self.broken = True
+            log.warning("output closed; records are no longer printed")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """Diagnostics as the same JSON shape as the records (time, level, msg)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        obj = {
+            "time": format_time(datetime.fromtimestamp(record.created, UTC)),
+            "level": record.levelname.replace("WARNING", "WARN"),
+            "msg": record.getMessage(),
+            "logger": record.name,
+        }
+        if record.exc_info:
+            obj["error"] = self.formatException(record.exc_info)
+        return orjson.dumps(obj).decode()
+
+
+def configure_logging(level: str, log_format: str, stream: IO[str] | None = None) -> None:
+    """Diagnostics to stderr; only the CLI calls this."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "time=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)r"
+            )
+        )
+    root = logging.getLogger("resmon")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+# --- signals --------------------------------------------------------------------
+
+
+class Wakeup:
+    """Signal flags plus a self-pipe the interpreter writes to on every signal."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.child_exited = False
+        self._r, self._w = os.pipe()
+        for fd in (self._r, self._w):
+            os.set_blocking(fd, False)
+        self._old_handlers: dict[int, Any] = {}
+        self._old_wakeup_fd: int | None = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        # Only record it: the loop does the work, outside the handler.
+        if signum == signal.SIGCHLD:
+            self.child_exited = True
+        else:
+            self.received.append(signum)
+
+    def install(self, child: bool = False) -> None:
+        self._old_wakeup_fd = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+        for sig in (*STOP_SIGNALS, *((signal.SIGCHLD,) if child else ())):
+            self._old_handlers[sig] = signal.signal(sig, self._handler)
+
+    def restore(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+        if self._old_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._old_wakeup_fd)
+            self._old_wakeup_fd = None
+        for fd in (self._r, self._w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds; any signal ends the sleep early."""
+        if timeout > 0 and not self.received and not self.child_exited:
+            with contextlib.suppress(InterruptedError):
+                select.select([self._r], [], [], timeout)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._r, 512):
+                pass
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self.received)
+
+
+@contextlib.contextmanager
+def installed(wakeup: Wakeup, child: bool = False) -> Iterator[Wakeup]:
+    wakeup.install(child=child)
+    try:
+        yield wakeup
+    finally:
+        wakeup.restore()
+
+
+# --- the run --------------------------------------------------------------------
+
+
+def _exit_code_from_status(status: int) -> int:
+    """The shell convention: the exit status, or 128+N when signal N killed it."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+class Collector:
+    """One ``resmon collect`` run; :meth:`run` returns the process exit code."""
+
+    def __init__(
+        self,
+        config: CollectConfig,
+        out: IO[bytes],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from resmon.accumulator import RunAccumulator
+        from resmon.sampler import Sampler, SamplerConfig
+
+        self.config = config
+        self.writer = RecordWriter(out, config.log_format)
+        self.clock = clock
+        self.wakeup = Wakeup()
+        self._sampler_cls = Sampler
+        self._sampler_config_cls = SamplerConfig
+        self.accumulator = RunAccumulator(top_n=config.top_n)
+        self.sampler: Any = None
+        self.sources: dict[str, dict[str, str]] = {}
+        self.child: subprocess.Popen[bytes] | None = None
+        self.child_exit_code: int | None = None
+        self.child_rusage_cpu: float | None = None
+        self.exit_started: float | None = None
+        self._background: threading.Thread | None = None
+        self._last_sample_at: float | None = None
+
+    # -- sampling --
+
+    def _make_sampler(self, command_pid: int | None) -> Any:
+        cfg = self.config
+        return self._sampler_cls(
+            self._sampler_config_cls(
+                proc_path=cfg.proc_path,
+                cgroup_path=cfg.cgroup_path,
+                process_map=dict(cfg.process_map),
+                limits=dict(cfg.limits),
+                top_n=cfg.top_n,
+                exclude_pids=frozenset({os.getpid()}),
+                command_pid=command_pid,
+                command_name=cfg.command_name,
+            )
+        )
+
+    def _take_sample(self) -> Any:
+        sample = self.sampler.sample()
+        self._last_sample_at = self.clock()
+        self.accumulator.add(sample)
+        for name, c in sample.containers.items():
+            self.sources[name] = {"cpu": c.source_cpu, "memory": c.source_memory}
+        self.writer.write("metrics_collected", sample.record())
+        return sample
+
+    def _final_sample(self) -> None:
+        if self._last_sample_at is not None:
+            gap = self.clock() - self._last_sample_at
+            wait = min(self.config.interval, MIN_FINAL_GAP_SECONDS) - gap
+            if wait > 0:
+                time.sleep(wait)
+        self._take_sample()
+
+    # -- delivery of what earlier runs left --
+
+    def _deliver_earlier(self) -> None:
+        cfg = self.config
+        if not cfg.push_endpoint or cfg.spool_dir is None:
+            return
+        from resmon.spool import Spool
+
+        spool = Spool(cfg.spool_dir)
+        if not spool.pending():
+            return
+
+        def work() -> None:
+            from resmon.push import PushClient, deliver
+
+            try:
+                client = PushClient(cfg.push_endpoint or "", cfg.push_token)
+                report = deliver(spool, client, time.monotonic() + cfg.push_timeout)
+                if report.delivered:
+                    log.info("delivered %d payload(s) left by earlier runs", len(report.delivered))
+            except Exception:  # a background nicety must never kill the run
+                log.exception("delivering earlier spooled payloads failed")
+
+        # In a thread: a slow or dead server must not delay the first sample or the command.
+        self._background = threading.Thread(target=work, name="resmon-spool", daemon=True)
+        self._background.start()
+
+    # -- the loop --
+
+    def run(self) -> int:
+        with installed(self.wakeup, child=self.config.command is not None):
+            self._deliver_earlier()
+            if self.config.command is not None:
+                return self._run_wrapper()
+            return self._run_sidecar()
+
+    def _advance(self, next_at: float) -> float:
+        next_at += self.config.interval
+        # A sample that took longer than the interval skips ticks rather than bunching them.
+        return max(next_at, self.clock())
+
+    def _run_sidecar(self) -> int:
+        self.sampler = self._make_sampler(None)
+        next_at = self.clock() + self.config.interval
+        self._take_sample()
+        while True:
+            self.wakeup.wait(next_at - self.clock())
+            if self.wakeup.stop_requested:
+                self.exit_started = self.clock()
+                log.info("received %s: finishing", signal.Signals(self.wakeup.received[0]).name)
+                self._final_sample()
+                break
+            if self.clock() >= next_at:
+                self._take_sample()
+                next_at = self._advance(next_at)
+        self._finish()
+        return 0
+
+    def _start_command(self) -> subprocess.Popen[bytes] | int:
+        argv = self.config.command or []
+        try:
+            return subprocess.Popen(argv)
+        except FileNotFoundError:
+            log.error("cannot run %r: command not found", argv[0])
+            return 127
+        except PermissionError:
+            log.error("cannot run %r: permission denied", argv[0])
+            return 126
+        except OSError as exc:
+            log.error("cannot run %r: %s", argv[0], exc)
+            return 126
+
+    def _child_exited(self) -> bool:
+        """True once the command has exited; it stays a zombie (WNOWAIT) for the last sample."""
+        assert self.child is not None
+        try:
+            info = os.waitid(os.P_PID, self.child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None
+
+    def _reap_child(self) -> None:
+        assert self.child is not None
+        try:
+            _, status, rusage = os.wait4(self.child.pid, 0)
+        except ChildProcessError:
+            return
+        self.child_exit_code = _exit_code_from_status(status)
+        # The kernel's own total for the command and every descendant it reaped: exact.
+        self.child_rusage_cpu = rusage.ru_utime + rusage.ru_stime
+        self.child.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
+
+    def _run_wrapper(self) -> int:
+        started = self._start_command()
+        if isinstance(started, int):
+            return started
+        self.child = started
+        self.sampler = self._make_sampler(started.pid)
+        forwarded = 0
+        term_deadline: float | None = None
+        next_at = self.clock() + self.config.interval
+        self._take_sample()
+        while True:
+            if self._child_exited():
+                self.exit_started = self.clock()
+                # The zombie's /proc/PID/stat still holds its times and its reaped children's.
+                self._final_sample()
+                self._reap_child()
+                if self.child_rusage_cpu is not None:
+                    self.sampler.final_command_sample(self.child_rusage_cpu)
+                break
+            # Forward each new SIGINT/SIGTERM to the command; it decides how to end.
+            for signum in self.wakeup.received[forwarded:]:
+                log.info(
+                    "forwarding %s to the command (pid %d)",
+                    signal.Signals(signum).name,
+                    self.child.pid,
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.child.pid, signum)
+                if signum == signal.SIGTERM and term_deadline is None:
+                    term_deadline = self.clock() + TERM_GRACE_SECONDS
+                forwarded += 1
+            if term_deadline is not None and self.clock() >= term_deadline:
+                # SIGKILL is coming for us too: report what we have rather than nothing.
+                log.warning("the command did not exit after SIGTERM; finishing without it")
+                self.exit_started = self.clock()
+                self._final_sample()
+                self.child_exit_code = 128 + signal.SIGTERM
+                break
+            if self.clock() >= next_at:
+                self._take_sample()
+                next_at = self._advance(next_at)
+                continue  # check for exit and signals again before sleeping
+            self.wakeup.child_exited = False
+            wake_at = next_at if term_deadline is None else min(next_at, term_deadline)
+            self.wakeup.wait(wake_at - self.clock())
+        self._finish()
+        return self.child_exit_code if self.child_exit_code is not None else 0
+
+    # -- the exit path --
+
+    def build_summary(self) -> dict[str, Any] | None:
+        summary = self.accumulator.run_summary()
+        if summary is None:
+            return None
+        summary["collector"] = {
+            "version": __version__,
+            "interval_seconds": self.config.interval,
+            "sources": {
+                "system": {"cpu": "procfs", "memory": "procfs"},
+                "containers": dict(sorted(self.sources.items())),
+            },
+        }
+        if self.config.command is not None:
+            argv = self.config.command
+            command: dict[str, Any] = {"name": os.path.basename(argv[0]) if argv else ""}
+            if self.config.record_command:
+                command["argv"] = list(argv)
+            if self.child_exit_code is not None:
+                command["exit_code"] = self.child_exit_code
+            summary["command"] = command
+        return summary
+
+    def _finish(self) -> None:
+        cfg = self.config
+        summary = self.build_summary()
+        if summary is None:
+            log.warning("no samples were taken: no run summary")
+            return
+        if cfg.summary_file is not None:
+            try:
+                from resmon.report import write_summary_file
+
+                write_summary_file(cfg.summary_file, summary)
+            except OSError as exc:
+                log.error("cannot write --summary-file %s: %s", cfg.summary_file, exc)
+        if cfg.markdown_file is not None:
+            try:
+                from resmon.report import append_markdown, render_markdown
+
+                append_markdown(cfg.markdown_file, render_markdown(summary, cfg.execution))
+            except OSError as exc:
+                log.error("cannot write the Markdown summary to %s: %s", cfg.markdown_file, exc)
+        self.writer.write("run_summary", summary)
+        if cfg.push_endpoint:
+            self._spool_and_push(summary)
+        if self.exit_started is not None:
+            log.debug("exit path took %.3f s", self.clock() - self.exit_started)
+
+    def _spool_and_push(self, summary: dict[str, Any]) -> None:
+        from resmon.push import PushClient, deliver
+        from resmon.spool import Spool, SpoolError
+
+        cfg = self.config
+        deadline = time.monotonic() + cfg.push_timeout
+        payload = push_payload(cfg.execution, summary)
+        spool = Spool(cfg.spool_dir) if cfg.spool_dir is not None else None
+        entry = None
+        if spool is not None:
+            try:
+                entry = spool.add(
+                    payload,
+                    meta={"endpoint": cfg.push_endpoint or "", "token": cfg.push_token or ""},
+                )
+            except SpoolError as exc:
+                log.error("%s; pushing without a spool copy", exc)
+        client = PushClient(cfg.push_endpoint or "", cfg.push_token)
+        try:
+            if entry is not None and spool is not None:
+                # This run first, then whatever earlier runs left, within the same budget.
+                others = [e for e in spool.pending() if e.path != entry.path]
+                report = deliver(spool, client, deadline, entries=[entry, *others])
+                result = report.results.get(entry.name)
+                if result is not None and result.delivered:
+                    log.info("run summary pushed to %s: %s", cfg.push_endpoint, result.response)
+                elif any(e.path == entry.path for e, _ in report.left):
+                    log.error(
+                        "run summary not delivered yet; it is spooled in %s and the next "
+                        "`resmon collect` (or `resmon collect --flush-spool`) will deliver it",
+                        spool.directory,
+                    )
+            else:
+                import uuid
+
+                body = orjson.dumps({**payload, "idempotency_key": str(uuid.uuid4())})
+                result = client.send(body, orjson.loads(body)["idempotency_key"], deadline)
+                if not result.delivered:
+                    log.error("push to %s failed: %s", cfg.push_endpoint, result.describe())
+        finally:
+            client.close()
+
+
+def flush_spool(
+    spool_dir: Path, endpoint: str, token: str | None, budget: float
+) -> tuple[int, int, int]:
+    """Deliver everything spooled; returns (delivered, refused, left)."""
+    from resmon.push import PushClient, deliver
+    from resmon.spool import Spool
+
+    spool = Spool(spool_dir)
+    client = PushClient(endpoint, token)
+    try:
+        report = deliver(spool, client, time.monotonic() + budget)
+    finally:
+        client.close()
+    return len(report.delivered), len(report.failed), len(report.left)
