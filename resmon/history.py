@@ -1,0 +1,526 @@
+"""The read side: the questions people ask of stored runs, answered from indexed columns.
+
+Used by the server's read API (:mod:`resmon.server.read_api`) and by
+``resmon query --db`` alike, so both give the same answer with the same field
+names.  Every function returns a plain, JSON-ready dict (times as RFC 3339 UTC).
+
+Lists and aggregates read only the summary columns of ``runs`` and
+``run_containers`` (scope, times, p95/peak), which the indexes
+``(organization, repository, workflow, job, received_at)``, ``(received_at)`` and
+``(name, run)`` serve; only :func:`get_run` parses a stored run summary, the one
+it returns.  Works on SQLite and PostgreSQL; the one place they differ, the
+calendar day of a time, is :func:`_day`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+from peewee import JOIN, PostgresqlDatabase, fn
+
+from resmon.models import ContainerStat, Run, database_proxy
+from resmon.schema import format_time, parse_time
+from resmon.tokens import canonical_repository
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RUNS_LIMIT = 20
+MAX_RUNS_LIMIT = 1000
+DEFAULT_TREND_POINTS = 30
+MAX_TREND_POINTS = 1000
+DEFAULT_TOP_LIMIT = 10
+MAX_TOP_LIMIT = 100
+DEFAULT_TOP_PERIOD = "7d"
+TREND_BY = ("run", "day")
+TOP_METRICS = ("cpu", "memory", "duration")
+SUGGESTIONS = 5
+
+RUN_COLUMNS = (
+    Run.id,
+    Run.organization,
+    Run.repository,
+    Run.workflow,
+    Run.job,
+    Run.run_id,
+    Run.run_attempt,
+    Run.received_at,
+    Run.start_time,
+    Run.end_time,
+    Run.duration_seconds,
+    Run.sample_count,
+    Run.cpu_seconds,
+    Run.cpu_percent_p95,
+    Run.cpu_percent_peak,
+    Run.mem_bytes_p95,
+    Run.mem_bytes_peak,
+)
+CONTAINER_COLUMNS = tuple(
+    getattr(ContainerStat, name)
+    for name in (
+        "name",
+        "cpu_cores_p50",
+        "cpu_cores_p75",
+        "cpu_cores_p95",
+        "cpu_cores_p99",
+        "cpu_cores_peak",
+        "cpu_cores_avg",
+        "memory_bytes_p50",
+        "memory_bytes_p75",
+        "memory_bytes_p95",
+        "memory_bytes_p99",
+        "memory_bytes_peak",
+        "memory_bytes_avg",
+        "cpu_seconds",
+        "limit_cpu_cores",
+        "limit_memory_bytes",
+        "cpu_throttled_seconds",
+        "oom_kills",
+    )
+)
+
+
+class HistoryError(ValueError):
+    """A question that cannot be answered as asked; the message says what to change."""
+
+
+class NotFound(LookupError):
+    """Nothing stored under what was asked for; ``suggestions`` are the closest names."""
+
+    def __init__(self, message: str, suggestions: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.suggestions = suggestions or []
+
+
+# --- parameters ----------------------------------------------------------------
+
+_PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_period(text: str) -> timedelta:
+    """A length of time as people write it: ``30m``, ``12h``, ``7d``, ``2w``."""
+    m = _PERIOD.match(text or "")
+    if not m:
+        raise HistoryError(f"invalid period {text!r}: use e.g. 30m, 12h, 7d or 2w")
+    return timedelta(seconds=float(m.group(1)) * _PERIOD_SECONDS[m.group(2)])
+
+
+def parse_when(text: str | None, now: datetime | None = None) -> datetime | None:
+    """A point in time: a period back from now (``7d``) or an RFC 3339 time / date
+    (``2026-11-01``, ``2026-11-01T12:00:00Z``); naive UTC, as stored."""
+    if text is None or not str(text).strip():
+        return None
+    text = str(text).strip()
+    now = now or datetime.now(UTC)
+    if _PERIOD.match(text):
+        return (now - parse_period(text)).astimezone(UTC).replace(tzinfo=None)
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return datetime.fromisoformat(text)
+        return parse_time(text).replace(tzinfo=None)
+    except ValueError:
+        raise HistoryError(
+            f"invalid time {text!r}: use a period back from now (7d, 12h) "
+            "or a date/time (2026-11-01, 2026-11-01T12:00:00Z)"
+        ) from None
+
+
+def _bounded(value: int | None, default: int, maximum: int, what: str) -> int:
+    if value is None:
+        return default
+    if value < 1:
+        raise HistoryError(f"{what} must be at least 1")
+    return min(value, maximum)
+
+
+def _time(value: Any) -> str | None:
+    """A stored naive-UTC time (a datetime, or text from a raw SQLite aggregate) as RFC 3339."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return format_time(value)
+
+
+def _run_row(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("received_at", "start_time", "end_time"):
+        if key in row:
+            row[key] = _time(row[key])
+    return row
+
+
+def _is_postgres() -> bool:
+    return isinstance(database_proxy.obj, PostgresqlDatabase)
+
+
+def _day(column: Any) -> Any:
+    """The UTC calendar day of a stored time, as ``YYYY-MM-DD`` text.  SQLite keeps times
+    as ISO text, so ``date()`` reads them; PostgreSQL has a real timestamp type."""
+    if _is_postgres():
+        return fn.to_char(column, "YYYY-MM-DD")
+    return fn.date(column)
+
+
+def _scope_where(organization: str, repository: str, workflow: str, job: str) -> Any:
+    repository = canonical_repository(organization, repository)
+    return (
+        (Run.organization == organization)
+        & (Run.repository == repository)
+        & (Run.workflow == workflow)
+        & (Run.job == job)
+    )
+
+
+def _scope(organization: str, repository: str, workflow: str, job: str) -> dict[str, str]:
+    return {
+        "organization": organization,
+        "repository": canonical_repository(organization, repository),
+        "workflow": workflow,
+        "job": job,
+    }
+
+
+def job_name(organization: str, repository: str, workflow: str, job: str) -> str:
+    """How a job is named to people: ``org/repo workflow job`` (the arguments to give)."""
+    return f"{canonical_repository(organization, repository)} {workflow} {job}"
+
+
+def _job_exists(organization: str, repository: str, workflow: str, job: str) -> bool:
+    where = _scope_where(organization, repository, workflow, job)
+    return Run.select(Run.id).where(where).limit(1).exists()
+
+
+def _not_found(organization: str, repository: str, workflow: str, job: str) -> NotFound:
+    wanted = job_name(organization, repository, workflow, job)
+    names = [
+        job_name(*row)
+        for row in Run.select(Run.organization, Run.repository, Run.workflow, Run.job)
+        .distinct()
+        .tuples()
+    ]
+    close = difflib.get_close_matches(wanted, names, n=SUGGESTIONS, cutoff=0.4)
+    return NotFound(f"no runs stored for job {wanted}", close)
+
+
+# --- the questions ---------------------------------------------------------------
+
+
+def list_jobs(organization: str | None = None, repository: str | None = None) -> dict[str, Any]:
+    """Every job with its run count and its last run's figures.
+
+    ``repository`` may be ``org/repo`` or, alone or with ``organization``, the bare name.
+    """
+    latest = Run.select(
+        Run.organization,
+        Run.repository,
+        Run.workflow,
+        Run.job,
+        fn.COUNT(Run.id).alias("run_count"),
+        # Ids grow with arrival, so the largest id is the last run received; the
+        # (scope, received_at) index covers this group-by without touching payloads.
+        fn.MAX(Run.id).alias("last_id"),
+    )
+    if organization:
+        latest = latest.where(Run.organization == organization)
+    if repository and "/" in repository:
+        latest = latest.where(Run.repository == repository)
+    elif repository and organization:
+        latest = latest.where(Run.repository == canonical_repository(organization, repository))
+    groups = list(latest.group_by(Run.organization, Run.repository, Run.workflow, Run.job).dicts())
+    if repository and "/" not in repository and not organization:
+        groups = [g for g in groups if g["repository"].rsplit("/", 1)[-1] == repository]
+
+    last: dict[int, dict[str, Any]] = {}
+    ids = [g["last_id"] for g in groups]
+    for chunk_start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+        chunk = ids[chunk_start : chunk_start + 500]
+        for row in Run.select(*RUN_COLUMNS).where(Run.id.in_(chunk)).dicts():
+            last[row["id"]] = row
+
+    jobs = []
+    for g in groups:
+        row = last.get(g["last_id"], {})
+        entry = {k: g[k] for k in ("organization", "repository", "workflow", "job", "run_count")}
+        entry["last_id"] = g["last_id"]
+        entry["last_run_id"] = row.get("run_id")
+        entry["last_received_at"] = _time(row.get("received_at"))
+        for key in (
+            "duration_seconds",
+            "cpu_seconds",
+            "cpu_percent_p95",
+            "cpu_percent_peak",
+            "mem_bytes_p95",
+            "mem_bytes_peak",
+        ):
+            entry[f"last_{key}"] = row.get(key)
+        jobs.append(entry)
+    jobs.sort(key=lambda j: (j["repository"], j["workflow"], j["job"], j["organization"]))
+    return {"jobs": jobs}
+
+
+def job_runs(
+    organization: str,
+    repository: str,
+    workflow: str,
+    job: str,
+    *,
+    limit: int | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The runs of one job, newest first, at most ``limit``; ``truncated`` says whether
+    more runs match.  Raises :class:`NotFound` (with close job names) for an unknown job."""
+    limit = _bounded(limit, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, "limit")
+    start, end = parse_when(since, now), parse_when(until, now)
+    query = Run.select(*RUN_COLUMNS).where(_scope_where(organization, repository, workflow, job))
+    if start is not None:
+        query = query.where(Run.received_at >= start)
+    if end is not None:
+        query = query.where(Run.received_at < end)
+    rows = list(query.order_by(Run.received_at.desc(), Run.id.desc()).limit(limit + 1).dicts())
+    if not rows and not _job_exists(organization, repository, workflow, job):
+        raise _not_found(organization, repository, workflow, job)
+    return {
+        **_scope(organization, repository, workflow, job),
+        "since": _time(start),
+        "until": _time(end),
+        "limit": limit,
+        "truncated": len(rows) > limit,
+        "runs": [_run_row(r) for r in rows[:limit]],
+    }
+
+
+def get_run(run_pk: int) -> dict[str, Any]:
+    """One stored run: its columns, its containers, and the run summary as received."""
+    row = Run.select(*RUN_COLUMNS, Run.payload).where(Run.id == run_pk).dicts().first()
+    if row is None:
+        raise NotFound(f"no run with id {run_pk}")
+    try:
+        payload = orjson.loads(row.pop("payload"))
+    except orjson.JSONDecodeError:
+        log.warning("run %s has an unreadable stored payload", run_pk)
+        payload = {}
+    containers = list(
+        ContainerStat.select(*CONTAINER_COLUMNS)
+        .where(ContainerStat.run == run_pk)
+        .order_by(ContainerStat.name)
+        .dicts()
+    )
+    return {**_run_row(row), "containers": containers, "payload": payload}
+
+
+def trend(
+    organization: str,
+    repository: str,
+    workflow: str,
+    job: str,
+    *,
+    container: str | None = None,
+    by: str = "run",
+    limit: int | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """p95 and peak of CPU and memory per run (or per UTC day) of one job, oldest first:
+    the last ``limit`` points.  Without ``container`` the figures are the runs' system
+    CPU percent and memory used; with it, that container's cores and bytes (and limits).
+
+    Per day, p95 and peak are the highest among that day's runs (what to size for),
+    ``duration_seconds`` is the mean and ``runs`` the count.
+    """
+    if by not in TREND_BY:
+        raise HistoryError(f"invalid grouping {by!r}: use one of {', '.join(TREND_BY)}")
+    limit = _bounded(limit, DEFAULT_TREND_POINTS, MAX_TREND_POINTS, "limit")
+    start, end = parse_when(since, now), parse_when(until, now)
+    where = _scope_where(organization, repository, workflow, job)
+    if start is not None:
+        where &= Run.received_at >= start
+    if end is not None:
+        where &= Run.received_at < end
+
+    if container:
+        c = ContainerStat
+        metrics = {
+            "cpu_cores_p95": c.cpu_cores_p95,
+            "cpu_cores_peak": c.cpu_cores_peak,
+            "memory_bytes_p95": c.memory_bytes_p95,
+            "memory_bytes_peak": c.memory_bytes_peak,
+            "limit_cpu_cores": c.limit_cpu_cores,
+            "limit_memory_bytes": c.limit_memory_bytes,
+        }
+    else:
+        metrics = {
+            "cpu_percent_p95": Run.cpu_percent_p95,
+            "cpu_percent_peak": Run.cpu_percent_peak,
+            "mem_bytes_p95": Run.mem_bytes_p95,
+            "mem_bytes_peak": Run.mem_bytes_peak,
+        }
+
+    if by == "run":
+        query = Run.select(
+            Run.id,
+            Run.run_id,
+            Run.received_at,
+            Run.duration_seconds,
+            *(col.alias(name) for name, col in metrics.items()),
+        )
+    else:
+        day = _day(Run.received_at)
+        query = Run.select(
+            day.alias("day"),
+            fn.COUNT(Run.id).alias("runs"),
+            fn.AVG(Run.duration_seconds).alias("duration_seconds"),
+            *(fn.MAX(col).alias(name) for name, col in metrics.items()),
+        )
+    if container:
+        query = query.join(ContainerStat, on=(ContainerStat.run == Run.id)).where(
+            ContainerStat.name == container
+        )
+    query = query.where(where)
+    if by == "run":
+        query = query.order_by(Run.received_at.desc(), Run.id.desc())
+    else:
+        query = query.group_by(day).order_by(day.desc())
+    points = list(query.limit(limit).dicts())
+    points.reverse()
+
+    if not points:
+        if not _job_exists(organization, repository, workflow, job):
+            raise _not_found(organization, repository, workflow, job)
+        if container and not _container_exists(organization, repository, workflow, job, container):
+            names = _container_names(organization, repository, workflow, job)
+            close = difflib.get_close_matches(container, names, n=SUGGESTIONS, cutoff=0.3)
+            raise NotFound(
+                f"no container {container!r} in any run of {job_name(organization, repository, workflow, job)}",
+                close or names[:SUGGESTIONS],
+            )
+    for p in points:
+        if "received_at" in p:
+            p["received_at"] = _time(p["received_at"])
+        if "day" in p and isinstance(p["day"], (date, datetime)):
+            p["day"] = p["day"].strftime("%Y-%m-%d")
+        if "duration_seconds" in p and p["duration_seconds"] is not None:
+            p["duration_seconds"] = float(p["duration_seconds"])
+    return {
+        **_scope(organization, repository, workflow, job),
+        "container": container or None,
+        "by": by,
+        "since": _time(start),
+        "until": _time(end),
+        "points": points,
+    }
+
+
+def _container_names(organization: str, repository: str, workflow: str, job: str) -> list[str]:
+    query = (
+        ContainerStat.select(ContainerStat.name)
+        .join(Run, on=(ContainerStat.run == Run.id))
+        .where(_scope_where(organization, repository, workflow, job))
+        .distinct()
+        .order_by(ContainerStat.name)
+    )
+    return [row[0] for row in query.tuples()]
+
+
+def _container_exists(
+    organization: str, repository: str, workflow: str, job: str, container: str
+) -> bool:
+    query = (
+        ContainerStat.select(ContainerStat.id)
+        .join(Run, JOIN.INNER, on=(ContainerStat.run == Run.id))
+        .where(
+            _scope_where(organization, repository, workflow, job)
+            & (ContainerStat.name == container)
+        )
+    )
+    return query.limit(1).exists()
+
+
+def top(
+    metric: str = "cpu",
+    *,
+    period: str | None = None,
+    until: str | None = None,
+    limit: int | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Jobs ranked by what they cost over a period (default the last 7 days):
+
+    - ``cpu``: total CPU time of their runs (then mean system CPU p95, for peers that
+      send no CPU time);
+    - ``memory``: the highest memory peak of any run;
+    - ``duration``: total run time.
+
+    Every row carries all figures and the run count, whatever the ranking.
+    """
+    if metric not in TOP_METRICS:
+        raise HistoryError(f"invalid metric {metric!r}: use one of {', '.join(TOP_METRICS)}")
+    limit = _bounded(limit, DEFAULT_TOP_LIMIT, MAX_TOP_LIMIT, "limit")
+    now = now or datetime.now(UTC)
+    end = parse_when(until, now) if until else None
+    reference = end.replace(tzinfo=UTC) if end else now
+    start = (reference - parse_period(period or DEFAULT_TOP_PERIOD)).replace(tzinfo=None)
+
+    cpu_total = fn.SUM(Run.cpu_seconds)
+    cpu_p95 = fn.AVG(Run.cpu_percent_p95)
+    mem_peak = fn.MAX(Run.mem_bytes_peak)
+    duration_total = fn.SUM(Run.duration_seconds)
+    # COALESCE: NULLs sort first in PostgreSQL's DESC and last in SQLite's; ranking
+    # must not depend on the database.
+    order = {
+        "cpu": (fn.COALESCE(cpu_total, -1).desc(), fn.COALESCE(cpu_p95, -1).desc()),
+        "memory": (fn.COALESCE(mem_peak, -1).desc(),),
+        "duration": (fn.COALESCE(duration_total, -1).desc(),),
+    }[metric]
+    query = Run.select(
+        Run.organization,
+        Run.repository,
+        Run.workflow,
+        Run.job,
+        fn.COUNT(Run.id).alias("runs"),
+        cpu_total.alias("cpu_seconds_total"),
+        cpu_p95.alias("cpu_percent_p95_avg"),
+        mem_peak.alias("mem_bytes_peak_max"),
+        fn.AVG(Run.mem_bytes_p95).alias("mem_bytes_p95_avg"),
+        duration_total.alias("duration_seconds_total"),
+        fn.AVG(Run.duration_seconds).alias("duration_seconds_avg"),
+    ).where(Run.received_at >= start)
+    if end is not None:
+        query = query.where(Run.received_at < end)
+    query = (
+        query.group_by(Run.organization, Run.repository, Run.workflow, Run.job)
+        .order_by(*order, Run.repository, Run.workflow, Run.job)
+        .limit(limit)
+    )
+    rows = []
+    for row in query.dicts():
+        # PostgreSQL answers SUM/AVG with Decimal for integer columns; JSON wants numbers.
+        for key, value in row.items():
+            if (
+                key not in ("organization", "repository", "workflow", "job", "runs")
+                and value is not None
+            ):
+                row[key] = float(value)
+        if row["mem_bytes_peak_max"] is not None:
+            row["mem_bytes_peak_max"] = int(row["mem_bytes_peak_max"])
+        rows.append(row)
+    return {
+        "metric": metric,
+        "since": _time(start),
+        "until": _time(end),
+        "limit": limit,
+        "jobs": rows,
+    }
