@@ -240,19 +240,19 @@ def collect(
       # deliver what earlier runs could not
       resmon collect --flush-spool --push-endpoint=http://resmon:8080/api/v1/metrics
     """
-    from resmon.collector import CollectConfig, Collector, configure_logging, flush_spool
+    from resmon.collector import CollectConfig, Collector, configure_logging, deliver_spool
     from resmon.containers import parse_limits, parse_process_map
     from resmon.execution import execution_from_env, missing_required
     from resmon.spool import default_spool_dir
 
     level = "WARNING" if log_level.lower() in ("warn", "warning") else log_level.upper()
-    configure_logging(level, log_format.lower())
+    ctx.call_on_close(configure_logging(level, log_format.lower()))
     spool_dir = spool_dir or default_spool_dir()
 
     if flush_spool:
         if command:
             raise click.UsageError("--flush-spool takes no command")
-        delivered, refused, left = flush_spool(
+        delivered, refused, left = deliver_spool(
             spool_dir, push_endpoint or "", push_token, push_timeout
         )
         click.echo(

@@ -154,8 +154,10 @@ class JsonLogFormatter(logging.Formatter):
         return orjson.dumps(obj).decode()
 
 
-def configure_logging(level: str, log_format: str, stream: IO[str] | None = None) -> None:
-    """Diagnostics to stderr; only the CLI calls this."""
+def configure_logging(
+    level: str, log_format: str, stream: IO[str] | None = None
+) -> Callable[[], None]:
+    """Diagnostics to stderr; only the CLI calls this.  Returns a function that undoes it."""
     handler = logging.StreamHandler(stream or sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonLogFormatter())
@@ -166,9 +168,13 @@ def configure_logging(level: str, log_format: str, stream: IO[str] | None = None
             )
         )
     root = logging.getLogger("resmon")
-    root.handlers[:] = [handler]
+    root.addHandler(handler)
     root.setLevel(level.upper())
-    root.propagate = False
+
+    def undo() -> None:
+        root.removeHandler(handler)
+
+    return undo
 
 
 # --- signals --------------------------------------------------------------------
@@ -537,7 +543,7 @@ class Collector:
             client.close()
 
 
-def flush_spool(
+def deliver_spool(
     spool_dir: Path, endpoint: str, token: str | None, budget: float
 ) -> tuple[int, int, int]:
     """Deliver everything spooled; returns (delivered, refused, left)."""

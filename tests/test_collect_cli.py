@@ -1,0 +1,137 @@
+"""`resmon collect` option handling and --flush-spool, through the real click command."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from collect_receiver import Receiver, closed_port_url
+
+from resmon.cli import cli
+from resmon.spool import Spool
+
+
+def payload(run_id: str) -> dict:
+    return {
+        "execution": {
+            "organization": "o",
+            "repository": "o/r",
+            "workflow": "w",
+            "job": "j",
+            "run_id": run_id,
+        },
+        "run_summary": {"sample_count": 1},
+    }
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.mark.parametrize("value", ["2x", "", "-1s", "0", "1m30"])
+def test_bad_interval_is_a_click_error(runner, value):
+    result = runner.invoke(cli, ["collect", f"--interval={value}"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--interval'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_push_timeout_is_a_click_error(runner):
+    result = runner.invoke(cli, ["collect", "--push-timeout", "soon"])
+    assert result.exit_code == 2 and "--push-timeout" in result.output
+
+
+def test_malformed_cgroup_limits_env_names_the_variable_and_value(runner, monkeypatch):
+    monkeypatch.setenv("CGROUP_LIMITS", '{"runner": {"cpu": "two"}}')
+    result = runner.invoke(cli, ["collect"])
+    assert result.exit_code == 1, result.output
+    assert "CGROUP_LIMITS" in result.output and "two" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_malformed_process_map_json(runner, monkeypatch):
+    monkeypatch.setenv("CGROUP_PROCESS_MAP", "{node: runner}")
+    result = runner.invoke(cli, ["collect"])
+    assert result.exit_code == 1
+    assert "CGROUP_PROCESS_MAP" in result.output and "{node: runner}" in result.output
+
+
+def test_the_flag_spelling_is_named_when_the_flag_was_used(runner):
+    result = runner.invoke(cli, ["collect", "--limits", "[1]"])
+    assert result.exit_code == 1 and "--limits" in result.output
+
+
+def test_help_explains_options_env_and_examples(runner):
+    result = runner.invoke(cli, ["collect", "--help"])
+    assert result.exit_code == 0
+    for text in (
+        "--interval",
+        "--push-endpoint",
+        "COLLECTOR_PUSH_TOKEN",
+        "CGROUP_PROCESS_MAP",
+        "GITEA_RUN_ID",
+        "GITHUB_STEP_SUMMARY",
+        "resmon collect --interval 1s -o resmon.log -- make -j2",
+    ):
+        assert text in result.output
+
+
+def test_flush_spool_delivers_everything_and_exits_0(runner, receiver, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    a = spool.add(payload("1"))
+    b = spool.add(payload("2"), meta={"endpoint": receiver.url, "token": "old-token"})
+    result = runner.invoke(
+        cli,
+        [
+            "collect",
+            "--flush-spool",
+            f"--spool-dir={spool.directory}",
+            f"--push-endpoint={receiver.url}",
+        ],
+        env={"COLLECTOR_PUSH_TOKEN": "tok"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 delivered, 0 refused (moved to failed/), 0 left" in result.output
+    assert spool.pending() == []
+    sent = {r.headers["Idempotency-Key"]: r.headers["Authorization"] for r in receiver.requests}
+    assert sent == {a.idempotency_key: "Bearer tok", b.idempotency_key: "Bearer old-token"}
+
+
+def test_flush_spool_exits_1_when_anything_is_left(runner, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    spool.add(payload("1"))
+    result = runner.invoke(
+        cli,
+        [
+            "collect",
+            "--flush-spool",
+            f"--spool-dir={spool.directory}",
+            f"--push-endpoint={closed_port_url()}",
+            "--push-timeout=300ms",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "0 delivered, 0 refused (moved to failed/), 1 left" in result.output
+    assert "connection error" in result.output  # the reason, on stderr
+    assert len(spool.pending()) == 1
+
+
+def test_flush_spool_refused_payload_exits_1_and_is_parked(runner, receiver, tmp_path):
+    receiver.script = [(401, b'{"error": "invalid push token"}', {})]
+    spool = Spool(tmp_path / "spool")
+    entry = spool.add(payload("1"))
+    result = runner.invoke(
+        cli,
+        [
+            "collect",
+            "--flush-spool",
+            f"--spool-dir={spool.directory}",
+            f"--push-endpoint={receiver.url}",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "HTTP 401: invalid push token" in result.output
+    assert [e.name for e in spool.failed()] == [entry.name]
+    assert orjson.loads(receiver.requests[0].body)["idempotency_key"] == entry.idempotency_key
