@@ -1,0 +1,695 @@
+"""One sample from two readings: system, per process and per container figures.
+
+Each call to :meth:`Sampler.sample` reads ``/proc/stat``, ``/proc/meminfo``,
+``/proc/uptime`` and every ``/proc/PID/stat`` (plus ``/proc/PID/cgroup`` once per
+process lifetime, and the containers' cgroupfs files where readable), and turns
+the difference from the previous call into figures.
+
+Groups and containers
+---------------------
+A process belongs, for its whole life (keyed by ``(pid, starttime)``), to one
+*group*: its identifying cgroup path (see :func:`resmon.procfs.parse_cgroup`), or
+in wrapper mode the command's tree (``command_pid`` and every process whose parent
+chain reaches it when first seen).  A *container* is the groups that carry one
+name: a group's name comes from ``CGROUP_PROCESS_MAP`` once a process with a mapped
+name is seen in it (and stays), else from the path
+(:func:`resmon.containers.container_name_for_path`).  ``exclude_pids`` (resmon
+itself) belong to no group and appear nowhere.
+
+CPU accounting that survives process churn (DESIGN.md, "Short-lived processes")
+-------------------------------------------------------------------------------
+A process's *total* is utime+stime+cutime+cstime: its own time plus that of every
+child it has reaped (the kernel adds a reaped child's whole total to its parent's
+cutime+cstime).  Summing totals over a group's live processes would count every
+short-lived child through its parent, but would drop when a process exits whose
+reaper is outside the group, and would count twice a child seen alive and then
+reaped.  So resmon credits each group with per-interval increments that are never
+negative, with this rule (applied across all processes, whatever their group):
+
+- a process alive at both readings is credited its own increase
+  Δ(utime+stime) to its group, plus its children's increase Δ(cutime+cstime)
+  *minus* the last observed totals of the processes it reaped in the interval
+  (those were already credited, to their own groups, while they were seen),
+  floored at zero;
+- a process born in the interval (``starttime`` after the previous reading) is
+  credited its whole total; one first seen that is older (the first sample, a
+  read race) is only a baseline;
+- a process that disappeared keeps its last observed total counted: nothing is
+  taken back.  Who reaped it is its last known parent if that parent is still
+  alive, else that parent's reaper, and so on.  If the reaper is resmon, outside
+  the groups, or unknown, the last observed total simply stays with the group
+  (only the tail since the last reading is lost; in wrapper mode
+  :meth:`Sampler.final_command_sample` restores it from the rusage of the wait).
+
+So a group's ``cpu_seconds`` never goes backwards, never goes negative, and a
+child reaped inside the measured processes is counted once (the min() floor also
+covers a parent that ignores SIGCHLD, whose cutime never grows).  A group with no
+reaper of its own (a container whose init is reaped by containerd-shim) keeps
+everything it was seen to use.
+
+Kernel counters
+---------------
+Where a container's processes sit in cgroup directories that hold no other
+visible process (none of another container, none of resmon), no nested
+directory of another container, and that are not the root of a hierarchy (the
+root counts the whole machine, see :mod:`resmon.cgroupfs`), the kernel's
+``usage_usec`` / ``cpuacct.usage`` replaces the per-process credit and
+``memory.current`` / ``memory.usage_in_bytes`` replaces the RSS sum; the figure's
+``source_cpu`` / ``source_memory`` says which was used.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from resmon import procfs
+from resmon.cgroupfs import HIERARCHIES, V1_CPUACCT, V2, CgroupFS, read_container
+from resmon.containers import Limits, container_name_for_path
+from resmon.procfs import CLK_TCK, PAGE_SIZE, CgroupInfo, PidStat
+
+log = logging.getLogger(__name__)
+
+SOURCE_PROCFS = "procfs"
+SOURCE_CGROUPFS = "cgroupfs"
+
+_COMMAND_GROUP = "\0command"
+_EXCLUDED = "\0excluded"
+_UNKNOWN_CGROUP = CgroupInfo(path="", unified=None, v1={})
+_MAX_PARENT_WALK = 256
+
+
+@dataclass
+class SamplerConfig:
+    proc_path: str = "/proc"
+    cgroup_path: str = "/sys/fs/cgroup"
+    process_map: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, Limits] = field(default_factory=dict)
+    top_n: int = 5
+    exclude_pids: frozenset[int] = frozenset()
+    command_pid: int | None = None
+    command_name: str = "command"
+    # Read the containers' cgroupfs counters (off: procfs only, e.g. for comparisons).
+    use_cgroupfs: bool = True
+
+
+@dataclass
+class ProcessSample:
+    pid: int
+    name: str
+    cpu_percent: float | None  # 100 = one core, over the interval; None without a delta
+    rss_bytes: int
+    container: str = ""
+    ppid: int = 0
+    threads: int = 0
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "name": self.name,
+            "cpu_percent": _round(self.cpu_percent, 2),
+            "rss_bytes": self.rss_bytes,
+            "container": self.container,
+        }
+
+
+@dataclass
+class ContainerSample:
+    name: str
+    cpu_cores: float | None
+    memory_bytes: int
+    process_count: int
+    cpu_seconds: float
+    cpu_percent_of_limit: float | None = None
+    memory_percent_of_limit: float | None = None
+    limit_cpu_cores: float | None = None
+    limit_memory_bytes: int | None = None
+    memory_peak_bytes: int | None = None
+    cpu_throttled_seconds: float | None = None
+    throttled_periods_percent: float | None = None
+    oom_kills: int | None = None
+    source_cpu: str = SOURCE_PROCFS
+    source_memory: str = SOURCE_PROCFS
+    pressure: dict[str, dict[str, dict[str, float]]] | None = None
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "cpu_cores": _round(self.cpu_cores, 4),
+            "memory_bytes": self.memory_bytes,
+            "process_count": self.process_count,
+            "cpu_seconds": round(self.cpu_seconds, 3),
+            "cpu_percent_of_limit": _round(self.cpu_percent_of_limit, 2),
+            "memory_percent_of_limit": _round(self.memory_percent_of_limit, 2),
+            "limit_cpu_cores": self.limit_cpu_cores,
+            "limit_memory_bytes": self.limit_memory_bytes,
+            "source_cpu": self.source_cpu,
+            "source_memory": self.source_memory,
+        }
+        if self.memory_peak_bytes is not None:
+            out["memory_peak_bytes"] = self.memory_peak_bytes
+        if self.cpu_throttled_seconds is not None:
+            out["cpu_throttled_seconds"] = round(self.cpu_throttled_seconds, 3)
+        if self.throttled_periods_percent is not None:
+            out["throttled_periods_percent"] = round(self.throttled_periods_percent, 2)
+        if self.oom_kills is not None:
+            out["oom_kills"] = self.oom_kills
+        if self.pressure:
+            out["pressure"] = self.pressure
+        return out
+
+
+@dataclass
+class Sample:
+    timestamp: float
+    elapsed: float | None
+    cpu_total_percent: float | None
+    mem_total_bytes: int
+    mem_used_bytes: int
+    mem_used_percent: float
+    cpu_seconds_total: float
+    top_cpu: list[ProcessSample]
+    top_mem: list[ProcessSample]
+    processes: list[ProcessSample]
+    containers: dict[str, ContainerSample]
+    # Wrapper mode: the name of the command's container (its cpu_seconds is the run's scope).
+    command_container: str | None = None
+    pressure: dict[str, dict[str, dict[str, float]]] | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The body of a ``metrics_collected`` record (the caller adds ``msg`` and ``time``)."""
+        out: dict[str, Any] = {
+            "elapsed_seconds": _round(self.elapsed, 3),
+            "cpu_total_percent": _round(self.cpu_total_percent, 2),
+            "cpu_seconds": round(self.cpu_seconds_total, 2),
+            "mem_total_bytes": self.mem_total_bytes,
+            "mem_used_bytes": self.mem_used_bytes,
+            "mem_used_percent": round(self.mem_used_percent, 2),
+            "process_count": len(self.processes),
+            "top_cpu_processes": [p.record() for p in self.top_cpu],
+            "top_mem_processes": [p.record() for p in self.top_mem],
+            "containers": [self.containers[name].record() for name in sorted(self.containers)],
+        }
+        if self.pressure:
+            out["pressure"] = self.pressure
+        return out
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _pressure_record(pressure: dict[str, dict[str, procfs.Pressure]]) -> dict:
+    return {
+        resource: {
+            kind: {
+                "avg10": p.avg10,
+                "avg60": p.avg60,
+                "avg300": p.avg300,
+                "total_usec": p.total_usec,
+            }
+            for kind, p in kinds.items()
+        }
+        for resource, kinds in pressure.items()
+    }
+
+
+class _Proc:
+    """What resmon remembers of one live process between samples."""
+
+    __slots__ = ("cgroup", "children", "group", "own", "ppid")
+
+    def __init__(self, group: str, cgroup: CgroupInfo, st: PidStat) -> None:
+        self.group = group
+        self.cgroup = cgroup
+        self.ppid = st.ppid
+        self.own = st.own_ticks
+        self.children = st.children_ticks
+
+    @property
+    def total(self) -> int:
+        return self.own + self.children
+
+
+class _KernelState:
+    """A container's kernel counters at the previous reading, and at its first."""
+
+    __slots__ = ("base", "cpu_dirs", "usage_usec")
+
+    def __init__(self) -> None:
+        self.cpu_dirs: tuple[str, ...] | None = None
+        self.usage_usec: int | None = None
+        # Baselines of cumulative counters, so figures cover the run, not the cgroup's life.
+        self.base: dict[str, int] = {}
+
+
+def _hierarchy_path(info: CgroupInfo, hierarchy: str) -> str | None:
+    if hierarchy == V2:
+        return info.unified
+    return info.v1.get(hierarchy)
+
+
+class Sampler:
+    """Reads /proc (and cgroupfs) and turns two readings into a :class:`Sample`."""
+
+    def __init__(self, config: SamplerConfig) -> None:
+        self.config = config
+        self._cgroupfs = CgroupFS(config.cgroup_path) if config.use_cgroupfs else None
+        self._procs: dict[tuple[int, int], _Proc] = {}
+        self._prev_cpu: procfs.CpuTimes | None = None
+        self._first_cpu: procfs.CpuTimes | None = None
+        self._prev_uptime: float | None = None
+        self._prev_clock: float | None = None
+        self._sampled = False
+        self._path_names: dict[str, str] = {}
+        self._cpu_seconds: dict[str, float] = {}
+        self._kernel: dict[str, _KernelState] = {}
+        self._command_final: float | None = None
+        self._map_prefixes = self._truncated_names(config.process_map)
+
+    # --- public ------------------------------------------------------------
+
+    def final_command_sample(self, rusage_cpu_seconds: float) -> None:
+        """Wrapper mode: the command's exact CPU total (user+sys of the wait's rusage).
+
+        Call it after reaping the command and before the last :meth:`sample`: that
+        sample's command container gets ``cpu_seconds`` = max(what was counted,
+        this total), so the tail since the last reading is not lost."""
+        if self.config.command_pid is None:
+            raise ValueError("final_command_sample needs command_pid (wrapper mode)")
+        self._command_final = float(rusage_cpu_seconds)
+
+    def sample(self, now: float | None = None) -> Sample:
+        cfg = self.config
+        proc_path = cfg.proc_path
+        timestamp = time.time() if now is None else now
+        clock = time.monotonic() if now is None else now
+        elapsed = None if self._prev_clock is None else clock - self._prev_clock
+        if elapsed is not None and elapsed <= 0:
+            elapsed = None
+
+        # Uptime first: a process not seen before that started after the previous
+        # uptime reading was born in the interval.
+        uptime = procfs.read_uptime(proc_path)
+        cpu = procfs.read_cpu_times(proc_path)
+        mem = procfs.read_meminfo(proc_path)
+
+        stats: dict[tuple[int, int], PidStat] = {}
+        by_pid: dict[int, tuple[int, int]] = {}
+        for pid in procfs.list_pids(proc_path):
+            st = procfs.read_pid_stat(pid, proc_path)
+            if st is None:
+                continue  # vanished between listdir and read
+            key = (pid, st.starttime)
+            stats[key] = st
+            by_pid[pid] = key
+
+        prev = self._procs
+        born_after = None
+        if self._sampled and self._prev_uptime is not None:
+            born_after = self._prev_uptime * CLK_TCK - 1
+        current: dict[tuple[int, int], _Proc] = {}
+        for key, st in stats.items():
+            state = prev.get(key)
+            if state is None:
+                state = self._new_proc(key, st, stats, by_pid, prev, current)
+            else:
+                state = _Proc(state.group, state.cgroup, st)
+            current[key] = state
+
+        # Who reaped the processes that disappeared: the nearest ancestor (by last
+        # known parent links) that is still alive.
+        absorbed: dict[tuple[int, int], int] = {}
+        if prev:
+            prev_by_pid = {key[0]: key for key in prev}
+            for key, gone in prev.items():
+                if key in current:
+                    continue
+                reaper = self._reaper(gone, prev, prev_by_pid, current)
+                if reaper is not None:
+                    absorbed[reaper] = absorbed.get(reaper, 0) + gone.total
+
+        # Per process: credit (ticks) to the group, CPU percent, RSS.
+        group_credit: dict[str, int] = {}
+        group_valid: dict[str, bool] = {}
+        group_members: dict[str, list[tuple[PidStat, _Proc]]] = {}
+        processes: list[ProcessSample] = []
+        for key, st in stats.items():
+            state = current[key]
+            if state.group == _EXCLUDED:
+                continue
+            old = prev.get(key)
+            own_ticks: int | None
+            if old is not None:
+                own_ticks = max(0, st.own_ticks - old.own)
+                children = max(0, st.children_ticks - old.children)
+                credit = own_ticks + max(0, children - absorbed.get(key, 0))
+                valid = True
+            elif born_after is not None and st.starttime >= born_after:
+                own_ticks = st.own_ticks
+                credit = st.total_ticks
+                valid = True
+            else:
+                own_ticks, credit, valid = None, 0, False
+            group = state.group
+            group_credit[group] = group_credit.get(group, 0) + credit
+            group_valid[group] = group_valid.get(group, True) and valid
+            group_members.setdefault(group, []).append((st, state))
+            cpu_percent = None
+            if elapsed is not None and own_ticks is not None:
+                cpu_percent = own_ticks / CLK_TCK / elapsed * 100.0
+            processes.append(
+                ProcessSample(
+                    pid=st.pid,
+                    name=st.name,
+                    cpu_percent=cpu_percent,
+                    rss_bytes=st.rss_pages * PAGE_SIZE,
+                    ppid=st.ppid,
+                    threads=st.num_threads,
+                )
+            )
+
+        group_names = self._name_groups(group_members)
+        for p in processes:
+            key = by_pid[p.pid]
+            p.container = group_names[current[key].group]
+
+        containers = self._containers(
+            group_names, group_members, group_credit, group_valid, current, elapsed
+        )
+
+        # System-wide figures.
+        cpu_total_percent = None
+        if self._prev_cpu is not None:
+            d_total = cpu.total - self._prev_cpu.total
+            d_busy = cpu.busy - self._prev_cpu.busy
+            if d_total > 0:
+                cpu_total_percent = min(100.0, max(0.0, d_busy / d_total * 100.0))
+        if self._first_cpu is None:
+            self._first_cpu = cpu
+        cpu_seconds_total = max(0, cpu.busy - self._first_cpu.busy) / CLK_TCK
+        mem_used = mem.used_bytes
+        mem_percent = mem_used / mem.total_bytes * 100.0 if mem.total_bytes else 0.0
+
+        top_n = max(0, cfg.top_n)
+        with_cpu = [p for p in processes if p.cpu_percent is not None]
+        top_cpu = sorted(with_cpu, key=lambda p: (-(p.cpu_percent or 0.0), p.pid))[:top_n]
+        top_mem = sorted(processes, key=lambda p: (-p.rss_bytes, p.pid))[:top_n]
+
+        system_pressure = procfs.read_system_pressure(proc_path)
+
+        self._procs = current
+        self._prev_cpu = cpu
+        self._prev_uptime = uptime
+        self._prev_clock = clock
+        self._sampled = True
+        return Sample(
+            timestamp=timestamp,
+            elapsed=elapsed,
+            cpu_total_percent=cpu_total_percent,
+            mem_total_bytes=mem.total_bytes,
+            mem_used_bytes=mem_used,
+            mem_used_percent=mem_percent,
+            cpu_seconds_total=cpu_seconds_total,
+            top_cpu=top_cpu,
+            top_mem=top_mem,
+            processes=processes,
+            containers=containers,
+            command_container=cfg.command_name if cfg.command_pid is not None else None,
+            pressure=_pressure_record(system_pressure) if system_pressure else None,
+        )
+
+    # --- internals ---------------------------------------------------------
+
+    @staticmethod
+    def _truncated_names(process_map: dict[str, str]) -> dict[str, str]:
+        # The kernel's comm is at most 15 characters: "resource-collector" shows as
+        # "resource-collec"; let the full name in the map match it.
+        return {name[:15]: container for name, container in process_map.items() if len(name) > 15}
+
+    def _new_proc(
+        self,
+        key: tuple[int, int],
+        st: PidStat,
+        stats: dict[tuple[int, int], PidStat],
+        by_pid: dict[int, tuple[int, int]],
+        prev: dict[tuple[int, int], _Proc],
+        current: dict[tuple[int, int], _Proc],
+    ) -> _Proc:
+        cfg = self.config
+        if st.pid in cfg.exclude_pids:
+            return _Proc(_EXCLUDED, _UNKNOWN_CGROUP, st)
+        cgroup = procfs.read_pid_cgroup(st.pid, cfg.proc_path) or _UNKNOWN_CGROUP
+        group = cgroup.path
+        if cfg.command_pid is not None and self._in_command_tree(st, stats, by_pid, prev, current):
+            group = _COMMAND_GROUP
+        return _Proc(group, cgroup, st)
+
+    def _in_command_tree(
+        self,
+        st: PidStat,
+        stats: dict[tuple[int, int], PidStat],
+        by_pid: dict[int, tuple[int, int]],
+        prev: dict[tuple[int, int], _Proc],
+        current: dict[tuple[int, int], _Proc],
+    ) -> bool:
+        """Whether a newly seen process descends from the command (membership is then sticky)."""
+        command_pid = self.config.command_pid
+        exclude = self.config.exclude_pids
+        pid = st.pid
+        for _ in range(_MAX_PARENT_WALK):
+            if pid == command_pid:
+                return True
+            if pid in exclude or pid <= 1:
+                return False
+            key = by_pid.get(pid)
+            if key is None:
+                return False
+            if pid != st.pid:
+                known = prev.get(key) or current.get(key)
+                if known is not None:
+                    return known.group == _COMMAND_GROUP
+            pid = stats[key].ppid
+        return False
+
+    @staticmethod
+    def _reaper(
+        gone: _Proc,
+        prev: dict[tuple[int, int], _Proc],
+        prev_by_pid: dict[int, tuple[int, int]],
+        current: dict[tuple[int, int], _Proc],
+    ) -> tuple[int, int] | None:
+        node = gone
+        for _ in range(_MAX_PARENT_WALK):
+            parent = prev_by_pid.get(node.ppid)
+            if parent is None:
+                return None
+            if parent in current:
+                return parent
+            node = prev[parent]
+        return None
+
+    def _name_groups(self, group_members: dict[str, list[tuple[PidStat, _Proc]]]) -> dict[str, str]:
+        cfg = self.config
+        names: dict[str, str] = {}
+        for group, members in group_members.items():
+            if group == _COMMAND_GROUP:
+                names[group] = cfg.command_name
+                continue
+            if group not in self._path_names and (cfg.process_map or self._map_prefixes):
+                for st, _state in members:
+                    container = cfg.process_map.get(st.name) or self._map_prefixes.get(st.name)
+                    if container:
+                        self._path_names[group] = container
+                        log.debug(
+                            "cgroup %s is container %s (process %s)", group, container, st.name
+                        )
+                        break
+            names[group] = self._path_names.get(group) or container_name_for_path(group)
+        return names
+
+    def _containers(
+        self,
+        group_names: dict[str, str],
+        group_members: dict[str, list[tuple[PidStat, _Proc]]],
+        group_credit: dict[str, int],
+        group_valid: dict[str, bool],
+        current: dict[tuple[int, int], _Proc],
+        elapsed: float | None,
+    ) -> dict[str, ContainerSample]:
+        cfg = self.config
+        by_container: dict[str, list[str]] = {}
+        for group, name in group_names.items():
+            by_container.setdefault(name, []).append(group)
+        command = cfg.command_name if cfg.command_pid is not None else None
+        if command is not None:
+            by_container.setdefault(command, [])
+
+        dirs_by_container = self._exclusive_dirs(group_names, current) if self._cgroupfs else {}
+
+        out: dict[str, ContainerSample] = {}
+        for name, groups in by_container.items():
+            members = [m for g in groups for m in group_members.get(g, [])]
+            credit_ticks = sum(group_credit.get(g, 0) for g in groups)
+            valid = elapsed is not None and all(group_valid.get(g, True) for g in groups)
+            credit = credit_ticks / CLK_TCK
+            source_cpu = source_memory = SOURCE_PROCFS
+            memory = sum(st.rss_pages for st, _ in members) * PAGE_SIZE
+            limit_cpu = limit_mem = None
+            peak = throttled_s = throttled_pct = None
+            oom = None
+            pressure = None
+
+            dirs = dirs_by_container.get(name)
+            if dirs:
+                reading = read_container(self._cgroupfs, dirs)  # type: ignore[arg-type]
+                kstate = self._kernel.setdefault(name, _KernelState())
+                cpu_dirs = tuple(dirs.get(V2) or dirs.get(V1_CPUACCT) or ())
+                usage = reading.cpu_usage_usec
+                if (
+                    usage is not None
+                    and kstate.usage_usec is not None
+                    and kstate.cpu_dirs == cpu_dirs
+                    and usage >= kstate.usage_usec
+                    and elapsed is not None
+                ):
+                    credit = (usage - kstate.usage_usec) / 1e6
+                    source_cpu = SOURCE_CGROUPFS
+                    valid = True
+                kstate.usage_usec, kstate.cpu_dirs = usage, cpu_dirs
+                base = kstate.base
+                if reading.memory_bytes is not None:
+                    memory = reading.memory_bytes
+                    source_memory = SOURCE_CGROUPFS
+                if reading.memory_peak_bytes is not None:
+                    # The high-water mark covers the cgroup's whole life: it is the
+                    # run's peak only once it has risen since the first reading.
+                    base.setdefault("memory_peak", reading.memory_peak_bytes)
+                    if reading.memory_peak_bytes > base["memory_peak"]:
+                        peak = reading.memory_peak_bytes
+                limit_cpu = reading.limit_cpu_cores
+                limit_mem = reading.limit_memory_bytes
+                if reading.throttled_usec is not None:
+                    base.setdefault("throttled_usec", reading.throttled_usec)
+                    throttled_s = max(0, reading.throttled_usec - base["throttled_usec"]) / 1e6
+                if reading.nr_periods is not None and reading.nr_throttled is not None:
+                    base.setdefault("nr_periods", reading.nr_periods)
+                    base.setdefault("nr_throttled", reading.nr_throttled)
+                    periods = reading.nr_periods - base["nr_periods"]
+                    if periods > 0:
+                        throttled = max(0, reading.nr_throttled - base["nr_throttled"])
+                        throttled_pct = min(100.0, throttled / periods * 100.0)
+                if reading.oom_kills is not None:
+                    base.setdefault("oom_kills", reading.oom_kills)
+                    oom = max(0, reading.oom_kills - base["oom_kills"])
+                if reading.pressure:
+                    pressure = _pressure_record(reading.pressure)
+            elif name in self._kernel:
+                # The directories stopped being exclusive or readable: the next time
+                # they are, start from a fresh reading rather than a stale one.
+                self._kernel[name].usage_usec = None
+
+            cumulative = self._cpu_seconds.get(name, 0.0) + credit
+            if name == command and self._command_final is not None:
+                if self._command_final > cumulative:
+                    credit += self._command_final - cumulative
+                    cumulative = self._command_final
+                self._command_final = None
+            self._cpu_seconds[name] = cumulative
+
+            configured = cfg.limits.get(name)
+            if configured is not None:
+                limit_cpu = configured.cpu_cores if configured.cpu_cores is not None else limit_cpu
+                limit_mem = (
+                    configured.memory_bytes if configured.memory_bytes is not None else limit_mem
+                )
+            cpu_cores = credit / elapsed if valid and elapsed else None
+            out[name] = ContainerSample(
+                name=name,
+                cpu_cores=cpu_cores,
+                memory_bytes=memory,
+                process_count=len(members),
+                cpu_seconds=cumulative,
+                cpu_percent_of_limit=(
+                    cpu_cores / limit_cpu * 100.0 if cpu_cores is not None and limit_cpu else None
+                ),
+                memory_percent_of_limit=memory / limit_mem * 100.0 if limit_mem else None,
+                limit_cpu_cores=limit_cpu,
+                limit_memory_bytes=limit_mem,
+                memory_peak_bytes=peak,
+                cpu_throttled_seconds=throttled_s,
+                throttled_periods_percent=throttled_pct,
+                oom_kills=oom,
+                source_cpu=source_cpu,
+                source_memory=source_memory,
+                pressure=pressure,
+            )
+        return out
+
+    def _exclusive_dirs(
+        self, group_names: dict[str, str], current: dict[tuple[int, int], _Proc]
+    ) -> dict[str, dict[str, list[str]]]:
+        """Per container, per hierarchy, the cgroup directories whose counters are its own.
+
+        A hierarchy is usable for a container when every one of its processes has a
+        path there, no process of anyone else (another container, resmon) shares one of
+        those paths or sits below one of them, and the directory is readable and not a
+        hierarchy's true root.
+        """
+        fs = self._cgroupfs
+        assert fs is not None
+        if not fs.mounts:
+            return {}
+        owners: dict[tuple[str, str], set[str]] = {}
+        paths_of: dict[str, dict[str, set[str | None]]] = {}
+        for state in current.values():
+            owner = _EXCLUDED if state.group == _EXCLUDED else group_names.get(state.group)
+            if owner is None:
+                continue
+            for hierarchy in HIERARCHIES:
+                if hierarchy not in fs.mounts:
+                    continue
+                path = _hierarchy_path(state.cgroup, hierarchy)
+                paths_of.setdefault(owner, {}).setdefault(hierarchy, set()).add(path)
+                if path is not None:
+                    owners.setdefault((hierarchy, path), set()).add(owner)
+        out: dict[str, dict[str, list[str]]] = {}
+        for owner, per_hierarchy in paths_of.items():
+            if owner == _EXCLUDED:
+                continue
+            dirs: dict[str, list[str]] = {}
+            for hierarchy, paths in per_hierarchy.items():
+                if None in paths:
+                    continue
+                concrete = sorted(p for p in paths if p is not None)
+                if not self._exclusive(owner, hierarchy, concrete, owners):
+                    continue
+                # Nested paths of one container: the ancestor's counters already hold the child's.
+                tops = [
+                    p
+                    for p in concrete
+                    if not any(q != p and (q == "/" or p.startswith(q + "/")) for q in concrete)
+                ]
+                found = [fs.directory(hierarchy, p) for p in tops]
+                if found and all(d is not None for d in found):
+                    dirs[hierarchy] = [d for d in found if d is not None]
+            if dirs:
+                out[owner] = dirs
+        return out
+
+    @staticmethod
+    def _exclusive(
+        owner: str, hierarchy: str, paths: list[str], owners: dict[tuple[str, str], set[str]]
+    ) -> bool:
+        for path in paths:
+            if owners.get((hierarchy, path), set()) != {owner}:
+                return False
+        prefixes = tuple("/" if p == "/" else p + "/" for p in paths)
+        for (h, other_path), who in owners.items():
+            if h != hierarchy or who == {owner}:
+                continue
+            if other_path.startswith(prefixes):
+                return False
+        return True
