@@ -291,7 +291,246 @@ def collect(
 # --- serve -----------------------------------------------------------------
 
 
+def _hmac_keys_option(ctx, param, value):
+    """--hmac-key may repeat; RECEIVER_HMAC_KEY holds one or more keys separated by
+    commas or whitespace (the first one mints, every one verifies)."""
+    import re
+
+    keys: list[str] = []
+    for item in value or ():
+        keys.extend(k for k in re.split(r"[,\s]+", item) if k)
+    return tuple(keys)
+
+
+def _memory_option(ctx, param, value):
+    from resmon.units import parse_memory
+
+    try:
+        size = parse_memory(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if size < 1024:
+        raise click.BadParameter("must be at least 1Ki")
+    return size
+
+
+@cli.command(context_settings={"show_default": True})
+@click.option(
+    "--addr",
+    default=":8080",
+    envvar="RESMON_ADDR",
+    help="Listen address: :PORT, HOST:PORT or [IPV6]:PORT.",
+)
+@click.option(
+    "--db",
+    "database",
+    default="metrics.db",
+    envvar="RESMON_DB",
+    help="SQLite file path, or postgresql://user:password@host:port/dbname.",
+)
+@click.option(
+    "--read-token",
+    envvar="RECEIVER_READ_TOKEN",
+    help="Bearer token for reading and minting.  [env: RECEIVER_READ_TOKEN]",
+)
+@click.option(
+    "--hmac-key",
+    "hmac_keys",
+    multiple=True,
+    envvar="RECEIVER_HMAC_KEY",
+    callback=_hmac_keys_option,
+    help="Key of the push tokens; repeat to rotate (the first mints, all verify).  "
+    "[env: RECEIVER_HMAC_KEY, comma- or space-separated]",
+)
+@click.option(
+    "--max-body",
+    default="1Mi",
+    envvar="RESMON_MAX_BODY",
+    callback=_memory_option,
+    help="Largest push body; larger ones get 413.",
+)
+@click.option(
+    "--query-cap",
+    default=1000,
+    type=click.IntRange(1, 10000),
+    help="Rows a query returns when it gives no ?limit=.",
+)
+@click.option(
+    "--workers",
+    default=2,
+    type=click.IntRange(1, 64),
+    envvar="RESMON_WORKERS",
+    help="Worker processes.",
+)
+@click.option(
+    "--threads",
+    default=8,
+    type=click.IntRange(1, 256),
+    envvar="RESMON_THREADS",
+    help="Threads per worker.",
+)
+@click.option(
+    "--graceful-timeout",
+    default=30.0,
+    type=click.FloatRange(0, 3600),
+    help="Seconds SIGTERM waits for requests in flight.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Server log level (JSON lines on stderr).",
+)
+def serve(
+    addr,
+    database,
+    read_token,
+    hmac_keys,
+    max_body,
+    query_cap,
+    workers,
+    threads,
+    graceful_timeout,
+    log_level,
+):
+    """Store run summaries, answer queries, mint push tokens.
+
+    Both secrets are required: the read token (reads and mints) and at least one
+    HMAC key (push tokens are HMAC-SHA256 over the scope with it).
+
+    \b
+    Examples:
+      resmon serve --addr=:8080 --db=metrics.db --read-token=$READ --hmac-key=$KEY
+      RECEIVER_READ_TOKEN=... RECEIVER_HMAC_KEY="new-key,old-key" resmon serve
+      resmon serve --db postgresql://resmon:secret@db:5432/resmon --workers 4
+    """
+    missing = []
+    if not read_token:
+        missing.append("a read token (--read-token or RECEIVER_READ_TOKEN)")
+    if not hmac_keys:
+        missing.append("an HMAC key (--hmac-key or RECEIVER_HMAC_KEY)")
+    if missing:
+        raise click.UsageError(
+            "resmon serve needs " + " and ".join(missing) + ", e.g. "
+            'RECEIVER_READ_TOKEN="$(openssl rand -hex 32)" RECEIVER_HMAC_KEY="$(openssl rand -hex 32)"'
+        )
+    if read_token in hmac_keys:
+        raise click.UsageError("the read token must differ from every HMAC key")
+
+    from resmon.db import DatabaseError, describe_target
+    from resmon.server import ServerConfig, create_app
+    from resmon.server.logs import configure_logging
+    from resmon.server.wsgi import AddressError, ServeOptions, parse_addr, run
+
+    try:
+        host, port = parse_addr(addr)
+    except AddressError as exc:
+        raise click.BadParameter(str(exc), param_hint="--addr") from None
+    configure_logging(log_level)
+    config = ServerConfig(
+        database=database,
+        read_token=read_token,
+        hmac_keys=hmac_keys,
+        max_body=max_body,
+        query_cap=query_cap,
+    )
+    try:
+        app = create_app(config)
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # a driver error opening or migrating: say which database
+        raise click.ClickException(
+            f"cannot open database {describe_target(database)}: {type(exc).__name__}: {exc}"
+        ) from None
+    run(
+        app,
+        ServeOptions(
+            host=host,
+            port=port,
+            workers=workers,
+            threads=threads,
+            graceful_timeout=graceful_timeout,
+            log_level=log_level,
+        ),
+    )
+
+
 # --- token -----------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--org", "organization", required=True, help="Organization (owner) of the repository."
+)
+@click.option(
+    "--repo",
+    "repository",
+    required=True,
+    help="Repository, org/repo as CI reports it (or the bare name).",
+)
+@click.option("--workflow", required=True, help="Workflow name.")
+@click.option("--job", required=True, help="Job name.")
+@click.option(
+    "--hmac-key",
+    envvar="RECEIVER_HMAC_KEY",
+    help="Mint locally with this key.  [env: RECEIVER_HMAC_KEY; of a list, the first]",
+)
+@click.option(
+    "--server", help="Mint through this server (POST /api/v1/token), e.g. http://host:8080."
+)
+@click.option(
+    "--read-token",
+    envvar="RECEIVER_READ_TOKEN",
+    help="Read token of --server.  [env: RECEIVER_READ_TOKEN]",
+)
+@click.pass_context
+def token(ctx, organization, repository, workflow, job, hmac_key, server, read_token):
+    """Mint a push token scoped to org/repo/workflow/job and print it.
+
+    The token is HMAC-SHA256 over the scope with the server's key, signed over the
+    repository exactly as given (like the Go receiver); the server accepts a push
+    for either spelling, my-repo or my-org/my-repo.
+
+    \b
+    Examples:
+      resmon token --hmac-key=$KEY --org my-org --repo my-org/my-repo --workflow ci.yml --job build
+      resmon token --server http://host:8080 --read-token=$READ --org my-org --repo my-org/my-repo \\
+          --workflow ci.yml --job build
+    """
+    import re
+
+    from click.core import ParameterSource
+
+    from resmon.mint import MintError, mint_local, mint_remote
+
+    for name, value in (
+        ("--org", organization),
+        ("--repo", repository),
+        ("--workflow", workflow),
+        ("--job", job),
+    ):
+        if not value or re.search(r"[\x00-\x1f\x7f]", value):
+            raise click.BadParameter(
+                "must be non-empty, without control characters", param_hint=name
+            )
+    try:
+        if server:
+            if ctx.get_parameter_source("hmac_key") == ParameterSource.COMMANDLINE:
+                raise click.UsageError(
+                    "give either --hmac-key (mint locally) or --server, not both"
+                )
+            result = mint_remote(server, read_token or "", organization, repository, workflow, job)
+        elif hmac_key:
+            keys = [k for k in re.split(r"[,\s]+", hmac_key) if k]
+            result = mint_local(keys, organization, repository, workflow, job)
+        else:
+            raise click.UsageError(
+                "nothing to mint with: pass --hmac-key (or set RECEIVER_HMAC_KEY), "
+                "or --server URL with --read-token"
+            )
+    except MintError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result)
 
 
 # --- query -----------------------------------------------------------------

@@ -1,0 +1,339 @@
+"""The wire API (DESIGN.md): push, mint, query by scope, health and readiness.
+
+Byte-compatible with the Go receiver where the contract names bytes (status codes,
+``{"id": N, "status": "created"}``, ``{"error": "invalid JSON payload"}``,
+``{"token": ...}``, ``{"status": "ok"}``); resmon adds idempotency (200
+``"duplicate"``, 422 on a reused key), a row cap on queries, and JSON errors for
+everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import orjson
+from flask import Blueprint, Response, current_app, request
+from peewee import InterfaceError, OperationalError
+
+from resmon import db as dbmod
+from resmon import store
+from resmon.models import Run
+from resmon.schema import MAX_SCOPE_LEN, PayloadError, format_time, loads, parse_time, validate_push
+from resmon.server import ServerState
+from resmon.server.errors import ApiError
+from resmon.server.openapi import build_openapi
+from resmon.tokens import (
+    bearer_from_header,
+    canonical_repository,
+    check_bearer,
+    check_push_token,
+    push_token,
+)
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__)
+
+QUERY_PREFIX = "/api/v1/metrics/repo/"
+MAX_QUERY_LIMIT = 10_000
+MINT_MAX_BODY = 64 * 1024
+SCOPE_FIELDS = ("organization", "repository", "workflow", "job")
+# Printable ASCII only: the key is an opaque client token (UUIDs in practice).
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # store.MAX_IDEMPOTENCY_KEY
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def _state() -> ServerState:
+    return current_app.extensions["resmon"]
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = current_app.json.response(obj)
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def read_body(limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes, else 413.
+
+    Content-Length is checked first (no reading at all), and the stream is read
+    with a bound either way: a chunked body has no Content-Length, and one that
+    lies about it must not make us buffer more than the limit.
+    """
+    too_large = ApiError(413, "request body too large", outcome="too_large")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    stream = request.stream
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = stream.read(min(64 * 1024, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise too_large
+    return b"".join(chunks)
+
+
+def require_read_token() -> None:
+    token = bearer_from_header(request.headers.get("Authorization"))
+    expected = _state().config.read_token
+    # The read token only: a push token or the HMAC key never reads or mints.
+    if token is None or not expected or not check_bearer(token, expected):
+        raise ApiError(401, "unauthorized", headers=_BEARER_CHALLENGE)
+
+
+# --- push ------------------------------------------------------------------
+
+
+@bp.post("/api/v1/metrics")
+def push_metrics() -> Response:
+    st = _state()
+    try:
+        result = _store_push(st)
+    except ApiError as exc:
+        if exc.outcome:
+            st.hooks.push(exc.outcome)
+        raise
+    st.hooks.push(result.status)
+    if result.created:
+        return json_response({"id": result.id, "status": "created"}, 201)
+    return json_response({"id": result.id, "status": "duplicate"}, 200)
+
+
+def _store_push(st: ServerState) -> store.StoreResult:
+    token = bearer_from_header(request.headers.get("Authorization"))
+    if token is None:
+        raise ApiError(
+            401, "missing push token", outcome="rejected_auth", headers=_BEARER_CHALLENGE
+        )
+    body = read_body(st.config.max_body)
+    try:
+        obj = loads(body)
+        payload = validate_push(obj)
+    except PayloadError as exc:
+        raise ApiError(400, str(exc), outcome="rejected_input") from None
+    if not check_push_token(token, st.config.hmac_keys, *payload.scope):
+        raise ApiError(
+            401,
+            "invalid push token for this scope",
+            outcome="rejected_auth",
+            headers=_BEARER_CHALLENGE,
+        )
+    key = _idempotency_key(obj)
+    try:
+        return store.store_push(payload, key)
+    except store.IdempotencyConflict:
+        raise ApiError(
+            422,
+            "Idempotency-Key was already used with a different payload",
+            outcome="rejected_input",
+        ) from None
+    except (OperationalError, InterfaceError):
+        # Locked past the busy timeout, or PostgreSQL unreachable: the collector
+        # retries 503 with backoff, so say so instead of a bare 500.
+        log.exception("database error while storing a push")
+        raise ApiError(
+            503, "database unavailable, retry later", headers={"Retry-After": "1"}
+        ) from None
+
+
+def _idempotency_key(obj: dict) -> str | None:
+    header = request.headers.get("Idempotency-Key")
+    field = obj.get("idempotency_key")
+    if field is not None and not isinstance(field, str):
+        raise ApiError(400, "idempotency_key must be a string", outcome="rejected_input")
+    for value in (header, field):
+        if value is not None and not _IDEMPOTENCY_KEY.fullmatch(value):
+            raise ApiError(
+                400,
+                f"idempotency key must be 1 to {store.MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+                outcome="rejected_input",
+            )
+    if header is not None and field is not None and header != field:
+        raise ApiError(
+            400,
+            "Idempotency-Key header and payload idempotency_key differ",
+            outcome="rejected_input",
+        )
+    return header or field
+
+
+# --- mint ------------------------------------------------------------------
+
+
+@bp.post("/api/v1/token")
+def mint_token() -> Response:
+    require_read_token()
+    obj = loads_or_400(read_body(MINT_MAX_BODY))
+    if not isinstance(obj, dict):
+        raise ApiError(400, "payload must be a JSON object")
+    scope = []
+    for name in SCOPE_FIELDS:
+        value = obj.get(name)
+        if not isinstance(value, str) or not value:
+            raise ApiError(400, f"missing field: {name}")
+        if len(value) > MAX_SCOPE_LEN or _CONTROL.search(value):
+            raise ApiError(400, f"invalid field: {name}")
+        scope.append(value)
+    keys = _state().config.hmac_keys
+    if not keys:
+        raise ApiError(400, "no HMAC key configured")
+    # Signs the repository exactly as given, like the Go receiver; pushes verify
+    # both spellings, so either form works.
+    return json_response({"token": push_token(keys[0], *scope)})
+
+
+def loads_or_400(body: bytes) -> Any:
+    try:
+        return loads(body)
+    except PayloadError:
+        raise ApiError(400, "invalid JSON payload") from None
+
+
+# --- query -----------------------------------------------------------------
+
+
+@bp.get("/api/v1/metrics/repo/<path:scope>")
+def query_metrics(scope: str) -> Response:
+    require_read_token()
+    organization, repository, workflow, job = _scope_from_path(scope)
+    repository = canonical_repository(organization, repository)
+    cap = _state().config.query_cap
+    limit = _int_arg("limit", 1, MAX_QUERY_LIMIT)
+    since, until = _time_arg("since"), _time_arg("until")
+    where = (
+        (Run.organization == organization)
+        & (Run.repository == repository)
+        & (Run.workflow == workflow)
+        & (Run.job == job)
+    )
+    if since is not None:
+        where &= Run.received_at >= since
+    if until is not None:
+        where &= Run.received_at < until
+    take = limit or cap
+    rows = list(
+        Run.select(
+            Run.id,
+            Run.organization,
+            Run.repository,
+            Run.workflow,
+            Run.job,
+            Run.run_id,
+            Run.received_at,
+            Run.payload,
+        )
+        .where(where)
+        .order_by(Run.received_at.desc(), Run.id.desc())
+        .limit(take + 1)
+        .tuples()
+    )
+    headers: dict[str, str] = {}
+    if len(rows) > take:
+        rows = rows[:take]
+        headers["X-Resmon-Truncated"] = "true"
+        headers["X-Total-Count"] = str(Run.select().where(where).count())
+    out = [
+        {
+            "id": rid,
+            "organization": org,
+            "repository": repo,
+            "workflow": wf,
+            "job": jb,
+            "run_id": run_id,
+            "received_at": format_time(_as_utc(received)),
+            # Stored as the JSON text received: spliced in, not re-parsed.
+            "payload": orjson.Fragment(payload or "null"),
+        }
+        for rid, org, repo, wf, jb, run_id, received, payload in rows
+    ]
+    return json_response(out, 200, headers)
+
+
+def _scope_from_path(scope: str) -> tuple[str, str, str, str]:
+    """(org, repo, workflow, job) from the path, the repository either ``org%2Frepo``
+    (one segment) or ``org/repo`` (two).
+
+    WSGI servers decode %2F in PATH_INFO, so the raw request URI (gunicorn's
+    RAW_URI, REQUEST_URI elsewhere) is split first and each segment decoded after;
+    that keeps a workflow name with an encoded slash in one piece too.
+    """
+    segments: list[str] | None = None
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw:
+        raw_path = urlsplit(raw).path
+        if raw_path.startswith(QUERY_PREFIX):
+            segments = [unquote(s) for s in raw_path[len(QUERY_PREFIX) :].split("/")]
+    if segments is None:
+        segments = scope.split("/")
+    if len(segments) == 5:
+        segments = [segments[0], f"{segments[1]}/{segments[2]}", segments[3], segments[4]]
+    if len(segments) != 4 or not all(segments):
+        raise ApiError(404, "not found")
+    org, repo, workflow, job = segments
+    return org, repo, workflow, job
+
+
+def _int_arg(name: str, low: int, high: int) -> int | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ApiError(400, f"{name} must be a whole number from {low} to {high}")
+    return int(value)
+
+
+def _time_arg(name: str) -> datetime | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    try:
+        return parse_time(value).replace(tzinfo=None)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an RFC 3339 time, e.g. 2026-01-02T03:04:05Z") from None
+
+
+def _as_utc(value: Any) -> datetime:
+    if isinstance(value, str):  # a value peewee could not parse stays text
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# --- health ----------------------------------------------------------------
+
+
+@bp.get("/health")
+def health() -> Response:
+    return json_response({"status": "ok"})
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    # Liveness: the process answers; no database access on purpose.
+    return json_response({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    st = _state()
+    if st.draining:
+        return json_response({"status": "unavailable", "reason": "shutting down"}, 503)
+    reason = dbmod.check_ready(st.database)
+    if reason:
+        return json_response({"status": "unavailable", "reason": reason}, 503)
+    return json_response({"status": "ready"})
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi() -> Response:
+    return json_response(build_openapi())

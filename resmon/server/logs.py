@@ -1,0 +1,87 @@
+"""Structured logs: JSON lines on stderr, one per request, never a secret.
+
+The request line carries method, path (without the query string), status,
+duration and the route template; no header, body or query value is ever logged,
+so tokens cannot leak through it.  Other records (gunicorn's, the database's)
+go through the same formatter.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+REQUEST_LOGGER = "resmon.server.request"
+
+# LogRecord attributes that are not "extra" fields.
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RESERVED and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str = "info") -> None:
+    """Route every logger to stderr as JSON lines (only ``resmon serve`` calls this)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def gunicorn_logconfig(level: str = "info") -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for gunicorn's own loggers, in the same format."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
+            # Access logging is ours (one line per request, with the route template).
+            "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
+        },
+    }
+
+
+def log_request(method: str, path: str, route: str, status: int, started: float) -> float:
+    """Log the request line; returns the duration in seconds."""
+    duration = time.perf_counter() - started
+    logging.getLogger(REQUEST_LOGGER).info(
+        "request",
+        extra={
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(duration * 1000, 3),
+        },
+    )
+    return duration

@@ -1,0 +1,415 @@
+"""The OpenAPI 3.1 document of the whole HTTP API, built as a Python dict.
+
+``tests/test_server_openapi.py`` walks the app's URL map and fails when a route or
+method is missing here, or documented but not served.  A route whose Flask rule
+differs from its documented path says so with ``x-flask-rule``.
+
+Other parts of resmon add their paths in their own marked blocks of
+:func:`build_openapi` (read endpoints, /metrics).
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from typing import Any
+
+from resmon import __version__
+
+STAT = {
+    "type": "object",
+    "description": "Statistics over the samples of a run (percentile p of n sorted values is sorted[int((n-1)*p)]).",
+    "properties": {
+        k: {"type": "number", "minimum": 0} for k in ("peak", "p99", "p95", "p75", "p50", "avg")
+    },
+}
+SCOPE_STRING = {"type": "string", "maxLength": 255, "pattern": "^[^\\x00-\\x1f\\x7f]*$"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(description: str, schema: dict[str, Any], headers: dict | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+UNAUTHORIZED = _error("Missing or wrong bearer token.")
+BAD_REQUEST = _error("Invalid input; the error says what is wrong.")
+NOT_FOUND = _error("No such route.")
+METHOD_NOT_ALLOWED = _error("Method not allowed on this route.")
+
+
+def _common(responses: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **responses,
+        "404": NOT_FOUND,
+        "405": METHOD_NOT_ALLOWED,
+        "500": _error("Internal error (no details)."),
+    }
+
+
+def build_openapi() -> dict[str, Any]:
+    """A fresh copy of the document (callers may change it)."""
+    paths: dict[str, Any] = {
+        "/api/v1/metrics": {
+            "post": {
+                "operationId": "pushMetrics",
+                "summary": "Push one run summary",
+                "description": (
+                    "Stores a run once. The bearer token must be the push token of the payload's "
+                    "execution scope (HMAC-SHA256 over v1\\0org\\0repo\\0workflow\\0job; either "
+                    "repository spelling, `repo` or `org/repo`, verifies). A repeat with the same "
+                    "Idempotency-Key and body, or without a key the same scope, run_id, run_attempt "
+                    "and start_time, answers 200 with the original id."
+                ),
+                "security": [{"pushToken": []}],
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                        "description": "Client-chosen key; the payload field idempotency_key is the same.",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/PushPayload"}}
+                    },
+                },
+                "responses": _common(
+                    {
+                        "201": _json("Stored.", {"$ref": "#/components/schemas/PushResult"}),
+                        "200": _json(
+                            "Already stored: the original id.",
+                            {"$ref": "#/components/schemas/PushResult"},
+                        ),
+                        "400": BAD_REQUEST,
+                        "401": UNAUTHORIZED,
+                        "413": _error("Body larger than the server's --max-body."),
+                        "422": _error("Idempotency-Key already used with a different payload."),
+                        "503": _error("Database unavailable; retry after Retry-After seconds."),
+                    }
+                ),
+            }
+        },
+        "/api/v1/token": {
+            "post": {
+                "operationId": "mintToken",
+                "summary": "Mint the push token of a scope",
+                "description": "Signs the repository exactly as given, with the first --hmac-key.",
+                "security": [{"readToken": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Scope"}}
+                    },
+                },
+                "responses": _common(
+                    {
+                        "200": _json(
+                            "The push token.",
+                            {
+                                "type": "object",
+                                "required": ["token"],
+                                "properties": {
+                                    "token": {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+                                },
+                            },
+                        ),
+                        "400": _error(
+                            "A field is missing or invalid, or no HMAC key is configured."
+                        ),
+                        "401": UNAUTHORIZED,
+                        "413": _error("Body too large."),
+                    }
+                ),
+            }
+        },
+        "/api/v1/metrics/repo/{organization}/{repository}/{workflow}/{job}": {
+            "x-flask-rule": "/api/v1/metrics/repo/<path:scope>",
+            "get": {
+                "operationId": "listRuns",
+                "summary": "Runs of one job, newest first",
+                "description": (
+                    "Exact match on the scope; the repository is `org%2Frepo`, `org/repo` as two path "
+                    "segments, or a bare `repo` (canonicalised to `org/repo`). Without `limit` at most "
+                    "the server's cap (default 1000) rows are returned; when rows were cut off the "
+                    "response has `X-Resmon-Truncated: true` and `X-Total-Count`."
+                ),
+                "security": [{"readToken": []}],
+                "parameters": [
+                    {
+                        "name": "organization",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "repository",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "workflow",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "job", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                    },
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only runs received at or after this RFC 3339 time.",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    {
+                        "name": "until",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only runs received before this RFC 3339 time.",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                ],
+                "responses": _common(
+                    {
+                        "200": _json(
+                            "Stored runs, newest first.",
+                            {"type": "array", "items": {"$ref": "#/components/schemas/StoredRun"}},
+                            headers={
+                                "X-Resmon-Truncated": {
+                                    "description": "`true` when more rows matched than were returned.",
+                                    "schema": {"type": "string", "enum": ["true"]},
+                                },
+                                "X-Total-Count": {
+                                    "description": "Rows that matched, when truncated.",
+                                    "schema": {"type": "integer"},
+                                },
+                            },
+                        ),
+                        "400": BAD_REQUEST,
+                        "401": UNAUTHORIZED,
+                    }
+                ),
+            },
+        },
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Go-receiver compatible health check",
+                "responses": _common(
+                    {"200": _json("Alive.", {"$ref": "#/components/schemas/Status"})}
+                ),
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness: the process answers (no database access)",
+                "responses": _common(
+                    {"200": _json("Alive.", {"$ref": "#/components/schemas/Status"})}
+                ),
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: database reachable and migrated, not shutting down",
+                "responses": _common(
+                    {
+                        "200": _json("Ready.", {"$ref": "#/components/schemas/Status"}),
+                        "503": _json(
+                            "Not ready; reason says why.", {"$ref": "#/components/schemas/Status"}
+                        ),
+                    }
+                ),
+            }
+        },
+        "/api/v1/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": _common({"200": _json("OpenAPI 3.1 document.", {"type": "object"})}),
+            }
+        },
+    }
+
+    # --- read endpoints (resmon.server.read_api) ---------------------------
+    # --- end read endpoints --------------------------------------------------
+
+    # --- metrics (/metrics) --------------------------------------------------
+    # --- end metrics -----------------------------------------------------------
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "resmon",
+            "version": __version__,
+            "description": (
+                "Receiver of CI job resource summaries, wire-compatible with the Forgejo runner "
+                "resource collector's receiver."
+            ),
+        },
+        "paths": paths,
+        "components": deepcopy(COMPONENTS),
+    }
+
+
+COMPONENTS: dict[str, Any] = {
+    "securitySchemes": {
+        "pushToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Push token of the execution scope.",
+        },
+        "readToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The server's --read-token.",
+        },
+    },
+    "schemas": {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string"}},
+        },
+        "Status": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
+        },
+        "PushResult": {
+            "type": "object",
+            "required": ["id", "status"],
+            "properties": {
+                "id": {"type": "integer"},
+                "status": {"type": "string", "enum": ["created", "duplicate"]},
+            },
+        },
+        "Scope": {
+            "type": "object",
+            "required": ["organization", "repository", "workflow", "job"],
+            "properties": {
+                "organization": {**SCOPE_STRING, "minLength": 1},
+                "repository": {**SCOPE_STRING, "minLength": 1},
+                "workflow": {**SCOPE_STRING, "minLength": 1},
+                "job": {**SCOPE_STRING, "minLength": 1},
+            },
+        },
+        "Execution": {
+            "type": "object",
+            "required": ["run_id"],
+            "properties": {
+                "organization": SCOPE_STRING,
+                "repository": {
+                    **SCOPE_STRING,
+                    "description": "org/repo (a bare repo is canonicalised)",
+                },
+                "workflow": SCOPE_STRING,
+                "job": SCOPE_STRING,
+                "run_id": {**SCOPE_STRING, "minLength": 1},
+                "run_attempt": SCOPE_STRING,
+            },
+        },
+        "Stat": STAT,
+        "Process": {
+            "type": "object",
+            "properties": {
+                "pid": {"type": "integer", "minimum": 0},
+                "name": {"type": "string"},
+                "peak_cpu_percent": {"type": "number", "minimum": 0},
+                "peak_mem_rss_bytes": {"type": "number", "minimum": 0},
+            },
+        },
+        "Container": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 255},
+                "cpu_cores": {"$ref": "#/components/schemas/Stat"},
+                "memory_bytes": {"$ref": "#/components/schemas/Stat"},
+                "cpu_seconds": {"type": "number", "minimum": 0},
+                "limit_cpu_cores": {"type": "number", "minimum": 0},
+                "limit_memory_bytes": {"type": "number", "minimum": 0},
+                "cpu_throttled_seconds": {"type": "number", "minimum": 0},
+                "oom_kills": {"type": "integer", "minimum": 0},
+            },
+        },
+        "RunSummary": {
+            "type": "object",
+            "properties": {
+                "start_time": {"type": "string", "format": "date-time"},
+                "end_time": {"type": "string", "format": "date-time"},
+                "duration_seconds": {"type": "number", "minimum": 0},
+                "sample_count": {"type": "integer", "minimum": 0},
+                "cpu_seconds": {"type": "number", "minimum": 0},
+                "cpu_total_percent": {"$ref": "#/components/schemas/Stat"},
+                "mem_used_bytes": {"$ref": "#/components/schemas/Stat"},
+                "mem_used_percent": {"$ref": "#/components/schemas/Stat"},
+                "top_cpu_processes": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Process"},
+                },
+                "top_mem_processes": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Process"},
+                },
+                "containers": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Container"},
+                },
+            },
+        },
+        "PushPayload": {
+            "type": "object",
+            "required": ["execution", "run_summary"],
+            "properties": {
+                "execution": {"$ref": "#/components/schemas/Execution"},
+                "run_summary": {"$ref": "#/components/schemas/RunSummary"},
+                "idempotency_key": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+            },
+        },
+        "StoredRun": {
+            "type": "object",
+            "required": [
+                "id",
+                "organization",
+                "repository",
+                "workflow",
+                "job",
+                "run_id",
+                "received_at",
+                "payload",
+            ],
+            "properties": {
+                "id": {"type": "integer"},
+                "organization": {"type": "string"},
+                "repository": {"type": "string"},
+                "workflow": {"type": "string"},
+                "job": {"type": "string"},
+                "run_id": {"type": "string"},
+                "received_at": {"type": "string", "format": "date-time"},
+                "payload": {"$ref": "#/components/schemas/RunSummary"},
+            },
+        },
+    },
+}

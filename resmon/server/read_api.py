@@ -1,0 +1,152 @@
+"""The read API for people and scripts, behind the read token.
+
+    GET /api/v1/jobs?organization=&repository=
+    GET /api/v1/jobs/{org}/{repo}/{workflow}/{job}/runs?limit=&since=&until=
+    GET /api/v1/jobs/{org}/{repo}/{workflow}/{job}/trend?container=&by=run|day&limit=&since=&until=
+    GET /api/v1/runs/{id}
+    GET /api/v1/top?metric=cpu|memory|duration&period=7d&until=&limit=
+
+Every answer comes from :mod:`resmon.history` (indexed columns; only one run's
+stored summary is ever parsed), exactly as ``resmon query --db`` gets it.  The
+repository in a job path is ``org%2Frepo`` (one segment) or ``org/repo`` (two),
+as in the seed's query route.  A job or run that does not exist is a 404 whose
+``suggestions`` lists the closest job (or container) names.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import unquote, urlsplit
+
+from flask import Blueprint, Response, request
+from peewee import InterfaceError, OperationalError
+
+from resmon import history
+from resmon.server.api import json_response, require_read_token
+from resmon.server.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("read_api", __name__)
+
+JOBS_PREFIX = "/api/v1/jobs/"
+MAX_PARAM = 255
+
+
+@bp.before_request
+def _authorize() -> None:
+    require_read_token()
+
+
+@bp.errorhandler(history.NotFound)
+def _not_found(exc: history.NotFound) -> Response:
+    return json_response({"error": exc.message, "suggestions": exc.suggestions}, 404)
+
+
+@bp.errorhandler(history.HistoryError)
+def _bad_question(exc: history.HistoryError) -> Response:
+    return json_response({"error": str(exc)}, 400)
+
+
+@bp.errorhandler(OperationalError)
+@bp.errorhandler(InterfaceError)
+def _database_down(exc: Exception) -> Response:
+    log.error("database error while reading: %s", type(exc).__name__)
+    response = json_response({"error": "database unavailable, retry later"}, 503)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+def _arg(name: str) -> str | None:
+    value = request.args.get(name)
+    if value is not None and len(value) > MAX_PARAM:
+        raise ApiError(400, f"{name} is longer than {MAX_PARAM} characters")
+    return value or None
+
+
+def _limit() -> int | None:
+    value = request.args.get("limit")
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ApiError(400, "limit must be a whole number of at least 1")
+    return int(value)
+
+
+def _job_scope(path: str, suffix: str) -> tuple[str, str, str, str]:
+    """(org, repo, workflow, job) from ``/api/v1/jobs/<scope>/<suffix>``.
+
+    WSGI servers decode %2F before routing, so the raw request URI is split first
+    when the server provides it (gunicorn's RAW_URI, REQUEST_URI elsewhere): a
+    workflow name with an encoded slash then stays one segment.
+    """
+    segments: list[str] | None = None
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw:
+        raw_path = urlsplit(raw).path
+        tail = f"/{suffix}"
+        if raw_path.startswith(JOBS_PREFIX) and raw_path.endswith(tail):
+            inner = raw_path[len(JOBS_PREFIX) : -len(tail)]
+            segments = [unquote(s) for s in inner.split("/")]
+    if segments is None:
+        segments = path.split("/")
+    if len(segments) == 5:
+        segments = [segments[0], f"{segments[1]}/{segments[2]}", segments[3], segments[4]]
+    if len(segments) != 4 or not all(segments):
+        raise ApiError(
+            404,
+            "not found: use /api/v1/jobs/{organization}/{repository}/{workflow}/{job}/" + suffix,
+        )
+    org, repo, workflow, job = segments
+    return org, repo, workflow, job
+
+
+@bp.get("/api/v1/jobs")
+def jobs() -> Response:
+    return json_response(
+        history.list_jobs(organization=_arg("organization"), repository=_arg("repository"))
+    )
+
+
+@bp.get("/api/v1/jobs/<path:scope>/runs")
+def job_runs(scope: str) -> Response:
+    org, repo, workflow, job = _job_scope(scope, "runs")
+    body = history.job_runs(
+        org, repo, workflow, job, limit=_limit(), since=_arg("since"), until=_arg("until")
+    )
+    headers = {"X-Resmon-Truncated": "true"} if body["truncated"] else None
+    return json_response(body, 200, headers)
+
+
+@bp.get("/api/v1/jobs/<path:scope>/trend")
+def job_trend(scope: str) -> Response:
+    org, repo, workflow, job = _job_scope(scope, "trend")
+    body = history.trend(
+        org,
+        repo,
+        workflow,
+        job,
+        container=_arg("container"),
+        by=_arg("by") or "run",
+        limit=_limit(),
+        since=_arg("since"),
+        until=_arg("until"),
+    )
+    return json_response(body)
+
+
+@bp.get("/api/v1/runs/<run_pk>")
+def run(run_pk: str) -> Response:
+    # Not an <int:> rule: "/api/v1/runs/abc" gets a JSON 404 that says why.
+    if not run_pk.isdigit() or len(run_pk) > 18:
+        raise ApiError(404, f"no run with id {run_pk!r}: ids are the numbers `runs` lists")
+    return json_response(history.get_run(int(run_pk)))
+
+
+@bp.get("/api/v1/top")
+def top() -> Response:
+    return json_response(
+        history.top(
+            _arg("metric") or "cpu", period=_arg("period"), until=_arg("until"), limit=_limit()
+        )
+    )

@@ -1,0 +1,152 @@
+"""The production server: gunicorn, embedded, with threaded (gthread) workers.
+
+Why gunicorn with gthread (each point has an end-to-end test in
+tests/test_server_e2e.py):
+
+- SIGTERM drains: the arbiter closes the listeners, each worker stops accepting,
+  finishes the requests in flight (up to ``graceful_timeout``) and the process
+  exits 0.  waitress 3.0.2 drops requests in flight on SIGTERM instead.
+- A slow client holds one thread of one worker while its request is read, not the
+  server: the other threads and workers keep serving.  A new connection costs no
+  thread until its first bytes arrive (gunicorn defers idle ones to the poller).
+- Several worker processes use both cores for JSON and HMAC work, while threads
+  cover the time a request waits on the database.
+
+``resmon serve`` migrates the database in the master before forking (once, not
+per worker); workers inherit the app and open their own connections.
+
+Hook for Prometheus: with several workers, prometheus_client needs its
+multiprocess mode -- ``PROMETHEUS_MULTIPROC_DIR`` set in the master before the
+workers fork, and ``mark_process_dead`` when one exits.  Callables appended to
+:data:`ON_STARTING` run in the master before the first fork, those in
+:data:`ON_CHILD_EXIT` get ``(worker_pid)`` when a worker exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
+
+from resmon.server.logs import gunicorn_logconfig
+
+log = logging.getLogger(__name__)
+
+ON_STARTING: list[Callable[[], None]] = []
+ON_CHILD_EXIT: list[Callable[[int], None]] = []
+
+DEFAULT_WORKERS = 2  # one per core on the 2-core machines this targets
+DEFAULT_THREADS = 8
+DEFAULT_GRACEFUL_TIMEOUT = 30.0
+
+
+class AddressError(ValueError):
+    """An --addr that is not ``:PORT``, ``HOST:PORT`` or ``[IPV6]:PORT``."""
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """Go's listen address forms -> (host, port); ``:8080`` listens on every IPv4 address."""
+    text = addr.strip()
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.%a-zA-Z]+)\]:(\d+)", text) or re.fullmatch(
+        r"([^:\[\]\s]*):(\d+)", text
+    )
+    if not m:
+        raise AddressError(
+            f"invalid address {addr!r}: use :PORT, HOST:PORT or [IPV6]:PORT, e.g. :8080"
+        )
+    host, port = m.group(1), int(m.group(2))
+    if not 0 <= port <= 65535:
+        raise AddressError(f"invalid port {port} in {addr!r}: must be 0-65535")
+    return host or "0.0.0.0", port
+
+
+def gunicorn_bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class DrainingThreadWorker(ThreadWorker):
+    """gthread worker that marks the app as draining on SIGTERM, so /readyz says
+    503 to a load balancer while the requests in flight finish."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        app = self.wsgi
+        extensions = getattr(app, "extensions", None)
+        if extensions and "resmon" in extensions:
+            extensions["resmon"].draining = True
+        super().handle_exit(sig, frame)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = DEFAULT_WORKERS
+    threads: int = DEFAULT_THREADS
+    graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
+    log_level: str = "info"
+
+
+class ResmonServer(BaseApplication):
+    """gunicorn running an already built app (BaseApplication: no gunicorn CLI parsing)."""
+
+    def __init__(self, app: Flask, options: ServeOptions) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        o = self.options
+        settings: dict[str, Any] = {
+            "bind": [gunicorn_bind(o.host, o.port)],
+            "workers": o.workers,
+            "threads": o.threads,
+            "worker_class": f"{__name__}.DrainingThreadWorker",
+            "graceful_timeout": o.graceful_timeout,
+            # gthread workers heartbeat from their main loop, so this only catches hung workers.
+            "timeout": max(30, int(o.graceful_timeout) + 5),
+            "keepalive": 5,
+            "proc_name": "resmon-serve",
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": o.log_level,
+            "logconfig_dict": gunicorn_logconfig(o.log_level),
+            "on_starting": _on_starting,
+            "child_exit": _child_exit,
+            # Default request-line and header limits stay (4094 bytes, 100 fields).
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
+
+
+def _on_starting(_server: Any) -> None:
+    for hook in ON_STARTING:
+        hook()
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    for hook in ON_CHILD_EXIT:
+        hook(worker.pid)
+
+
+def run(app: Flask, options: ServeOptions) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT; returns after a graceful stop."""
+    log.info(
+        "resmon serve listening",
+        extra={
+            "addr": gunicorn_bind(options.host, options.port),
+            "workers": options.workers,
+            "threads": options.threads,
+            "pid": os.getpid(),
+        },
+    )
+    ResmonServer(app, options).run()
