@@ -86,7 +86,7 @@ def _now_rfc3339() -> str:
 
 def _text_value(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
     if isinstance(value, str):
         return (
             value
@@ -100,11 +100,38 @@ def _text_value(value: Any) -> str:
     return str(value)
 
 
+def _process_list_text(procs: list[Any]) -> str:
+    items = []
+    for p in procs:
+        if not isinstance(p, Mapping):
+            continue
+        cpu = p.get("peak_cpu_percent", p.get("cpu_percent"))
+        rss = p.get("peak_mem_rss_bytes", p.get("rss_bytes"))
+        cpu_text = "-" if cpu is None else f"{cpu:.1f}%"
+        items.append(f"{p.get('name')}[{p.get('pid')}]:{cpu_text}/{(rss or 0) / 1048576:.1f}MiB")
+    return ",".join(items)
+
+
 def _flatten(prefix: str, value: Any, out: list[str]) -> None:
-    # slog's text handler style: nested objects become dotted keys, lists stay JSON.
-    if isinstance(value, Mapping) and value:
+    # slog's text handler style: nested objects become dotted keys.  Containers are
+    # keyed by name, process lists become one compact field, and the bulky series
+    # (timeline, pressure) are left to the JSON format.
+    if isinstance(value, Mapping):
         for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+            if k == "pressure" or v is None:
+                continue
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k == "timeline" and isinstance(v, list):
+                out.append(f"timeline_points={len(v)}")
+            elif k in ("top_cpu_processes", "top_mem_processes") and isinstance(v, list):
+                out.append(f"{key}={_text_value(_process_list_text(v))}")
+            elif k == "containers" and isinstance(v, list):
+                for c in v:
+                    if isinstance(c, Mapping):
+                        name = str(c.get("name", "?"))
+                        _flatten(f"{key}.{name}", {x: y for x, y in c.items() if x != "name"}, out)
+            else:
+                _flatten(key, v, out)
     else:
         out.append(f"{prefix}={_text_value(value)}")
 
@@ -268,7 +295,6 @@ class Collector:
         self._sampler_config_cls = SamplerConfig
         self.accumulator = RunAccumulator(top_n=config.top_n)
         self.sampler: Any = None
-        self.sources: dict[str, dict[str, str]] = {}
         self.child: subprocess.Popen[bytes] | None = None
         self.child_exit_code: int | None = None
         self.child_rusage_cpu: float | None = None
@@ -297,8 +323,6 @@ class Collector:
         sample = self.sampler.sample()
         self._last_sample_at = self.clock()
         self.accumulator.add(sample)
-        for name, c in sample.containers.items():
-            self.sources[name] = {"cpu": c.source_cpu, "memory": c.source_memory}
         self.writer.write("metrics_collected", sample.record())
         return sample
 
@@ -383,7 +407,7 @@ class Collector:
             return 126
 
     def _child_exited(self) -> bool:
-        """True once the command has exited; it stays a zombie (WNOWAIT) for the last sample."""
+        """True once the command has exited (WNOWAIT: not reaped yet, so no pid reuse races)."""
         assert self.child is not None
         try:
             info = os.waitid(os.P_PID, self.child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -415,11 +439,13 @@ class Collector:
         while True:
             if self._child_exited():
                 self.exit_started = self.clock()
-                # The zombie's /proc/PID/stat still holds its times and its reaped children's.
-                self._final_sample()
+                # Reap first: the wait's rusage is the kernel's exact total for the command
+                # and every descendant it reaped, and the last sample takes it over what
+                # the readings saw (the tail since the previous reading included).
                 self._reap_child()
                 if self.child_rusage_cpu is not None:
                     self.sampler.final_command_sample(self.child_rusage_cpu)
+                self._final_sample()
                 break
             # Forward each new SIGINT/SIGTERM to the command; it decides how to end.
             for signum in self.wakeup.received[forwarded:]:
@@ -461,7 +487,7 @@ class Collector:
             "interval_seconds": self.config.interval,
             "sources": {
                 "system": {"cpu": "procfs", "memory": "procfs"},
-                "containers": dict(sorted(self.sources.items())),
+                "containers": self.accumulator.sources(),
             },
         }
         if self.config.command is not None:
