@@ -46,11 +46,13 @@ def fmt_bytes(value: float | None) -> str:
     if _missing(value):
         return NONE
     n = float(value)  # type: ignore[arg-type]
-    if abs(n) < 1024:
+    if abs(n) < 1000:
         return f"{n:.0f} B"
+    unit = "B"
     for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
         n /= 1024
-        if abs(n) < 1024 or unit == "PiB":
+        # Up a unit from 1000 on: "0.98 GiB" reads better than "1000 MiB".
+        if abs(n) < 1000 or unit == "PiB":
             break
     if abs(n) < 10:
         return f"{n:.2f} {unit}"
@@ -300,6 +302,7 @@ def _table(title: str | None = None, caption: str | None = None) -> Table:
         title_justify="left",
         caption_justify="left",
         pad_edge=False,
+        collapse_padding=True,
         header_style="bold",
     )
 
@@ -393,11 +396,9 @@ def run_view(run: Mapping[str, Any], now: datetime | None = None) -> Group:
         "Duration",
         f"{fmt_duration(run.get('duration_seconds'))}, {run.get('sample_count') or 0} samples",
     )
-    head.add_row(
-        "System CPU",
-        f"{_stat_line(summary.get('cpu_total_percent'), fmt_percent)}  (p50 / p95 / peak)",
-    )
-    head.add_row("Memory used", f"{_stat_line(summary.get('mem_used_bytes'), fmt_bytes)}")
+    head.add_row("", "p50 / p95 / peak")
+    head.add_row("System CPU", _stat_line(summary.get("cpu_total_percent"), fmt_percent))
+    head.add_row("Memory used", _stat_line(summary.get("mem_used_bytes"), fmt_bytes))
     if run.get("cpu_seconds") is not None:
         head.add_row("CPU time", fmt_duration(run.get("cpu_seconds")))
     parts: list[Any] = [head]
@@ -416,10 +417,13 @@ def run_view(run: Mapping[str, Any], now: datetime | None = None) -> Group:
         for c in containers:
             cpu_limit, mem_limit = c.get("limit_cpu_cores"), c.get("limit_memory_bytes")
             cells: list[Any] = [c.get("name")]
-            for key in ("cpu_cores_p50", "cpu_cores_p95", "cpu_cores_peak"):
+            # p50 plain: the percent that matters for sizing is p95's and the peak's.
+            cells.append(fmt_cores(c.get("cpu_cores_p50")))
+            for key in ("cpu_cores_p95", "cpu_cores_peak"):
                 cells.append(with_limit(fmt_cores(c.get(key)), c.get(key), cpu_limit))
             cells.append(fmt_cores(cpu_limit))
-            for key in ("memory_bytes_p50", "memory_bytes_p95", "memory_bytes_peak"):
+            cells.append(fmt_bytes(c.get("memory_bytes_p50")))
+            for key in ("memory_bytes_p95", "memory_bytes_peak"):
                 cells.append(with_limit(fmt_bytes(c.get(key)), c.get(key), mem_limit))
             cells.append(fmt_bytes(mem_limit))
             if notes:
@@ -571,7 +575,8 @@ def render(
     """Print ``body`` (an API response of ``kind``: jobs, runs, run, trend, top) as
     ``output`` (table, json, csv) on ``console``."""
     if output == "json":
-        console.out(to_json(body), highlight=False, soft_wrap=True)
+        # Straight to the file: rich would wrap long lines and interpret markup.
+        console.file.write(to_json(body) + "\n")
         return
     if output == "csv":
         if kind == "jobs":
@@ -586,7 +591,7 @@ def render(
             text = to_csv(body.get("jobs") or [], TOP_FIELDS)
         else:
             raise ValueError(f"unknown kind {kind!r}")
-        console.out(text.rstrip("\n"), highlight=False, soft_wrap=True)
+        console.file.write(text)
         return
     if kind == "jobs":
         console.print(jobs_table(body, now))

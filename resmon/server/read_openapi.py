@@ -1,0 +1,353 @@
+"""OpenAPI paths of the read API (:mod:`resmon.server.read_api`).
+
+Kept next to the read API and merged into the document by
+:func:`resmon.server.openapi.build_openapi` in its marked block, so each owner
+edits one file.  Schemas are inline: this module needs nothing from the other
+components but the shared ``Error`` and ``RunSummary`` schemas.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from typing import Any
+
+NUMBER = {"type": ["number", "null"]}
+INTEGER = {"type": ["integer", "null"]}
+TIME = {"type": ["string", "null"], "format": "date-time"}
+STRING = {"type": "string"}
+
+SCOPE_PROPERTIES = {
+    "organization": STRING,
+    "repository": {**STRING, "description": "Canonical org/repo."},
+    "workflow": STRING,
+    "job": STRING,
+}
+RUN_ROW = {
+    "type": "object",
+    "description": "A stored run's indexed columns (system CPU in percent, memory in bytes).",
+    "required": ["id", "run_id", "received_at"],
+    "properties": {
+        "id": {"type": "integer", "description": "The stored run's id (GET /api/v1/runs/{id})."},
+        **SCOPE_PROPERTIES,
+        "run_id": STRING,
+        "run_attempt": STRING,
+        "received_at": {"type": "string", "format": "date-time"},
+        "start_time": TIME,
+        "end_time": TIME,
+        "duration_seconds": NUMBER,
+        "sample_count": INTEGER,
+        "cpu_seconds": NUMBER,
+        "cpu_percent_p95": NUMBER,
+        "cpu_percent_peak": NUMBER,
+        "mem_bytes_p95": INTEGER,
+        "mem_bytes_peak": INTEGER,
+    },
+}
+CONTAINER_ROW = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": STRING,
+        **{f"cpu_cores_{k}": NUMBER for k in ("p50", "p75", "p95", "p99", "peak", "avg")},
+        **{
+            f"memory_bytes_{k}": (NUMBER if k == "avg" else INTEGER)
+            for k in ("p50", "p75", "p95", "p99", "peak", "avg")
+        },
+        "cpu_seconds": NUMBER,
+        "limit_cpu_cores": NUMBER,
+        "limit_memory_bytes": INTEGER,
+        "cpu_throttled_seconds": NUMBER,
+        "oom_kills": INTEGER,
+    },
+}
+NOT_FOUND_SUGGEST = {
+    "description": "No such job, run or container; `suggestions` are the closest names.",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": STRING,
+                    "suggestions": {"type": "array", "items": STRING},
+                },
+            }
+        }
+    },
+}
+
+
+def _param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or STRING,
+    }
+
+
+LIMIT = _param("limit", "At most this many rows (capped).", {"type": "integer", "minimum": 1})
+SINCE = _param(
+    "since", "Runs received at or after: a period back from now (7d, 12h) or a date/time."
+)
+UNTIL = _param("until", "Runs received before: a period back from now or a date/time.")
+SCOPE_PARAMS = [
+    {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+    for name in ("organization", "repository", "workflow", "job")
+]
+SCOPE_NOTE = (
+    " The repository is `org%2Frepo` (one segment) or `org/repo` (two); a bare `repo` "
+    "is taken under the organization."
+)
+
+
+def _ok(description: str, schema: dict[str, Any], headers: dict | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def read_paths(error: dict[str, Any], common: Any) -> dict[str, Any]:
+    """The read endpoints' path items; ``error`` builds an error response and
+    ``common`` adds the responses every route has (both from openapi.py)."""
+    unauthorized = error("Missing or wrong read token.")
+    bad = error("Invalid parameter; the error says which and what to use.")
+    unavailable = error("Database unavailable; retry later (Retry-After).")
+
+    def op(
+        op_id: str, summary: str, description: str, params: list, ok: dict, rule: str | None = None
+    ) -> dict[str, Any]:
+        item: dict[str, Any] = {"x-flask-rule": rule} if rule else {}
+        return {
+            **item,
+            "get": {
+                "operationId": op_id,
+                "summary": summary,
+                "description": description,
+                "security": [{"readToken": []}],
+                "parameters": params,
+                "responses": common(
+                    {
+                        "200": ok,
+                        "400": bad,
+                        "401": unauthorized,
+                        "404": NOT_FOUND_SUGGEST,
+                        "503": unavailable,
+                    }
+                ),
+            },
+        }
+
+    job_row = {
+        "type": "object",
+        "properties": {
+            **SCOPE_PROPERTIES,
+            "run_count": {"type": "integer"},
+            "last_id": {"type": "integer"},
+            "last_run_id": {"type": ["string", "null"]},
+            "last_received_at": TIME,
+            **{
+                f"last_{k}": NUMBER
+                for k in (
+                    "duration_seconds",
+                    "cpu_seconds",
+                    "cpu_percent_p95",
+                    "cpu_percent_peak",
+                    "mem_bytes_p95",
+                    "mem_bytes_peak",
+                )
+            },
+        },
+    }
+    window = {"since": TIME, "until": TIME}
+    trend_point = {
+        "type": "object",
+        "description": (
+            "by=run: id, run_id, received_at; by=day: day (UTC, YYYY-MM-DD) and runs. Without "
+            "a container: cpu_percent_p95/peak and mem_bytes_p95/peak of the system; with one: "
+            "cpu_cores_p95/peak, memory_bytes_p95/peak and its limits. Per day, the highest "
+            "of the day's runs and the mean duration."
+        ),
+        "properties": {
+            "id": {"type": "integer"},
+            "run_id": STRING,
+            "received_at": TIME,
+            "day": STRING,
+            "runs": {"type": "integer"},
+            "duration_seconds": NUMBER,
+            **{
+                k: NUMBER
+                for k in (
+                    "cpu_percent_p95",
+                    "cpu_percent_peak",
+                    "mem_bytes_p95",
+                    "mem_bytes_peak",
+                    "cpu_cores_p95",
+                    "cpu_cores_peak",
+                    "memory_bytes_p95",
+                    "memory_bytes_peak",
+                    "limit_cpu_cores",
+                    "limit_memory_bytes",
+                )
+            },
+        },
+    }
+    top_row = {
+        "type": "object",
+        "properties": {
+            **SCOPE_PROPERTIES,
+            "runs": {"type": "integer"},
+            **{
+                k: NUMBER
+                for k in (
+                    "cpu_seconds_total",
+                    "cpu_percent_p95_avg",
+                    "mem_bytes_peak_max",
+                    "mem_bytes_p95_avg",
+                    "duration_seconds_total",
+                    "duration_seconds_avg",
+                )
+            },
+        },
+    }
+    paths = {
+        "/api/v1/jobs": op(
+            "listJobs",
+            "Every job, with its run count and last run's figures",
+            "Filter by organization and/or repository (`org/repo`, or the bare name).",
+            [
+                _param("organization", "Only this organization's jobs."),
+                _param("repository", "Only this repository's jobs (org/repo or bare name)."),
+            ],
+            _ok(
+                "Jobs, by repository, workflow, job.",
+                {
+                    "type": "object",
+                    "required": ["jobs"],
+                    "properties": {"jobs": {"type": "array", "items": job_row}},
+                },
+            ),
+        ),
+        "/api/v1/jobs/{organization}/{repository}/{workflow}/{job}/runs": op(
+            "listJobRuns",
+            "Runs of one job, newest first",
+            "Indexed columns only (no stored summaries parsed)." + SCOPE_NOTE,
+            [*SCOPE_PARAMS, LIMIT, SINCE, UNTIL],
+            _ok(
+                "The runs; `truncated` (and the X-Resmon-Truncated header) when more match.",
+                {
+                    "type": "object",
+                    "required": ["runs", "truncated", "limit"],
+                    "properties": {
+                        **SCOPE_PROPERTIES,
+                        **window,
+                        "limit": {"type": "integer"},
+                        "truncated": {"type": "boolean"},
+                        "runs": {"type": "array", "items": RUN_ROW},
+                    },
+                },
+                {
+                    "X-Resmon-Truncated": {
+                        "description": "`true` when more runs match than were returned.",
+                        "schema": STRING,
+                    }
+                },
+            ),
+            "/api/v1/jobs/<path:scope>/runs",
+        ),
+        "/api/v1/jobs/{organization}/{repository}/{workflow}/{job}/trend": op(
+            "jobTrend",
+            "p95 and peak of CPU and memory per run or per day, oldest first",
+            "The last `limit` points (default 30)." + SCOPE_NOTE,
+            [
+                *SCOPE_PARAMS,
+                _param("container", "One container's figures instead of the system's."),
+                _param(
+                    "by",
+                    "Group per run or per UTC day.",
+                    {"type": "string", "enum": ["run", "day"]},
+                ),
+                LIMIT,
+                SINCE,
+                UNTIL,
+            ],
+            _ok(
+                "The points.",
+                {
+                    "type": "object",
+                    "required": ["by", "points"],
+                    "properties": {
+                        **SCOPE_PROPERTIES,
+                        **window,
+                        "container": {"type": ["string", "null"]},
+                        "by": {"type": "string", "enum": ["run", "day"]},
+                        "points": {"type": "array", "items": trend_point},
+                    },
+                },
+            ),
+            "/api/v1/jobs/<path:scope>/trend",
+        ),
+        "/api/v1/runs/{id}": op(
+            "getRun",
+            "One stored run: columns, per-container statistics and the run summary",
+            "The id is the one the push answered and the runs list shows.",
+            [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                }
+            ],
+            _ok(
+                "The run.",
+                {
+                    **RUN_ROW,
+                    "required": [*RUN_ROW["required"], "containers", "payload"],
+                    "properties": {
+                        **RUN_ROW["properties"],
+                        "containers": {"type": "array", "items": CONTAINER_ROW},
+                        "payload": {"$ref": "#/components/schemas/RunSummary"},
+                    },
+                },
+            ),
+            "/api/v1/runs/<run_pk>",
+        ),
+        "/api/v1/top": op(
+            "topJobs",
+            "Jobs ranked by cost over a period",
+            (
+                "metric=cpu ranks by total CPU time (then mean system CPU p95), memory by the "
+                "highest memory peak, duration by total run time. Every row carries all figures."
+            ),
+            [
+                _param(
+                    "metric",
+                    "What to rank by.",
+                    {"type": "string", "enum": ["cpu", "memory", "duration"]},
+                ),
+                _param("period", "How far back from `until` (default 7d): 30m, 12h, 7d, 2w."),
+                UNTIL,
+                LIMIT,
+            ],
+            _ok(
+                "The ranking.",
+                {
+                    "type": "object",
+                    "required": ["metric", "jobs"],
+                    "properties": {
+                        "metric": STRING,
+                        **window,
+                        "limit": {"type": "integer"},
+                        "jobs": {"type": "array", "items": top_row},
+                    },
+                },
+            ),
+        ),
+    }
+    return deepcopy(paths)
