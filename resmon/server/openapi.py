@@ -253,6 +253,9 @@ def build_openapi() -> dict[str, Any]:
     }
 
     # --- read endpoints (resmon.server.read_api) ---------------------------
+    from resmon.server.read_openapi import read_paths
+
+    paths.update(read_paths(_error, _common))
     # --- end read endpoints --------------------------------------------------
 
     # --- metrics (/metrics) --------------------------------------------------
