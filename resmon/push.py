@@ -205,8 +205,10 @@ def deliver(
 ) -> DeliveryReport:
     """Deliver ``entries`` (default: everything pending, oldest first) before ``deadline``.
 
-    Each entry goes to the endpoint and with the token it was spooled with, falling back
-    to the client's own.  A delivered entry is removed; a refused one moves to failed/;
+    Each entry goes with the push token it was spooled with (tokens are scoped to one
+    job, and an earlier run may have been another job), falling back to the client's;
+    to the client's endpoint (the current configuration: a server may have moved since),
+    falling back to the one it was spooled with.  A delivered entry is removed; a refused one moves to failed/;
     the rest stay.  Once the server is unreachable the remaining entries are not tried:
     they would only spend the budget on the same error.
     """
@@ -226,7 +228,7 @@ def deliver(
             body,
             entry.idempotency_key,
             deadline,
-            endpoint=meta.get("endpoint"),
+            endpoint=client.endpoint or meta.get("endpoint"),
             token=meta.get("token"),
         )
         report.results[entry.name] = result
@@ -236,7 +238,7 @@ def deliver(
             log.info("pushed %s: %s", entry.name, result.response)
         elif result.permanent:
             spool.move_to_failed(
-                entry, f"{meta.get('endpoint') or client.endpoint}: {result.describe()}"
+                entry, f"{client.endpoint or meta.get('endpoint')}: {result.describe()}"
             )
             report.failed.append((entry, result))
             log.error(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,6 +34,7 @@ class Receiver:
     stored: dict[str, ReceivedRequest] = field(default_factory=dict)  # by idempotency key
     server: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    delay: float = 0.0  # seconds to wait before answering (a server that hangs)
 
     @property
     def url(self) -> str:
@@ -48,6 +50,8 @@ class Receiver:
                 pass
 
             def do_POST(self):
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 req = ReceivedRequest(
                     self.path, dict(self.headers.items()), self.rfile.read(length)

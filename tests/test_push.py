@@ -122,3 +122,14 @@ def test_retry_after_parsing():
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+
+
+def test_a_server_that_hangs_costs_no_more_than_the_budget(tmp_path, receiver):
+    receiver.delay = 3.0
+    spool = Spool(tmp_path)
+    entry = spool.add(payload())
+    start = time.monotonic()
+    report = deliver(spool, PushClient(receiver.url, "t"), start + 0.5)
+    assert time.monotonic() - start < 0.9
+    assert [e.name for e, _ in report.left] == [entry.name]
+    assert "timed out" in report.left[0][1].describe().lower()
