@@ -1,0 +1,170 @@
+"""Wrapper mode, `resmon collect -- CMD ARGS`, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.slow
+
+RESMON = [sys.executable, "-m", "resmon", "collect", "--interval=0.2s"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def run(
+    tmp_path: Path, *args: str, timeout: float = 60, **kwargs
+) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / "records.jsonl"
+    proc = subprocess.run(
+        [*RESMON, f"--output={out}", *args], capture_output=True, timeout=timeout, **kwargs
+    )
+    return proc, summary_of(out)
+
+
+def summary_of(path: Path) -> dict:
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    assert lines and lines[-1]["msg"] == "run_summary", lines[-1:]
+    return {k: v for k, v in lines[-1].items() if k not in ("time", "level", "msg")}
+
+
+def container(summary: dict, name: str) -> dict:
+    return next(c for c in summary["containers"] if c["name"] == name)
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        (["true"], 0),
+        (["sh", "-c", "exit 3"], 3),
+        (["sh", "-c", "kill -TERM $$"], 128 + 15),
+        (["sh", "-c", "kill -KILL $$"], 128 + 9),
+    ],
+)
+def test_exit_code_is_the_commands(tmp_path, command, code):
+    proc, summary = run(tmp_path, "--", *command)
+    assert proc.returncode == code, proc.stderr.decode()
+    assert summary["command"] == {"name": os.path.basename(command[0]), "exit_code": code}
+
+
+def test_command_not_found_is_127_with_a_message(tmp_path):
+    proc = subprocess.run([*RESMON, "--", "no-such-command-xyz"], capture_output=True, timeout=30)
+    assert proc.returncode == 127
+    assert b"no-such-command-xyz" in proc.stderr and b"not found" in proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
+def test_only_the_base_name_is_recorded_unless_asked(tmp_path):
+    secret = "--password=hunter2"
+    proc, summary = run(tmp_path, "--", "/bin/sh", "-c", "true", secret)
+    assert proc.returncode == 0
+    assert summary["command"] == {"name": "sh", "exit_code": 0}
+    assert b"hunter2" not in (tmp_path / "records.jsonl").read_bytes()
+    proc, summary = run(
+        tmp_path, "--record-command", "--name=build", "--", "/bin/sh", "-c", "true", secret
+    )
+    assert summary["command"]["argv"] == ["/bin/sh", "-c", "true", secret]
+    assert container(summary, "build")
+
+
+def _start_waiting_child(tmp_path: Path, handler_exit: int) -> tuple[subprocess.Popen, Path, Path]:
+    marker, ready = tmp_path / "got-signal", tmp_path / "ready"
+    child = (
+        "import signal, sys, time\n"
+        "def h(signum, frame):\n"
+        f"    open({str(marker)!r}, 'w').write(signal.Signals(signum).name)\n"
+        f"    sys.exit({handler_exit})\n"
+        "signal.signal(signal.SIGTERM, h)\n"
+        "signal.signal(signal.SIGINT, h)\n"
+        f"open({str(ready)!r}, 'w').close()\n"
+        "time.sleep(60)\n"
+    )
+    out = tmp_path / "records.jsonl"
+    proc = subprocess.Popen(
+        [*RESMON, f"--output={out}", "--", sys.executable, "-c", child],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 10
+    while not ready.exists():
+        assert time.monotonic() < deadline, "child did not start"
+        time.sleep(0.02)
+    return proc, marker, out
+
+
+@pytest.mark.parametrize(("sig", "name"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")])
+def test_signals_are_forwarded_and_the_commands_exit_code_wins(tmp_path, sig, name):
+    proc, marker, out = _start_waiting_child(tmp_path, handler_exit=7)
+    start = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 7, err.decode()
+    assert marker.read_text() == name
+    assert time.monotonic() - start < 2.0
+    assert summary_of(out)["command"]["exit_code"] == 7
+
+
+def test_a_command_that_ignores_sigterm_does_not_cost_the_summary(tmp_path):
+    ready = tmp_path / "ready"
+    child = (
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"open({str(ready)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(30)\n"
+    )
+    out, err_file = tmp_path / "records.jsonl", tmp_path / "stderr"
+    with open(err_file, "wb") as err:
+        # stderr to a file: the ignoring command outlives resmon and keeps its copy open.
+        proc = subprocess.Popen(
+            [*RESMON, f"--output={out}", "--", sys.executable, "-c", child], stderr=err
+        )
+    child_pid = None
+    try:
+        deadline = time.monotonic() + 10
+        while not (ready.exists() and ready.read_text()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        child_pid = int(ready.read_text())
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        assert time.monotonic() - start < 2.0  # before CI's SIGKILL
+        assert proc.returncode == 128 + 15
+        assert b"did not exit after SIGTERM" in err_file.read_bytes()
+        assert summary_of(out)["command"]["exit_code"] == 128 + 15
+    finally:
+        if child_pid is not None:
+            # The command ignored SIGTERM and is now an orphan: end it, by its pid.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child_pid, signal.SIGKILL)
+
+
+def test_cpu_of_a_fork_heavy_command_matches_the_kernels_total(tmp_path):
+    truth = tmp_path / "truth"
+    # 100 short awk processes (each lives well under one 0.2 s interval), then the
+    # shell's own utime+stime+cutime+cstime: the ground truth for everything it ran.
+    script = (
+        "for i in $(seq 100); do awk 'BEGIN{for(i=0;i<30000;i++)s+=i}'; done; "
+        f"cat /proc/$$/stat > {truth}"
+    )
+    proc, summary = run(tmp_path, "--", "sh", "-c", script)
+    assert proc.returncode == 0, proc.stderr.decode()
+    fields = truth.read_text().rsplit(")", 1)[1].split()
+    truth_seconds = sum(int(x) for x in fields[11:15]) / CLK_TCK
+    assert truth_seconds > 0.2, truth_seconds
+    command = container(summary, "command")
+    assert summary["cpu_seconds"] == command["cpu_seconds"]
+    assert abs(command["cpu_seconds"] - truth_seconds) <= max(0.03 * truth_seconds, 0.03), (
+        command["cpu_seconds"],
+        truth_seconds,
+    )
+    # The naive per-process utime+stime method would have seen almost none of it.
+    assert command["cpu_cores"]["peak"] > 0.3
+    assert summary["command"] == {"name": "sh", "exit_code": 0}
