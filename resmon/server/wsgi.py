@@ -25,6 +25,7 @@ workers fork, and ``mark_process_dead`` when one exits.  Callables appended to
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Callable
@@ -108,7 +109,7 @@ class ResmonServer(BaseApplication):
             "workers": o.workers,
             "threads": o.threads,
             "worker_class": f"{__name__}.DrainingThreadWorker",
-            "graceful_timeout": o.graceful_timeout,
+            "graceful_timeout": math.ceil(o.graceful_timeout),  # gunicorn takes whole seconds
             # gthread workers heartbeat from their main loop, so this only catches hung workers.
             "timeout": max(30, int(o.graceful_timeout) + 5),
             "keepalive": 5,
@@ -117,12 +118,16 @@ class ResmonServer(BaseApplication):
             "errorlog": "-",
             "loglevel": o.log_level,
             "logconfig_dict": gunicorn_logconfig(o.log_level),
+            # gunicorn 24+ opens a control socket under $HOME by default: nothing of
+            # resmon uses it, and an extra admin socket is an attack surface.
+            "control_socket_disable": True,
             "on_starting": _on_starting,
             "child_exit": _child_exit,
             # Default request-line and header limits stay (4094 bytes, 100 fields).
         }
         for key, value in settings.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # control_socket_disable is gunicorn 24+
+                self.cfg.set(key, value)
 
     def load(self) -> Flask:
         return self.application
