@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+import shlex
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -192,8 +193,15 @@ def _scope(organization: str, repository: str, workflow: str, job: str) -> dict[
 
 
 def job_name(organization: str, repository: str, workflow: str, job: str) -> str:
-    """How a job is named to people: ``org/repo workflow job`` (the arguments to give)."""
-    return f"{canonical_repository(organization, repository)} {workflow} {job}"
+    """A job as the arguments that name it (``ORG REPO WORKFLOW JOB``, shell-quoted),
+    so a suggestion can be pasted after ``resmon query runs``."""
+    parts = (organization, canonical_repository(organization, repository), workflow, job)
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _describe(organization: str, repository: str, workflow: str, job: str) -> str:
+    repository = canonical_repository(organization, repository)
+    return f"job {job!r} of workflow {workflow!r} in {repository}"
 
 
 def _job_exists(organization: str, repository: str, workflow: str, job: str) -> bool:
@@ -210,7 +218,9 @@ def _not_found(organization: str, repository: str, workflow: str, job: str) -> N
         .tuples()
     ]
     close = difflib.get_close_matches(wanted, names, n=SUGGESTIONS, cutoff=0.4)
-    return NotFound(f"no runs stored for job {wanted}", close)
+    return NotFound(
+        f"no runs stored for {_describe(organization, repository, workflow, job)}", close
+    )
 
 
 # --- the questions ---------------------------------------------------------------
@@ -404,7 +414,8 @@ def trend(
             names = _container_names(organization, repository, workflow, job)
             close = difflib.get_close_matches(container, names, n=SUGGESTIONS, cutoff=0.3)
             raise NotFound(
-                f"no container {container!r} in any run of {job_name(organization, repository, workflow, job)}",
+                f"no container {container!r} in any run of "
+                f"{_describe(organization, repository, workflow, job)}",
                 close or names[:SUGGESTIONS],
             )
     for p in points:

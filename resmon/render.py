@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,8 @@ from rich.text import Text
 from resmon.schema import parse_time
 
 OUTPUTS = ("table", "json", "csv")
+PIPE_WIDTH = 160
+WIDE = 96  # columns from which `show` has room for p50 too
 NONE = "–"
 SPARKS = "▁▂▃▄▅▆▇█"
 WARN_PERCENT = 70.0
@@ -291,7 +294,12 @@ def make_console(**kwargs: Any) -> Console:
     """The console ``resmon query`` prints to: no syntax highlighting of numbers (the
     colours mean something here), and rich's own terminal / NO_COLOR detection."""
     kwargs.setdefault("highlight", False)
-    return Console(**kwargs)
+    console = Console(**kwargs)
+    if "width" not in kwargs and not console.is_terminal and not os.environ.get("COLUMNS"):
+        # Piped or redirected: rich would assume 80 columns and wrap the wider tables;
+        # a file has no width, so let rows be as long as their content.
+        console.width = PIPE_WIDTH
+    return console
 
 
 def _table(title: str | None = None, caption: str | None = None) -> Table:
@@ -317,12 +325,12 @@ def jobs_table(body: Mapping[str, Any], now: datetime | None = None) -> Table | 
         return Text("No jobs stored yet: push a run with `resmon collect`.")
     table = _table(f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}")
     for name in ("Repository", "Workflow", "Job"):
-        table.add_column(name, overflow="fold")
-    table.add_column("Runs", justify="right")
-    table.add_column("Last run", justify="right")
-    table.add_column("Duration", justify="right")
-    table.add_column("CPU p95", justify="right")
-    table.add_column("Mem peak", justify="right")
+        table.add_column(name, overflow="fold", min_width=len(name))
+    table.add_column("Runs", justify="right", no_wrap=True)
+    table.add_column("Last run", justify="right", no_wrap=True)
+    table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("CPU p95", justify="right", no_wrap=True)
+    table.add_column("Mem peak", justify="right", no_wrap=True)
     for j in jobs:
         table.add_row(
             j.get("repository"),
@@ -345,15 +353,15 @@ def runs_table(body: Mapping[str, Any], now: datetime | None = None) -> Table | 
     if body.get("truncated"):
         caption = f"newest {len(runs)} shown; use --limit or --since/--until for others"
     table = _table(f"Runs of {_scope(body)}", caption)
-    table.add_column("ID", justify="right")
+    table.add_column("ID", justify="right", no_wrap=True)
     table.add_column("Run", overflow="fold")
-    table.add_column("Received", justify="right")
-    table.add_column("Duration", justify="right")
-    table.add_column("Samples", justify="right")
-    table.add_column("CPU p95", justify="right")
-    table.add_column("CPU peak", justify="right")
-    table.add_column("Mem p95", justify="right")
-    table.add_column("Mem peak", justify="right")
+    table.add_column("Received", justify="right", no_wrap=True)
+    table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("Samples", justify="right", no_wrap=True)
+    table.add_column("CPU p95", justify="right", no_wrap=True)
+    table.add_column("CPU peak", justify="right", no_wrap=True)
+    table.add_column("Mem p95", justify="right", no_wrap=True)
+    table.add_column("Mem peak", justify="right", no_wrap=True)
     for r in runs:
         run = str(r.get("run_id", ""))
         if r.get("run_attempt"):
@@ -378,8 +386,11 @@ def _stat_line(stat: Any, fmt: Any) -> str:
     return " / ".join(fmt(stat.get(k)) for k in ("p50", "p95", "peak"))
 
 
-def run_view(run: Mapping[str, Any], now: datetime | None = None) -> Group:
-    """``resmon query show``: the run, then one row per container, then top processes."""
+def run_view(run: Mapping[str, Any], now: datetime | None = None, width: int = 100) -> Group:
+    """``resmon query show``: the run, then one row per container, then top processes.
+
+    Narrower than ``WIDE`` columns, the p50 columns go (p95 and peak are what a
+    limit is sized from) rather than every cell wrapping."""
     summary = run.get("payload") if isinstance(run.get("payload"), Mapping) else {}
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -406,11 +417,20 @@ def run_view(run: Mapping[str, Any], now: datetime | None = None) -> Group:
     containers = run.get("containers") or []
     if containers:
         table = _table("Containers (percent of limit where known)")
-        table.add_column("Container", overflow="fold")
-        for name in ("CPU p50", "CPU p95", "CPU peak", "limit"):
-            table.add_column(name, justify="right")
-        for name in ("Mem p50", "Mem p95", "Mem peak", "limit"):
-            table.add_column(name, justify="right")
+        wide = width >= WIDE
+        table.add_column("Container", overflow="fold", min_width=9)
+        for name in (
+            ("CPU p50", "CPU p95", "CPU peak", "limit")
+            if wide
+            else ("CPU p95", "CPU peak", "limit")
+        ):
+            table.add_column(name, justify="right", no_wrap=True)
+        for name in (
+            ("Mem p50", "Mem p95", "Mem peak", "limit")
+            if wide
+            else ("Mem p95", "Mem peak", "limit")
+        ):
+            table.add_column(name, justify="right", no_wrap=True)
         notes = any(c.get("oom_kills") or c.get("cpu_throttled_seconds") for c in containers)
         if notes:
             table.add_column("Notes")
@@ -418,11 +438,13 @@ def run_view(run: Mapping[str, Any], now: datetime | None = None) -> Group:
             cpu_limit, mem_limit = c.get("limit_cpu_cores"), c.get("limit_memory_bytes")
             cells: list[Any] = [c.get("name")]
             # p50 plain: the percent that matters for sizing is p95's and the peak's.
-            cells.append(fmt_cores(c.get("cpu_cores_p50")))
+            if wide:
+                cells.append(fmt_cores(c.get("cpu_cores_p50")))
             for key in ("cpu_cores_p95", "cpu_cores_peak"):
                 cells.append(with_limit(fmt_cores(c.get(key)), c.get(key), cpu_limit))
             cells.append(fmt_cores(cpu_limit))
-            cells.append(fmt_bytes(c.get("memory_bytes_p50")))
+            if wide:
+                cells.append(fmt_bytes(c.get("memory_bytes_p50")))
             for key in ("memory_bytes_p95", "memory_bytes_peak"):
                 cells.append(with_limit(fmt_bytes(c.get(key)), c.get(key), mem_limit))
             cells.append(fmt_bytes(mem_limit))
@@ -446,10 +468,10 @@ def run_view(run: Mapping[str, Any], now: datetime | None = None) -> Group:
         if not procs:
             continue
         table = _table(title)
-        table.add_column("PID", justify="right")
+        table.add_column("PID", justify="right", no_wrap=True)
         table.add_column("Process", overflow="fold")
-        table.add_column("Peak CPU", justify="right")
-        table.add_column("Peak RSS", justify="right")
+        table.add_column("Peak CPU", justify="right", no_wrap=True)
+        table.add_column("Peak RSS", justify="right", no_wrap=True)
         for p in procs[:5]:
             table.add_row(
                 str(p.get("pid", "")),
@@ -487,17 +509,17 @@ def trend_table(body: Mapping[str, Any], now: datetime | None = None) -> Table |
     table = _table(f"Trend of {what}, {per}", caption)
     if by_day:
         table.add_column("Day")
-        table.add_column("Runs", justify="right")
+        table.add_column("Runs", justify="right", no_wrap=True)
     else:
-        table.add_column("ID", justify="right")
+        table.add_column("ID", justify="right", no_wrap=True)
         table.add_column("Run", overflow="fold")
-        table.add_column("Received", justify="right")
-    table.add_column("Duration", justify="right")
-    table.add_column("CPU p95", justify="right")
-    table.add_column("CPU peak", justify="right")
+        table.add_column("Received", justify="right", no_wrap=True)
+    table.add_column("Duration", justify="right", no_wrap=True)
+    table.add_column("CPU p95", justify="right", no_wrap=True)
+    table.add_column("CPU peak", justify="right", no_wrap=True)
     table.add_column("", no_wrap=True)
-    table.add_column("Mem p95", justify="right")
-    table.add_column("Mem peak", justify="right")
+    table.add_column("Mem p95", justify="right", no_wrap=True)
+    table.add_column("Mem peak", justify="right", no_wrap=True)
     table.add_column("", no_wrap=True)
     for point, cpu_bar, mem_bar in zip(points, cpu_spark, mem_spark, strict=True):
         cpu_limit = point.get("limit_cpu_cores") if container else None
@@ -541,14 +563,14 @@ def top_table(body: Mapping[str, Any]) -> Table | Text:
     since = to_datetime(body.get("since"))
     period = f" since {since.strftime('%Y-%m-%d %H:%M')} UTC" if since else ""
     table = _table(f"Top jobs by {metric}{period}")
-    table.add_column("#", justify="right")
+    table.add_column("#", justify="right", no_wrap=True)
     for name in ("Repository", "Workflow", "Job"):
-        table.add_column(name, overflow="fold")
-    table.add_column("Runs", justify="right")
-    table.add_column(title, justify="right", style="bold")
-    table.add_column("Avg duration", justify="right")
-    table.add_column("CPU p95 avg", justify="right")
-    table.add_column("Mem peak", justify="right")
+        table.add_column(name, overflow="fold", min_width=len(name))
+    table.add_column("Runs", justify="right", no_wrap=True)
+    table.add_column(title, justify="right", style="bold", no_wrap=True)
+    table.add_column("Avg time", justify="right", no_wrap=True)
+    table.add_column("CPU p95", justify="right", no_wrap=True)
+    table.add_column("Mem peak", justify="right", no_wrap=True)
     for rank, r in enumerate(rows, 1):
         fmt = fmt_bytes if key == "mem_bytes_peak_max" else fmt_duration
         value = fmt(r.get(key))
@@ -598,7 +620,7 @@ def render(
     elif kind == "runs":
         console.print(runs_table(body, now))
     elif kind == "run":
-        console.print(run_view(body, now))
+        console.print(run_view(body, now, console.width))
     elif kind == "trend":
         console.print(trend_table(body, now))
     elif kind == "top":

@@ -195,8 +195,15 @@ def test_runs_newest_first_with_limit_and_window(seeded):
 def test_unknown_job_names_the_closest_ones(seeded):
     with pytest.raises(history.NotFound) as err:
         history.job_runs("acme", "acme/widgets", "ci.yml", "biuld")
-    assert "acme/widgets ci.yml biuld" in err.value.message
-    assert err.value.suggestions[0] == "acme/widgets ci.yml build"
+    assert err.value.message == (
+        "no runs stored for job 'biuld' of workflow 'ci.yml' in acme/widgets"
+    )
+    # Pasteable after `resmon query runs`, quoted where the shell needs it.
+    assert err.value.suggestions[0] == "acme acme/widgets ci.yml build"
+    push("9", NOW, scope=("acme", "acme/widgets", "Nightly CI", "build"))
+    with pytest.raises(history.NotFound) as err:
+        history.job_runs("acme", "widgets", "Nightly", "build")
+    assert err.value.suggestions[0] == "acme acme/widgets 'Nightly CI' build"
 
 
 def test_get_run_has_containers_and_the_summary(seeded):
