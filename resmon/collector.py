@@ -439,13 +439,12 @@ class Collector:
         while True:
             if self._child_exited():
                 self.exit_started = self.clock()
-                # Reap first: the wait's rusage is the kernel's exact total for the command
-                # and every descendant it reaped, and the last sample takes it over what
-                # the readings saw (the tail since the previous reading included).
-                self._reap_child()
-                if self.child_rusage_cpu is not None:
-                    self.sampler.final_command_sample(self.child_rusage_cpu)
+                # Not reaped yet: the zombie's /proc/PID/stat still holds its own times and
+                # those of every child it reaped, so the last sample counts the command to
+                # the tick.  Then the wait's rusage, the kernel's own total, is the check
+                # (build_summary takes the larger: a tick lost to rounding is not lost).
                 self._final_sample()
+                self._reap_child()
                 break
             # Forward each new SIGINT/SIGTERM to the command; it decides how to end.
             for signum in self.wakeup.received[forwarded:]:
@@ -497,6 +496,13 @@ class Collector:
                 command["argv"] = list(argv)
             if self.child_exit_code is not None:
                 command["exit_code"] = self.child_exit_code
+            if self.child_rusage_cpu is not None:
+                rusage = round(self.child_rusage_cpu, 3)
+                command["rusage_cpu_seconds"] = rusage
+                for c in summary.get("containers", []):
+                    if c.get("name") == self.config.command_name:
+                        c["cpu_seconds"] = max(c.get("cpu_seconds") or 0.0, rusage)
+                        summary["cpu_seconds"] = c["cpu_seconds"]
             summary["command"] = command
         return summary
 

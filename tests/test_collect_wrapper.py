@@ -51,7 +51,9 @@ def container(summary: dict, name: str) -> dict:
 def test_exit_code_is_the_commands(tmp_path, command, code):
     proc, summary = run(tmp_path, "--", *command)
     assert proc.returncode == code, proc.stderr.decode()
-    assert summary["command"] == {"name": os.path.basename(command[0]), "exit_code": code}
+    assert summary["command"]["name"] == os.path.basename(command[0])
+    assert summary["command"]["exit_code"] == code
+    assert summary["command"]["rusage_cpu_seconds"] >= 0
 
 
 def test_command_not_found_is_127_with_a_message(tmp_path):
@@ -65,7 +67,8 @@ def test_only_the_base_name_is_recorded_unless_asked(tmp_path):
     secret = "--password=hunter2"
     proc, summary = run(tmp_path, "--", "/bin/sh", "-c", "true", secret)
     assert proc.returncode == 0
-    assert summary["command"] == {"name": "sh", "exit_code": 0}
+    assert set(summary["command"]) == {"name", "exit_code", "rusage_cpu_seconds"}
+    assert summary["command"]["name"] == "sh"
     assert b"hunter2" not in (tmp_path / "records.jsonl").read_bytes()
     proc, summary = run(
         tmp_path, "--record-command", "--name=build", "--", "/bin/sh", "-c", "true", secret
@@ -165,6 +168,11 @@ def test_cpu_of_a_fork_heavy_command_matches_the_kernels_total(tmp_path):
         command["cpu_seconds"],
         truth_seconds,
     )
-    # The naive per-process utime+stime method would have seen almost none of it.
     assert command["cpu_cores"]["peak"] > 0.3
-    assert summary["command"] == {"name": "sh", "exit_code": 0}
+    # The readings alone, before the wait's rusage is applied, already count it: the last
+    # sample reads the command as a zombie, whose cutime+cstime holds every reaped child.
+    last = [orjson.loads(x) for x in (tmp_path / "records.jsonl").read_bytes().splitlines()][-2]
+    assert last["msg"] == "metrics_collected"
+    sampled = next(c for c in last["containers"] if c["name"] == "command")["cpu_seconds"]
+    assert abs(sampled - truth_seconds) <= max(0.03 * truth_seconds, 0.03), (sampled, truth_seconds)
+    assert abs(summary["command"]["rusage_cpu_seconds"] - truth_seconds) <= 0.03
