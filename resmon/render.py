@@ -431,9 +431,6 @@ def run_view(run: Mapping[str, Any], now: datetime | None = None, width: int = 1
             else ("Mem p95", "Mem peak", "limit")
         ):
             table.add_column(name, justify="right", no_wrap=True)
-        notes = any(c.get("oom_kills") or c.get("cpu_throttled_seconds") for c in containers)
-        if notes:
-            table.add_column("Notes")
         for c in containers:
             cpu_limit, mem_limit = c.get("limit_cpu_cores"), c.get("limit_memory_bytes")
             cells: list[Any] = [c.get("name")]
@@ -448,15 +445,18 @@ def run_view(run: Mapping[str, Any], now: datetime | None = None, width: int = 1
             for key in ("memory_bytes_p95", "memory_bytes_peak"):
                 cells.append(with_limit(fmt_bytes(c.get(key)), c.get(key), mem_limit))
             cells.append(fmt_bytes(mem_limit))
-            if notes:
-                note = []
-                if c.get("oom_kills"):
-                    note.append(f"OOM kills {c['oom_kills']}")
-                if c.get("cpu_throttled_seconds"):
-                    note.append(f"throttled {fmt_duration(c['cpu_throttled_seconds'])}")
-                cells.append(Text(", ".join(note), style="red"))
             table.add_row(*cells)
         parts.append(table)
+        # Below the table rather than a column: the row is already as wide as a terminal.
+        for c in containers:
+            note = []
+            if c.get("oom_kills"):
+                n = c["oom_kills"]
+                note.append(f"{n} OOM kill{'s' if n != 1 else ''}")
+            if c.get("cpu_throttled_seconds"):
+                note.append(f"CPU throttled for {fmt_duration(c['cpu_throttled_seconds'])}")
+            if note:
+                parts.append(Text(f"{c.get('name')}: {', '.join(note)}", style="red"))
     else:
         parts.append(Text("\nNo per-container statistics in this run."))
 

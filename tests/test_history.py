@@ -7,11 +7,10 @@ numbers those runs carry.
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pg import postgres_url  # noqa: F401  (fixture)
 from query_data import GiB, MiB, push_body, run_summary
 
 from resmon import history
@@ -21,36 +20,6 @@ from resmon.store import store_push
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 BUILD = ("acme", "acme/widgets", "ci.yml", "build")
-
-
-def _postgres_admin_url() -> str:
-    return os.environ.get(
-        "RESMON_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-
-
-@pytest.fixture
-def postgres_url():
-    """A throwaway PostgreSQL database; skips without a server, except in CI."""
-    psycopg2 = pytest.importorskip("psycopg2")
-    admin = _postgres_admin_url()
-    try:
-        conn = psycopg2.connect(admin, connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL unreachable in CI at {admin}: {exc}")
-        pytest.skip(f"no PostgreSQL at {admin}")
-    conn.autocommit = True
-    name = f"resmon_test_{uuid.uuid4().hex[:12]}"
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    base = admin.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
