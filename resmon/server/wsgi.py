@@ -34,7 +34,7 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from resmon.server.logs import gunicorn_logconfig
 
@@ -82,6 +82,31 @@ class DrainingThreadWorker(ThreadWorker):
         if extensions and "resmon" in extensions:
             extensions["resmon"].draining = True
         super().handle_exit(sig, frame)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """On shutdown, also close the listening sockets right away.
+
+        gunicorn's worker only stops polling them and closes them after the drain,
+        so meanwhile the kernel keeps completing handshakes into the backlog and
+        new clients hang until the worker exits.  Connections already in the
+        backlog are taken in and served (their clients may have sent a request);
+        after that the port refuses connections, so clients and load balancers
+        fail over at once.
+        """
+        super().set_accept_enabled(enabled)
+        if enabled or self.alive:
+            return
+        for listener in self.sockets:
+            listener.setblocking(False)
+            while True:
+                try:
+                    client_sock, client_addr = listener.accept()
+                except OSError:  # EAGAIN: the backlog is empty
+                    break
+                self.nr_conns += 1
+                client_sock.setblocking(True)
+                self.enqueue_req(TConn(self.cfg, client_sock, client_addr, listener.getsockname()))
+            listener.close()
 
 
 @dataclass(frozen=True)

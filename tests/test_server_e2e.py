@@ -1,0 +1,344 @@
+"""End to end: a real ``resmon serve`` process on a free loopback port, real HTTP.
+
+What only the real server can show: the production WSGI server's handling of
+percent-encoded slashes, chunked bodies, slow clients and SIGTERM; restart
+persistence; logs on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import threading
+import time
+
+import pytest
+import requests
+from pg import postgres_url  # noqa: F401  (fixture)
+from server_proc import ServerProcess, sample_payload
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    with ServerProcess(tmp_path / "metrics.db") as server:
+        yield server
+
+
+VECTOR = "dd28e8025f8b67eb5720dcc8aed4354c0f2303bb927471dc1b7d85e95f0a5163"
+
+
+def raw_request(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_token_vector_mint_push_and_query_both_encodings(tmp_path):
+    with ServerProcess(tmp_path / "m.db", hmac_keys=("key", "older-key")) as server:
+        scope = {"organization": "org", "repository": "repo", "workflow": "wf", "job": "job"}
+        r = requests.post(
+            server.url + "/api/v1/token", json=scope, headers=server.read_headers, timeout=5
+        )
+        assert (r.status_code, r.json()) == (200, {"token": VECTOR})
+
+        payload = sample_payload(
+            "42", organization="org", repository="org/repo", workflow="wf", job="job"
+        )
+        r = requests.post(
+            server.url + "/api/v1/metrics",
+            json=payload,
+            headers={"Authorization": f"Bearer {VECTOR}"},
+            timeout=5,
+        )
+        assert r.status_code == 201, r.text
+        assert r.json() == {"id": 1, "status": "created"}
+
+        # gunicorn decodes %2F in PATH_INFO: both encodings must still find the run.
+        for path in (
+            "org/org%2Frepo/wf/job",
+            "org/org/repo/wf/job",
+            "org/repo/wf/job",
+            "org/org%2frepo/wf/job",
+        ):
+            r = requests.get(
+                f"{server.url}/api/v1/metrics/repo/{path}", headers=server.read_headers, timeout=5
+            )
+            assert r.status_code == 200, (path, r.text)
+            rows = r.json()
+            assert [row["run_id"] for row in rows] == ["42"], path
+            assert rows[0]["payload"] == payload["run_summary"]
+            assert rows[0]["repository"] == "org/repo"
+        assert server.terminate() == 0
+
+
+def test_encoded_slash_inside_a_workflow_name_stays_one_segment(live_server):
+    payload = sample_payload("1", workflow="build/test")
+    assert live_server.push(payload).status_code == 201
+    r = requests.get(
+        live_server.url + "/api/v1/metrics/repo/my-org/my-org%2Fmy-repo/build%2Ftest/build",
+        headers=live_server.read_headers,
+        timeout=5,
+    )
+    assert [row["workflow"] for row in r.json()] == ["build/test"]
+
+
+def test_runs_survive_a_restart(tmp_path):
+    db = tmp_path / "m.db"
+    server = ServerProcess(db)
+    with server:
+        first = server.push(sample_payload("1", start_time="2026-01-02T03:00:00Z")).json()["id"]
+        server.push(
+            sample_payload("2", start_time="2026-01-02T04:00:00Z"),
+            headers={"Idempotency-Key": "abc"},
+        )
+    assert server.returncode == 0
+    again = ServerProcess(db, read_token=server.read_token, hmac_keys=server.hmac_keys)
+    with again:
+        r = requests.get(
+            again.url + "/api/v1/metrics/repo/my-org/my-repo/ci.yml/build",
+            headers=again.read_headers,
+            timeout=5,
+        )
+        assert [row["run_id"] for row in r.json()] == ["2", "1"]
+        # Idempotency survives too: a retry after the restart is a duplicate.
+        r = again.push(sample_payload("1", start_time="2026-01-02T03:00:00Z"))
+        assert (r.status_code, r.json()) == (200, {"id": first, "status": "duplicate"})
+        r = again.push(
+            sample_payload("2", start_time="2026-01-02T04:00:00Z"),
+            headers={"Idempotency-Key": "abc"},
+        )
+        assert r.status_code == 200
+
+
+def test_killed_right_after_201_the_run_is_still_there(tmp_path):
+    db = tmp_path / "m.db"
+    server = ServerProcess(db).start()
+    try:
+        assert server.push(sample_payload("1")).status_code == 201
+    finally:
+        server.kill()  # SIGKILL: no clean shutdown, no checkpoint
+    count = sqlite3.connect(db).execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert count == 1
+
+
+def test_chunked_body_over_the_limit_is_413_and_stores_nothing(tmp_path):
+    with ServerProcess(tmp_path / "m.db", extra_args=("--max-body=16Ki",)) as server:
+        payload = sample_payload("1", padding="x" * 40_000)
+        body = json.dumps(payload).encode()
+
+        def chunks():
+            for i in range(0, len(body), 4096):
+                yield body[i : i + 4096]
+
+        headers = {**server.push_headers(payload["execution"]), "Content-Type": "application/json"}
+        r = requests.post(
+            server.url + "/api/v1/metrics", data=chunks(), headers=headers, timeout=10
+        )
+        assert r.status_code == 413
+        assert r.json() == {"error": "request body too large"}
+        # Content-Length over the limit: refused before reading.
+        r = requests.post(server.url + "/api/v1/metrics", data=body, headers=headers, timeout=10)
+        assert r.status_code == 413
+        # A chunked body under the limit is fine.
+        small = json.dumps(sample_payload("2")).encode()
+        r = requests.post(
+            server.url + "/api/v1/metrics",
+            data=iter([small[:100], small[100:]]),
+            headers=headers,
+            timeout=10,
+        )
+        assert r.status_code == 201, r.text
+        r = requests.get(
+            server.url + "/api/v1/metrics/repo/my-org/my-repo/ci.yml/build",
+            headers=server.read_headers,
+            timeout=5,
+        )
+        assert [row["run_id"] for row in r.json()] == ["2"]
+
+
+def test_bad_requests_get_json_errors_never_tracebacks(live_server):
+    url = live_server.url
+    cases = [
+        requests.post(
+            url + "/api/v1/metrics",
+            data=b"{",
+            headers=live_server.push_headers(sample_payload()["execution"]),
+        ),
+        requests.get(url + "/does/not/exist"),
+        requests.put(url + "/api/v1/metrics"),
+        requests.get(url + "/api/v1/metrics/repo/a/b", headers=live_server.read_headers),
+        requests.get(
+            url + "/api/v1/metrics/repo/a/b/c/d?limit=-1", headers=live_server.read_headers
+        ),
+    ]
+    assert [r.status_code for r in cases] == [400, 404, 405, 404, 400]
+    for r in cases:
+        assert r.headers["Content-Type"] == "application/json"
+        assert set(r.json()) == {"error"}
+        assert "Traceback" not in r.text
+    # A request line gunicorn itself rejects is not a crash either.
+    reply = raw_request(live_server.port, b"GARBAGE\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert requests.get(url + "/healthz", timeout=5).status_code == 200
+
+
+def test_slow_clients_do_not_stop_others_being_served(live_server):
+    """Three clients sending their headers a byte at a time hold three of the
+    worker's four threads; everyone else is still served promptly."""
+    stop = threading.Event()
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    results: list[bytes] = []
+
+    def slow_client():
+        with socket.create_connection(("127.0.0.1", live_server.port), timeout=30) as s:
+            for i in range(len(request) - 4):
+                if stop.is_set():
+                    break
+                s.sendall(request[i : i + 1])
+                time.sleep(0.02)
+            else:
+                s.sendall(request[-4:])
+                results.append(s.recv(4096))
+
+    slow = [threading.Thread(target=slow_client) for _ in range(3)]
+    for t in slow:
+        t.start()
+    time.sleep(0.5)  # all three are mid-headers now
+    latencies = []
+    for n in range(20):
+        started = time.monotonic()
+        r = live_server.push(sample_payload(str(n)))
+        latencies.append(time.monotonic() - started)
+        assert r.status_code == 201
+    assert any(t.is_alive() for t in slow), "slow clients finished too early to prove anything"
+    assert max(latencies) < 1.0, latencies
+    for t in slow:
+        t.join(30)
+    # The slow clients are served too, once their headers are complete.
+    assert len(results) == 3 and all(r.startswith(b"HTTP/1.1 200") for r in results)
+
+
+def test_sigterm_finishes_the_request_in_flight_and_exits_0(live_server):
+    """A push whose body is still arriving when SIGTERM lands is completed and
+    stored; new connections are refused; the process exits 0."""
+    payload = sample_payload("inflight")
+    body = json.dumps(payload).encode()
+    token = live_server.push_headers(payload["execution"])["Authorization"]
+    head = (
+        f"POST /api/v1/metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=20) as s:
+        s.sendall(head + body[:10])
+        time.sleep(0.3)  # the worker thread is now blocked reading this body
+        live_server.proc.send_signal(15)
+        time.sleep(1.0)
+        # Draining: the listener is closed, no new connection gets in.
+        with pytest.raises(requests.ConnectionError):
+            requests.get(live_server.url + "/healthz", timeout=2)
+        assert live_server.returncode is None, "server exited with a request in flight"
+        s.sendall(body[10:])
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 201"), reply
+    assert b'"status":"created"' in reply
+    live_server.proc.wait(15)
+    assert live_server.returncode == 0
+    count = sqlite3.connect(live_server.database).execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert count == 1
+
+
+def test_logs_are_json_lines_without_secrets(live_server):
+    payload = sample_payload("1")
+    push_token = live_server.push_headers(payload["execution"])["Authorization"].split()[1]
+    live_server.push(payload)
+    requests.get(
+        live_server.url + "/api/v1/metrics/repo/my-org/my-repo/ci.yml/build?limit=3",
+        headers=live_server.read_headers,
+        timeout=5,
+    )
+    requests.post(
+        live_server.url + "/api/v1/token",
+        json={"organization": "o", "repository": "o/r", "workflow": "w", "job": "j"},
+        headers=live_server.read_headers,
+        timeout=5,
+    )
+    requests.get(
+        live_server.url + "/health",
+        headers={"Authorization": f"Bearer {live_server.hmac_key}"},
+        timeout=5,
+    )
+    assert live_server.terminate() == 0
+    text = live_server.stderr_text()
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    requests_logged = [r for r in records if r.get("msg") == "request"]
+    assert [
+        (r["method"], r["path"], r["status"]) for r in requests_logged if r["path"] != "/readyz"
+    ] == [
+        ("POST", "/api/v1/metrics", 201),
+        ("GET", "/api/v1/metrics/repo/my-org/my-repo/ci.yml/build", 200),
+        ("POST", "/api/v1/token", 200),
+        ("GET", "/health", 200),
+    ]
+    assert all(isinstance(r["duration_ms"], float) for r in requests_logged)
+    for secret in (live_server.read_token, live_server.hmac_key, push_token, "limit=3"):
+        assert secret not in text
+
+
+def test_serve_listens_on_ipv6_loopback(tmp_path):
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback in this environment")
+    server = ServerProcess(tmp_path / "m.db")
+    server.extra_args = (f"--addr=[::1]:{server.port}",)  # the last --addr wins
+    server.wait_ready = lambda: _wait_url(f"http://[::1]:{server.port}/readyz", server)  # type: ignore[method-assign]
+    with server:
+        assert requests.get(f"http://[::1]:{server.port}/health", timeout=5).json() == {
+            "status": "ok"
+        }
+
+
+def _wait_url(url, server):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(server.stderr_text())
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError("not ready")
+
+
+@pytest.mark.postgres
+def test_postgres_end_to_end_with_restart(postgres_url):  # noqa: F811
+    server = ServerProcess(postgres_url)
+    with server:
+        assert server.push(sample_payload("1")).status_code == 201
+        assert server.push(sample_payload("1")).status_code == 200
+        assert server.push(sample_payload("2"), headers={"Idempotency-Key": "k"}).status_code == 201
+        assert server.push(sample_payload("3"), headers={"Idempotency-Key": "k"}).status_code == 422
+    assert server.returncode == 0
+    with ServerProcess(
+        postgres_url, read_token=server.read_token, hmac_keys=server.hmac_keys
+    ) as again:
+        r = requests.get(
+            again.url + "/api/v1/metrics/repo/my-org/my-org%2Fmy-repo/ci.yml/build",
+            headers=again.read_headers,
+            timeout=5,
+        )
+        assert sorted(row["run_id"] for row in r.json()) == ["1", "2"]
+        assert requests.get(again.url + "/readyz", timeout=5).json() == {"status": "ready"}
