@@ -135,3 +135,22 @@ def test_flush_spool_refused_payload_exits_1_and_is_parked(runner, receiver, tmp
     assert "HTTP 401: invalid push token" in result.output
     assert [e.name for e in spool.failed()] == [entry.name]
     assert orjson.loads(receiver.requests[0].body)["idempotency_key"] == entry.idempotency_key
+
+
+def test_collect_path_stays_light(tmp_path):
+    # A sidecar's memory matters: running `resmon collect` (here, wrapping `true` without
+    # a push) must not import the server, the ORM, rich, or requests.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from resmon.cli import cli\n"
+        f"try:\n    cli(['collect', '--interval=0.1s', '--output={tmp_path / 'r.jsonl'}', '--', 'true'])\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'peewee', 'rich', 'requests'})\n"
+        "print(','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", proc.stdout
