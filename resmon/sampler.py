@@ -319,17 +319,7 @@ class Sampler:
                 state = _Proc(state.group, state.cgroup, st)
             current[key] = state
 
-        # Who reaped the processes that disappeared: the nearest ancestor (by last
-        # known parent links) that is still alive.
-        absorbed: dict[tuple[int, int], int] = {}
-        if prev:
-            prev_by_pid = {key[0]: key for key in prev}
-            for key, gone in prev.items():
-                if key in current:
-                    continue
-                reaper = self._reaper(gone, prev, prev_by_pid, current)
-                if reaper is not None:
-                    absorbed[reaper] = absorbed.get(reaper, 0) + gone.total
+        absorbed = self._assign_reapers(prev, stats, current) if prev else {}
 
         # Per process: credit (ticks) to the group, CPU percent, RSS.
         group_credit: dict[str, int] = {}
@@ -345,7 +335,7 @@ class Sampler:
             if old is not None:
                 own_ticks = max(0, st.own_ticks - old.own)
                 children = max(0, st.children_ticks - old.children)
-                credit = own_ticks + max(0, children - absorbed.get(key, 0))
+                credit = own_ticks + children - absorbed.get(key, 0)
                 valid = True
             elif born_after is not None and st.starttime >= born_after:
                 own_ticks = st.own_ticks
@@ -439,9 +429,10 @@ class Sampler:
         current: dict[tuple[int, int], _Proc],
     ) -> _Proc:
         cfg = self.config
-        if st.pid in cfg.exclude_pids:
-            return _Proc(_EXCLUDED, _UNKNOWN_CGROUP, st)
+        # resmon's own cgroup is read too: a cgroup holding resmon is not a container's own.
         cgroup = procfs.read_pid_cgroup(st.pid, cfg.proc_path) or _UNKNOWN_CGROUP
+        if st.pid in cfg.exclude_pids:
+            return _Proc(_EXCLUDED, cgroup, st)
         group = cgroup.path
         if cfg.command_pid is not None and self._in_command_tree(st, stats, by_pid, prev, current):
             group = _COMMAND_GROUP
@@ -475,21 +466,54 @@ class Sampler:
         return False
 
     @staticmethod
-    def _reaper(
-        gone: _Proc,
+    def _assign_reapers(
         prev: dict[tuple[int, int], _Proc],
-        prev_by_pid: dict[int, tuple[int, int]],
+        stats: dict[tuple[int, int], PidStat],
         current: dict[tuple[int, int], _Proc],
-    ) -> tuple[int, int] | None:
-        node = gone
-        for _ in range(_MAX_PARENT_WALK):
-            parent = prev_by_pid.get(node.ppid)
-            if parent is None:
-                return None
-            if parent in current:
-                return parent
-            node = prev[parent]
-        return None
+    ) -> dict[tuple[int, int], int]:
+        """Ticks of disappeared processes that live processes reaped in the interval.
+
+        A disappeared process whose last known parent is alive was reaped by it (if
+        the parent's cutime+cstime grew by at least its last observed total; if not,
+        say the parent ignores SIGCHLD, nobody absorbed it and nothing is taken).  If
+        the parent is gone too, the child was reaped either by that parent before it
+        died (so by the parent's reaper, in turn) or, orphaned, by a subreaper or
+        init: both are live ancestors, so the nearest live ancestor whose children
+        time grew enough takes it.  Direct children are placed first.
+        """
+        capacity: dict[tuple[int, int], int] = {}
+        for key, old in prev.items():
+            st = stats.get(key)
+            if st is not None:
+                capacity[key] = max(0, st.children_ticks - old.children)
+        prev_by_pid = {key[0]: key for key in prev}
+        pending: list[tuple[int, int, list[tuple[int, int]]]] = []
+        for key, gone in prev.items():
+            if key in current or gone.total == 0:
+                continue
+            hops, ancestors = 0, []
+            node = gone
+            for _ in range(_MAX_PARENT_WALK):
+                parent = prev_by_pid.get(node.ppid)
+                if parent is None or parent == key:
+                    break
+                if parent in capacity:
+                    ancestors.append(parent)
+                    if hops == 0:
+                        break  # a live parent is the reaper; no one else is
+                elif not ancestors:
+                    hops += 1
+                node = prev[parent]
+            if ancestors:
+                pending.append((hops, gone.total, ancestors))
+        absorbed: dict[tuple[int, int], int] = {}
+        for _hops, total, ancestors in sorted(pending, key=lambda item: (item[0], -item[1])):
+            for reaper in ancestors:
+                if capacity[reaper] >= total:
+                    capacity[reaper] -= total
+                    absorbed[reaper] = absorbed.get(reaper, 0) + total
+                    break
+        return absorbed
 
     def _name_groups(self, group_members: dict[str, list[tuple[PidStat, _Proc]]]) -> dict[str, str]:
         cfg = self.config
