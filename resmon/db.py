@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import orjson
 from peewee import (
     BigIntegerField,
     CharField,
@@ -240,6 +241,12 @@ def _to_v2(db: Database, migrator: SchemaMigrator) -> None:
         columns = dict(derived.columns)
         columns["repository"] = derived.repository
         columns["received_at"] = _normalise_time(received_at)
+        # The query API splices payload text into its JSON answer: text that is
+        # not JSON is kept, as a JSON string.
+        try:
+            orjson.loads(payload_text)
+        except (orjson.JSONDecodeError, TypeError):
+            columns["payload"] = orjson.dumps(str(payload_text)).decode()
         models.Run.update(**columns).where(models.Run.id == run_pk).execute()
         for container in derived.containers:
             container["run"] = run_pk

@@ -1,0 +1,111 @@
+"""resmon.store: exactly-once storage under concurrency, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from pg import postgres_url  # noqa: F401  (fixture)
+from server_proc import sample_payload
+
+from resmon import db as dbmod
+from resmon import store
+from resmon.models import ContainerStat, Run, database_proxy
+from resmon.schema import validate_push
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request, tmp_path):
+    target = (
+        str(tmp_path / "m.db")
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    db = dbmod.open_database(target)
+    dbmod.migrate(db)
+    yield db
+    db.close()
+
+
+def push(run_id="1", **kwargs):
+    return validate_push(sample_payload(run_id, **kwargs))
+
+
+def hammer(n, fn):
+    """Run fn from n threads released at the same instant; results in order."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def worker(i):
+        barrier.wait()
+        try:
+            results[i] = fn(i)
+        except Exception as exc:  # collected, asserted on by the caller
+            results[i] = exc
+        finally:
+            database_proxy.close()  # each thread has its own connection
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def test_concurrent_pushes_with_one_key_store_one_run(database):
+    results = hammer(8, lambda i: store.store_push(push("1"), "same-key"))
+    assert all(isinstance(r, store.StoreResult) for r in results), results
+    assert sorted(r.status for r in results) == ["created"] + ["duplicate"] * 7
+    assert len({r.id for r in results}) == 1
+    assert Run.select().count() == 1
+    assert ContainerStat.select().count() == 1
+
+
+def test_concurrent_keyless_retries_store_one_run(database):
+    results = hammer(8, lambda i: store.store_push(push("1")))
+    assert sorted(r.status for r in results) == ["created"] + ["duplicate"] * 7
+    assert Run.select().count() == 1
+
+
+def test_concurrent_distinct_runs_are_all_stored(database):
+    results = hammer(8, lambda i: store.store_push(push(str(i)), f"key-{i}"))
+    assert [r.status for r in results] == ["created"] * 8
+    assert Run.select().count() == 8 and ContainerStat.select().count() == 8
+
+
+def test_concurrent_conflicting_bodies_one_wins_the_rest_conflict(database):
+    results = hammer(6, lambda i: store.store_push(push(str(i)), "contested"))
+    created = [r for r in results if isinstance(r, store.StoreResult)]
+    conflicts = [r for r in results if isinstance(r, store.IdempotencyConflict)]
+    assert len(created) == 1 and len(conflicts) == 5
+    assert all(c.run_id == created[0].id for c in conflicts)
+
+
+def test_a_different_key_for_the_same_run_is_still_that_run(database):
+    first = store.store_push(push("1"), "key-a")
+    again = store.store_push(push("1"), "key-b")
+    assert (again.id, again.status) == (first.id, "duplicate")
+
+
+def test_failed_container_insert_rolls_back_the_run(database, monkeypatch):
+    original = ContainerStat.insert_many
+
+    def failing(rows):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ContainerStat, "insert_many", failing)
+    with pytest.raises(RuntimeError):
+        store.store_push(push("1"))
+    monkeypatch.setattr(ContainerStat, "insert_many", original)
+    assert Run.select().count() == 0  # one transaction: no run without its containers
+    assert store.store_push(push("1")).status == "created"
+
+
+def test_body_digest_ignores_spelling_and_order():
+    a = push("1", repository="my-org/my-repo")
+    payload = sample_payload("1", repository="my-repo")
+    payload["run_summary"] = dict(reversed(list(payload["run_summary"].items())))
+    b = validate_push(payload)
+    assert store.body_digest(a) == store.body_digest(b)
+    assert store.body_digest(a) != store.body_digest(push("2"))
