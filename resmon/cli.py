@@ -240,6 +240,8 @@ def collect(
       # deliver what earlier runs could not
       resmon collect --flush-spool --push-endpoint=http://resmon:8080/api/v1/metrics
     """
+    import logging
+
     from resmon.collector import CollectConfig, Collector, configure_logging, deliver_spool
     from resmon.containers import parse_limits, parse_process_map
     from resmon.execution import execution_from_env, missing_required
@@ -284,7 +286,9 @@ def collect(
     )
     if config.push_endpoint:
         for variable in missing_required(config.execution):
-            click.echo(f"warning: {variable} is not set; the server will refuse the push", err=True)
+            logging.getLogger("resmon.collector").warning(
+                "%s is not set; the server will refuse the push", variable
+            )
     ctx.exit(Collector(config, output).run())
 
 

@@ -181,19 +181,26 @@ class JsonLogFormatter(logging.Formatter):
         return orjson.dumps(obj).decode()
 
 
+class TextLogFormatter(logging.Formatter):
+    """Diagnostics as ``key=value`` text, like the records with ``--log-format text``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = format_time(datetime.fromtimestamp(record.created, UTC))
+        level = record.levelname.replace("WARNING", "WARN")
+        line = (
+            f"time={when} level={level} msg={_text_value(record.getMessage())} logger={record.name}"
+        )
+        if record.exc_info:
+            line += f" error={_text_value(self.formatException(record.exc_info))}"
+        return line
+
+
 def configure_logging(
     level: str, log_format: str, stream: IO[str] | None = None
 ) -> Callable[[], None]:
     """Diagnostics to stderr; only the CLI calls this.  Returns a function that undoes it."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonLogFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter(
-                "time=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)r"
-            )
-        )
+    handler.setFormatter(JsonLogFormatter() if log_format == "json" else TextLogFormatter())
     root = logging.getLogger("resmon")
     root.addHandler(handler)
     root.setLevel(level.upper())
