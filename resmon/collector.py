@@ -52,6 +52,8 @@ TERM_GRACE_SECONDS = 0.5
 # A final sample right after a periodic one would turn one clock tick into a big
 # percentage; waiting this long (at most) keeps the last interval meaningful.
 MIN_FINAL_GAP_SECONDS = 0.25
+# resmon serve takes bodies up to 1 MiB by default; stay clear of it.
+MAX_PUSH_BYTES = 900 * 1024
 
 
 @dataclass
@@ -545,7 +547,7 @@ class Collector:
 
         cfg = self.config
         deadline = time.monotonic() + cfg.push_timeout
-        payload = push_payload(cfg.execution, summary)
+        payload = push_payload(cfg.execution, fit_summary(summary, MAX_PUSH_BYTES))
         spool = Spool(cfg.spool_dir) if cfg.spool_dir is not None else None
         entry = None
         if spool is not None:
@@ -580,6 +582,28 @@ class Collector:
                     log.error("push to %s failed: %s", cfg.push_endpoint, result.describe())
         finally:
             client.close()
+
+
+def fit_summary(summary: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """The summary, with its timeline thinned until the JSON fits in ``max_bytes``.
+
+    A host with many containers makes a 300-point timeline large; a server refuses an
+    oversized body for good (413), so the chart's resolution goes first, never the run.
+    """
+    if len(orjson.dumps(summary)) <= max_bytes:
+        return summary
+    out = dict(summary)
+    timeline = list(summary.get("timeline") or [])
+    while timeline and len(timeline) > 2:
+        # Keep every other point, and always the last one (the end of the run).
+        timeline = timeline[::2] if len(timeline) % 2 else [*timeline[:-1:2], timeline[-1]]
+        out["timeline"] = timeline
+        if len(orjson.dumps(out)) <= max_bytes:
+            log.warning("payload too large: timeline thinned to %d points", len(timeline))
+            return out
+    out.pop("timeline", None)
+    log.warning("payload too large: timeline left out of the push")
+    return out
 
 
 def deliver_spool(
