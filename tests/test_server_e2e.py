@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 from pg import postgres_url  # noqa: F401  (fixture)
-from server_proc import ServerProcess, sample_payload
+from server_proc import ServerProcess, free_port, sample_payload
 
 pytestmark = pytest.mark.slow
 
@@ -342,3 +342,63 @@ def test_postgres_end_to_end_with_restart(postgres_url):  # noqa: F811
         )
         assert sorted(row["run_id"] for row in r.json()) == ["1", "2"]
         assert requests.get(again.url + "/readyz", timeout=5).json() == {"status": "ready"}
+
+
+def test_collect_pushes_to_serve_and_the_summary_comes_back_unchanged(tmp_path):
+    """resmon collect -> (spool) -> resmon serve -> query API: the run summary that
+    comes back is exactly the one the collector wrote."""
+    import os
+    import subprocess
+    import sys
+
+    from resmon.spool import Spool
+    from resmon.tokens import push_token
+
+    ci_env = {
+        "GITHUB_REPOSITORY_OWNER": "acme",
+        "GITHUB_REPOSITORY": "acme/widgets",
+        "GITHUB_WORKFLOW": "ci.yml",
+        "GITHUB_JOB": "build",
+        "GITHUB_RUN_ID": "501",
+    }
+    spool_dir = tmp_path / "spool"
+    with ServerProcess(tmp_path / "m.db") as server:
+        env = {
+            **os.environ,
+            **ci_env,
+            "COLLECTOR_PUSH_TOKEN": push_token(
+                server.hmac_key, "acme", "acme/widgets", "ci.yml", "build"
+            ),
+        }
+        collect = [
+            sys.executable,
+            "-m",
+            "resmon",
+            "collect",
+            f"--spool-dir={spool_dir}",
+            "--push-timeout=1s",
+        ]
+        # First to a port where nothing listens: the payload stays in the spool,
+        # so the test can read the exact body the collector sends.
+        closed = subprocess.run(
+            [*collect, "--interval=0.1s", f"--push-endpoint=http://127.0.0.1:{free_port()}/api/v1/metrics",
+             "--", "sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"],
+            env=env, capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert closed.returncode == 0, closed.stderr.decode()
+        [entry] = Spool(spool_dir).pending()
+        sent = json.loads(entry.read_body())
+        assert sent["run_summary"]["sample_count"] >= 1
+        flush = subprocess.run(
+            [*collect, "--flush-spool", f"--push-endpoint={server.url}/api/v1/metrics"],
+            env=env, capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert flush.returncode == 0, flush.stderr.decode()
+        r = requests.get(
+            server.url + "/api/v1/metrics/repo/acme/acme%2Fwidgets/ci.yml/build",
+            headers=server.read_headers,
+            timeout=5,
+        )
+        [run] = r.json()
+        assert run["run_id"] == "501"
+        assert run["payload"] == sent["run_summary"]
