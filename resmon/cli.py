@@ -385,6 +385,13 @@ def _memory_option(ctx, param, value):
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="Server log level (JSON lines on stderr).",
 )
+@click.option(
+    "--metrics-addr",
+    envvar="RESMON_METRICS_ADDR",
+    default=None,
+    help="Serve Prometheus metrics on this separate listener (:PORT, HOST:PORT) "
+    "instead of GET /metrics on --addr.  [default: /metrics on --addr, no auth]",
+)
 def serve(
     addr,
     database,
@@ -396,6 +403,7 @@ def serve(
     threads,
     graceful_timeout,
     log_level,
+    metrics_addr,
 ):
     """Store run summaries, answer queries, mint push tokens.
 
@@ -430,6 +438,12 @@ def serve(
         host, port = parse_addr(addr)
     except AddressError as exc:
         raise click.BadParameter(str(exc), param_hint="--addr") from None
+    metrics_listen = None
+    if metrics_addr:
+        try:
+            metrics_listen = parse_addr(metrics_addr)
+        except AddressError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics-addr") from None
     configure_logging(log_level)
     config = ServerConfig(
         database=database,
@@ -437,26 +451,42 @@ def serve(
         hmac_keys=hmac_keys,
         max_body=max_body,
         query_cap=query_cap,
+        metrics_path=metrics_listen is None,
     )
-    try:
-        app = create_app(config)
-    except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from None
-    except Exception as exc:  # a driver error opening or migrating: say which database
-        raise click.ClickException(
-            f"cannot open database {describe_target(database)}: {type(exc).__name__}: {exc}"
-        ) from None
-    run(
-        app,
-        ServeOptions(
-            host=host,
-            port=port,
-            workers=workers,
-            threads=threads,
-            graceful_timeout=graceful_timeout,
-            log_level=log_level,
-        ),
-    )
+    import contextlib
+
+    from resmon.server import metrics
+
+    # Metrics of every gunicorn worker add up through files in a private directory,
+    # set up before the app (and its metrics) exist and before the workers fork.
+    with metrics.multiprocess_dir():
+        try:
+            app = create_app(config)
+        except DatabaseError as exc:
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:  # a driver error opening or migrating: say which database
+            raise click.ClickException(
+                f"cannot open database {describe_target(database)}: {type(exc).__name__}: {exc}"
+            ) from None
+        with contextlib.ExitStack() as stack:
+            if metrics_listen is not None:
+                try:
+                    stack.enter_context(metrics.separate_listener(*metrics_listen, app, database))
+                except OSError as exc:
+                    raise click.ClickException(
+                        f"cannot listen on --metrics-addr {metrics_addr}: {exc.strerror or exc}"
+                    ) from None
+            run(
+                app,
+                ServeOptions(
+                    host=host,
+                    port=port,
+                    workers=workers,
+                    threads=threads,
+                    graceful_timeout=graceful_timeout,
+                    log_level=log_level,
+                ),
+            )
 
 
 # --- token -----------------------------------------------------------------

@@ -51,6 +51,8 @@ class ServerConfig:
     query_cap: int = DEFAULT_QUERY_CAP
     # create_app migrates the schema; ``resmon serve`` does it once before forking.
     migrate: bool = True
+    # GET /metrics on the app's own listener (off when --metrics-addr serves them apart).
+    metrics_path: bool = True
 
     def __repr__(self) -> str:  # never print secrets, not even in a traceback
         return (
@@ -118,6 +120,9 @@ def create_app(config: ServerConfig | None = None) -> Flask:
         app.register_blueprint(read_bp)
     register_error_handlers(app)
     _register_request_log(app)
+    from resmon.server import metrics
+
+    metrics.init_app(app, serve_path=config.metrics_path)
     return app
 
 

@@ -259,6 +259,29 @@ def build_openapi() -> dict[str, Any]:
     # --- end read endpoints --------------------------------------------------
 
     # --- metrics (/metrics) --------------------------------------------------
+    paths["/metrics"] = {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics",
+            "description": (
+                "Prometheus text exposition (OpenMetrics when the Accept header asks for it). "
+                "No authentication, as Prometheus expects: no label names an organization, "
+                "repository, job, run or token. With `resmon serve --metrics-addr` the metrics "
+                "are served on that listener only and this path answers 404."
+            ),
+            "responses": _common(
+                {
+                    "200": {
+                        "description": "Metrics of every worker process, added up.",
+                        "content": {
+                            "text/plain": {"schema": {"type": "string"}},
+                            "application/openmetrics-text": {"schema": {"type": "string"}},
+                        },
+                    }
+                }
+            ),
+        }
+    }
     # --- end metrics -----------------------------------------------------------
 
     return {

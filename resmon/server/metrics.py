@@ -1,0 +1,365 @@
+"""Prometheus metrics of ``resmon serve`` (prometheus_client).
+
+Exported at ``GET /metrics`` on the main listener (no authentication, the
+Prometheus convention: nothing in it names an organization, repository, job, run
+or token), or only on a separate listener with ``--metrics-addr``.
+
+- ``resmon_pushes_received_total{result}``: pushes by outcome, ``result`` one of
+  :data:`resmon.server.PUSH_OUTCOMES` (a push that met a database outage and got
+  503 has no outcome and is not counted here; it shows in the request histogram);
+- ``resmon_http_request_duration_seconds{route,method}``: every request, ``route``
+  the URL rule template (``<unmatched>`` for a 404) and ``method`` from a fixed
+  set (anything else is ``other``);
+- ``resmon_runs_stored``, ``resmon_database_size_bytes`` (SQLite: database file
+  plus its WAL; PostgreSQL: ``pg_database_size``) and ``resmon_database_up``,
+  read from the database at scrape time;
+- ``resmon_build_info{version}``;
+- ``process_*`` (CPU seconds, resident and virtual memory, open and max file
+  descriptors, start time), summed over the gunicorn master and its workers.
+
+Label values come from fixed sets only, so the number of series does not grow
+with the number of repositories or runs.
+
+gunicorn runs several worker processes, so counters and histograms use
+prometheus_client's multiprocess mode: :func:`multiprocess_dir` creates a private
+``PROMETHEUS_MULTIPROC_DIR`` in the master before the workers fork, marks exited
+workers dead and removes the directory when the server stops.  A scrape, whichever
+worker answers it, adds up the files of every worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import resource
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from peewee import Database, PostgresqlDatabase, SqliteDatabase
+
+from resmon import __version__, procfs
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_PATH = "/metrics"
+UNMATCHED_ROUTE = "<unmatched>"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# Pushes and reads take milliseconds; the default buckets start at 5 ms.
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# The process that owns the multiprocess directory (the gunicorn master): its pid,
+# inherited by the workers across fork, names the server's process tree.
+_owner_pid: int | None = None
+
+
+def method_label(method: str) -> str:
+    """A request method as a label value from a fixed set (clients may send anything)."""
+    return method if method in METHODS else "other"
+
+
+# --- multiprocess mode ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def multiprocess_dir() -> Iterator[str]:
+    """A private ``PROMETHEUS_MULTIPROC_DIR`` for the life of ``resmon serve``.
+
+    Enter it in the master before the app is built (the metrics are created then)
+    and before gunicorn forks.  Workers that exit are marked dead; the directory is
+    removed when the master leaves the block.  gunicorn's workers leave it too
+    (``sys.exit`` unwinds through the master's stack after fork), so only the
+    process that created the directory removes it.
+    """
+    global _owner_pid
+    from prometheus_client import multiprocess, values
+
+    from resmon.server import wsgi
+
+    path = tempfile.mkdtemp(prefix="resmon-metrics-")
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = path
+    # prometheus_client chooses its value class when it is imported: choose again now.
+    values.ValueClass = values.get_value_class()
+    owner = _owner_pid = os.getpid()
+
+    def mark_dead(pid: int) -> None:
+        multiprocess.mark_process_dead(pid, path)
+
+    wsgi.ON_CHILD_EXIT.append(mark_dead)
+    try:
+        yield path
+    finally:
+        if os.getpid() == owner:
+            wsgi.ON_CHILD_EXIT.remove(mark_dead)
+            if previous is None:
+                os.environ.pop(MULTIPROC_ENV, None)
+            else:
+                os.environ[MULTIPROC_ENV] = previous
+            values.ValueClass = values.get_value_class()
+            _owner_pid = None
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _multiprocess_path() -> str | None:
+    path = os.environ.get(MULTIPROC_ENV)
+    return path if path and os.path.isdir(path) else None
+
+
+# --- what is read at scrape time -------------------------------------------------
+
+
+def database_stats(db: Database) -> tuple[int, int]:
+    """(runs stored, database size in bytes) through ``db``'s connection."""
+    runs = int(db.execute_sql("SELECT count(*) FROM runs").fetchone()[0])
+    if isinstance(db, PostgresqlDatabase):
+        size = int(db.execute_sql("SELECT pg_database_size(current_database())").fetchone()[0])
+    elif isinstance(db, SqliteDatabase):
+        size = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                size += os.path.getsize(str(db.database) + suffix)
+    else:  # pragma: no cover - open_database makes only these two
+        size = 0
+    return runs, size
+
+
+def database_stats_fresh(target: str) -> tuple[int, int]:
+    """:func:`database_stats` over a connection opened and closed for this call.
+
+    Used by the separate metrics listener in the gunicorn master: a connection kept
+    there would cross every later fork into a new worker.
+    """
+    from resmon.db import open_database
+
+    db = open_database(target, bind=False)
+    try:
+        db.connect()
+        return database_stats(db)
+    finally:
+        db.close()
+
+
+def _server_pids() -> list[int]:
+    """The gunicorn master and its live children, or only this process outside gunicorn."""
+    owner = _owner_pid
+    if owner is None:
+        return [os.getpid()]
+    pids = [owner]
+    for pid in procfs.list_pids():
+        if pid == owner:
+            continue
+        stat = procfs.read_pid_stat(pid)
+        if stat is not None and stat.ppid == owner:
+            pids.append(pid)
+    return pids
+
+
+def _boot_time() -> float | None:
+    with contextlib.suppress(OSError, ValueError):
+        for line in procfs.read_bytes("/proc/stat").splitlines():
+            if line.startswith(b"btime "):
+                return float(line.split()[1])
+    return None
+
+
+_BOOT_TIME = _boot_time()
+
+
+class ServerCollector:
+    """Gauges read when scraped: build info, database, and the server's processes."""
+
+    def __init__(self, stats: Callable[[], tuple[int, int]]) -> None:
+        self.stats = stats
+
+    def describe(self) -> list:
+        return []  # collected at scrape time only; nothing to check at registration
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        info = GaugeMetricFamily(
+            "resmon_build_info", "resmon build information; always 1.", labels=["version"]
+        )
+        info.add_metric([__version__], 1)
+        yield info
+
+        try:
+            runs, size = self.stats()
+            up = 1
+        except Exception as exc:  # any driver error: report it as down, never fail the scrape
+            log.warning("metrics: database not readable: %s", type(exc).__name__)
+            up = 0
+        yield GaugeMetricFamily(
+            "resmon_database_up", "1 when the last scrape could read the database.", value=up
+        )
+        if up:
+            yield GaugeMetricFamily("resmon_runs_stored", "Runs in the database.", value=runs)
+            yield GaugeMetricFamily(
+                "resmon_database_size_bytes",
+                "Database size: SQLite file plus WAL, or PostgreSQL pg_database_size.",
+                value=size,
+            )
+
+        stats = [s for s in map(procfs.read_pid_stat, _server_pids()) if s is not None]
+        if not stats:
+            return
+        owner = stats[0]
+        # Reaped workers' CPU time lives in the master's cutime/cstime.
+        ticks = owner.total_ticks + sum(s.own_ticks for s in stats[1:])
+        yield CounterMetricFamily(
+            "process_cpu_seconds_total",
+            "User and system CPU time of the server's processes, in seconds.",
+            value=ticks / procfs.CLK_TCK,
+        )
+        yield GaugeMetricFamily(
+            "process_resident_memory_bytes",
+            "Resident memory of the server's processes, in bytes.",
+            value=sum(s.rss_pages for s in stats) * procfs.PAGE_SIZE,
+        )
+        yield GaugeMetricFamily(
+            "process_virtual_memory_bytes",
+            "Virtual memory of the server's processes, in bytes.",
+            value=sum(s.vsize for s in stats),
+        )
+        fds = 0
+        for s in stats:
+            with contextlib.suppress(OSError):
+                fds += len(os.listdir(f"/proc/{s.pid}/fd"))
+        yield GaugeMetricFamily(
+            "process_open_fds", "Open file descriptors of the server's processes.", value=fds
+        )
+        yield GaugeMetricFamily(
+            "process_max_fds",
+            "Maximum open file descriptors of one server process.",
+            value=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        )
+        if _BOOT_TIME is not None:
+            yield GaugeMetricFamily(
+                "process_start_time_seconds",
+                "Start time of the server since the Unix epoch, in seconds.",
+                value=_BOOT_TIME + owner.starttime / procfs.CLK_TCK,
+            )
+
+
+# --- the app's metrics -----------------------------------------------------------
+
+
+class ServerMetrics:
+    """The counters and histogram of one app, and the registry a scrape reads."""
+
+    def __init__(self, stats: Callable[[], tuple[int, int]]) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        from resmon.server import PUSH_OUTCOMES
+
+        mp_path = _multiprocess_path()
+        self.registry = CollectorRegistry(auto_describe=False)
+        # Multiprocess: values live in per-process files and a scrape adds the files
+        # up; registering the objects too would export this process's part twice.
+        own = None if mp_path else self.registry
+        if mp_path:
+            MultiProcessCollector(self.registry, path=mp_path)
+        self.pushes = Counter(
+            "resmon_pushes_received",
+            "Pushes received, by result.",
+            ["result"],
+            registry=own,
+        )
+        for outcome in PUSH_OUTCOMES:  # every series exists from the start, at 0
+            self.pushes.labels(result=outcome)
+        self.durations = Histogram(
+            "resmon_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and method.",
+            ["route", "method"],
+            buckets=DURATION_BUCKETS,
+            registry=own,
+        )
+        self.registry.register(ServerCollector(stats))  # type: ignore[arg-type]
+
+    def push_result(self, outcome: str) -> None:
+        self.pushes.labels(result=outcome).inc()
+
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.durations.labels(route=route, method=method_label(method)).observe(seconds)
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        from prometheus_client.exposition import choose_encoder
+
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+
+def init_app(app: Flask, *, serve_path: bool = True) -> ServerMetrics:
+    """Create the app's metrics, hook them to pushes and requests, and (with
+    ``serve_path``) answer ``GET /metrics``."""
+    from flask import Response, request
+
+    from resmon.server import state
+
+    st = state(app)
+    metrics = ServerMetrics(lambda: database_stats(st.database))
+    st.hooks.push_result.append(metrics.push_result)
+    st.hooks.request_done.append(metrics.request_done)
+    app.extensions["resmon_metrics"] = metrics
+
+    if serve_path:
+
+        def metrics_view() -> Response:
+            body, content_type = metrics.exposition(request.headers.get("Accept"))
+            return Response(body, status=200, content_type=content_type)
+
+        app.add_url_rule(METRICS_PATH, "metrics", metrics_view, methods=["GET"])
+    return metrics
+
+
+# --- the separate listener (--metrics-addr) ---------------------------------------
+
+
+@contextlib.contextmanager
+def separate_listener(host: str, port: int, app: Flask, database: str) -> Iterator[int]:
+    """Serve the app's metrics on ``host:port`` from a thread of this (master) process.
+
+    Yields the bound port.  Database gauges use a connection per scrape (see
+    :func:`database_stats_fresh`); workers forked later close their copy of the
+    listening socket, and the thread and socket are closed when the block ends.
+    """
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    mp_path = _multiprocess_path()
+    if mp_path:
+        MultiProcessCollector(registry, path=mp_path)
+    else:  # one process: export the app's own objects
+        metrics: ServerMetrics = app.extensions["resmon_metrics"]
+        registry.register(metrics.pushes)
+        registry.register(metrics.durations)
+    registry.register(ServerCollector(lambda: database_stats_fresh(database)))  # type: ignore[arg-type]
+
+    httpd, thread = start_http_server(port, addr=host, registry=registry)
+    owner = os.getpid()
+    open_socket = [True]
+
+    def close_in_child() -> None:
+        if open_socket[0]:
+            httpd.socket.close()
+
+    os.register_at_fork(after_in_child=close_in_child)
+    log.info("metrics listener", extra={"addr": f"{host}:{httpd.server_port}"})
+    try:
+        yield httpd.server_port
+    finally:
+        if os.getpid() == owner:
+            open_socket[0] = False
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join(5)
