@@ -500,7 +500,10 @@ class Collector:
         }
         if self.config.command is not None:
             argv = self.config.command
-            command: dict[str, Any] = {"name": os.path.basename(argv[0]) if argv else ""}
+            command: dict[str, Any] = {
+                "name": os.path.basename(argv[0]) if argv else "",
+                "container": self.config.command_name,
+            }
             if self.config.record_command:
                 command["argv"] = list(argv)
             if self.child_exit_code is not None:

@@ -111,6 +111,9 @@ def render_markdown(summary: Mapping[str, Any], execution: Mapping[str, Any] | N
     lines.append(_headline(summary, execution))
     lines.append("")
     containers = [c for c in summary.get("containers") or [] if isinstance(c, Mapping)]
+    if isinstance(command, Mapping) and command.get("container"):
+        # Wrapper mode: the wrapped command is what the reader came for; it goes first.
+        containers.sort(key=lambda c: c.get("name") != command["container"])
     if containers:
         lines += _container_table(containers)
         lines += _container_notes(containers)

@@ -67,7 +67,7 @@ def test_only_the_base_name_is_recorded_unless_asked(tmp_path):
     secret = "--password=hunter2"
     proc, summary = run(tmp_path, "--", "/bin/sh", "-c", "true", secret)
     assert proc.returncode == 0
-    assert set(summary["command"]) == {"name", "exit_code", "rusage_cpu_seconds"}
+    assert set(summary["command"]) == {"name", "container", "exit_code", "rusage_cpu_seconds"}
     assert summary["command"]["name"] == "sh"
     assert b"hunter2" not in (tmp_path / "records.jsonl").read_bytes()
     proc, summary = run(

@@ -144,3 +144,21 @@ def test_format_bytes():
     assert format_bytes(1536) == "1.5 KiB"
     assert format_bytes(3 * 1024**3) == "3.0 GiB"
     assert format_bytes(None) == "–"
+
+
+def test_a_real_wrapper_run_renders():
+    # Captured from `resmon collect --summary-file ... -- make -s -j2` on this machine.
+    summary = orjson.loads((STORED.parent / "wrapper_make_summary.json").read_bytes())
+    md = render_markdown(summary)
+    assert md.startswith("### Resource usage: make\n")
+    assert "exit code 0" in md and f"{summary['cpu_seconds']:.1f} CPU-seconds" in md
+    command = next(c for c in summary["containers"] if c["name"] == "command")
+    rows = [line for line in md.splitlines() if line.startswith("| **")]
+    row = rows[0]  # the wrapped command's container comes first
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == "2.00" and cells[8] == "512.0 MiB"
+    assert cells[3].startswith(f"{command['cpu_cores']['peak']:.2f} (")
+    cpu_chart = mermaid_blocks(md)[0]
+    lines = re.findall(r"line \[(.*?)\]", cpu_chart)
+    assert 1 <= len(lines) <= 6
+    assert len(lines[0].split(", ")) == len(summary["timeline"])
