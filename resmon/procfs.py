@@ -29,6 +29,7 @@ PAGE_SIZE: int = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 # /proc/PID/stat flags bit for kernel threads (include/linux/sched.h PF_KTHREAD).
 PF_KTHREAD = 0x00200000
 
+_READ_SIZE = 65536
 _VANISHED = (FileNotFoundError, ProcessLookupError, NotADirectoryError)
 
 
@@ -36,9 +37,14 @@ def read_bytes(path: str) -> bytes:
     """The whole content of a (small, procfs or cgroupfs) file, read without buffering layers."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        chunks = []
+        data = os.read(fd, _READ_SIZE)
+        # procfs and cgroupfs produce a small file in one read; a short read is the end
+        # (this saves a second system call per file, per process, per sample).
+        if len(data) < _READ_SIZE:
+            return data
+        chunks = [data]
         while True:
-            chunk = os.read(fd, 65536)
+            chunk = os.read(fd, _READ_SIZE)
             if not chunk:
                 break
             chunks.append(chunk)

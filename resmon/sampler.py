@@ -219,11 +219,19 @@ def _pressure_record(pressure: dict[str, dict[str, procfs.Pressure]]) -> dict:
 class _Proc:
     """What resmon remembers of one live process between samples."""
 
-    __slots__ = ("cgroup", "children", "group", "own", "ppid")
+    __slots__ = ("cgroup", "children", "group", "own", "paths", "ppid")
 
-    def __init__(self, group: str, cgroup: CgroupInfo, st: PidStat) -> None:
+    def __init__(
+        self,
+        group: str,
+        cgroup: CgroupInfo,
+        st: PidStat,
+        paths: tuple[str | None, ...] | None = None,
+    ) -> None:
         self.group = group
         self.cgroup = cgroup
+        # The cgroup path in each hierarchy (HIERARCHIES order), hashable, computed once.
+        self.paths = paths if paths is not None else _hierarchy_paths(cgroup)
         self.ppid = st.ppid
         self.own = st.own_ticks
         self.children = st.children_ticks
@@ -245,10 +253,8 @@ class _KernelState:
         self.base: dict[str, int] = {}
 
 
-def _hierarchy_path(info: CgroupInfo, hierarchy: str) -> str | None:
-    if hierarchy == V2:
-        return info.unified
-    return info.v1.get(hierarchy)
+def _hierarchy_paths(info: CgroupInfo) -> tuple[str | None, ...]:
+    return tuple(info.unified if h == V2 else info.v1.get(h) for h in HIERARCHIES)
 
 
 class Sampler:
@@ -307,16 +313,18 @@ class Sampler:
             by_pid[pid] = key
 
         prev = self._procs
-        born_after = None
-        if self._sampled and self._prev_uptime is not None:
-            born_after = self._prev_uptime * CLK_TCK - 1
+        born_after: float | None = None
+        if self._sampled:
+            # Without /proc/uptime, a process not seen before is taken as new: after the
+            # first sample nearly all are, and missing a newborn's time would undercount.
+            born_after = self._prev_uptime * CLK_TCK - 1 if self._prev_uptime is not None else 0
         current: dict[tuple[int, int], _Proc] = {}
         for key, st in stats.items():
             state = prev.get(key)
             if state is None:
                 state = self._new_proc(key, st, stats, by_pid, prev, current)
             else:
-                state = _Proc(state.group, state.cgroup, st)
+                state = _Proc(state.group, state.cgroup, st, state.paths)
             current[key] = state
 
         absorbed = self._assign_reapers(prev, stats, current) if prev else {}
@@ -668,14 +676,17 @@ class Sampler:
             return {}
         owners: dict[tuple[str, str], set[str]] = {}
         paths_of: dict[str, dict[str, set[str | None]]] = {}
-        for state in current.values():
-            owner = _EXCLUDED if state.group == _EXCLUDED else group_names.get(state.group)
+        # Processes of one container mostly share their paths: look at each pair once.
+        distinct = {
+            (_EXCLUDED if state.group == _EXCLUDED else group_names.get(state.group), state.paths)
+            for state in current.values()
+        }
+        mounted = [(i, h) for i, h in enumerate(HIERARCHIES) if h in fs.mounts]
+        for owner, hpaths in distinct:
             if owner is None:
                 continue
-            for hierarchy in HIERARCHIES:
-                if hierarchy not in fs.mounts:
-                    continue
-                path = _hierarchy_path(state.cgroup, hierarchy)
+            for i, hierarchy in mounted:
+                path = hpaths[i]
                 paths_of.setdefault(owner, {}).setdefault(hierarchy, set()).add(path)
                 if path is not None:
                     owners.setdefault((hierarchy, path), set()).add(owner)
