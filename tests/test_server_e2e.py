@@ -229,7 +229,7 @@ def test_slow_clients_do_not_stop_others_being_served(live_server):
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(live_server):
     """A push whose body is still arriving when SIGTERM lands is completed and
-    stored; new connections are refused; the process exits 0."""
+    stored; /readyz says 503; new connections are refused; the process exits 0."""
     payload = sample_payload("inflight")
     body = json.dumps(payload).encode()
     token = live_server.push_headers(payload["execution"])["Authorization"]
@@ -237,11 +237,24 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(live_server):
         f"POST /api/v1/metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
+    import http.client
+
+    # A load balancer's kept-alive probe connection, opened before the signal.
+    probe = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=5)
+    probe.request("GET", "/readyz")
+    assert probe.getresponse().read() == b'{"status":"ready"}'
     with socket.create_connection(("127.0.0.1", live_server.port), timeout=20) as s:
         s.sendall(head + body[:10])
         time.sleep(0.3)  # the worker thread is now blocked reading this body
         live_server.proc.send_signal(15)
-        time.sleep(1.0)
+        time.sleep(0.3)
+        # Readiness fails while draining, so the balancer stops sending traffic.
+        probe.request("GET", "/readyz")
+        answer = probe.getresponse()
+        assert answer.status == 503
+        assert json.loads(answer.read()) == {"status": "unavailable", "reason": "shutting down"}
+        probe.close()
+        time.sleep(0.5)
         # Draining: the listener is closed, no new connection gets in.
         with pytest.raises(requests.ConnectionError):
             requests.get(live_server.url + "/healthz", timeout=2)
