@@ -618,3 +618,32 @@ def test_live_orphan_whose_reaper_is_outside_stays_counted():
     assert history == sorted(history)
     # The child burned ~0.8 s of CPU; at most one 0.1 s interval of tail may be lost.
     assert history[-1] >= 0.6
+
+
+def test_live_v1_memory_controller_feeds_the_container():
+    """This machine is a hybrid host whose v1 memory controller is readable.  With no
+    PID excluded, the cgroup holding this test holds only its own session's processes,
+    so the sampler takes that container's memory from memory.usage_in_bytes, and sees
+    64 MiB touched between two samples."""
+    from resmon.cgroupfs import V1_MEMORY, CgroupFS
+
+    fs = CgroupFS("/sys/fs/cgroup")
+    mine = procfs.read_pid_cgroup(os.getpid())
+    path = mine.v1.get("memory")
+    if V1_MEMORY not in fs.mounts or not path or path == "/" or mine.path != path:
+        pytest.skip("needs a v1 memory cgroup of its own (hybrid or v1 host)")
+    usage_file = Path(fs.directory(V1_MEMORY, path)) / "memory.usage_in_bytes"
+    s = Sampler(SamplerConfig())
+    first = s.sample().containers[path]
+    assert first.source_memory == "cgroupfs"
+    block = bytearray(64 * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    second = s.sample().containers[path]
+    direct = int(usage_file.read_text())
+    assert second.source_memory == "cgroupfs"
+    assert second.memory_bytes >= first.memory_bytes + 48 * 1024 * 1024
+    assert abs(second.memory_bytes - direct) <= 16 * 1024 * 1024
+    # CPU: this cgroup has only the machine's root in the cpu hierarchies: procfs.
+    assert second.source_cpu == "procfs"
+    del block
