@@ -11,6 +11,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+## demo: serve on a temporary SQLite file, collect a 10 s workload, push it, query it back (scripts/demo.sh)
+demo: $(BIN)/.installed
+	BIN=$(BIN) bash scripts/demo.sh
+
 ## test: lint and run the whole test suite (PostgreSQL tests skip when none is reachable, outside CI)
 test: $(BIN)/.installed
 	$(BIN)/ruff check resmon tests bench
