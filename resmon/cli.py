@@ -263,6 +263,16 @@ def collect(
         )
         ctx.exit(0 if refused == 0 and left == 0 else 1)
 
+    try:
+        # Fail before anything starts (the wrapped command, above all) when /proc is wrong.
+        from resmon.procfs import read_cpu_times
+
+        read_cpu_times(proc_path)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(
+            f"cannot read {proc_path}/stat: {exc}", param_hint="--proc-path"
+        ) from None
+
     config = CollectConfig(
         interval=interval,
         proc_path=proc_path,

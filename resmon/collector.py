@@ -329,7 +329,13 @@ class Collector:
         )
 
     def _take_sample(self) -> Any:
-        sample = self.sampler.sample()
+        try:
+            sample = self.sampler.sample()
+        except (OSError, ValueError) as exc:
+            # One unreadable reading (procfs unmounted under us, a torn file) costs one
+            # sample, not the run and its summary.
+            log.error("sample failed, skipped: %s", exc)
+            return None
         self._last_sample_at = self.clock()
         self.accumulator.add(sample)
         self.writer.write("metrics_collected", sample.record())

@@ -154,3 +154,11 @@ def test_collect_path_stays_light(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", proc.stdout
+
+
+def test_unreadable_proc_path_is_a_click_error_before_anything_runs(runner, tmp_path):
+    marker = tmp_path / "ran"
+    result = runner.invoke(cli, ["collect", f"--proc-path={tmp_path}", "--", "touch", str(marker)])
+    assert result.exit_code == 2, result.output
+    assert "--proc-path" in result.output and "stat" in result.output
+    assert not marker.exists()
