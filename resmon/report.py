@@ -299,13 +299,15 @@ def _charts(summary: Mapping[str, Any]) -> list[str]:
             names.append(str(c["name"]))
     seen = {n for p in points for n in (p.get("containers") or {})}
     names = [n for n in names if n in seen] or sorted(seen)
-    # The busiest containers get a line; the rest would make the chart unreadable.
     peak = {
         n: max(((p.get("containers") or {}).get(n, {}).get("cpu_cores") or 0) for p in points)
         for n in names
     }
-    chosen = set(sorted(names, key=lambda n: -peak[n])[:CHART_LINES])
-    names = [n for n in names if n in chosen]
+    command = summary.get("command")
+    first = command.get("container") if isinstance(command, Mapping) else None
+    # The busiest containers get a line (the wrapped command's always, and first).
+    chosen = set(sorted(names, key=lambda n: (n != first, -peak[n]))[:CHART_LINES])
+    names = sorted((n for n in names if n in chosen), key=lambda n: n != first)
 
     def per_container(field: str, scale: float = 1.0) -> list[tuple[str, list[float | None]]]:
         out = []

@@ -162,3 +162,5 @@ def test_a_real_wrapper_run_renders():
     lines = re.findall(r"line \[(.*?)\]", cpu_chart)
     assert 1 <= len(lines) <= 6
     assert len(lines[0].split(", ")) == len(summary["timeline"])
+    assert cpu_chart.count("line [") == len(lines)
+    assert "Lines, in order: 1. command," in md
