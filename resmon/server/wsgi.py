@@ -5,7 +5,8 @@ tests/test_server_e2e.py):
 
 - SIGTERM drains: the arbiter closes the listeners, each worker stops accepting,
   finishes the requests in flight (up to ``graceful_timeout``) and the process
-  exits 0.  waitress 3.0.2 drops requests in flight on SIGTERM instead.
+  exits 0.  waitress 3.0.2 does not: the same in-flight push got an empty reply
+  and the process died with -15 (tried here with waitress.serve(create_app(...))).
 - A slow client holds one thread of one worker while its request is read, not the
   server: the other threads and workers keep serving.  A new connection costs no
   thread until its first bytes arrive (gunicorn defers idle ones to the poller).
