@@ -65,7 +65,9 @@ class Source(Protocol):
 class HttpSource:
     """The read API of a running ``resmon serve``."""
 
-    def __init__(self, server: str, read_token: str | None, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, server: str, read_token: str | None, timeout: float = TIMEOUT_SECONDS
+    ) -> None:
         import requests  # only the query path pays for it
 
         url = server.strip().rstrip("/")
