@@ -82,6 +82,7 @@ def test_documented_status_codes_match_what_the_push_route_answers(app):
 def test_document_is_valid_openapi(app):
     """Validated by schemathesis' loader (it rejects a malformed document)."""
     import schemathesis
+
     doc = app.test_client().get("/api/v1/openapi.json").get_json()
     loaded = schemathesis.openapi.from_dict(doc)
     operations = [op for op in loaded.get_all_operations()]
