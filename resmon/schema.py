@@ -79,7 +79,10 @@ def parse_time(value: str) -> datetime:
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         raise ValueError("time without a zone offset")
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+        raise ValueError("time out of range") from None
 
 
 def format_time(dt: datetime) -> str:
@@ -92,7 +95,10 @@ def _scope_string(value: Any, where: str, *, required: bool) -> str:
         value = ""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise PayloadError(f"{where} must be a string")
-    value = str(value)
+    try:
+        value = str(value)
+    except ValueError:  # an int of more digits than Python converts to text
+        raise PayloadError(f"{where} is longer than {MAX_SCOPE_LEN} characters") from None
     if required and not value.strip():
         raise PayloadError(f"{where} is required")
     if len(value) > MAX_SCOPE_LEN:
@@ -107,7 +113,8 @@ def _number(value: Any, where: str, *, integer: bool = False) -> float | int:
         raise PayloadError(f"{where} must be a number")
     if integer and not isinstance(value, int) and not float(value).is_integer():
         raise PayloadError(f"{where} must be a whole number")
-    if not math.isfinite(value):
+    # Only floats can be infinite or NaN (math.isfinite overflows on a huge int).
+    if isinstance(value, float) and not math.isfinite(value):
         raise PayloadError(f"{where} must be finite")
     if value < 0:
         raise PayloadError(f"{where} must not be negative")
@@ -179,9 +186,9 @@ def validate_run_summary(summary: Any, where: str = "run_summary") -> dict:
             for key in CONTAINER_STAT_FIELDS:
                 _stat(c.get(key), f"{where}.containers[{i}].{key}")
             for key, value in c.items():
-                if key.startswith(("limit_", "cpu_seconds", "cpu_throttled", "throttled_", "oom_")):
-                    if value is not None:
-                        _number(value, f"{where}.containers[{i}].{key}")
+                numeric = ("limit_", "cpu_seconds", "cpu_throttled", "throttled_", "oom_")
+                if key.startswith(numeric) and value is not None:
+                    _number(value, f"{where}.containers[{i}].{key}")
     return summary
 
 
@@ -198,7 +205,9 @@ def validate_push(obj: Any) -> PushPayload:
         canonical["run_attempt"] = _scope_string(
             execution["run_attempt"], "execution.run_attempt", required=False
         )
-    canonical["repository"] = canonical_repository(canonical["organization"], canonical["repository"])
+    canonical["repository"] = canonical_repository(
+        canonical["organization"], canonical["repository"]
+    )
     summary = validate_run_summary(obj.get("run_summary"))
     return PushPayload(execution=canonical, run_summary=summary)
 

@@ -53,14 +53,26 @@ def parse_cpu(text: str) -> float:
     m = _CPU.match(s)
     if not m:
         raise ValueError(f"invalid CPU quantity {text!r}: use cores (2, 1.5) or millicores (500m)")
-    value = float(m.group(1))
-    if m.group(2):
-        value *= 10.0 ** int(m.group(2))
+    mantissa = float(m.group(1))
+    value = mantissa * _power_of_ten(m.group(2)) if mantissa else 0.0
     if m.group(3):
         value /= 1000.0
     if not math.isfinite(value):
         raise ValueError(f"invalid CPU quantity {text!r}: out of range")
     return value
+
+
+def _power_of_ten(exponent: str | None) -> float:
+    """10**exponent as a float; inf or 0.0 beyond the float range (``1e400``) rather
+    than an OverflowError, so the callers' range checks say what is wrong."""
+    if not exponent:
+        return 1.0
+    if len(exponent.lstrip("+-").lstrip("0")) > 3:  # |e| >= 1000, and no 4300-digit int()
+        return 0.0 if exponent.startswith("-") else math.inf
+    try:
+        return 10.0 ** int(exponent)
+    except OverflowError:
+        return math.inf
 
 
 _MEM_SUFFIX = {
@@ -94,9 +106,8 @@ def parse_memory(text: str) -> int:
             f"invalid memory quantity {text!r}: use bytes (1024) or a suffix "
             "(Ki Mi Gi Ti Pi Ei, k M G T P E), e.g. 256Mi"
         )
-    value = float(m.group(1))
-    if m.group(2):
-        value *= 10.0 ** int(m.group(2))
+    mantissa = float(m.group(1))
+    value = mantissa * _power_of_ten(m.group(2)) if mantissa else 0.0
     value *= _MEM_SUFFIX[m.group(3) or ""]
     if not math.isfinite(value) or value >= 2**63:
         raise ValueError(f"invalid memory quantity {text!r}: out of range")
