@@ -252,8 +252,12 @@ class Wakeup:
                 os.close(fd)
 
     def wait(self, timeout: float) -> None:
-        """Sleep up to ``timeout`` seconds; any signal ends the sleep early."""
-        if timeout > 0 and not self.received and not self.child_exited:
+        """Sleep up to ``timeout`` seconds; any signal ends the sleep early.
+
+        Only the pipe decides: a signal that arrived since the last wait left a byte in
+        it, so nothing is missed, and a signal already handled does not keep waking us.
+        """
+        if timeout > 0:
             with contextlib.suppress(InterruptedError):
                 select.select([self._r], [], [], timeout)
         with contextlib.suppress(BlockingIOError, OSError):
@@ -484,7 +488,6 @@ class Collector:
                 self._take_sample()
                 next_at = self._advance(next_at)
                 continue  # check for exit and signals again before sleeping
-            self.wakeup.child_exited = False
             wake_at = next_at if term_deadline is None else min(next_at, term_deadline)
             self.wakeup.wait(wake_at - self.clock())
         self._finish()

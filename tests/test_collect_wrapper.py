@@ -176,3 +176,29 @@ def test_cpu_of_a_fork_heavy_command_matches_the_kernels_total(tmp_path):
     sampled = next(c for c in last["containers"] if c["name"] == "command")["cpu_seconds"]
     assert abs(sampled - truth_seconds) <= max(0.03 * truth_seconds, 0.03), (sampled, truth_seconds)
     assert abs(summary["command"]["rusage_cpu_seconds"] - truth_seconds) <= 0.03
+
+
+def test_waiting_for_a_command_after_forwarding_costs_no_cpu(tmp_path):
+    # The command ignores SIGINT and keeps running: resmon must go back to sleeping,
+    # not spin until it exits.
+    ready = tmp_path / "ready"
+    child = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        f"open({str(ready)!r}, 'w').close()\n"
+        "time.sleep(1.5)\n"
+    )
+    proc = subprocess.Popen(
+        [*RESMON, f"--output={tmp_path / 'r.jsonl'}", "--", sys.executable, "-c", child],
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not ready.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, status, rusage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0
+    # resmon's own CPU over the run (start-up included), not the command's.
+    assert rusage.ru_utime + rusage.ru_stime < 0.8, rusage
