@@ -16,6 +16,7 @@ import sys
 from datetime import timedelta
 
 import pytest
+from pg import postgres_url  # noqa: F401  (fixture)
 from query_data import GiB, MiB, push_body, run_summary
 from server_proc import ServerProcess, free_port
 
@@ -307,3 +308,49 @@ def test_as_a_user_runs_it(server):
     assert done.returncode == 1
     assert "cannot reach a resmon server" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_postgres_server_and_database(runner, postgres_url):  # noqa: F811
+    """The same questions against `resmon serve --db postgresql://...` and `--db` on it."""
+    from query_data import now_utc
+
+    with ServerProcess(postgres_url) as srv:
+        start = now_utc() - timedelta(days=2)
+        for i in range(3):
+            summary = run_summary(start=start + timedelta(hours=i), builder_cores=0.6 * (i + 1))
+            assert srv.push(push_body(f"5{i}", summary)).status_code == 201
+        via_server = ({"RESMON_SERVER": srv.url, "RESMON_READ_TOKEN": srv.read_token}, [])
+        via_db = ({}, ["--db", postgres_url])
+        for args in (
+            ["jobs"],
+            ["runs", *BUILD],
+            ["trend", *BUILD, "--container", "builder", "--by", "day"],
+            ["top", "--metric", "memory"],
+        ):
+            a = json.loads(ok(run(runner, via_server, *args, "-o", "json")))
+            b = json.loads(ok(run(runner, via_db, *args, "-o", "json")))
+            for body in (a, b):
+                body.pop("since", None)  # "now" minus the period: differs by milliseconds
+            assert a == b, args
+        trend = json.loads(
+            ok(
+                run(
+                    runner,
+                    via_db,
+                    "trend",
+                    *BUILD,
+                    "--container",
+                    "builder",
+                    "--by",
+                    "day",
+                    "-o",
+                    "json",
+                )
+            )
+        )
+        assert sum(p["runs"] for p in trend["points"]) == 3
+        assert max(p["cpu_cores_peak"] for p in trend["points"]) == pytest.approx(1.8)
+        text = ok(run(runner, via_db, "show", "3"))
+        assert "1.80 90%" in line_with(text, "builder")
