@@ -323,3 +323,20 @@ def test_csv_carries_raw_numbers_and_api_names():
     assert (
         header[:2] == ["id", "organization"] and "run_id" in header and "mem_bytes_peak" in header
     )
+
+
+def test_a_go_collector_run_with_little_in_it_still_renders():
+    """The Go collector sends no CPU time, limits or attempt; a v1 row may have no
+    start time.  Every missing figure is a dash, never "None" or an error."""
+    bare = {
+        "id": 3, "organization": "o", "repository": "o/r", "workflow": "w", "job": "j", "run_id": "9",
+        "run_attempt": "", "received_at": "2026-11-20T11:00:00Z", "start_time": None, "end_time": None,
+        "duration_seconds": None, "sample_count": None, "cpu_seconds": None, "cpu_percent_p95": None,
+        "cpu_percent_peak": None, "mem_bytes_p95": None, "mem_bytes_peak": None, "containers": [], "payload": {},
+    }  # fmt: skip
+    text = shown("run", bare)
+    assert "3 · run id 9" in text and "1h ago" in text
+    assert "No per-container statistics" in text
+    assert "None" not in text
+    assert "–" in shown("runs", {"runs": [bare]})
+    assert "None" not in shown("runs", {"runs": [bare]}) + shown("runs", {"runs": [bare]}, "csv")
