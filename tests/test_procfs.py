@@ -167,9 +167,10 @@ def test_pressure_parser():
 
 # --- property tests --------------------------------------------------------------------
 
-# The kernel's comm is up to 15 bytes of anything but NUL; names with ')' and ' ' are legal.
+# The kernel's comm is up to 15 bytes of anything but NUL (prctl PR_SET_NAME); stat prints
+# it raw, so ')', ' ' and even a newline are legal.
 hostile_names = st.text(
-    alphabet=st.sampled_from(list("()) (ab \t\\xyz:0123456789-_.\u00e9")), min_size=0, max_size=15
+    alphabet=st.sampled_from(list("()) (ab \t\n\\xyz:0123456789-_.\u00e9")), min_size=0, max_size=15
 )
 ticks = st.integers(min_value=0, max_value=2**40)
 
@@ -318,3 +319,23 @@ def test_live_vanished_process_is_skipped():
     time.sleep(0.05)
     assert procfs.read_pid_stat(proc.pid) is None
     assert procfs.read_pid_cgroup(proc.pid) is None
+
+
+def test_live_process_with_a_hostile_name():
+    """A real process renames itself (its kernel comm) to 'a) (b) c' and is read right."""
+    code = (
+        "import sys, time\n"
+        "open('/proc/self/comm', 'w').write('a) (b) c')\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(10)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == b"ready"
+        st_ = procfs.read_pid_stat(child.pid)
+        assert st_ is not None
+        assert st_.name == "a) (b) c" and st_.ppid == os.getpid() and st_.num_threads >= 1
+        assert procfs.read_pid_status(child.pid).name == "a) (b) c"
+    finally:
+        child.kill()
+        child.wait()
