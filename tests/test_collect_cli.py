@@ -162,3 +162,11 @@ def test_unreadable_proc_path_is_a_click_error_before_anything_runs(runner, tmp_
     assert result.exit_code == 2, result.output
     assert "--proc-path" in result.output and "stat" in result.output
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("value", ["2s", "500ms", "1m30s", "1.5", "--interval=3"])
+def test_go_duration_spellings_are_accepted(runner, tmp_path, value):
+    args = [value] if value.startswith("--") else [f"--interval={value}"]
+    result = runner.invoke(cli, ["collect", *args, "--flush-spool", f"--spool-dir={tmp_path}"])
+    assert result.exit_code == 0, result.output
+    assert "0 delivered, 0 refused (moved to failed/), 0 left" in result.output
