@@ -257,3 +257,20 @@ def test_text_format_prints_readable_lines(tmp_path):
     assert all(line.startswith("time=") and " level=INFO msg=" in line for line in lines)
     assert "msg=run_summary" in lines[-1] and "cpu_total_percent.p95=" in lines[-1]
     assert "timeline_points=" in lines[-1]
+
+
+def test_a_signal_ends_a_long_sleep_at_once(tmp_path):
+    out = tmp_path / "r.jsonl"
+    proc = subprocess.Popen(
+        [*RESMON, "collect", "--interval=60s", f"--output={out}"],
+        env=env_with(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_for_samples(out, 1)
+    time.sleep(0.3)  # well into the 60 s sleep
+    _, err, exit_seconds = stop(proc)
+    assert proc.returncode == 0, err.decode()
+    assert exit_seconds < 1.0  # woken by the signal, not by the next tick
+    summary = records(out.read_bytes())[-1]
+    assert summary["msg"] == "run_summary" and summary["sample_count"] == 2
