@@ -415,3 +415,27 @@ def test_collect_pushes_to_serve_and_the_summary_comes_back_unchanged(tmp_path):
         [run] = r.json()
         assert run["run_id"] == "501"
         assert run["payload"] == sent["run_summary"]
+
+
+def test_concurrent_retries_across_worker_processes_store_one_run(tmp_path):
+    """Two worker processes, sixteen clients sending the same run at once (half with
+    the key, half without): one run stored, everybody gets its id."""
+    with ServerProcess(tmp_path / "m.db", extra_args=("--workers=2",)) as server:
+        barrier = threading.Barrier(16)
+        answers: list = [None] * 16
+
+        def client(i):
+            headers = {"Idempotency-Key": "one-run"} if i % 2 else {}
+            barrier.wait()
+            answers[i] = server.push(sample_payload("77"), headers=headers)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        statuses = sorted(r.status_code for r in answers)
+        assert statuses == [200] * 15 + [201], [r.text for r in answers]
+        assert len({r.json()["id"] for r in answers}) == 1
+        count = sqlite3.connect(server.database).execute("SELECT count(*) FROM runs").fetchone()[0]
+        assert count == 1
