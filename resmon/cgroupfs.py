@@ -96,7 +96,10 @@ def parse_cpu_max(text: str) -> float | None:
         return None
     if quota <= 0 or period <= 0:
         return None
-    return quota / period
+    try:
+        return quota / period
+    except OverflowError:  # a quota of hundreds of digits: no meaningful limit
+        return None
 
 
 def parse_memory_max(text: str) -> int | None:
