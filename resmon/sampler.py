@@ -55,7 +55,16 @@ directory of another container, and that are not the root of a hierarchy (the
 root counts the whole machine, see :mod:`resmon.cgroupfs`), the kernel's
 ``usage_usec`` / ``cpuacct.usage`` replaces the per-process credit and
 ``memory.current`` / ``memory.usage_in_bytes`` replaces the RSS sum; the figure's
-``source_cpu`` / ``source_memory`` says which was used.
+``source_cpu`` / ``source_memory`` says which was used.  Note that the kernel's
+memory figure includes the page cache the container caused (what its memory limit
+counts), so it is usually larger than the RSS sum.  A high-water mark
+(``memory.peak``, ``memory.max_usage_in_bytes``) covers the cgroup's whole life, so
+it is reported as ``memory_peak_bytes`` only once it has risen during the run.
+
+The root cgroup ``/`` (container ``host``) never uses kernel counters on a real
+root.  Inside a private cgroup namespace ``/`` is the namespace's own cgroup
+(resmon's container), and other containers' paths start with ``/..`` (they are
+named from their ids, and their directories are not reachable).
 """
 
 from __future__ import annotations
@@ -183,7 +192,7 @@ class Sample:
         out: dict[str, Any] = {
             "elapsed_seconds": _round(self.elapsed, 3),
             "cpu_total_percent": _round(self.cpu_total_percent, 2),
-            "cpu_seconds": round(self.cpu_seconds_total, 2),
+            "system_cpu_seconds": round(self.cpu_seconds_total, 2),
             "mem_total_bytes": self.mem_total_bytes,
             "mem_used_bytes": self.mem_used_bytes,
             "mem_used_percent": round(self.mem_used_percent, 2),
