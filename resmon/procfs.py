@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import NamedTuple
 
 log = logging.getLogger(__name__)
@@ -249,9 +250,25 @@ class PidStatus(NamedTuple):
     threads: int | None
 
 
+# fs/proc/array.c prints Name: with seq_escape_str(ESCAPE_SPACE | ESCAPE_SPECIAL).
+_STATUS_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "f": "\f",
+    "v": "\v",
+    "a": "\a",
+    "e": "\x1b",
+    "\\": "\\",
+    '"': '"',
+}
+_STATUS_ESCAPE = re.compile(r'\\([ntrfvae\\"])')
+
+
 def _unescape_status_name(raw: bytes) -> str:
-    # The kernel escapes '\n' and '\\' in the Name: field (fs/proc/array.c).
-    return raw.decode("utf-8", "replace").replace("\\n", "\n").replace("\\\\", "\\")
+    # One pass, so an escaped backslash followed by 'n' stays what it was.
+    text = raw.decode("utf-8", "replace")
+    return _STATUS_ESCAPE.sub(lambda m: _STATUS_ESCAPES[m.group(1)], text)
 
 
 def parse_status(data: bytes) -> PidStatus:
@@ -262,7 +279,8 @@ def parse_status(data: bytes) -> PidStatus:
         if not sep:
             continue
         if key == b"Name":
-            name = _unescape_status_name(rest.strip(b"\t "))
+            # Only the tab after the colon is layout: a name may end in spaces.
+            name = _unescape_status_name(rest[1:] if rest.startswith(b"\t") else rest.lstrip())
             continue
         if key in (b"VmRSS", b"VmSize", b"VmHWM", b"Threads"):
             parts = rest.split()

@@ -72,6 +72,14 @@ def test_vanished_and_garbage_pids_are_none_not_errors():
     assert procfs.read_pid_cgroup(999999, PROC) is None
 
 
+def test_status_name_escapes():
+    # The kernel escapes a newline and a backslash in status's Name: field.
+    status = procfs.parse_status(b"Name:\ta\\nb\\\\c\nThreads:\t4\nVmRSS:\t  8 kB\n")
+    assert status.name == "a\nb\\c" and status.threads == 4 and status.vm_rss_bytes == 8192
+    # An escaped backslash followed by a plain 'n' is not a newline.
+    assert procfs.parse_status(b"Name:\tx\\\\ny\n").name == "x\\ny"
+
+
 def test_zombie_is_read_with_zero_rss():
     st_ = procfs.read_pid_stat(4246, PROC)
     assert st_ is not None and st_.state == "Z" and st_.rss_pages == 0 and st_.total_ticks == 10

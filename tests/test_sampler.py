@@ -124,6 +124,8 @@ def test_record_shape(tmp_path):
     a = record["containers"][0]
     assert a["cpu_cores"] == 0.5 and a["cpu_seconds"] == 0.5
     assert a["source_cpu"] == a["source_memory"] == "procfs"
+    assert "pressure" not in record  # this tree has no /proc/pressure (PSI off)
+    assert record["system_cpu_seconds"] == 0.5
 
 
 def test_vanished_pid_and_garbage_are_skipped(tmp_path):
