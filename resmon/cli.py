@@ -390,6 +390,13 @@ def _memory_option(ctx, param, value):
     help="Seconds SIGTERM waits for requests in flight.",
 )
 @click.option(
+    "--io-timeout",
+    default=30.0,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds a client may stay silent while sending a request or reading "
+    "the answer before its connection is dropped (slow clients).",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -412,6 +419,7 @@ def serve(
     workers,
     threads,
     graceful_timeout,
+    io_timeout,
     log_level,
     metrics_addr,
 ):
@@ -494,6 +502,7 @@ def serve(
                     workers=workers,
                     threads=threads,
                     graceful_timeout=graceful_timeout,
+                    io_timeout=io_timeout,
                     log_level=log_level,
                 ),
             )

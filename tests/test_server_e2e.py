@@ -439,3 +439,36 @@ def test_concurrent_retries_across_worker_processes_store_one_run(tmp_path):
         assert len({r.json()["id"] for r in answers}) == 1
         count = sqlite3.connect(server.database).execute("SELECT count(*) FROM runs").fetchone()[0]
         assert count == 1
+
+
+def test_a_silent_client_is_dropped_after_io_timeout(tmp_path):
+    """Half-sent headers, or a body that stops arriving, free the thread after
+    --io-timeout: headers -> connection closed; body -> 408 JSON."""
+    with ServerProcess(tmp_path / "m.db", extra_args=("--io-timeout=1",)) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Half")
+            started = time.monotonic()
+            assert s.recv(4096) == b""  # closed by the server, without an answer
+            assert 0.8 < time.monotonic() - started < 5
+
+        payload = sample_payload("1")
+        body = json.dumps(payload).encode()
+        token = server.push_headers(payload["execution"])["Authorization"]
+        head = (
+            f"POST /api/v1/metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(head + body[:20])
+            reply = b""
+            while not reply.endswith(b"}") and (chunk := s.recv(4096)):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 408"), reply
+        assert reply.endswith(b'{"error":"request body not received in time"}')
+        assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
+        count = sqlite3.connect(server.database).execute("SELECT count(*) FROM runs").fetchone()[0]
+        assert count == 0
+    # An expected event, logged as one line, not as a socket error with a traceback.
+    logs = server.stderr_text()
+    assert "client silent past --io-timeout" in logs
+    assert "Traceback" not in logs

@@ -74,7 +74,11 @@ def read_body(limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:
-        chunk = stream.read(min(64 * 1024, limit + 1 - total))
+        try:
+            chunk = stream.read(min(64 * 1024, limit + 1 - total))
+        except OSError:
+            # The server's --io-timeout ran out while the client sent nothing.
+            raise ApiError(408, "request body not received in time") from None
         if not chunk:
             break
         chunks.append(chunk)

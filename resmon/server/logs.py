@@ -40,6 +40,20 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class ClientTimeoutFilter(logging.Filter):
+    """gunicorn logs a client that went silent past --io-timeout (EAGAIN from the
+    socket timeout) as a socket error with a traceback; it is an expected event,
+    so it becomes one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (BlockingIOError, TimeoutError)):
+            record.msg, record.args = "client silent past --io-timeout, connection closed", ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure_logging(level: str = "info") -> None:
     """Route every logger to stderr as JSON lines (only ``resmon serve`` calls this)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -55,11 +69,13 @@ def gunicorn_logconfig(level: str = "info") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"client_timeout": {"()": ClientTimeoutFilter}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
                 "stream": "ext://sys.stderr",
+                "filters": ["client_timeout"],
             }
         },
         "root": {"level": level.upper(), "handlers": ["stderr"]},

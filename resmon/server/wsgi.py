@@ -29,6 +29,8 @@ import logging
 import math
 import os
 import re
+import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +49,9 @@ ON_CHILD_EXIT: list[Callable[[int], None]] = []
 DEFAULT_WORKERS = 2  # one per core on the 2-core machines this targets
 DEFAULT_THREADS = 8
 DEFAULT_GRACEFUL_TIMEOUT = 30.0
+DEFAULT_IO_TIMEOUT = 30.0
+# Set in the master before the workers fork (see ResmonServer.load_config).
+_io_timeout = DEFAULT_IO_TIMEOUT
 
 
 class AddressError(ValueError):
@@ -73,6 +78,18 @@ def gunicorn_bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def set_io_timeout(sock: socket.socket, seconds: float) -> None:
+    if seconds <= 0:
+        return
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    except OSError:  # the client is already gone: the request fails on its own
+        pass
+
+
 class DrainingThreadWorker(ThreadWorker):
     """gthread worker that marks the app as draining on SIGTERM, so /readyz says
     503 to a load balancer while the requests in flight finish."""
@@ -83,6 +100,17 @@ class DrainingThreadWorker(ThreadWorker):
         if extensions and "resmon" in extensions:
             extensions["resmon"].draining = True
         super().handle_exit(sig, frame)
+
+    def enqueue_req(self, conn: TConn) -> None:
+        """Bound every socket wait of a request with the kernel's SO_RCVTIMEO and
+        SO_SNDTIMEO: a client that stops sending (headers or body) or stops reading
+        frees its thread after --io-timeout instead of holding it forever.
+
+        Socket options, not Python timeouts, because gunicorn switches the socket
+        to blocking mode for each request, which resets a Python-level timeout.
+        """
+        set_io_timeout(conn.sock, _io_timeout)
+        super().enqueue_req(conn)
 
     def set_accept_enabled(self, enabled: bool) -> None:
         """On shutdown, also close the listening sockets right away.
@@ -117,6 +145,7 @@ class ServeOptions:
     workers: int = DEFAULT_WORKERS
     threads: int = DEFAULT_THREADS
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
+    io_timeout: float = DEFAULT_IO_TIMEOUT
     log_level: str = "info"
 
 
@@ -129,7 +158,9 @@ class ResmonServer(BaseApplication):
         super().__init__()
 
     def load_config(self) -> None:
+        global _io_timeout
         o = self.options
+        _io_timeout = o.io_timeout
         settings: dict[str, Any] = {
             "bind": [gunicorn_bind(o.host, o.port)],
             "workers": o.workers,
