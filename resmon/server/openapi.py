@@ -97,6 +97,7 @@ def build_openapi() -> dict[str, Any]:
                         "400": BAD_REQUEST,
                         "401": UNAUTHORIZED,
                         "413": _error("Body larger than the server's --max-body."),
+                        "408": _error("Body not received within the server's --io-timeout."),
                         "422": _error("Idempotency-Key already used with a different payload."),
                         "503": _error("Database unavailable; retry after Retry-After seconds."),
                     }
@@ -132,6 +133,7 @@ def build_openapi() -> dict[str, Any]:
                         ),
                         "401": UNAUTHORIZED,
                         "413": _error("Body too large."),
+                        "408": _error("Body not received within the server's --io-timeout."),
                     }
                 ),
             }
