@@ -450,12 +450,16 @@ def serve(
     from resmon.db import DatabaseError, describe_target
     from resmon.server import ServerConfig, create_app
     from resmon.server.logs import configure_logging
-    from resmon.server.wsgi import AddressError, ServeOptions, parse_addr, run
+    from resmon.server.wsgi import AddressError, ServeOptions, check_listen, parse_addr, run
 
     try:
         host, port = parse_addr(addr)
     except AddressError as exc:
         raise click.BadParameter(str(exc), param_hint="--addr") from None
+    try:
+        check_listen(host, port)
+    except AddressError as exc:
+        raise click.ClickException(str(exc)) from None
     metrics_listen = None
     if metrics_addr:
         try:

@@ -195,3 +195,28 @@ def test_hmac_key_env_list_splits_on_commas_and_spaces():
     from resmon.cli import _hmac_keys_option
 
     assert _hmac_keys_option(None, None, ("a,b", "c d\te")) == ("a", "b", "c", "d", "e")
+
+
+def test_serve_on_a_busy_port_fails_fast_with_a_clear_message(runner, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(
+            cli,
+            [
+                "serve",
+                "--addr",
+                f"127.0.0.1:{port}",
+                "--db",
+                str(tmp_path / "m.db"),
+                "--read-token",
+                "r",
+                "--hmac-key",
+                "k",
+            ],
+        )
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.output

@@ -74,6 +74,24 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host or "0.0.0.0", port
 
 
+def check_listen(host: str, port: int) -> None:
+    """Fail fast with a clear message when the address cannot be bound (gunicorn
+    would retry for 5 s and exit with log lines)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise AddressError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            raise AddressError(
+                f"cannot listen on {gunicorn_bind(host, port)}: {exc.strerror}"
+            ) from None
+
+
 def gunicorn_bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
