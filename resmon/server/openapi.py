@@ -14,13 +14,15 @@ from copy import deepcopy
 from typing import Any
 
 from resmon import __version__
+from resmon.schema import MAX_NUMBER
 
+# Numbers of a run summary: never negative, at most schema.MAX_NUMBER (2**62).
+NUMBER = {"type": "number", "minimum": 0, "maximum": MAX_NUMBER}
+COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_NUMBER}
 STAT = {
     "type": "object",
     "description": "Statistics over the samples of a run (percentile p of n sorted values is sorted[int((n-1)*p)]).",
-    "properties": {
-        k: {"type": "number", "minimum": 0} for k in ("peak", "p99", "p95", "p75", "p50", "avg")
-    },
+    "properties": {k: NUMBER for k in ("peak", "p99", "p95", "p75", "p50", "avg")},
 }
 SCOPE_STRING = {"type": "string", "maxLength": 255, "pattern": "^[^\\x00-\\x1f\\x7f]*$"}
 
@@ -362,10 +364,10 @@ COMPONENTS: dict[str, Any] = {
         "Process": {
             "type": "object",
             "properties": {
-                "pid": {"type": "integer", "minimum": 0},
+                "pid": COUNT,
                 "name": {"type": "string"},
-                "peak_cpu_percent": {"type": "number", "minimum": 0},
-                "peak_mem_rss_bytes": {"type": "number", "minimum": 0},
+                "peak_cpu_percent": NUMBER,
+                "peak_mem_rss_bytes": NUMBER,
             },
         },
         "Container": {
@@ -375,11 +377,11 @@ COMPONENTS: dict[str, Any] = {
                 "name": {"type": "string", "minLength": 1, "maxLength": 255},
                 "cpu_cores": {"$ref": "#/components/schemas/Stat"},
                 "memory_bytes": {"$ref": "#/components/schemas/Stat"},
-                "cpu_seconds": {"type": "number", "minimum": 0},
-                "limit_cpu_cores": {"type": "number", "minimum": 0},
-                "limit_memory_bytes": {"type": "number", "minimum": 0},
-                "cpu_throttled_seconds": {"type": "number", "minimum": 0},
-                "oom_kills": {"type": "integer", "minimum": 0},
+                "cpu_seconds": NUMBER,
+                "limit_cpu_cores": NUMBER,
+                "limit_memory_bytes": NUMBER,
+                "cpu_throttled_seconds": NUMBER,
+                "oom_kills": COUNT,
             },
         },
         "RunSummary": {
@@ -387,9 +389,9 @@ COMPONENTS: dict[str, Any] = {
             "properties": {
                 "start_time": {"type": "string", "format": "date-time"},
                 "end_time": {"type": "string", "format": "date-time"},
-                "duration_seconds": {"type": "number", "minimum": 0},
-                "sample_count": {"type": "integer", "minimum": 0},
-                "cpu_seconds": {"type": "number", "minimum": 0},
+                "duration_seconds": NUMBER,
+                "sample_count": COUNT,
+                "cpu_seconds": NUMBER,
                 "cpu_total_percent": {"$ref": "#/components/schemas/Stat"},
                 "mem_used_bytes": {"$ref": "#/components/schemas/Stat"},
                 "mem_used_percent": {"$ref": "#/components/schemas/Stat"},

@@ -1,0 +1,134 @@
+"""Fuzzing the HTTP API with schemathesis against its own OpenAPI document.
+
+Every operation of ``GET /api/v1/openapi.json`` gets generated requests, valid and
+invalid (schemathesis' positive and negative modes), each sent twice: with the
+right credentials (the push token of the body's own scope, computed per case, or
+the read token) and without any.  Checked on every response: no 5xx, and status
+code, content type, headers and body conform to the document.
+
+Once on an in-process app (Flask's WSGI interface, fast, many examples) and once
+on a live ``resmon serve`` (gunicorn, real HTTP), where the raw-URI path handling
+and the production server's own answers come into play.
+"""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from server_proc import ServerProcess, sample_payload
+
+from resmon.server import ServerConfig, create_app
+from resmon.server.openapi import build_openapi
+from resmon.tokens import push_token
+
+HMAC_KEY = "fuzz-hmac-key"
+READ_TOKEN = "fuzz-read-token"
+# Not negative_data_rejection: the API ignores unknown query parameters and fields
+# on purpose (the wire contract is additive), which that check counts as failures.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+# Bounded: the whole file stays well under a minute and a half on two cores.
+IN_PROCESS = settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=False,
+)
+LIVE = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+
+schema = schemathesis.openapi.from_dict(build_openapi())
+
+
+def credentials(case) -> dict[str, str]:
+    """The right bearer token for this case: the push token of the scope the body
+    names (when it names one), or the read token."""
+    if case.operation.method.upper() == "POST" and case.operation.path == "/api/v1/metrics":
+        body = case.body if isinstance(case.body, dict) else {}
+        execution = body.get("execution") if isinstance(body.get("execution"), dict) else {}
+        scope = [execution.get(k, "") for k in ("organization", "repository", "workflow", "job")]
+        if all(isinstance(v, str) for v in scope):
+            return {"Authorization": f"Bearer {push_token(HMAC_KEY, *scope)}"}
+        return {"Authorization": "Bearer " + "0" * 64}
+    return {"Authorization": f"Bearer {READ_TOKEN}"}
+
+
+def anonymous(case) -> dict[str, str]:
+    # schemathesis may have generated an Authorization header of its own; drop it.
+    if case.headers:
+        case.headers.pop("Authorization", None)
+    return {}
+
+
+def seed(post) -> None:
+    """A few stored runs, so that reads return rows and not only empty lists."""
+    for i in range(3):
+        payload = sample_payload(str(i), organization="o", repository="o/r", workflow="w", job="j")
+        e = payload["execution"]
+        token = push_token(HMAC_KEY, e["organization"], e["repository"], e["workflow"], e["job"])
+        post(payload, {"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(tmp_path_factory):
+    app = create_app(
+        ServerConfig(
+            database=str(tmp_path_factory.mktemp("fuzz") / "fuzz.db"),
+            read_token=READ_TOKEN,
+            hmac_keys=(HMAC_KEY,),
+            max_body=64 * 1024,
+        )
+    )
+    client = app.test_client()
+    seed(lambda body, headers: client.post("/api/v1/metrics", json=body, headers=headers))
+    return app
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    with ServerProcess(
+        tmp_path_factory.mktemp("fuzz-live") / "fuzz.db",
+        read_token=READ_TOKEN,
+        hmac_keys=(HMAC_KEY,),
+        extra_args=("--max-body=64Ki",),
+    ) as server:
+        seed(lambda body, headers: server.push(body, headers=headers))
+        yield server
+    assert server.returncode == 0, server.stderr_text()[-3000:]
+
+
+@schema.parametrize()
+@IN_PROCESS
+def test_fuzz_in_process(case, fuzz_app):
+    case.call_and_validate(app=fuzz_app, headers=credentials(case), checks=CHECKS)
+    case.call_and_validate(app=fuzz_app, headers=anonymous(case), checks=CHECKS)
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@LIVE
+def test_fuzz_live_server(case, live):
+    case.call_and_validate(base_url=live.url, headers=credentials(case), checks=CHECKS, timeout=10)
+    case.call_and_validate(base_url=live.url, headers=anonymous(case), checks=CHECKS, timeout=10)
+
+
+def test_document_covers_every_operation():
+    """The fuzzing reaches every route: nothing of the API is left out of the document."""
+    operations = {
+        (result.ok().method.upper(), result.ok().path) for result in schema.get_all_operations()
+    }
+    assert ("POST", "/api/v1/metrics") in operations
+    assert ("GET", "/metrics") in operations
+    assert len(operations) >= 10
