@@ -233,7 +233,7 @@ class CgroupFS:
         quota = _read_int(os.path.join(directory, "cpu.cfs_quota_us"))
         period = _read_int(os.path.join(directory, "cpu.cfs_period_us"))
         if quota is not None and period and quota > 0:
-            reading.limit_cpu_cores = quota / period
+            reading.limit_cpu_cores = parse_cpu_max(f"{quota} {period}")
 
 
 def _read_bytes_or_none(path: str) -> bytes | None:
