@@ -6,7 +6,12 @@ from resmon.stats import Series, percentile, summarize
 
 def test_contract_vector_1_to_20():
     assert summarize(range(1, 21)) == {
-        "peak": 20, "p99": 19, "p95": 19, "p75": 15, "p50": 10, "avg": 10.5,
+        "peak": 20,
+        "p99": 19,
+        "p95": 19,
+        "p75": 15,
+        "p50": 10,
+        "avg": 10.5,
     }
 
 
