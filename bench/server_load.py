@@ -1,0 +1,552 @@
+"""Load test of ``resmon serve`` on SQLite, against a floor app on the same server.  (issue 7)
+
+Three phases of ``--duration`` seconds each, on loopback, all with the same
+gunicorn set-up (``--workers`` gthread workers x ``--threads`` threads) and the
+same SQLite settings (resmon.db.open_database: WAL, synchronous=NORMAL, busy
+timeout, BEGIN IMMEDIATE, one connection per thread):
+
+1. floor: a minimal Flask app that only parses the body (orjson), checks the
+   scoped HMAC push token and inserts one row -- the cost of any receiver;
+2. resmon, pushes only: ``--connections`` clients POST run summaries, each one a
+   new run (distinct run ids) of one of ``--scopes`` distinct org/repo/workflow/job
+   scopes, each with its own push token;
+3. resmon, pushes and reads at once: the same pushes, plus ``--read-connections``
+   clients reading those scopes (``GET /api/v1/metrics/repo/...?limit=20`` and
+   ``GET /api/v1/jobs``).
+
+The client is wrk (C, epoll) with a Lua script, so that on two cores the client
+costs little next to the server; the bench installs it with apt-get when it is
+missing and it can.  Prints requests per second, p50/p99 latency, non-2xx
+responses and socket errors per phase, then checks that every response was 2xx,
+that the runs stored equal the 201 responses, and the targets: resmon pushes/s at
+least 0.6 of the floor and at least 1000, p99 under 50 ms.  Exit status 1 when a
+correctness check fails (targets are reported, not enforced: they depend on what
+else the machine runs).
+
+    .venv/bin/python bench/server_load.py                    # 15 s per phase
+    .venv/bin/python bench/server_load.py --duration 10 --connections 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from resmon.tokens import push_token  # noqa: E402
+
+HMAC_KEY = "load-test-hmac-key"
+READ_TOKEN = "load-test-read-token"
+PLACEHOLDER = "\u0001{}\u0001"
+
+
+# --- the floor app ---------------------------------------------------------------------
+
+
+def serve_floor(port: int, database: str, workers: int, threads: int) -> None:
+    """The floor: parse, check the HMAC, insert one row; on resmon's own WSGI runner."""
+    import hmac
+
+    from flask import Flask, Response, request
+
+    from resmon.db import open_database
+    from resmon.server.wsgi import ServeOptions, run
+
+    db = open_database(database, bind=False)
+    db.execute_sql(
+        "CREATE TABLE IF NOT EXISTS floor_runs (id INTEGER PRIMARY KEY, organization TEXT, "
+        "repository TEXT, workflow TEXT, job TEXT, run_id TEXT, payload TEXT)"
+    )
+    db.close()  # no connection crosses the fork into the workers
+    app = Flask("floor")
+
+    @app.post("/api/v1/metrics")
+    def push() -> Response:
+        obj = orjson.loads(request.get_data())
+        e = obj["execution"]
+        scope = (e["organization"], e["repository"], e["workflow"], e["job"])
+        presented = request.headers.get("Authorization", "")[len("Bearer ") :]
+        if not hmac.compare_digest(presented.encode(), push_token(HMAC_KEY, *scope).encode()):
+            return Response(b'{"error":"unauthorized"}', 401, mimetype="application/json")
+        with db.atomic():
+            cursor = db.execute_sql(
+                "INSERT INTO floor_runs (organization, repository, workflow, job, run_id, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (*scope, e["run_id"], orjson.dumps(obj["run_summary"]).decode()),
+            )
+        body = orjson.dumps({"id": cursor.lastrowid, "status": "created"})
+        return Response(body, 201, mimetype="application/json")
+
+    @app.get("/health")
+    def health() -> Response:
+        return Response(b'{"status":"ok"}', 200, mimetype="application/json")
+
+    run(app, ServeOptions(host="127.0.0.1", port=port, workers=workers, threads=threads))
+
+
+# --- wrk scripts -------------------------------------------------------------------------
+
+
+def run_summary() -> dict:
+    """A run summary of the size a real collector pushes (one container, top processes)."""
+    stat = {"peak": 2.0, "p99": 1.9, "p95": 1.5, "p75": 1.0, "p50": 0.5, "avg": 0.7}
+    procs = [
+        {"pid": 40 + i, "name": f"proc{i}", "peak_cpu_percent": 99.5, "peak_mem_rss_bytes": 1e8}
+        for i in range(5)
+    ]
+    return {
+        "start_time": "2026-01-02T03:04:05Z",
+        "end_time": "2026-01-02T03:14:05Z",
+        "duration_seconds": 600.0,
+        "sample_count": 300,
+        "cpu_total_percent": {**stat, "peak": 95.0},
+        "mem_used_bytes": {k: v * 1e9 for k, v in stat.items()},
+        "mem_used_percent": {**stat, "peak": 50.0},
+        "top_cpu_processes": procs,
+        "top_mem_processes": procs,
+        "containers": [
+            {
+                "name": "runner",
+                "cpu_cores": stat,
+                "memory_bytes": {k: v * 1e9 for k, v in stat.items()},
+                "cpu_seconds": 420.5,
+                "limit_cpu_cores": 2.0,
+                "limit_memory_bytes": 2147483648,
+            }
+        ],
+    }
+
+
+def scopes(n: int) -> list[tuple[str, str, str, str]]:
+    return [(f"org-{i % 50}", f"org-{i % 50}/repo-{i}", "ci.yml", f"job-{i % 7}") for i in range(n)]
+
+
+def lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+LUA_COMMON = """
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  counter = 0
+  s2xx = 0; s201 = 0; s200 = 0; sother = 0
+  prefix = args[1] or "run"
+  stop_file = args[2]
+  stopped = false
+end
+-- The bench creates stop_file when the phase ends: from then on no request is
+-- sent (a delay of an hour), so every request in flight gets its answer counted
+-- before wrk's own, longer, duration ends.
+function delay()
+  if not stopped and stop_file then
+    local f = io.open(stop_file, "r")
+    if f then f:close(); stopped = true end
+  end
+  if stopped then return 3600000 end
+  return 0
+end
+function response(status, headers, body)
+  if status == 201 then s201 = s201 + 1 elseif status == 200 then s200 = s200 + 1
+  elseif status >= 200 and status < 300 then s2xx = s2xx + 1
+  else sother = sother + 1 end
+end
+function done(summary, latency, requests)
+  local c201, c200, c2xx, cother = 0, 0, 0, 0
+  for _, t in ipairs(threads) do
+    c201 = c201 + t:get("s201"); c200 = c200 + t:get("s200")
+    c2xx = c2xx + t:get("s2xx"); cother = cother + t:get("sother")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,' ..
+    '"s201":%d,"s200":%d,"s2xx":%d,"non2xx":%d,"socket_errors":%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.max, c201, c200, c2xx, cother,
+    e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def push_script(n_scopes: int) -> str:
+    template = orjson.dumps(
+        {
+            "execution": {
+                "organization": PLACEHOLDER.format("o"),
+                "repository": PLACEHOLDER.format("r"),
+                "workflow": PLACEHOLDER.format("w"),
+                "job": PLACEHOLDER.format("j"),
+                "run_id": PLACEHOLDER.format("id"),
+            },
+            "run_summary": run_summary(),
+        }
+    ).decode()
+    template = template.replace("%", "%%")
+    for name in ("o", "r", "w", "j", "id"):
+        template = template.replace(PLACEHOLDER.format(name).replace("\u0001", "\\u0001"), "%s")
+    entries = []
+    for org, repo, wf, job in scopes(n_scopes):
+        token = push_token(HMAC_KEY, org, repo, wf, job)
+        entries.append(
+            f"{{{lua_string(org)}, {lua_string(repo)}, {lua_string(wf)}, {lua_string(job)}, "
+            f"{lua_string(token)}}}"
+        )
+    return (
+        "local scopes = {\n  "
+        + ",\n  ".join(entries)
+        + "\n}\n"
+        + f"local template = {lua_string(template)}\n"
+        + """
+function request()
+  counter = counter + 1
+  local s = scopes[(counter + tid * 7919) % #scopes + 1]
+  local run_id = prefix .. "-" .. tid .. "-" .. counter
+  local body = string.format(template, s[1], s[2], s[3], s[4], run_id)
+  return wrk.format("POST", "/api/v1/metrics",
+    {["Authorization"] = "Bearer " .. s[5], ["Content-Type"] = "application/json"}, body)
+end
+"""
+        + LUA_COMMON
+    )
+
+
+def read_script(n_scopes: int) -> str:
+    from urllib.parse import quote
+
+    paths = [
+        "/api/v1/metrics/repo/"
+        + "/".join(quote(x, safe="") for x in (org, repo, wf, job))
+        + "?limit=20"
+        for org, repo, wf, job in scopes(n_scopes)[:100]
+    ]
+    paths.append("/api/v1/jobs")
+    return (
+        "local paths = {\n  "
+        + ",\n  ".join(lua_string(p) for p in paths)
+        + "\n}\n"
+        + f"local auth = {lua_string('Bearer ' + READ_TOKEN)}\n"
+        + """
+function request()
+  counter = counter + 1
+  return wrk.format("GET", paths[(counter + tid * 31) % #paths + 1], {["Authorization"] = auth})
+end
+"""
+        + LUA_COMMON
+    )
+
+
+# --- running things -----------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    s201: int
+    s200: int
+    non2xx: int
+    socket_errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk:
+        return wrk
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("wrk missing: installing it with apt-get", file=sys.stderr)
+        subprocess.run(
+            "apt-get install -y -qq --no-install-recommends wrk >/dev/null 2>&1 || "
+            "(apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null)",
+            shell=True,
+            check=False,
+        )
+        wrk = shutil.which("wrk")
+    if not wrk:
+        sys.exit("this bench needs wrk (Debian package wrk): apt-get install wrk")
+    return wrk
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"server not ready:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+GRACE_SECONDS = 3  # wrk keeps running this long after the stop file, for answers in flight
+
+
+@dataclass
+class Load:
+    proc: subprocess.Popen
+    stop_file: Path
+    started: float
+    stopped: float = 0.0
+
+
+def start_wrk(
+    wrk: str, script: Path, url: str, connections: int, seconds: float, threads: int, tag: str
+) -> Load:
+    stop_file = script.parent / f"stop-{tag}"
+    stop_file.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{round(seconds) + GRACE_SECONDS}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(script),
+            url,
+            "--",
+            f"{tag}-{time.time_ns()}",
+            str(stop_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return Load(proc=proc, stop_file=stop_file, started=time.monotonic())
+
+
+def run_phase(loads: list[Load], seconds: float) -> None:
+    """Let the loads run ``seconds``, then tell them all to stop sending."""
+    time.sleep(seconds)
+    for load in loads:
+        load.stop_file.touch()
+        load.stopped = time.monotonic()
+
+
+def finish_wrk(name: str, load: Load) -> Result:
+    proc = load.proc
+    out, _ = proc.communicate(timeout=600)
+    line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"wrk gave no result for {name}:\n{out}")
+    r = orjson.loads(line[len("RESULT ") :])
+    return Result(
+        name=name,
+        requests=r["requests"],
+        # The sending window, not wrk's whole run (which includes the grace period).
+        seconds=load.stopped - load.started,
+        p50_ms=r["p50_us"] / 1000,
+        p99_ms=r["p99_us"] / 1000,
+        max_ms=r["max_us"] / 1000,
+        s201=r["s201"],
+        s200=r["s200"],
+        non2xx=r["non2xx"],
+        socket_errors=r["socket_errors"],
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per phase")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent pushing clients")
+    parser.add_argument("--read-connections", type=int, default=8, help="concurrent readers")
+    parser.add_argument("--scopes", type=int, default=500, help="distinct push scopes")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--serve-floor", nargs=2, metavar=("PORT", "DB"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_floor:
+        serve_floor(int(args.serve_floor[0]), args.serve_floor[1], args.workers, args.threads)
+        return 0
+
+    wrk = ensure_wrk()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="resmon-load-") as tmp_name:
+        tmp = Path(tmp_name)
+        push_lua, read_lua = tmp / "push.lua", tmp / "read.lua"
+        push_lua.write_text(push_script(args.scopes))
+        read_lua.write_text(read_script(args.scopes))
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+        # 1. the floor
+        port, floor_db, floor_log = free_port(), tmp / "floor.db", tmp / "floor.log"
+        with floor_log.open("wb") as log:
+            floor = subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve-floor",
+                    str(port),
+                    str(floor_db),
+                    f"--workers={args.workers}",
+                    f"--threads={args.threads}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/health", floor, floor_log)
+            load = start_wrk(
+                wrk,
+                push_lua,
+                f"http://127.0.0.1:{port}",
+                args.connections,
+                args.duration,
+                2,
+                "floor",
+            )
+            run_phase([load], args.duration)
+            results.append(finish_wrk("floor: push", load))
+        finally:
+            stop(floor)
+        floor_rows = (
+            sqlite3.connect(floor_db).execute("SELECT count(*) FROM floor_runs").fetchone()[0]
+        )
+
+        # 2. and 3. resmon serve
+        port, db, log_path = free_port(), tmp / "metrics.db", tmp / "resmon.log"
+        server_env = {**env, "RECEIVER_READ_TOKEN": READ_TOKEN, "RECEIVER_HMAC_KEY": HMAC_KEY}
+        with log_path.open("wb") as log:
+            server = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "resmon",
+                    "serve",
+                    f"--addr=127.0.0.1:{port}",
+                    f"--db={db}",
+                    f"--workers={args.workers}",
+                    f"--threads={args.threads}",
+                    "--log-level=info",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=server_env,
+                start_new_session=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url + "/readyz", server, log_path)
+            load = start_wrk(wrk, push_lua, url, args.connections, args.duration, 2, "push")
+            run_phase([load], args.duration)
+            results.append(finish_wrk("resmon: push", load))
+            pushes = start_wrk(wrk, push_lua, url, args.connections, args.duration, 2, "mixed")
+            reads = start_wrk(wrk, read_lua, url, args.read_connections, args.duration, 1, "read")
+            run_phase([pushes, reads], args.duration)
+            results.append(finish_wrk("resmon: push + reads", pushes))
+            results.append(finish_wrk("resmon: reads + push", reads))
+            metrics = requests.get(url + "/metrics", timeout=10).text
+        finally:
+            stop(server)
+        stored = sqlite3.connect(db).execute("SELECT count(*) FROM runs").fetchone()[0]
+
+    print_table(results, args)
+    return verdict(results, floor_rows, stored, metrics)
+
+
+def print_table(results: list[Result], args: argparse.Namespace) -> None:
+    print(
+        f"\nresmon serve load test: {os.cpu_count()} cores, {args.workers} workers x {args.threads} "
+        f"threads, SQLite, {args.connections} push clients ({args.read_connections} readers in "
+        f"the mixed phase), {args.scopes} scopes, {args.duration:g} s per phase, client wrk\n"
+    )
+    header = f"{'phase':<22} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'requests':>9} {'201':>7} {'200':>6} {'non-2xx':>8} {'sock err':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(
+            f"{r.name:<22} {r.rps:>8.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.max_ms:>8.1f} "
+            f"{r.requests:>9} {r.s201:>7} {r.s200:>6} {r.non2xx:>8} {r.socket_errors:>8}"
+        )
+
+
+def verdict(results: list[Result], floor_rows: int, stored: int, metrics: str) -> int:
+    floor, push, mixed_push = results[0], results[1], results[2]
+    failures = []
+    for r in results:
+        if r.non2xx or r.socket_errors:
+            failures.append(
+                f"{r.name}: {r.non2xx} non-2xx responses, {r.socket_errors} socket errors"
+            )
+    created = push.s201 + mixed_push.s201
+    if stored != created:
+        failures.append(f"resmon stored {stored} runs but answered 201 {created} times")
+    if floor_rows != floor.s201:
+        failures.append(f"floor stored {floor_rows} rows but answered 201 {floor.s201} times")
+    if push.s200 or mixed_push.s200:
+        failures.append("distinct runs were answered as duplicates")
+    ratio = push.rps / floor.rps if floor.rps else 0.0
+    print()
+    print(
+        f"stored runs {stored} == 201 responses {created}: {'yes' if stored == created else 'NO'}"
+    )
+    print(f"/metrics after the run: {_metric_line(metrics, 'resmon_runs_stored')}")
+    targets = [
+        (f"resmon pushes/s / floor = {ratio:.2f}", ratio >= 0.6, ">= 0.6"),
+        (f"resmon pushes/s = {push.rps:.0f}", push.rps >= 1000, ">= 1000"),
+        (f"resmon push p99 = {push.p99_ms:.1f} ms", push.p99_ms < 50, "< 50 ms"),
+        (
+            f"resmon push p99 with reads = {mixed_push.p99_ms:.1f} ms",
+            mixed_push.p99_ms < 50,
+            "< 50 ms",
+        ),
+    ]
+    for text, ok, target in targets:
+        print(f"target {target:<8} {'met   ' if ok else 'MISSED'} {text}")
+    for f in failures:
+        print(f"FAIL: {f}")
+    return 1 if failures else 0
+
+
+def _metric_line(text: str, name: str) -> str:
+    return next((line for line in text.splitlines() if line.startswith(name + " ")), "(missing)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
