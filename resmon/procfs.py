@@ -198,34 +198,43 @@ class PidStat(NamedTuple):
 def parse_stat(data: bytes) -> PidStat:
     """Parse /proc/PID/stat.  The name is between the first ``(`` and the last ``)``.
 
-    Raises ValueError on content that is not a stat line.
+    Raises ValueError on content that is not a stat line.  This runs once per process
+    per sample, so it splits off only the fields it needs and builds the tuple
+    positionally (both measurably cheaper at a thousand processes).
     """
     open_at = data.find(b"(")
     close_at = data.rfind(b")")
     if open_at < 0 or close_at < open_at:
         raise ValueError("not a /proc/PID/stat line: no (name)")
-    pid = int(data[:open_at])
-    name = data[open_at + 1 : close_at].decode("utf-8", "replace")
-    # Fields after the name, numbered from 3 (state) as in proc(5).
-    rest = data[close_at + 2 :].split()
+    # Fields after the name, numbered from 3 (state) as in proc(5); rss (24) is rest[21].
+    rest = data[close_at + 2 :].split(None, 22)
     if len(rest) < 22:
         raise ValueError("not a /proc/PID/stat line: too few fields")
-    return PidStat(
-        pid=pid,
-        name=name,
-        state=rest[0].decode("ascii", "replace"),
-        ppid=int(rest[1]),
-        flags=int(rest[6]),
-        utime=int(rest[11]),
-        stime=int(rest[12]),
-        # cutime/cstime are signed in the kernel's format; they are never negative in practice.
-        cutime=max(0, int(rest[13])),
-        cstime=max(0, int(rest[14])),
-        num_threads=int(rest[17]),
-        starttime=int(rest[19]),
-        vsize=int(rest[20]),
-        rss_pages=max(0, int(rest[21])),
+    cutime = int(rest[13])
+    cstime = int(rest[14])
+    rss = int(rest[21])
+    return _new_stat(
+        PidStat,
+        (
+            int(data[:open_at]),
+            data[open_at + 1 : close_at].decode("utf-8", "replace"),
+            rest[0].decode("ascii", "replace"),
+            int(rest[1]),
+            int(rest[6]),
+            int(rest[11]),
+            int(rest[12]),
+            # cutime/cstime are signed in the kernel's format; never negative in practice.
+            cutime if cutime > 0 else 0,
+            cstime if cstime > 0 else 0,
+            int(rest[17]),
+            int(rest[19]),
+            int(rest[20]),
+            rss if rss > 0 else 0,
+        ),
     )
+
+
+_new_stat = tuple.__new__
 
 
 def read_pid_stat(pid: int, proc_path: str = "/proc") -> PidStat | None:

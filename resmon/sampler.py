@@ -69,7 +69,10 @@ named from their ids, and their directories are not reachable).
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +91,8 @@ _COMMAND_GROUP = "\0command"
 _EXCLUDED = "\0excluded"
 _UNKNOWN_CGROUP = CgroupInfo(path="", unified=None, v1={})
 _MAX_PARENT_WALK = 256
+# A stat line is at most ~700 bytes (52 numbers and a 64-byte name); one small read.
+_STAT_READ_SIZE = 4096
 
 
 @dataclass
@@ -104,7 +109,7 @@ class SamplerConfig:
     use_cgroupfs: bool = True
 
 
-@dataclass
+@dataclass(slots=True)
 class ProcessSample:
     pid: int
     name: str
@@ -228,7 +233,7 @@ def _pressure_record(pressure: dict[str, dict[str, procfs.Pressure]]) -> dict:
 class _Proc:
     """What resmon remembers of one live process between samples."""
 
-    __slots__ = ("cgroup", "children", "group", "own", "paths", "ppid")
+    __slots__ = ("cgroup", "children", "group", "own", "paths", "ppid", "sample", "stat")
 
     def __init__(
         self,
@@ -241,9 +246,14 @@ class _Proc:
         self.cgroup = cgroup
         # The cgroup path in each hierarchy (HIERARCHIES order), hashable, computed once.
         self.paths = paths if paths is not None else _hierarchy_paths(cgroup)
+        # The reading this state was made from: the same object at the next sample
+        # means the process's stat line did not change (see Sampler._read_stats).
+        self.stat = st
         self.ppid = st.ppid
         self.own = st.own_ticks
         self.children = st.children_ticks
+        # The ProcessSample last made for it; reused while nothing in it changes.
+        self.sample: ProcessSample | None = None
 
     @property
     def total(self) -> int:
@@ -273,6 +283,11 @@ class Sampler:
         self.config = config
         self._cgroupfs = CgroupFS(config.cgroup_path) if config.use_cgroupfs else None
         self._procs: dict[tuple[int, int], _Proc] = {}
+        # /proc entry name -> (its stat bytes, parsed, key) at the previous sample.
+        self._raw: dict[str, tuple[bytes, PidStat, tuple[int, int]]] = {}
+        # The distinct (group, cgroup paths) pairs of the live processes; they only
+        # change when processes come or go.
+        self._distinct: set[tuple[str, tuple[str | None, ...]]] | None = None
         self._prev_cpu: procfs.CpuTimes | None = None
         self._first_cpu: procfs.CpuTimes | None = None
         self._prev_uptime: float | None = None
@@ -311,77 +326,98 @@ class Sampler:
         cpu = procfs.read_cpu_times(proc_path)
         mem = procfs.read_meminfo(proc_path)
 
-        stats: dict[tuple[int, int], PidStat] = {}
-        by_pid: dict[int, tuple[int, int]] = {}
-        for pid in procfs.list_pids(proc_path):
-            st = procfs.read_pid_stat(pid, proc_path)
-            if st is None:
-                continue  # vanished between listdir and read
-            key = (pid, st.starttime)
-            stats[key] = st
-            by_pid[pid] = key
-
         prev = self._procs
+        stats, by_pid, current, new_keys = self._read_stats(proc_path, prev)
         born_after: float | None = None
         if self._sampled:
             # Without /proc/uptime, a process not seen before is taken as new: after the
             # first sample nearly all are, and missing a newborn's time would undercount.
             born_after = self._prev_uptime * CLK_TCK - 1 if self._prev_uptime is not None else 0
-        current: dict[tuple[int, int], _Proc] = {}
-        for key, st in stats.items():
-            state = prev.get(key)
-            if state is None:
-                state = self._new_proc(key, st, stats, by_pid, prev, current)
-            else:
-                state = _Proc(state.group, state.cgroup, st, state.paths)
-            current[key] = state
+        # New processes last: the command-tree walk then knows every older process.
+        for key in new_keys:
+            current[key] = self._new_proc(key, stats[key], stats, by_pid, prev, current)
+        churn = bool(new_keys) or len(current) != len(prev)
+        if churn:
+            self._distinct = None
 
-        absorbed = self._assign_reapers(prev, stats, current) if prev else {}
+        absorbed = self._assign_reapers(prev, stats, current) if churn and prev else {}
 
         # Per process: credit (ticks) to the group, CPU percent, RSS.
         group_credit: dict[str, int] = {}
         group_valid: dict[str, bool] = {}
         group_members: dict[str, list[tuple[PidStat, _Proc]]] = {}
         processes: list[ProcessSample] = []
+        process_groups: list[str] = []
+        # Sort keys for the top-N, built here so that no Python key function runs per process.
+        mem_keys: list[tuple[int, int, int]] = []
+        cpu_keys: list[tuple[float, int, int]] = []
+        percent_per_tick = 100.0 / CLK_TCK / elapsed if elapsed is not None else None
         for key, st in stats.items():
             state = current[key]
-            if state.group == _EXCLUDED:
+            group = state.group
+            if group == _EXCLUDED:
                 continue
             old = prev.get(key)
             own_ticks: int | None
-            if old is not None:
+            if old is state:
+                # Same stat line as at the previous reading: nothing to credit, and
+                # nothing reaped (cutime+cstime did not grow).
+                own_ticks, credit, valid = 0, 0, True
+                reuse = state.sample
+            elif old is not None:
                 own_ticks = max(0, st.own_ticks - old.own)
                 children = max(0, st.children_ticks - old.children)
                 credit = own_ticks + children - absorbed.get(key, 0)
                 valid = True
+                reuse = None
             elif born_after is not None and st.starttime >= born_after:
                 own_ticks = st.own_ticks
                 credit = st.total_ticks
                 valid = True
+                reuse = None
             else:
-                own_ticks, credit, valid = None, 0, False
-            group = state.group
-            group_credit[group] = group_credit.get(group, 0) + credit
-            group_valid[group] = group_valid.get(group, True) and valid
-            group_members.setdefault(group, []).append((st, state))
-            cpu_percent = None
-            if elapsed is not None and own_ticks is not None:
-                cpu_percent = own_ticks / CLK_TCK / elapsed * 100.0
-            processes.append(
-                ProcessSample(
-                    pid=st.pid,
-                    name=st.name,
-                    cpu_percent=cpu_percent,
-                    rss_bytes=st.rss_pages * PAGE_SIZE,
-                    ppid=st.ppid,
-                    threads=st.num_threads,
+                own_ticks, credit, valid, reuse = None, 0, False, None
+            members = group_members.get(group)
+            if members is None:
+                members = group_members[group] = []
+                group_credit[group] = credit
+                group_valid[group] = valid
+            else:
+                if credit:
+                    group_credit[group] += credit
+                if not valid:
+                    group_valid[group] = False
+            members.append((st, state))
+            index = len(processes)
+            pid = st.pid
+            rss_bytes = st.rss_pages * PAGE_SIZE
+            if percent_per_tick is not None and own_ticks is not None:
+                cpu_percent: float | None = own_ticks * percent_per_tick
+                cpu_keys.append((-cpu_percent, pid, index))
+            else:
+                cpu_percent = None
+            mem_keys.append((-rss_bytes, pid, index))
+            if reuse is None or reuse.cpu_percent != cpu_percent:
+                # (An unchanged process keeps its ProcessSample: same figures, one
+                # object fewer per process per sample.  Never mutated once handed out.)
+                reuse = state.sample = ProcessSample(
+                    pid, st.name, cpu_percent, rss_bytes, "", st.ppid, st.num_threads
                 )
-            )
+            processes.append(reuse)
+            process_groups.append(group)
 
         group_names = self._name_groups(group_members)
-        for p in processes:
-            key = by_pid[p.pid]
-            p.container = group_names[current[key].group]
+        for index, (p, group) in enumerate(zip(processes, process_groups, strict=True)):
+            name = group_names[group]
+            if p.container != name:
+                if p.container:
+                    # A reused sample whose group got a new name: a copy, so the
+                    # previous Sample is not changed under its holder.
+                    p = processes[index] = current[by_pid[p.pid]].sample = dataclasses.replace(
+                        p, container=name
+                    )
+                else:
+                    p.container = name
 
         containers = self._containers(
             group_names, group_members, group_credit, group_valid, current, elapsed
@@ -401,9 +437,10 @@ class Sampler:
         mem_percent = mem_used / mem.total_bytes * 100.0 if mem.total_bytes else 0.0
 
         top_n = max(0, cfg.top_n)
-        with_cpu = [p for p in processes if p.cpu_percent is not None]
-        top_cpu = sorted(with_cpu, key=lambda p: (-(p.cpu_percent or 0.0), p.pid))[:top_n]
-        top_mem = sorted(processes, key=lambda p: (-p.rss_bytes, p.pid))[:top_n]
+        # By CPU (then pid), by RSS (then pid); nsmallest is sorted()[:top_n] without
+        # sorting a thousand processes.
+        top_cpu = [processes[k[2]] for k in heapq.nsmallest(top_n, cpu_keys)]
+        top_mem = [processes[k[2]] for k in heapq.nsmallest(top_n, mem_keys)]
 
         system_pressure = procfs.read_system_pressure(proc_path)
 
@@ -429,6 +466,84 @@ class Sampler:
         )
 
     # --- internals ---------------------------------------------------------
+
+    def _read_stats(
+        self, proc_path: str, prev: dict[tuple[int, int], _Proc]
+    ) -> tuple[
+        dict[tuple[int, int], PidStat],
+        dict[int, tuple[int, int]],
+        dict[tuple[int, int], _Proc],
+        list[tuple[int, int]],
+    ]:
+        """Every visible process's /proc/PID/stat, keyed by (pid, starttime), and the
+        state of each process already known (new ones are listed, not made, here).
+
+        This is the per-sample cost that grows with the process count, so it is kept
+        to one file per process: opened relative to the procfs root, read in one call,
+        and parsed only when its bytes changed since the previous sample (most
+        processes in a job sleep; the same bytes give the same figures, and starttime
+        is part of them, so a reused PID never matches).  An unchanged process keeps
+        its state object as it was.
+        """
+        raw_prev = self._raw
+        raw_now: dict[str, tuple[bytes, PidStat, tuple[int, int]]] = {}
+        stats: dict[tuple[int, int], PidStat] = {}
+        by_pid: dict[int, tuple[int, int]] = {}
+        current: dict[tuple[int, int], _Proc] = {}
+        new_keys: list[tuple[int, int]] = []
+        open_, read, close = os.open, os.read, os.close
+        parse = procfs.parse_stat
+        dir_fd = open_(proc_path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in os.listdir(proc_path):
+                if not name.isdigit():
+                    continue
+                try:
+                    fd = open_(name + "/stat", os.O_RDONLY, dir_fd=dir_fd)
+                except OSError as exc:
+                    # Vanished between listdir and open (or not ours to read): skipped.
+                    if not isinstance(exc, FileNotFoundError):
+                        log.debug("cannot read %s/%s/stat: %s", proc_path, name, exc)
+                    continue
+                try:
+                    data = read(fd, _STAT_READ_SIZE)
+                except OSError:
+                    continue  # ESRCH: exited mid-read
+                finally:
+                    close(fd)
+                cached = raw_prev.get(name)
+                if cached is not None and cached[0] == data:
+                    raw_now[name] = cached
+                    st, key = cached[1], cached[2]
+                    state = prev.get(key)
+                    if state is not None and state.stat is st:
+                        current[key] = state
+                        stats[key] = st
+                        by_pid[key[0]] = key
+                        continue
+                else:
+                    if not data:
+                        continue
+                    if len(data) == _STAT_READ_SIZE:  # never seen; read the whole line
+                        data = procfs.read_bytes(f"{proc_path}/{name}/stat")
+                    try:
+                        st = parse(data)
+                    except (ValueError, IndexError):
+                        log.debug("unparseable %s/%s/stat: %r", proc_path, name, data[:200])
+                        continue
+                    key = (int(name), st.starttime)
+                    raw_now[name] = (data, st, key)
+                    state = prev.get(key)
+                stats[key] = st
+                by_pid[key[0]] = key
+                if state is None:
+                    new_keys.append(key)
+                else:
+                    current[key] = _Proc(state.group, state.cgroup, st, state.paths)
+        finally:
+            close(dir_fd)
+        self._raw = raw_now
+        return stats, by_pid, current, new_keys
 
     @staticmethod
     def _truncated_names(process_map: dict[str, str]) -> dict[str, str]:
@@ -686,9 +801,13 @@ class Sampler:
         owners: dict[tuple[str, str], set[str]] = {}
         paths_of: dict[str, dict[str, set[str | None]]] = {}
         # Processes of one container mostly share their paths: look at each pair once.
+        # The (group, paths) pairs only change when processes come or go; a group's
+        # name can change (a mapped process shows up), so names are applied after.
+        if self._distinct is None:
+            self._distinct = {(state.group, state.paths) for state in current.values()}
         distinct = {
-            (_EXCLUDED if state.group == _EXCLUDED else group_names.get(state.group), state.paths)
-            for state in current.values()
+            (_EXCLUDED if group == _EXCLUDED else group_names.get(group), paths)
+            for group, paths in self._distinct
         }
         mounted = [(i, h) for i, h in enumerate(HIERARCHIES) if h in fs.mounts]
         for owner, hpaths in distinct:
