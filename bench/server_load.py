@@ -312,6 +312,26 @@ def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
     sys.exit(f"server not ready:\n{log.read_text()[-3000:]}")
 
 
+def wait_workers(proc: subprocess.Popen, workers: int) -> None:
+    """gunicorn forks its workers one after the other: wait for all of them, or the
+    first one would take every keep-alive connection wrk opens at its start."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        children = 0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_bytes()
+                except OSError:
+                    continue
+                children += int(stat[stat.rfind(b")") + 2 :].split()[1]) == proc.pid
+        if children >= workers:
+            time.sleep(0.5)  # let the last one finish importing and start accepting
+            return
+        time.sleep(0.05)
+    sys.exit(f"only {children} of {workers} workers started")
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -432,6 +452,7 @@ def main() -> int:
             )
         try:
             wait_ready(f"http://127.0.0.1:{port}/health", floor, floor_log)
+            wait_workers(floor, args.workers)
             load = start_wrk(
                 wrk,
                 push_lua,
@@ -473,6 +494,7 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url + "/readyz", server, log_path)
+            wait_workers(server, args.workers)
             load = start_wrk(wrk, push_lua, url, args.connections, args.duration, 2, "push")
             run_phase([load], args.duration)
             results.append(finish_wrk("resmon: push", load))

@@ -27,8 +27,12 @@ lock), so servers starting together upgrade once.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
-from collections.abc import Callable
+import os
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -130,6 +134,71 @@ def _open_postgres(url: str) -> Database:
         kwargs[unquote(key)] = unquote(value)
     kwargs.setdefault("connect_timeout", 5)
     return ReconnectingPostgresqlDatabase(name, **kwargs)
+
+
+# --- one writer at a time (SQLite) -------------------------------------------------
+
+
+class _WriteLock:
+    """Queues the writers of one SQLite file: the threads of this process on a
+    mutex, the processes (gunicorn's workers, other servers on the host) on
+    ``flock`` of ``<database>-writer.lock``.
+
+    Without it every writer goes straight to ``BEGIN IMMEDIATE`` and the losers
+    retry in SQLite's busy handler, which sleeps 1, 2, 5, 10, 20... ms between
+    tries: measured under 32 concurrent pushes that made the p99 latency 300 ms
+    and more while the lock was mostly free.  Queued here, each writer starts the
+    moment the previous one commits.  Other programs writing the file still meet
+    the busy timeout, as before.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.mutex = threading.Lock()
+        self.fd: int | None = None
+        self.pid = 0
+
+    def _lock_fd(self) -> int | None:
+        # flock belongs to the open file description: after a fork the child must
+        # open its own, or parent and child would share one lock.
+        if self.fd is None or self.pid != os.getpid():
+            try:
+                self.fd = os.open(self.path + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:  # a read-only directory: the busy timeout still works
+                log.debug("no writer lock file: %s", exc)
+                self.fd = None
+            self.pid = os.getpid()
+        return self.fd
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self.mutex:
+            fd = self._lock_fd()
+            if fd is None:
+                yield
+                return
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+_write_locks: dict[str, _WriteLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def write_lock(db: Database) -> contextlib.AbstractContextManager[None]:
+    """Hold around a write transaction: one writer at a time on a SQLite file (see
+    :class:`_WriteLock`); nothing on PostgreSQL, whose row locks need no help."""
+    if not isinstance(db, SqliteDatabase) or str(db.database) in ("", ":memory:"):
+        return contextlib.nullcontext()
+    path = os.path.abspath(str(db.database))
+    lock = _write_locks.get(path)
+    if lock is None:
+        with _write_locks_guard:
+            lock = _write_locks.setdefault(path, _WriteLock(path))
+    return lock()
 
 
 def describe_target(target: str) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from peewee import IntegrityError
 
+from resmon import db as dbmod
 from resmon.models import ContainerStat, Run, database_proxy
 from resmon.schema import PushPayload, parse_time
 from resmon.stats import STAT_KEYS
@@ -37,6 +38,8 @@ from resmon.tokens import canonical_repository
 log = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
+# Stands in for the run's id while container inserts are built (ids are positive).
+_RUN_PLACEHOLDER = -0x7265736D6F6E
 CREATED = "created"
 DUPLICATE = "duplicate"
 
@@ -197,13 +200,21 @@ def store_push(
         payload=orjson.dumps(payload.run_summary).decode(),
     )
     db = database_proxy
+    # The SQL is built before the transaction: peewee's query building is most of
+    # a push's database time, and on SQLite the write lock is held from BEGIN to
+    # COMMIT, so everything done inside it is done by one writer at a time.
+    run_sql, run_params = Run.insert(**row).sql()
+    container_sql: list[tuple[str, list[Any], int]] = []
+    for container in derived.containers:
+        sql, params = ContainerStat.insert(**container, run=_RUN_PLACEHOLDER).sql()
+        container_sql.append((sql, params, params.index(_RUN_PLACEHOLDER)))
     try:
-        with db.atomic():
-            run_pk = Run.insert(**row).execute()
-            if derived.containers:
-                for container in derived.containers:
-                    container["run"] = run_pk
-                ContainerStat.insert_many(derived.containers).execute()
+        with dbmod.write_lock(db.obj), db.atomic():
+            cursor = db.execute_sql(run_sql, run_params)
+            run_pk = cursor.fetchone()[0] if db.returning_clause else cursor.lastrowid
+            for sql, params, at in container_sql:
+                params[at] = run_pk
+                db.execute_sql(sql, params)
         return StoreResult(id=int(run_pk), status=CREATED)
     except IntegrityError:
         pass  # rolled back by atomic(); find the row the constraint points to

@@ -89,15 +89,19 @@ def test_a_different_key_for_the_same_run_is_still_that_run(database):
 
 
 def test_failed_container_insert_rolls_back_the_run(database, monkeypatch):
-    original = ContainerStat.insert_many
+    original = type(database).execute_sql
+    table = ContainerStat._meta.table_name
 
-    def failing(rows):
-        raise RuntimeError("disk full")
+    def failing(self, sql, params=None, *args, **kwargs):
+        # The container insert fails after the run's own insert went through.
+        if sql.startswith(f'INSERT INTO "{table}"'):
+            raise RuntimeError("disk full")
+        return original(self, sql, params, *args, **kwargs)
 
-    monkeypatch.setattr(ContainerStat, "insert_many", failing)
+    monkeypatch.setattr(type(database), "execute_sql", failing)
     with pytest.raises(RuntimeError):
         store.store_push(push("1"))
-    monkeypatch.setattr(ContainerStat, "insert_many", original)
+    monkeypatch.setattr(type(database), "execute_sql", original)
     assert Run.select().count() == 0  # one transaction: no run without its containers
     assert store.store_push(push("1")).status == "created"
 
