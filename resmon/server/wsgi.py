@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -106,6 +107,15 @@ def set_io_timeout(sock: socket.socket, seconds: float) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
     except OSError:  # the client is already gone: the request fails on its own
         pass
+
+
+class QuietAccessLogger(glogging.Logger):
+    """gunicorn's logger without its access log: resmon writes its own request line
+    (resmon.server.logs), and gunicorn would otherwise build its access-log fields
+    for every request only to drop them."""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None
 
 
 class DrainingThreadWorker(ThreadWorker):
@@ -184,6 +194,7 @@ class ResmonServer(BaseApplication):
             "workers": o.workers,
             "threads": o.threads,
             "worker_class": f"{__name__}.DrainingThreadWorker",
+            "logger_class": f"{__name__}.QuietAccessLogger",
             "graceful_timeout": math.ceil(o.graceful_timeout),  # gunicorn takes whole seconds
             # gthread workers heartbeat from their main loop, so this only catches hung workers.
             "timeout": max(30, int(o.graceful_timeout) + 5),
