@@ -27,7 +27,6 @@ import logging
 import os
 import select
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -35,12 +34,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from resmon import __version__
 from resmon.schema import format_time, push_payload
+
+if TYPE_CHECKING:
+    import subprocess  # imported when a command is run: a sidecar never needs it
 
 log = logging.getLogger(__name__)
 
@@ -412,6 +414,8 @@ class Collector:
         return 0
 
     def _start_command(self) -> subprocess.Popen[bytes] | int:
+        import subprocess
+
         argv = self.config.command or []
         try:
             return subprocess.Popen(argv)

@@ -388,8 +388,14 @@ def parse_cgroup(data: bytes | str) -> CgroupInfo:
     return CgroupInfo(path=chosen, unified=unified, v1=v1)
 
 
+def read_pid_cgroup_bytes(pid: int, proc_path: str = "/proc") -> bytes | None:
+    """The raw /proc/PID/cgroup, or None when the process vanished.  Processes of one
+    container have the same bytes, so a caller can parse each distinct content once."""
+    return _read_or_none(f"{proc_path}/{pid}/cgroup")
+
+
 def read_pid_cgroup(pid: int, proc_path: str = "/proc") -> CgroupInfo | None:
-    data = _read_or_none(f"{proc_path}/{pid}/cgroup")
+    data = read_pid_cgroup_bytes(pid, proc_path)
     if data is None:
         return None
     return parse_cgroup(data)

@@ -93,6 +93,7 @@ _UNKNOWN_CGROUP = CgroupInfo(path="", unified=None, v1={})
 _MAX_PARENT_WALK = 256
 # A stat line is at most ~700 bytes (52 numbers and a 64-byte name); one small read.
 _STAT_READ_SIZE = 4096
+_CGROUP_CACHE_SIZE = 4096
 
 
 @dataclass
@@ -233,7 +234,18 @@ def _pressure_record(pressure: dict[str, dict[str, procfs.Pressure]]) -> dict:
 class _Proc:
     """What resmon remembers of one live process between samples."""
 
-    __slots__ = ("cgroup", "children", "group", "own", "paths", "ppid", "sample", "stat")
+    __slots__ = (
+        "cgroup",
+        "children",
+        "cpu_key",
+        "group",
+        "mem_key",
+        "own",
+        "paths",
+        "ppid",
+        "sample",
+        "stat",
+    )
 
     def __init__(
         self,
@@ -252,8 +264,11 @@ class _Proc:
         self.ppid = st.ppid
         self.own = st.own_ticks
         self.children = st.children_ticks
-        # The ProcessSample last made for it; reused while nothing in it changes.
+        # The ProcessSample last made for it, reused while nothing in it changes, and
+        # its top-N sort keys (see Sampler.sample).
         self.sample: ProcessSample | None = None
+        self.mem_key: tuple[int, int, ProcessSample] | None = None
+        self.cpu_key: tuple[float, int, ProcessSample] | None = None
 
     @property
     def total(self) -> int:
@@ -288,6 +303,9 @@ class Sampler:
         # The distinct (group, cgroup paths) pairs of the live processes; they only
         # change when processes come or go.
         self._distinct: set[tuple[str, tuple[str | None, ...]]] | None = None
+        # /proc/PID/cgroup content -> (parsed, paths per hierarchy), shared by processes.
+        self._group_names: dict[str, str] = {}
+        self._cgroups: dict[bytes | None, tuple[CgroupInfo, tuple[str | None, ...]]] = {}
         self._prev_cpu: procfs.CpuTimes | None = None
         self._first_cpu: procfs.CpuTimes | None = None
         self._prev_uptime: float | None = None
@@ -348,76 +366,107 @@ class Sampler:
         group_members: dict[str, list[tuple[PidStat, _Proc]]] = {}
         processes: list[ProcessSample] = []
         process_groups: list[str] = []
-        # Sort keys for the top-N, built here so that no Python key function runs per process.
-        mem_keys: list[tuple[int, int, int]] = []
-        cpu_keys: list[tuple[float, int, int]] = []
+        # Sort keys for the top-N, built here so that no Python key function runs per
+        # process: (-figure, pid, sample); pids are unique, so samples are never compared.
+        mem_keys: list[tuple[int, int, ProcessSample]] = []
+        cpu_keys: list[tuple[float, int, ProcessSample]] = []
         percent_per_tick = 100.0 / CLK_TCK / elapsed if elapsed is not None else None
+        # What an unchanged process's CPU percent is this time (None without a delta).
+        idle_percent = 0.0 if percent_per_tick is not None else None
+        # Groups keep their names from one sample to the next (almost always).
+        names_before = self._group_names
         for key, st in stats.items():
             state = current[key]
             group = state.group
             if group == _EXCLUDED:
                 continue
+            members = group_members.get(group)
+            if members is None:
+                members = group_members[group] = []
+                group_credit[group] = 0
+                group_valid[group] = True
+            members.append((st, state))
+            reuse = state.sample
+            if (
+                reuse is not None
+                and prev.get(key) is state
+                and reuse.cpu_percent == idle_percent
+                and (idle_percent is not None or reuse.cpu_percent is None)
+            ):
+                # Same stat line as at the previous reading: nothing to credit, nothing
+                # reaped (cutime+cstime did not grow), and the same ProcessSample.
+                processes.append(reuse)
+                process_groups.append(group)
+                mem_keys.append(state.mem_key)
+                if idle_percent is not None:
+                    cpu_keys.append(state.cpu_key)
+                continue
             old = prev.get(key)
             own_ticks: int | None
             if old is state:
-                # Same stat line as at the previous reading: nothing to credit, and
-                # nothing reaped (cutime+cstime did not grow).
                 own_ticks, credit, valid = 0, 0, True
-                reuse = state.sample
             elif old is not None:
                 own_ticks = max(0, st.own_ticks - old.own)
                 children = max(0, st.children_ticks - old.children)
                 credit = own_ticks + children - absorbed.get(key, 0)
                 valid = True
-                reuse = None
             elif born_after is not None and st.starttime >= born_after:
                 own_ticks = st.own_ticks
                 credit = st.total_ticks
                 valid = True
-                reuse = None
             else:
-                own_ticks, credit, valid, reuse = None, 0, False, None
-            members = group_members.get(group)
-            if members is None:
-                members = group_members[group] = []
-                group_credit[group] = credit
-                group_valid[group] = valid
-            else:
-                if credit:
-                    group_credit[group] += credit
-                if not valid:
-                    group_valid[group] = False
-            members.append((st, state))
-            index = len(processes)
+                own_ticks, credit, valid = None, 0, False
+            if credit:
+                group_credit[group] += credit
+            if not valid:
+                group_valid[group] = False
             pid = st.pid
             rss_bytes = st.rss_pages * PAGE_SIZE
-            if percent_per_tick is not None and own_ticks is not None:
-                cpu_percent: float | None = own_ticks * percent_per_tick
-                cpu_keys.append((-cpu_percent, pid, index))
-            else:
-                cpu_percent = None
-            mem_keys.append((-rss_bytes, pid, index))
-            if reuse is None or reuse.cpu_percent != cpu_percent:
-                # (An unchanged process keeps its ProcessSample: same figures, one
-                # object fewer per process per sample.  Never mutated once handed out.)
-                reuse = state.sample = ProcessSample(
-                    pid, st.name, cpu_percent, rss_bytes, "", st.ppid, st.num_threads
-                )
-            processes.append(reuse)
+            cpu_percent = (
+                own_ticks * percent_per_tick
+                if percent_per_tick is not None and own_ticks is not None
+                else None
+            )
+            # (A ProcessSample handed out is never changed afterwards: an unchanged
+            # process shares it with the previous Sample.)
+            sample = state.sample = ProcessSample(
+                pid,
+                st.name,
+                cpu_percent,
+                rss_bytes,
+                names_before.get(group, ""),
+                st.ppid,
+                st.num_threads,
+            )
+            state.mem_key = (-rss_bytes, pid, sample)
+            state.cpu_key = (-cpu_percent, pid, sample) if cpu_percent is not None else None
+            processes.append(sample)
             process_groups.append(group)
+            mem_keys.append(state.mem_key)
+            if cpu_percent is not None:
+                cpu_keys.append(state.cpu_key)  # type: ignore[arg-type]
 
         group_names = self._name_groups(group_members)
-        for index, (p, group) in enumerate(zip(processes, process_groups, strict=True)):
-            name = group_names[group]
-            if p.container != name:
-                if p.container:
-                    # A reused sample whose group got a new name: a copy, so the
-                    # previous Sample is not changed under its holder.
-                    p = processes[index] = current[by_pid[p.pid]].sample = dataclasses.replace(
-                        p, container=name
-                    )
-                else:
-                    p.container = name
+        self._group_names = group_names
+        if any(names_before.get(g) != name for g, name in group_names.items()):
+            for index, (p, group) in enumerate(zip(processes, process_groups, strict=True)):
+                name = group_names[group]
+                if p.container == name:
+                    continue
+                # A group with a new name: a renamed copy, so that a previous Sample
+                # holding the same ProcessSample is not changed under its holder.
+                state = current[by_pid[p.pid]]
+                renamed = processes[index] = state.sample = dataclasses.replace(p, container=name)
+                state.mem_key = (-renamed.rss_bytes, renamed.pid, renamed)
+                state.cpu_key = (
+                    (-renamed.cpu_percent, renamed.pid, renamed)
+                    if renamed.cpu_percent is not None
+                    else None
+                )
+            mem_keys = [current[by_pid[p.pid]].mem_key for p in processes]
+            cpu_keys = [
+                k for k in (current[by_pid[p.pid]].cpu_key for p in processes) if k is not None
+            ]
 
         containers = self._containers(
             group_names, group_members, group_credit, group_valid, current, elapsed
@@ -439,8 +488,8 @@ class Sampler:
         top_n = max(0, cfg.top_n)
         # By CPU (then pid), by RSS (then pid); nsmallest is sorted()[:top_n] without
         # sorting a thousand processes.
-        top_cpu = [processes[k[2]] for k in heapq.nsmallest(top_n, cpu_keys)]
-        top_mem = [processes[k[2]] for k in heapq.nsmallest(top_n, mem_keys)]
+        top_cpu = [k[2] for k in heapq.nsmallest(top_n, cpu_keys)]
+        top_mem = [k[2] for k in heapq.nsmallest(top_n, mem_keys)]
 
         system_pressure = procfs.read_system_pressure(proc_path)
 
@@ -562,13 +611,23 @@ class Sampler:
     ) -> _Proc:
         cfg = self.config
         # resmon's own cgroup is read too: a cgroup holding resmon is not a container's own.
-        cgroup = procfs.read_pid_cgroup(st.pid, cfg.proc_path) or _UNKNOWN_CGROUP
+        data = procfs.read_pid_cgroup_bytes(st.pid, cfg.proc_path)
+        # Processes of one container share one parsed CgroupInfo (and its paths tuple):
+        # parsed once, and a thousand processes do not hold a thousand copies.
+        cached = self._cgroups.get(data)
+        if cached is None:
+            cgroup = procfs.parse_cgroup(data) if data is not None else _UNKNOWN_CGROUP
+            cached = (cgroup, _hierarchy_paths(cgroup))
+            if len(self._cgroups) >= _CGROUP_CACHE_SIZE:
+                self._cgroups.clear()  # many distinct cgroups over a long run: start afresh
+            self._cgroups[data] = cached
+        cgroup, paths = cached
         if st.pid in cfg.exclude_pids:
-            return _Proc(_EXCLUDED, cgroup, st)
+            return _Proc(_EXCLUDED, cgroup, st, paths)
         group = cgroup.path
         if cfg.command_pid is not None and self._in_command_tree(st, stats, by_pid, prev, current):
             group = _COMMAND_GROUP
-        return _Proc(group, cgroup, st)
+        return _Proc(group, cgroup, st, paths)
 
     def _in_command_tree(
         self,
