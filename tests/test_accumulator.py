@@ -9,6 +9,7 @@ import sys
 import time
 import tracemalloc
 
+from resmon import procfs
 from resmon.accumulator import RunAccumulator
 from resmon.sampler import ContainerSample, ProcessSample, Sample, Sampler, SamplerConfig
 from resmon.schema import parse_time, validate_push
@@ -246,16 +247,39 @@ def test_memory_of_a_six_hour_run_at_one_second():
     assert len(summary["timeline"]) <= 300 and summary["sample_count"] == 21_600
 
 
+def _own_seconds(pid: int) -> float:
+    st = procfs.read_pid_stat(pid)
+    assert st is not None
+    return st.own_ticks / procfs.CLK_TCK
+
+
 def test_summary_is_a_valid_push_from_a_real_run():
+    """A busy child's peak in the run summary is what the kernel gave it.  The machine
+    is shared (other processes may be busier), so the child's expected figure comes
+    from its own /proc stat read around each sample, not from a fixed ranking."""
     child = subprocess.Popen(
-        [sys.executable, "-c", "import time\nt=time.time()+5\nwhile time.time()<t: pass"]
+        [sys.executable, "-c", "import time\nt=time.time()+10\nwhile time.time()<t: pass"]
     )
+    given: list[float] = []  # the child's CPU percent over each window, from the kernel
     try:
         sampler = Sampler(SamplerConfig(exclude_pids=frozenset({os.getpid()}), top_n=3))
         acc = RunAccumulator(top_n=3)
-        for _ in range(3):
-            acc.add(sampler.sample())
-            time.sleep(0.2)
+        every = RunAccumulator(top_n=100_000)  # the same samples, every process ranked
+        first_cpu = None
+        t0 = c0 = 0.0
+        for i in range(3):
+            if i:
+                time.sleep(0.3)
+                # Read just after the previous sample and just before this one: a window
+                # inside the sampler's own, so a floor for what it must report.
+                t1, c1 = time.monotonic(), _own_seconds(child.pid)
+                given.append((c1 - c0) / (t1 - t0) * 100)
+            sample = sampler.sample()
+            t0, c0 = time.monotonic(), _own_seconds(child.pid)
+            first_cpu = c0 if first_cpu is None else first_cpu
+            acc.add(sample)
+            every.add(sample)
+        last_cpu = c0
     finally:
         child.kill()
         child.wait()
@@ -273,7 +297,17 @@ def test_summary_is_a_valid_push_from_a_real_run():
         }
     )
     assert payload.run_summary["sample_count"] == 3
-    assert summary["top_cpu_processes"][0]["pid"] == child.pid
-    assert summary["top_cpu_processes"][0]["peak_cpu_percent"] > 50
+    assert len(summary["top_cpu_processes"]) == 3
     assert len(summary["top_mem_processes"]) == 3
-    assert summary["cpu_seconds"] > 0.2
+    ranked = every.run_summary()["top_cpu_processes"]
+    # The top 3 are the first 3 of the full ranking, whoever they are on this machine.
+    assert summary["top_cpu_processes"] == ranked[:3]
+    [mine] = [p for p in ranked if p["pid"] == child.pid]
+    expected = max(given)
+    print(f"busy child: peak {mine['peak_cpu_percent']} %, kernel windows {given}")
+    assert expected > 0.0
+    # Each sampler window holds the test's window and ~10 ms more: a tick or two apart.
+    assert mine["peak_cpu_percent"] >= expected - 10.0
+    assert mine["peak_cpu_percent"] <= min(105.0, expected * 1.3 + 10.0)
+    # The whole run's CPU seconds hold at least the child's own over the sampled span.
+    assert summary["cpu_seconds"] >= (last_cpu - first_cpu) - 2 / procfs.CLK_TCK
