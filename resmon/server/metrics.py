@@ -273,8 +273,10 @@ class ServerMetrics:
             ["result"],
             registry=own,
         )
-        for outcome in PUSH_OUTCOMES:  # every series exists from the start, at 0
-            self.pushes.labels(result=outcome)
+        # Every series exists from the start, at 0; children are looked up once
+        # (``labels()`` per request is measurable at a thousand pushes a second).
+        self._push_children = {o: self.pushes.labels(result=o) for o in PUSH_OUTCOMES}
+        self._duration_children: dict[tuple[str, str], Any] = {}
         self.durations = Histogram(
             "resmon_http_request_duration_seconds",
             "Time to answer an HTTP request, by route template and method.",
@@ -285,10 +287,14 @@ class ServerMetrics:
         self.registry.register(ServerCollector(stats))  # type: ignore[arg-type]
 
     def push_result(self, outcome: str) -> None:
-        self.pushes.labels(result=outcome).inc()
+        self._push_children[outcome].inc()
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.durations.labels(route=route, method=method_label(method)).observe(seconds)
+        key = (route, method_label(method))
+        child = self._duration_children.get(key)
+        if child is None:  # bounded: route templates x a fixed set of methods
+            child = self._duration_children[key] = self.durations.labels(*key)
+        child.observe(seconds)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         from prometheus_client.exposition import choose_encoder
