@@ -55,8 +55,9 @@ class _ContainerRun:
         if c.cpu_cores is not None:
             self.cpu.add(c.cpu_cores)
             self.source_cpu.add(c.source_cpu)
-        self.memory.add(float(c.memory_bytes))
-        self.source_memory.add(c.source_memory)
+        if c.memory_bytes is not None:  # None: only zombies this sample, no reading
+            self.memory.add(float(c.memory_bytes))
+            self.source_memory.add(c.source_memory)
         # cpu_seconds is cumulative and never decreases; keep the largest seen.
         self.cpu_seconds = max(self.cpu_seconds, c.cpu_seconds)
         if c.limit_cpu_cores is not None:
@@ -133,8 +134,9 @@ class _Timeline:
             if c.cpu_cores is not None:
                 acc[0] += c.cpu_cores
                 acc[1] += 1
-            acc[2] += c.memory_bytes
-            acc[3] += 1
+            if c.memory_bytes is not None:
+                acc[2] += c.memory_bytes
+                acc[3] += 1
 
     def _merge(self) -> None:
         def pairs(values: list) -> list:

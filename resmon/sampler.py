@@ -91,6 +91,8 @@ _COMMAND_GROUP = "\0command"
 _EXCLUDED = "\0excluded"
 _UNKNOWN_CGROUP = CgroupInfo(path="", unified=None, v1={})
 _MAX_PARENT_WALK = 256
+# /proc/PID/stat states of a process that has exited: zombie, dead.
+_DEAD_STATES = frozenset({"Z", "X", "x"})
 # A stat line is at most ~700 bytes (52 numbers and a 64-byte name); one small read.
 _STAT_READ_SIZE = 4096
 _CGROUP_CACHE_SIZE = 4096
@@ -134,7 +136,8 @@ class ProcessSample:
 class ContainerSample:
     name: str
     cpu_cores: float | None
-    memory_bytes: int
+    # None: no memory reading this sample (its processes are all zombies, no cgroupfs).
+    memory_bytes: int | None
     process_count: int
     cpu_seconds: float
     cpu_percent_of_limit: float | None = None
@@ -751,7 +754,12 @@ class Sampler:
             valid = elapsed is not None and all(group_valid.get(g, True) for g in groups)
             credit = credit_ticks / CLK_TCK
             source_cpu = source_memory = SOURCE_PROCFS
-            memory = sum(st.rss_pages for st, _ in members) * PAGE_SIZE
+            memory: int | None = sum(st.rss_pages for st, _ in members) * PAGE_SIZE
+            if not memory and all(st.state in _DEAD_STATES for st, _ in members):
+                # Only zombies (or nobody): a zombie has no RSS, so 0 would be a false
+                # reading (the wrapped command read as a zombie in the last sample would
+                # pull a short run's p50 down).  No memory reading; its CPU still counts.
+                memory = None
             limit_cpu = limit_mem = None
             peak = throttled_s = throttled_pct = None
             oom = None
@@ -830,7 +838,9 @@ class Sampler:
                 cpu_percent_of_limit=(
                     cpu_cores / limit_cpu * 100.0 if cpu_cores is not None and limit_cpu else None
                 ),
-                memory_percent_of_limit=memory / limit_mem * 100.0 if limit_mem else None,
+                memory_percent_of_limit=(
+                    memory / limit_mem * 100.0 if limit_mem and memory is not None else None
+                ),
                 limit_cpu_cores=limit_cpu,
                 limit_memory_bytes=limit_mem,
                 memory_peak_bytes=peak,

@@ -383,6 +383,55 @@ def test_command_tree_is_its_own_container(tmp_path):
     assert make_c.cpu_cores == pytest.approx(0.15)
 
 
+def test_a_container_of_zombies_has_no_memory_reading_but_its_cpu_counts(tmp_path):
+    """The wrapped command read as a zombie (before it is reaped) has no RSS: 0 would be
+    a false memory reading that pulls a short run's statistics down."""
+    from resmon.accumulator import RunAccumulator
+
+    fp, s = make(tmp_path, command_pid=30, command_name="cmd", exclude_pids=frozenset({29}))
+    fp.add(29, "resmon", ppid=1, cgroup=A)
+    fp.add(30, "cmd", ppid=29, cgroup=A, rss=500)
+    fp.add(31, "worker", ppid=30, cgroup=A, rss=300)
+    clock = Clock(fp, s)
+    acc = RunAccumulator()
+    acc.add(clock.sample())
+    clock.tick()
+    fp.run(30, 50)
+    second = clock.sample()
+    acc.add(second)
+    assert second.containers["cmd"].memory_bytes == 800 * PAGE
+    # The worker exits (reaped by the command); the command is a zombie.
+    clock.tick()
+    fp.run(31, 20)
+    fp.exit_and_reap(31)
+    fp.run(30, 10)
+    cmd = fp.processes[30]
+    cmd.state, cmd.rss = "Z", 0
+    last = clock.sample()
+    acc.add(last)
+    c = last.containers["cmd"]
+    assert c.process_count == 1
+    assert c.memory_bytes is None and c.memory_percent_of_limit is None
+    assert c.cpu_cores == pytest.approx(0.3)  # its CPU still counts, the reaped worker's too
+    assert c.cpu_seconds == pytest.approx(0.8)
+    assert c.record()["memory_bytes"] is None
+    summary = acc.run_summary()
+    [run] = [x for x in summary["containers"] if x["name"] == "cmd"]
+    # Memory statistics over the two live readings only; CPU over both intervals.
+    assert run["memory_bytes"]["p50"] == run["memory_bytes"]["peak"] == 800 * PAGE
+    assert run["cpu_cores"]["peak"] == pytest.approx(0.5)
+    assert run["cpu_seconds"] == pytest.approx(0.8)
+    assert summary["timeline"][-1]["containers"]["cmd"]["memory_bytes"] is None
+
+
+def test_a_zombie_beside_a_live_process_is_just_zero_rss(tmp_path):
+    fp, s = make(tmp_path)
+    fp.add(10, "parent", cgroup=A, rss=400)
+    fp.add(11, "defunct", ppid=10, cgroup=A, rss=0, state="Z")
+    sample = Clock(fp, s).sample()
+    assert sample.containers["/groupA"].memory_bytes == 400 * PAGE
+
+
 def test_final_command_sample_needs_wrapper_mode(tmp_path):
     _, s = make(tmp_path)
     with pytest.raises(ValueError):
