@@ -127,6 +127,8 @@ def parse_meminfo(data: bytes) -> MemInfo:
             continue
         unit = parts[1].lower() if len(parts) > 1 else b""
         values[key.strip()] = number * 1024 if unit == b"kb" else number
+        if b"MemAvailable" in values and b"MemTotal" in values:
+            break  # the first lines; the other fifty are not needed (read every sample)
     if b"MemTotal" not in values:
         raise ValueError("no MemTotal in /proc/meminfo")
     total = values[b"MemTotal"]

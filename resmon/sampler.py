@@ -308,6 +308,8 @@ class Sampler:
         self._distinct: set[tuple[str, tuple[str | None, ...]]] | None = None
         # /proc/PID/cgroup content -> (parsed, paths per hierarchy), shared by processes.
         self._group_names: dict[str, str] = {}
+        # (group names, exclusive cgroup directories per container) of the last sample.
+        self._dirs_cache: tuple[dict[str, str], dict[str, dict[str, list[str]]]] | None = None
         self._cgroups: dict[bytes | None, tuple[CgroupInfo, tuple[str | None, ...]]] = {}
         self._prev_cpu: procfs.CpuTimes | None = None
         self._first_cpu: procfs.CpuTimes | None = None
@@ -745,7 +747,16 @@ class Sampler:
         if command is not None:
             by_container.setdefault(command, [])
 
-        dirs_by_container = self._exclusive_dirs(group_names, current) if self._cgroupfs else {}
+        dirs_by_container: dict[str, dict[str, list[str]]] = {}
+        if self._cgroupfs:
+            # Which directories are a container's own only changes when processes come
+            # or go (self._distinct is reset then) or a group gets a new name.
+            cached = self._dirs_cache
+            if cached is not None and self._distinct is not None and cached[0] == group_names:
+                dirs_by_container = cached[1]
+            else:
+                dirs_by_container = self._exclusive_dirs(group_names, current)
+                self._dirs_cache = (dict(group_names), dirs_by_container)
 
         out: dict[str, ContainerSample] = {}
         for name, groups in by_container.items():
