@@ -164,8 +164,10 @@ def make_floor(files: list[str], proc_path: str = "/proc") -> Callable[[], None]
             except OSError:
                 continue
             try:
-                while os.read(fd, 65536):
-                    pass
+                # A short read is the end of a procfs/cgroupfs file (as resmon reads them).
+                if len(os.read(fd, 65536)) == 65536:
+                    while os.read(fd, 65536):
+                        pass
             except OSError:
                 pass
             finally:
@@ -195,12 +197,21 @@ def per_sample(reps: int) -> dict[str, float | int]:
         "resmon": sampler.sample,
     }
     times: dict[str, list[float]] = {name: [] for name in methods}
-    gc.collect()
+    order = list(methods)
     for _ in range(reps):
-        for name, fn in methods.items():
-            t0 = time.process_time()
-            fn()
-            times[name].append(time.process_time() - t0)
+        # As timeit does: the cyclic GC off while timing (a collection triggered by one
+        # method's garbage would be charged to whichever runs next), and the order
+        # rotated so that no method always runs on the caches another left behind.
+        for name in order:
+            gc.collect()
+            gc.disable()
+            try:
+                t0 = time.process_time()
+                methods[name]()
+                times[name].append(time.process_time() - t0)
+            finally:
+                gc.enable()
+        order.append(order.pop(0))
     out: dict[str, float | int] = {k: statistics.median(v) * 1000 for k, v in times.items()}
     out["processes"] = sum(1 for n in os.listdir("/proc") if n.isdigit())
     out["files"] = len(files)

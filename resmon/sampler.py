@@ -262,7 +262,7 @@ class _Proc:
         # The cgroup path in each hierarchy (HIERARCHIES order), hashable, computed once.
         self.paths = paths if paths is not None else _hierarchy_paths(cgroup)
         # The reading this state was made from: the same object at the next sample
-        # means the process's stat line did not change (see Sampler._read_stats).
+        # means the process's stat line did not change (see Sampler.sample).
         self.stat = st
         self.ppid = st.ppid
         self.own = st.own_ticks
@@ -350,27 +350,18 @@ class Sampler:
         mem = procfs.read_meminfo(proc_path)
 
         prev = self._procs
-        stats, by_pid, current, new_keys = self._read_stats(proc_path, prev)
         born_after: float | None = None
         if self._sampled:
             # Without /proc/uptime, a process not seen before is taken as new: after the
             # first sample nearly all are, and missing a newborn's time would undercount.
             born_after = self._prev_uptime * CLK_TCK - 1 if self._prev_uptime is not None else 0
-        # New processes last: the command-tree walk then knows every older process.
-        for key in new_keys:
-            current[key] = self._new_proc(key, stats[key], stats, by_pid, prev, current)
-        churn = bool(new_keys) or len(current) != len(prev)
-        if churn:
-            self._distinct = None
 
-        absorbed = self._assign_reapers(prev, stats, current) if churn and prev else {}
-
-        # Per process: credit (ticks) to the group, CPU percent, RSS.
+        # Per group: credit (ticks), whether every member had a valid delta, members.
         group_credit: dict[str, int] = {}
         group_valid: dict[str, bool] = {}
-        group_members: dict[str, list[tuple[PidStat, _Proc]]] = {}
+        group_members: dict[str, list[_Proc]] = {}
         processes: list[ProcessSample] = []
-        process_groups: list[str] = []
+        process_states: list[_Proc] = []
         # Sort keys for the top-N, built here so that no Python key function runs per
         # process: (-figure, pid, sample); pids are unique, so samples are never compared.
         mem_keys: list[tuple[int, int, ProcessSample]] = []
@@ -378,34 +369,113 @@ class Sampler:
         percent_per_tick = 100.0 / CLK_TCK / elapsed if elapsed is not None else None
         # What an unchanged process's CPU percent is this time (None without a delta).
         idle_percent = 0.0 if percent_per_tick is not None else None
+
+        # Read every /proc/PID/stat.  This is the cost that grows with the process count,
+        # so it is one file per process, opened relative to the procfs root and read in
+        # one call; and a process whose stat bytes did not change since the previous
+        # sample (most processes in a job sleep) is neither parsed nor looked at again:
+        # same bytes, same figures (starttime is among them, so a reused PID never
+        # matches), the same state and ProcessSample, nothing to credit.
+        raw_prev = self._raw
+        raw_now: dict[str, tuple[bytes, PidStat, tuple[int, int]]] = {}
+        current: dict[tuple[int, int], _Proc] = {}
+        new_stats: dict[tuple[int, int], PidStat] = {}
+        slow: list[tuple[int, int]] = []  # known processes that changed, then new ones
+        open_, read, close = os.open, os.read, os.close
+        parse = procfs.parse_stat
+        dir_fd = open_(proc_path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in os.listdir(proc_path):
+                if not name.isdigit():
+                    continue
+                try:
+                    fd = open_(name + "/stat", os.O_RDONLY, dir_fd=dir_fd)
+                except OSError as exc:
+                    # Vanished between listdir and open (or not ours to read): skipped.
+                    if not isinstance(exc, FileNotFoundError):
+                        log.debug("cannot read %s/%s/stat: %s", proc_path, name, exc)
+                    continue
+                try:
+                    data = read(fd, _STAT_READ_SIZE)
+                except OSError:
+                    continue  # ESRCH: exited mid-read
+                finally:
+                    close(fd)
+                cached = raw_prev.get(name)
+                if cached is not None and cached[0] == data:
+                    raw_now[name] = cached
+                    st, key = cached[1], cached[2]
+                    state = prev.get(key)
+                    if state is not None and state.stat is st:
+                        current[key] = state
+                        group = state.group
+                        if group == _EXCLUDED:
+                            continue
+                        reuse = state.sample
+                        if reuse is None or reuse.cpu_percent != idle_percent:
+                            slow.append(key)
+                            continue
+                        members = group_members.get(group)
+                        if members is None:
+                            members = group_members[group] = []
+                            group_credit[group] = 0
+                            group_valid[group] = True
+                        members.append(state)
+                        processes.append(reuse)
+                        process_states.append(state)
+                        mem_keys.append(state.mem_key)  # type: ignore[arg-type]
+                        if idle_percent is not None:
+                            cpu_keys.append(state.cpu_key)  # type: ignore[arg-type]
+                        continue
+                else:
+                    if not data:
+                        continue
+                    if len(data) == _STAT_READ_SIZE:  # never seen; read the whole line
+                        data = procfs.read_bytes(f"{proc_path}/{name}/stat")
+                    try:
+                        st = parse(data)
+                    except (ValueError, IndexError):
+                        log.debug("unparseable %s/%s/stat: %r", proc_path, name, data[:200])
+                        continue
+                    key = (int(name), st.starttime)
+                    raw_now[name] = (data, st, key)
+                    state = prev.get(key)
+                if state is None:
+                    new_stats[key] = st
+                else:
+                    current[key] = _Proc(state.group, state.cgroup, st, state.paths)
+                    slow.append(key)
+        finally:
+            close(dir_fd)
+        self._raw = raw_now
+
+        if new_stats:
+            # New processes last: the command-tree walk then knows every older process.
+            stats = {key: state.stat for key, state in current.items()}
+            stats.update(new_stats)
+            by_pid = {key[0]: key for key in stats}
+            for key, st in new_stats.items():
+                current[key] = self._new_proc(key, st, stats, by_pid, prev, current)
+                slow.append(key)
+        churn = bool(new_stats) or len(current) != len(prev)
+        if churn:
+            self._distinct = None
+        absorbed = self._assign_reapers(prev, current) if churn and prev else {}
+
         # Groups keep their names from one sample to the next (almost always).
         names_before = self._group_names
-        for key, st in stats.items():
+        for key in slow:
             state = current[key]
             group = state.group
             if group == _EXCLUDED:
                 continue
+            st = state.stat
             members = group_members.get(group)
             if members is None:
                 members = group_members[group] = []
                 group_credit[group] = 0
                 group_valid[group] = True
-            members.append((st, state))
-            reuse = state.sample
-            if (
-                reuse is not None
-                and prev.get(key) is state
-                and reuse.cpu_percent == idle_percent
-                and (idle_percent is not None or reuse.cpu_percent is None)
-            ):
-                # Same stat line as at the previous reading: nothing to credit, nothing
-                # reaped (cutime+cstime did not grow), and the same ProcessSample.
-                processes.append(reuse)
-                process_groups.append(group)
-                mem_keys.append(state.mem_key)
-                if idle_percent is not None:
-                    cpu_keys.append(state.cpu_key)
-                continue
+            members.append(state)
             old = prev.get(key)
             own_ticks: int | None
             if old is state:
@@ -446,7 +516,7 @@ class Sampler:
             state.mem_key = (-rss_bytes, pid, sample)
             state.cpu_key = (-cpu_percent, pid, sample) if cpu_percent is not None else None
             processes.append(sample)
-            process_groups.append(group)
+            process_states.append(state)
             mem_keys.append(state.mem_key)
             if cpu_percent is not None:
                 cpu_keys.append(state.cpu_key)  # type: ignore[arg-type]
@@ -454,13 +524,12 @@ class Sampler:
         group_names = self._name_groups(group_members)
         self._group_names = group_names
         if any(names_before.get(g) != name for g, name in group_names.items()):
-            for index, (p, group) in enumerate(zip(processes, process_groups, strict=True)):
-                name = group_names[group]
+            for index, (p, state) in enumerate(zip(processes, process_states, strict=True)):
+                name = group_names[state.group]
                 if p.container == name:
                     continue
                 # A group with a new name: a renamed copy, so that a previous Sample
                 # holding the same ProcessSample is not changed under its holder.
-                state = current[by_pid[p.pid]]
                 renamed = processes[index] = state.sample = dataclasses.replace(p, container=name)
                 state.mem_key = (-renamed.rss_bytes, renamed.pid, renamed)
                 state.cpu_key = (
@@ -468,10 +537,8 @@ class Sampler:
                     if renamed.cpu_percent is not None
                     else None
                 )
-            mem_keys = [current[by_pid[p.pid]].mem_key for p in processes]
-            cpu_keys = [
-                k for k in (current[by_pid[p.pid]].cpu_key for p in processes) if k is not None
-            ]
+            mem_keys = [state.mem_key for state in process_states]  # type: ignore[misc]
+            cpu_keys = [state.cpu_key for state in process_states if state.cpu_key is not None]
 
         containers = self._containers(
             group_names, group_members, group_credit, group_valid, current, elapsed
@@ -520,84 +587,6 @@ class Sampler:
         )
 
     # --- internals ---------------------------------------------------------
-
-    def _read_stats(
-        self, proc_path: str, prev: dict[tuple[int, int], _Proc]
-    ) -> tuple[
-        dict[tuple[int, int], PidStat],
-        dict[int, tuple[int, int]],
-        dict[tuple[int, int], _Proc],
-        list[tuple[int, int]],
-    ]:
-        """Every visible process's /proc/PID/stat, keyed by (pid, starttime), and the
-        state of each process already known (new ones are listed, not made, here).
-
-        This is the per-sample cost that grows with the process count, so it is kept
-        to one file per process: opened relative to the procfs root, read in one call,
-        and parsed only when its bytes changed since the previous sample (most
-        processes in a job sleep; the same bytes give the same figures, and starttime
-        is part of them, so a reused PID never matches).  An unchanged process keeps
-        its state object as it was.
-        """
-        raw_prev = self._raw
-        raw_now: dict[str, tuple[bytes, PidStat, tuple[int, int]]] = {}
-        stats: dict[tuple[int, int], PidStat] = {}
-        by_pid: dict[int, tuple[int, int]] = {}
-        current: dict[tuple[int, int], _Proc] = {}
-        new_keys: list[tuple[int, int]] = []
-        open_, read, close = os.open, os.read, os.close
-        parse = procfs.parse_stat
-        dir_fd = open_(proc_path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for name in os.listdir(proc_path):
-                if not name.isdigit():
-                    continue
-                try:
-                    fd = open_(name + "/stat", os.O_RDONLY, dir_fd=dir_fd)
-                except OSError as exc:
-                    # Vanished between listdir and open (or not ours to read): skipped.
-                    if not isinstance(exc, FileNotFoundError):
-                        log.debug("cannot read %s/%s/stat: %s", proc_path, name, exc)
-                    continue
-                try:
-                    data = read(fd, _STAT_READ_SIZE)
-                except OSError:
-                    continue  # ESRCH: exited mid-read
-                finally:
-                    close(fd)
-                cached = raw_prev.get(name)
-                if cached is not None and cached[0] == data:
-                    raw_now[name] = cached
-                    st, key = cached[1], cached[2]
-                    state = prev.get(key)
-                    if state is not None and state.stat is st:
-                        current[key] = state
-                        stats[key] = st
-                        by_pid[key[0]] = key
-                        continue
-                else:
-                    if not data:
-                        continue
-                    if len(data) == _STAT_READ_SIZE:  # never seen; read the whole line
-                        data = procfs.read_bytes(f"{proc_path}/{name}/stat")
-                    try:
-                        st = parse(data)
-                    except (ValueError, IndexError):
-                        log.debug("unparseable %s/%s/stat: %r", proc_path, name, data[:200])
-                        continue
-                    key = (int(name), st.starttime)
-                    raw_now[name] = (data, st, key)
-                    state = prev.get(key)
-                stats[key] = st
-                by_pid[key[0]] = key
-                if state is None:
-                    new_keys.append(key)
-                else:
-                    current[key] = _Proc(state.group, state.cgroup, st, state.paths)
-        finally:
-            close(dir_fd)
-        self._raw = raw_now
-        return stats, by_pid, current, new_keys
 
     @staticmethod
     def _truncated_names(process_map: dict[str, str]) -> dict[str, str]:
@@ -664,7 +653,6 @@ class Sampler:
     @staticmethod
     def _assign_reapers(
         prev: dict[tuple[int, int], _Proc],
-        stats: dict[tuple[int, int], PidStat],
         current: dict[tuple[int, int], _Proc],
     ) -> dict[tuple[int, int], int]:
         """Ticks of disappeared processes that live processes reaped in the interval.
@@ -679,9 +667,9 @@ class Sampler:
         """
         capacity: dict[tuple[int, int], int] = {}
         for key, old in prev.items():
-            st = stats.get(key)
-            if st is not None:
-                capacity[key] = max(0, st.children_ticks - old.children)
+            now = current.get(key)
+            if now is not None:
+                capacity[key] = max(0, now.children - old.children)
         prev_by_pid = {key[0]: key for key in prev}
         pending: list[tuple[int, int, list[tuple[int, int]]]] = []
         for key, gone in prev.items():
@@ -711,7 +699,7 @@ class Sampler:
                     break
         return absorbed
 
-    def _name_groups(self, group_members: dict[str, list[tuple[PidStat, _Proc]]]) -> dict[str, str]:
+    def _name_groups(self, group_members: dict[str, list[_Proc]]) -> dict[str, str]:
         cfg = self.config
         names: dict[str, str] = {}
         for group, members in group_members.items():
@@ -719,7 +707,8 @@ class Sampler:
                 names[group] = cfg.command_name
                 continue
             if group not in self._path_names and (cfg.process_map or self._map_prefixes):
-                for st, _state in members:
+                for state in members:
+                    st = state.stat
                     container = cfg.process_map.get(st.name) or self._map_prefixes.get(st.name)
                     if container:
                         self._path_names[group] = container
@@ -733,7 +722,7 @@ class Sampler:
     def _containers(
         self,
         group_names: dict[str, str],
-        group_members: dict[str, list[tuple[PidStat, _Proc]]],
+        group_members: dict[str, list[_Proc]],
         group_credit: dict[str, int],
         group_valid: dict[str, bool],
         current: dict[tuple[int, int], _Proc],
@@ -765,8 +754,8 @@ class Sampler:
             valid = elapsed is not None and all(group_valid.get(g, True) for g in groups)
             credit = credit_ticks / CLK_TCK
             source_cpu = source_memory = SOURCE_PROCFS
-            memory: int | None = sum(st.rss_pages for st, _ in members) * PAGE_SIZE
-            if not memory and all(st.state in _DEAD_STATES for st, _ in members):
+            memory: int | None = sum(state.stat.rss_pages for state in members) * PAGE_SIZE
+            if not memory and all(state.stat.state in _DEAD_STATES for state in members):
                 # Only zombies (or nobody): a zombie has no RSS, so 0 would be a false
                 # reading (the wrapped command read as a zombie in the last sample would
                 # pull a short run's p50 down).  No memory reading; its CPU still counts.
