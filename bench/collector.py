@@ -35,11 +35,13 @@ and would end by themselves after an hour.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import ctypes
 import gc
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -265,7 +267,10 @@ def _status_kib(pid: int, key: str) -> int | None:
     return None
 
 
-def collect_env(spool: str) -> dict[str, str]:
+def collect_env(spool: str, pyc_dir: str | None) -> dict[str, str]:
+    """The environment of a CI job, with bytecode cached in ``pyc_dir`` (as after a pip
+    install, which compiles it) or, with None, compiled from source at every start (as
+    with PYTHONDONTWRITEBYTECODE=1: the compiler's transient memory stays in the heap)."""
     env = dict(os.environ)
     env.update(
         RESMON_SPOOL_DIR=spool,
@@ -277,62 +282,111 @@ def collect_env(spool: str) -> dict[str, str]:
         GITHUB_RUN_ATTEMPT="1",
     )
     env.pop("GITHUB_STEP_SUMMARY", None)
+    if pyc_dir is None:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.pop("PYTHONPYCACHEPREFIX", None)
+    else:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = pyc_dir  # not written into the working tree
     return env
 
 
-def run_collect(seconds: float, settle: float = 3.0) -> dict[str, float | int | None]:
+def warm_bytecode(pyc_dir: str, url: str) -> None:
+    """One short run (samples, summary, push) that writes every module's bytecode."""
+    with tempfile.TemporaryDirectory() as spool:
+        for args in (
+            ["--help"],
+            [
+                "collect",
+                "--interval=0.1s",
+                f"--push-endpoint={url}",
+                "--push-token=b",
+                "--",
+                "true",
+            ],
+        ):
+            subprocess.run(
+                [str(RESMON), *args],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=collect_env(spool, pyc_dir),
+                check=True,
+            )
+
+
+def run_collect(
+    seconds: float, variants: dict[str, str | None], settle: float = 3.0
+) -> dict[str, dict[str, float | int | None]]:
+    """Run one ``resmon collect`` per variant (label -> bytecode dir), at the same time,
+    for ``seconds`` after ``settle``; SIGTERM; each pushes to one local receiver."""
     receiver = Receiver()
-    with tempfile.TemporaryDirectory() as spool, tempfile.TemporaryFile("w+") as stderr:
-        cmd = [
-            str(RESMON),
-            "collect",
-            "--interval=1s",
-            f"--push-endpoint={receiver.url}",
-            "--push-token=bench",
-        ]
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=collect_env(spool),
-            preexec_fn=_die_with_parent,
-        )
+    procs: dict[str, subprocess.Popen] = {}
+    results: dict[str, dict[str, float | int | None]] = {}
+    with contextlib.ExitStack() as stack:
         try:
+            for label, pyc_dir in variants.items():
+                spool = stack.enter_context(tempfile.TemporaryDirectory())
+                stderr = stack.enter_context(tempfile.TemporaryFile("w+"))
+                procs[label] = subprocess.Popen(
+                    [
+                        str(RESMON),
+                        "collect",
+                        "--interval=1s",
+                        f"--push-endpoint={receiver.url}",
+                        "--push-token=bench",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    env=collect_env(spool, pyc_dir),
+                    preexec_fn=_die_with_parent,
+                )
+                procs[label].stderr_file = stderr  # type: ignore[attr-defined]
             time.sleep(settle)  # start-up (imports, first samples) is not steady state
-            t0, ticks0 = time.monotonic(), _ticks(proc.pid)
-            rss: list[int] = []
+            t0 = time.monotonic()
+            ticks0 = {label: _ticks(p.pid) for label, p in procs.items()}
+            rss: dict[str, list[int]] = {label: [] for label in procs}
             while time.monotonic() - t0 < seconds:
                 time.sleep(0.5)
-                value = _status_kib(proc.pid, "VmRSS")
-                if value is not None:
-                    rss.append(value)
-            t1, ticks1 = time.monotonic(), _ticks(proc.pid)
-            hwm_before_exit = _status_kib(proc.pid, "VmHWM")
-            proc.send_signal(signal.SIGTERM)
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+                for label, p in procs.items():
+                    value = _status_kib(p.pid, "VmRSS")
+                    if value is not None:
+                        rss[label].append(value)
+            t1 = time.monotonic()
+            ticks1 = {label: _ticks(p.pid) for label, p in procs.items()}
+            hwm = {label: _status_kib(p.pid, "VmHWM") for label, p in procs.items()}
+            pushes_before = len(receiver.bodies)
+            for p in procs.values():
+                p.send_signal(signal.SIGTERM)
+            for label, p in procs.items():
+                _, status, usage = os.wait4(p.pid, 0)
+                p.returncode = os.waitstatus_to_exitcode(status)
+                half = rss[label][len(rss[label]) // 2 :] or [0]
+                results[label] = {
+                    "seconds": round(t1 - t0, 1),
+                    "cpu_percent": (ticks1[label] - ticks0[label]) / CLK_TCK / (t1 - t0) * 100,
+                    "total_cpu_s": usage.ru_utime + usage.ru_stime,
+                    "steady_rss_mib": statistics.median(half) / 1024,
+                    "hwm_before_exit_mib": (hwm[label] or 0) / 1024,
+                    # KiB on Linux: the process's whole life, the push included.
+                    "peak_rss_mib": usage.ru_maxrss / 1024,
+                    "exit_code": p.returncode,
+                }
+                if p.returncode != 0:
+                    p.stderr_file.seek(0)  # type: ignore[attr-defined]
+                    print(f"  {label}: exited {p.returncode}:")
+                    print(p.stderr_file.read()[-2000:])  # type: ignore[attr-defined]
+            results["pushes"] = {
+                "count": len(receiver.bodies) - pushes_before,
+                "bytes": max(receiver.bodies or [0]),
+            }
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                proc.wait()
+            for p in procs.values():
+                if p.returncode is None:
+                    p.kill()
+                    p.wait()
             receiver.close()
-        if proc.returncode != 0 or len(receiver.bodies) != 1:
-            stderr.seek(0)
-            print(f"  resmon collect exited {proc.returncode}:\n{stderr.read()[-2000:]}")
-    half = rss[len(rss) // 2 :] or [0]
-    return {
-        "seconds": round(t1 - t0, 1),
-        "cpu_percent": (ticks1 - ticks0) / CLK_TCK / (t1 - t0) * 100.0,
-        "total_cpu_s": usage.ru_utime + usage.ru_stime,
-        "steady_rss_mib": statistics.median(half) / 1024,
-        "max_rss_seen_mib": max(rss or [0]) / 1024,
-        "hwm_before_exit_mib": (hwm_before_exit or 0) / 1024,
-        "peak_rss_mib": usage.ru_maxrss / 1024,  # KiB on Linux; the whole life, push included
-        "exit_code": proc.returncode,
-        "pushes": len(receiver.bodies),
-        "push_bytes": receiver.bodies[0] if receiver.bodies else 0,
-    }
+    return results
 
 
 # --- six hours at 1 s -----------------------------------------------------------
@@ -411,11 +465,11 @@ def six_hours(samples: int, live: int, churn: int, use_tracemalloc: bool) -> dic
 # --- start-up and imports -------------------------------------------------------
 
 
-def startup_ms(args: list[str], runs: int = 7) -> float:
+def startup_ms(args: list[str], env: dict[str, str], runs: int = 7) -> float:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run(args, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(args, stdout=subprocess.DEVNULL, check=True, env=env)
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000
 
@@ -440,7 +494,7 @@ def heavy_imports(push_url: str | None) -> list[str]:
             [sys.executable, "-c", _IMPORTS_PROBE.format(heavy=HEAVY, argv=argv)],
             capture_output=True,
             text=True,
-            env=collect_env(spool),
+            env=collect_env(spool, None),
             cwd=ROOT,
         )
     for line in run.stderr.splitlines():
@@ -471,6 +525,13 @@ def main(argv: list[str] | None = None) -> int:
     counts = sorted(int(c) for c in opts.counts.split(","))
 
     signal.signal(signal.SIGTERM, _sigterm_exits)
+    pyc_dir = tempfile.mkdtemp(prefix="resmon-bench-pyc-")
+    atexit.register(shutil.rmtree, pyc_dir, True)
+    receiver = Receiver()
+    try:
+        warm_bytecode(pyc_dir, receiver.url)
+    finally:
+        receiver.close()
     print(
         f"machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}, "
         f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}"
@@ -501,21 +562,27 @@ def main(argv: list[str] | None = None) -> int:
             idle.grow_to(opts.collect_procs)
             print(
                 f"\nresmon collect --interval=1s, {opts.seconds:.0f} s with {len(idle.procs)}"
-                " extra processes, push to a local receiver at the end",
+                " extra processes, pushing to a local receiver at the end; two runs at once:",
                 flush=True,
             )
-            c = run_collect(opts.seconds)
             print(
-                f"  CPU {c['cpu_percent']:.2f} % of one core over {c['seconds']} s"
-                f" [{_verdict(c['cpu_percent'], 2.0)}, < 2 %]; whole life incl. start-up and"
-                f" push {c['total_cpu_s']:.2f} CPU-s"
+                "  'installed': bytecode cached (as after pip install); 'from source':"
+                " PYTHONDONTWRITEBYTECODE=1 (this sandbox's setting), every start compiles"
             )
+            runs = run_collect(opts.seconds, {"installed": pyc_dir, "from source": None})
+            for label in ("installed", "from source"):
+                c = runs[label]
+                print(
+                    f"  {label:<12} CPU {c['cpu_percent']:.2f} % of one core over {c['seconds']} s"
+                    f" [{_verdict(c['cpu_percent'], 2.0)}, < 2 %] (whole life, start-up and push"
+                    f" included: {c['total_cpu_s']:.2f} CPU-s); RSS steady"
+                    f" {c['steady_rss_mib']:.1f} MiB [{_verdict(c['steady_rss_mib'], 20)}, < 20],"
+                    f" peak {c['peak_rss_mib']:.1f} MiB with the push"
+                    f" [{_verdict(c['peak_rss_mib'], 35)}, < 35]; exit {c['exit_code']}"
+                )
             print(
-                f"  RSS steady {c['steady_rss_mib']:.1f} MiB [{_verdict(c['steady_rss_mib'], 20)},"
-                f" < 20], peak {c['peak_rss_mib']:.1f} MiB incl. push"
-                f" [{_verdict(c['peak_rss_mib'], 35)}, < 35] (before SIGTERM:"
-                f" {c['hwm_before_exit_mib']:.1f}); exit {c['exit_code']},"
-                f" pushes received {c['pushes']} ({c['push_bytes']} bytes)"
+                f"  pushes received: {runs['pushes']['count']} of 2"
+                f" ({runs['pushes']['bytes']:,} bytes each)"
             )
     finally:
         idle.close()
@@ -530,9 +597,15 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print("\nStart-up (median of 7) and imports")
-    for args in ([str(RESMON), "--help"], [str(RESMON), "collect", "--help"]):
-        ms = startup_ms(args)
-        print(f"  {' '.join(['resmon', *args[1:]]):<24} {ms:6.0f} ms [{_verdict(ms, 150)}, < 150]")
+    with tempfile.TemporaryDirectory() as spool:
+        for args in ([str(RESMON), "--help"], [str(RESMON), "collect", "--help"]):
+            shown = " ".join(["resmon", *args[1:]])
+            installed = startup_ms(args, collect_env(spool, pyc_dir))
+            source = startup_ms(args, collect_env(spool, None))
+            print(
+                f"  {shown:<22} installed {installed:4.0f} ms [{_verdict(installed, 150)}, < 150],"
+                f" from source {source:4.0f} ms"
+            )
     receiver = Receiver()
     try:
         without = heavy_imports(None)
