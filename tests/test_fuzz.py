@@ -132,3 +132,20 @@ def test_document_covers_every_operation():
     assert ("POST", "/api/v1/metrics") in operations
     assert ("GET", "/metrics") in operations
     assert len(operations) >= 10
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/runs/%C2%B3",  # '³': str.isdigit() is true, int() refuses it
+        "/api/v1/runs/%E2%91%A0",  # '①'
+        "/api/v1/metrics/repo/o/o%2Fr/w/j?limit=%C2%B2",
+        "/api/v1/jobs/o/o%2Fr/w/j/runs?limit=%C2%B3",
+        "/api/v1/top?limit=%E2%91%A0",
+    ],
+)
+def test_unicode_digits_are_client_errors(fuzz_app, path):
+    """Found by the live fuzzing: these were 500s."""
+    response = fuzz_app.test_client().get(path, headers={"Authorization": f"Bearer {READ_TOKEN}"})
+    assert response.status_code in (400, 404), response.text
+    assert "error" in response.json

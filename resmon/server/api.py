@@ -292,7 +292,7 @@ def _int_arg(name: str, low: int, high: int) -> int | None:
     value = request.args.get(name)
     if value is None:
         return None
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
         raise ApiError(400, f"{name} must be a whole number from {low} to {high}")
     return int(value)
 

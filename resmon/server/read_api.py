@@ -68,7 +68,7 @@ def _limit() -> int | None:
     value = request.args.get("limit")
     if value is None or value == "":
         return None
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise ApiError(400, "limit must be a whole number of at least 1")
     return int(value)
 
@@ -138,7 +138,7 @@ def job_trend(scope: str) -> Response:
 @bp.get("/api/v1/runs/<run_pk>")
 def run(run_pk: str) -> Response:
     # Not an <int:> rule: "/api/v1/runs/abc" gets a JSON 404 that says why.
-    if not run_pk.isdigit() or len(run_pk) > 18:
+    if not (run_pk.isascii() and run_pk.isdigit()) or len(run_pk) > 18:
         raise ApiError(404, f"no run with id {run_pk!r}: ids are the numbers `runs` lists")
     return json_response(history.get_run(int(run_pk)))
 
