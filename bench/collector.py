@@ -550,13 +550,16 @@ def main(argv: list[str] | None = None) -> int:
             r = per_sample(opts.reps)
             vs_psutil = r["resmon"] / r["psutil"]
             vs_floor = r["resmon"] / r["floor"]
+            # The targets are set at 1,000 extra processes; below, the fixed per-sample
+            # work (system files, cgroupfs, containers) weighs more: shown, not judged.
+            judged = n >= 1000
             print(
                 f"{n:>6} {r['processes']:>6} {r['files']:>6} {r['floor']:>7.2f} {r['psutil']:>7.2f}"
-                f" {r['resmon']:>7.2f}  {vs_psutil:>6.2f} {_verdict(vs_psutil, 0.3):>6}"
-                f" {vs_floor:>5.2f} {_verdict(vs_floor, 1.5):>6}",
+                f" {r['resmon']:>7.2f}  {vs_psutil:>6.2f} {_verdict(vs_psutil, 0.3) if judged else '':>6}"
+                f" {vs_floor:>5.2f} {_verdict(vs_floor, 1.5) if judged else '':>6}",
                 flush=True,
             )
-        print("  targets: resmon/psutil <= 0.3, resmon/floor <= 1.5")
+        print("  targets at 1,000 extra processes: resmon/psutil <= 0.3, resmon/floor <= 1.5")
 
         if not opts.skip_collect:
             idle.grow_to(opts.collect_procs)
