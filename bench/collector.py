@@ -1,6 +1,6 @@
 """What the collector costs: per sample against psutil and the raw /proc floor, and as a process.
 
-    .venv/bin/python bench/collector.py              # about 2.5 minutes
+    .venv/bin/python bench/collector.py              # about 1.5 minutes
     .venv/bin/python bench/collector.py --quick      # about 40 seconds
 
 1. Per-sample CPU time (``time.process_time``, median of ``--reps`` rounds, the
