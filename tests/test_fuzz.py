@@ -13,6 +13,8 @@ and the production server's own answers come into play.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -40,14 +42,16 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-# Bounded: the whole file stays well under a minute and a half on two cores.
+# Bounded: the whole file stays well under a minute and a half on two cores.  A
+# deeper run by hand: RESMON_FUZZ_EXAMPLES=500 pytest tests/test_fuzz.py
+DEEP = int(os.environ.get("RESMON_FUZZ_EXAMPLES", "0"))
 IN_PROCESS = settings(
-    max_examples=50,
+    max_examples=DEEP or 50,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=False,
 )
-LIVE = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+LIVE = settings(max_examples=DEEP or 25, deadline=None, suppress_health_check=list(HealthCheck))
 
 schema = schemathesis.openapi.from_dict(build_openapi())
 
@@ -149,3 +153,29 @@ def test_unicode_digits_are_client_errors(fuzz_app, path):
     response = fuzz_app.test_client().get(path, headers={"Authorization": f"Bearer {READ_TOKEN}"})
     assert response.status_code in (400, 404), response.text
     assert "error" in response.json
+
+
+@pytest.mark.slow
+def test_http_server_errors_are_json_and_documented(live):
+    """Found by the live fuzzing: gunicorn answered an over-long request line with an
+    HTML 414 that the document did not list.  Its own errors are JSON now."""
+    import socket
+
+    import requests
+
+    long_line = requests.get(live.url + "/api/v1/jobs?x=" + "a" * 5000, timeout=10)
+    many_headers = requests.get(
+        live.url + "/health", headers={f"X-H{i}": "v" for i in range(120)}, timeout=10
+    )
+    for response, status in ((long_line, 414), (many_headers, 431)):
+        assert response.status_code == status
+        assert response.headers["Content-Type"] == "application/json"
+        assert set(response.json()) == {"error"}
+        for path in schema.raw_schema["paths"].values():
+            for operation in path.values():
+                if isinstance(operation, dict) and "responses" in operation:
+                    assert str(status) in operation["responses"]
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as conn:
+        conn.sendall(b"GARBAGE\r\n\r\n")
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400 ") and answer.endswith(b'{"error":"bad request"}')

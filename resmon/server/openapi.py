@@ -55,6 +55,9 @@ def _common(responses: dict[str, Any]) -> dict[str, Any]:
         **responses,
         "404": NOT_FOUND,
         "405": METHOD_NOT_ALLOWED,
+        # From the HTTP server itself, before any route: same JSON error body.
+        "414": _error("Request line (path and query) over 4094 bytes."),
+        "431": _error("Too many or too large request headers."),
         "500": _error("Internal error (no details)."),
     }
 

@@ -35,8 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from flask import Flask
 from gunicorn import glogging
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -107,6 +109,24 @@ def set_io_timeout(sock: socket.socket, seconds: float) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
     except OSError:  # the client is already gone: the request fails on its own
         pass
+
+
+def _json_write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own error answers (a request line over 4094 bytes: 414, too many or
+    too large headers: 431, an unparseable request: 400) as JSON like every other
+    error of resmon, instead of gunicorn's HTML page.  The message is the fixed
+    reason phrase: gunicorn's detail quotes the client's bytes back."""
+    body = orjson.dumps({"error": reason.lower()})
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+# gunicorn's workers call util.write_error by module attribute; this process only
+# ever runs resmon's app, so the JSON version replaces it here.
+gunicorn_util.write_error = _json_write_error
 
 
 class QuietAccessLogger(glogging.Logger):
