@@ -158,9 +158,17 @@ class _WriteLock:
         self.fd: int | None = None
         self.pid = 0
 
+    def after_fork_in_child(self) -> None:
+        # flock belongs to the open file description: the child must open its own,
+        # or parent and child would share one lock; and a mutex some thread of the
+        # parent held at the fork would stay locked forever in the child.
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+        self.fd = None
+        self.mutex = threading.Lock()
+
     def _lock_fd(self) -> int | None:
-        # flock belongs to the open file description: after a fork the child must
-        # open its own, or parent and child would share one lock.
         if self.fd is None or self.pid != os.getpid():
             try:
                 self.fd = os.open(self.path + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -186,6 +194,16 @@ class _WriteLock:
 
 _write_locks: dict[str, _WriteLock] = {}
 _write_locks_guard = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _write_locks_guard
+    _write_locks_guard = threading.Lock()
+    for lock in _write_locks.values():
+        lock.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def write_lock(db: Database) -> contextlib.AbstractContextManager[None]:
