@@ -42,6 +42,9 @@ def leftovers(work: str) -> list[str]:
 
 def port_is_free(port: int) -> bool:
     with socket.socket() as s:
+        # SO_REUSEADDR: a TIME_WAIT left by a closed connection (either side may
+        # close first) is not a listener; bind still fails while one listens.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
