@@ -330,3 +330,21 @@ def test_metrics_addr_errors(tmp_path):
     assert "cannot listen on --metrics-addr" in result.stderr
     assert "Traceback" not in result.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("resmon-metrics-")]
+
+
+@pytest.mark.slow
+def test_a_killed_servers_directory_is_removed_by_the_next_start(tmp_path):
+    env = {"TMPDIR": str(tmp_path)}
+
+    def dirs() -> list[str]:
+        return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("resmon-metrics-"))
+
+    killed = ServerProcess(tmp_path / "m.db", env=env).start()
+    killed.kill()  # SIGKILL: no cleanup runs
+    left = dirs()
+    assert len(left) == 1 and left[0].startswith(f"resmon-metrics-{killed.proc.pid}-")
+    with ServerProcess(tmp_path / "m.db", env=env) as server:
+        now = dirs()
+        assert left[0] not in now and len(now) == 1
+        assert now[0].startswith(f"resmon-metrics-{server.proc.pid}-")
+    assert dirs() == []

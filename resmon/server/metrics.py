@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import resource
 import shutil
 import tempfile
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+DIR_PREFIX = "resmon-metrics-"
 METRICS_PATH = "/metrics"
 UNMATCHED_ROUTE = "<unmatched>"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
@@ -82,7 +84,8 @@ def multiprocess_dir() -> Iterator[str]:
 
     from resmon.server import wsgi
 
-    path = tempfile.mkdtemp(prefix="resmon-metrics-")
+    _remove_stale_dirs()
+    path = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
     previous = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = path
     # prometheus_client chooses its value class when it is imported: choose again now.
@@ -105,6 +108,26 @@ def multiprocess_dir() -> Iterator[str]:
             values.ValueClass = values.get_value_class()
             _owner_pid = None
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_stale_dirs() -> None:
+    """Remove the directories of servers that died without cleaning up (SIGKILL,
+    OOM): their names carry the master's pid, and a pid with no process is dead."""
+    root = tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        m = re.fullmatch(re.escape(DIR_PREFIX) + r"(\d+)-\w+", name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        except (PermissionError, OverflowError):
+            pass  # alive (another user's), or not a pid
 
 
 def _multiprocess_path() -> str | None:
