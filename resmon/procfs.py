@@ -156,7 +156,9 @@ def read_uptime(proc_path: str = "/proc") -> float | None:
 
 def list_pids(proc_path: str = "/proc") -> list[int]:
     """The numeric entries of the procfs root (processes, not threads)."""
-    return [int(name) for name in os.listdir(proc_path) if name.isdigit()]
+    # isdigit() alone accepts '³' (int() refuses it) and '١٢' (int() reads 12): the
+    # kernel writes ASCII digits, and a --proc-path tree may hold anything.
+    return [int(name) for name in os.listdir(proc_path) if name.isascii() and name.isdigit()]
 
 
 # --- per process ---------------------------------------------------------------

@@ -386,7 +386,7 @@ class Sampler:
         dir_fd = open_(proc_path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             for name in os.listdir(proc_path):
-                if not name.isdigit():
+                if not (name.isdigit() and name.isascii()):  # see procfs.list_pids
                     continue
                 try:
                     fd = open_(name + "/stat", os.O_RDONLY, dir_fd=dir_fd)

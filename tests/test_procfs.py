@@ -29,6 +29,14 @@ def test_list_pids_ignores_non_numeric_entries():
     assert sorted(pids) == [1, 2, 4242, 4244, 4245, 4246, 4247, SLEEP_PID]
 
 
+def test_list_pids_skips_non_ascii_digit_names(tmp_path):
+    # '³' and '١٢' are str.isdigit() but int() refuses the first and reads the second
+    # as 12; neither is a PID the kernel would write.
+    for name in ("3", "³", "١٢", "12a", "40"):
+        (tmp_path / name).mkdir()
+    assert sorted(procfs.list_pids(str(tmp_path))) == [3, 40]
+
+
 def test_name_with_parentheses_and_spaces():
     st_ = procfs.read_pid_stat(4242, PROC)
     assert st_ is not None

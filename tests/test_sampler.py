@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures.fakeproc import PF_KTHREAD, FakeProc
+from fixtures.fakeproc import PF_KTHREAD, FakeProc, stat_line
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -135,6 +135,19 @@ def test_vanished_pid_and_garbage_are_skipped(tmp_path):
     (fp.root / "77").mkdir()  # listed, but no stat: vanished between listdir and read
     (fp.root / "78").mkdir()
     (fp.root / "78" / "stat").write_text("78 (half")
+    sample = s.sample(now=1.0)
+    assert sorted(p.pid for p in sample.processes) == [1, 2, 10]
+
+
+def test_unicode_digit_entries_are_not_processes(tmp_path):
+    # str.isdigit() accepts '³' and '١٢'; a --proc-path tree with such an entry (and a
+    # well-formed stat in it) must not crash the collector nor count as a process.
+    fp, s = make(tmp_path)
+    fp.add(10, "ok", cgroup=A)
+    fp.write(TICK)
+    for name in ("³", "١٢"):
+        (fp.root / name).mkdir()
+        (fp.root / name / "stat").write_text(stat_line(12, "odd"))
     sample = s.sample(now=1.0)
     assert sorted(p.pid for p in sample.processes) == [1, 2, 10]
 
