@@ -18,7 +18,7 @@ from array import array
 from datetime import UTC, datetime
 from typing import Any
 
-from resmon.sampler import ContainerSample, Sample
+from resmon.sampler import ContainerSample, Sample, add_cgroup_counters
 from resmon.schema import format_time
 from resmon.stats import Series
 
@@ -86,14 +86,7 @@ class _ContainerRun:
             "limit_cpu_cores": self.limit_cpu_cores,
             "limit_memory_bytes": self.limit_memory_bytes,
         }
-        if self.memory_peak_bytes is not None:
-            out["memory_peak_bytes"] = self.memory_peak_bytes
-        if self.cpu_throttled_seconds is not None:
-            out["cpu_throttled_seconds"] = round(self.cpu_throttled_seconds, 3)
-        if self.throttled_periods_percent is not None:
-            out["throttled_periods_percent"] = round(self.throttled_periods_percent, 2)
-        if self.oom_kills is not None:
-            out["oom_kills"] = self.oom_kills
+        add_cgroup_counters(out, self)
         return out
 
 

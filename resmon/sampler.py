@@ -75,7 +75,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from resmon import procfs
 from resmon.cgroupfs import HIERARCHIES, V1_CPUACCT, V2, CgroupFS, read_container
@@ -166,17 +166,34 @@ class ContainerSample:
             "source_cpu": self.source_cpu,
             "source_memory": self.source_memory,
         }
-        if self.memory_peak_bytes is not None:
-            out["memory_peak_bytes"] = self.memory_peak_bytes
-        if self.cpu_throttled_seconds is not None:
-            out["cpu_throttled_seconds"] = round(self.cpu_throttled_seconds, 3)
-        if self.throttled_periods_percent is not None:
-            out["throttled_periods_percent"] = round(self.throttled_periods_percent, 2)
-        if self.oom_kills is not None:
-            out["oom_kills"] = self.oom_kills
+        add_cgroup_counters(out, self)
         if self.pressure:
             out["pressure"] = self.pressure
         return out
+
+
+class CgroupCounters(Protocol):
+    memory_peak_bytes: int | None
+    cpu_throttled_seconds: float | None
+    throttled_periods_percent: float | None
+    oom_kills: int | None
+
+
+def add_cgroup_counters(out: dict[str, Any], source: CgroupCounters) -> None:
+    """Add the cgroup-only counters ``source`` has (memory high-water mark, throttling,
+    OOM kills) to a container record or summary; a counter the cgroup did not give is
+    left out rather than written as null, so procfs-only records stay as they were.
+
+    Shared by the per-sample record and the run summary's container entry
+    (``accumulator``), which carry these counters under the same names."""
+    if source.memory_peak_bytes is not None:
+        out["memory_peak_bytes"] = source.memory_peak_bytes
+    if source.cpu_throttled_seconds is not None:
+        out["cpu_throttled_seconds"] = round(source.cpu_throttled_seconds, 3)
+    if source.throttled_periods_percent is not None:
+        out["throttled_periods_percent"] = round(source.throttled_periods_percent, 2)
+    if source.oom_kills is not None:
+        out["oom_kills"] = source.oom_kills
 
 
 @dataclass
