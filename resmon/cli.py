@@ -639,6 +639,32 @@ def _when_option(ctx, param, value):
     return value
 
 
+def _window_options(default_limit: int, limit_help: str):
+    """--limit, --since and --until: which runs of one job (`runs`, `trend`)."""
+
+    def decorate(f):
+        f = click.option(
+            "--until", callback=_when_option, metavar="WHEN", help="Only runs received before."
+        )(f)
+        f = click.option(
+            "--since",
+            callback=_when_option,
+            metavar="WHEN",
+            help="Only runs received since: 7d, 12h, 2026-11-01 or 2026-11-01T12:00:00Z.",
+        )(f)
+        f = click.option(
+            "--limit",
+            "-n",
+            type=click.IntRange(1, 1000),
+            default=default_limit,
+            show_default=True,
+            help=limit_help,
+        )(f)
+        return f
+
+    return decorate
+
+
 def _period_option(ctx, param, value):
     from resmon.history import HistoryError, parse_period
 
@@ -727,21 +753,7 @@ def query_jobs(ctx, organization, repository, server, read_token, database, outp
 @click.argument("repo")
 @click.argument("workflow")
 @click.argument("job")
-@click.option(
-    "--limit",
-    "-n",
-    type=click.IntRange(1, 1000),
-    default=20,
-    show_default=True,
-    help="At most this many runs, newest first.",
-)
-@click.option(
-    "--since",
-    callback=_when_option,
-    metavar="WHEN",
-    help="Only runs received since: 7d, 12h, 2026-11-01 or 2026-11-01T12:00:00Z.",
-)
-@click.option("--until", callback=_when_option, metavar="WHEN", help="Only runs received before.")
+@_window_options(default_limit=20, limit_help="At most this many runs, newest first.")
 @_query_options
 @click.pass_context
 def query_runs(
@@ -802,21 +814,7 @@ def query_show(ctx, run_id, server, read_token, database, output):
     show_default=True,
     help="One point per run, or per UTC day (the day's highest p95 and peak).",
 )
-@click.option(
-    "--limit",
-    "-n",
-    type=click.IntRange(1, 1000),
-    default=30,
-    show_default=True,
-    help="The last this many points.",
-)
-@click.option(
-    "--since",
-    callback=_when_option,
-    metavar="WHEN",
-    help="Only runs received since: 7d, 2026-11-01...",
-)
-@click.option("--until", callback=_when_option, metavar="WHEN", help="Only runs received before.")
+@_window_options(default_limit=30, limit_help="The last this many points.")
 @_query_options
 @click.pass_context
 def query_trend(
