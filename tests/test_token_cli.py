@@ -3,38 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from fixtures.token_vectors import VECTORS
 from server_proc import ServerProcess, free_port
 
 from resmon.cli import cli
 from resmon.server.wsgi import AddressError, parse_addr
-
-# REFERENCE.md's vectors.
-VECTORS = [
-    (
-        "key",
-        "org",
-        "repo",
-        "wf",
-        "job",
-        "dd28e8025f8b67eb5720dcc8aed4354c0f2303bb927471dc1b7d85e95f0a5163",
-    ),
-    (
-        "my-hmac-key",
-        "my-org",
-        "my-org/my-repo",
-        "ci.yml",
-        "build",
-        "3dc619ef064857383834870c20a0c2321fee6a494397281a4173d3b74b6dc7d4",
-    ),
-    (
-        "dummyhmackey",
-        "test-org",
-        "test-org/stress-test",
-        "stress-test-workflow",
-        "heavy-workload",
-        "fc36717bfaa8c67f9797297a137c5d641884d932123ef191b2f7269d5041b4d8",
-    ),
-]
 
 
 def scope_args(org, repo, wf, job):
