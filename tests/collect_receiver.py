@@ -1,4 +1,5 @@
-"""A small real HTTP receiver for push tests: scripted statuses, every request recorded.
+"""A small real HTTP receiver for push tests: scripted statuses, every request recorded;
+and the minimal payload the spool and push tests send (``spool_payload``).
 
 It is a real ``http.server`` on a free loopback port in a thread, so the push client
 goes through real sockets, real HTTP parsing and real timeouts.
@@ -93,3 +94,21 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/api/v1/metrics"
+
+
+def spool_payload(run_id: str = "1", pad: int = 0) -> dict:
+    """A push payload with just its execution scope: the spool and the push client
+    carry payloads without reading the run summary.  ``pad`` adds that many bytes."""
+    summary: dict = {"sample_count": 1}
+    if pad:
+        summary["pad"] = "x" * pad
+    return {
+        "execution": {
+            "organization": "o",
+            "repository": "o/r",
+            "workflow": "w",
+            "job": "j",
+            "run_id": run_id,
+        },
+        "run_summary": summary,
+    }

@@ -24,3 +24,13 @@ def isolated_env(monkeypatch, tmp_path):
 @pytest.fixture
 def runner():
     return CliRunner()
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP receiver on a free loopback port (tests/collect_receiver.py)."""
+    from collect_receiver import Receiver
+
+    r = Receiver().start()
+    yield r
+    r.stop()

@@ -4,30 +4,10 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from collect_receiver import Receiver, closed_port_url
+from collect_receiver import closed_port_url, spool_payload
 
 from resmon.cli import cli
 from resmon.spool import Spool
-
-
-def payload(run_id: str) -> dict:
-    return {
-        "execution": {
-            "organization": "o",
-            "repository": "o/r",
-            "workflow": "w",
-            "job": "j",
-            "run_id": run_id,
-        },
-        "run_summary": {"sample_count": 1},
-    }
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.mark.parametrize("value", ["2x", "", "-1s", "0", "1m30"])
@@ -80,8 +60,8 @@ def test_help_explains_options_env_and_examples(runner):
 
 def test_flush_spool_delivers_everything_and_exits_0(runner, receiver, tmp_path):
     spool = Spool(tmp_path / "spool")
-    a = spool.add(payload("1"))
-    b = spool.add(payload("2"), meta={"endpoint": receiver.url, "token": "old-token"})
+    a = spool.add(spool_payload("1"))
+    b = spool.add(spool_payload("2"), meta={"endpoint": receiver.url, "token": "old-token"})
     result = runner.invoke(
         cli,
         [
@@ -101,7 +81,7 @@ def test_flush_spool_delivers_everything_and_exits_0(runner, receiver, tmp_path)
 
 def test_flush_spool_exits_1_when_anything_is_left(runner, tmp_path):
     spool = Spool(tmp_path / "spool")
-    spool.add(payload("1"))
+    spool.add(spool_payload("1"))
     result = runner.invoke(
         cli,
         [
@@ -121,7 +101,7 @@ def test_flush_spool_exits_1_when_anything_is_left(runner, tmp_path):
 def test_flush_spool_refused_payload_exits_1_and_is_parked(runner, receiver, tmp_path):
     receiver.script = [(401, b'{"error": "invalid push token"}', {})]
     spool = Spool(tmp_path / "spool")
-    entry = spool.add(payload("1"))
+    entry = spool.add(spool_payload("1"))
     result = runner.invoke(
         cli,
         [

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from collect_receiver import Receiver, closed_port_url
+from collect_receiver import closed_port_url
 
 from resmon.schema import STAT_FIELDS, validate_push, validate_run_summary
 from resmon.stats import STAT_KEYS
@@ -43,13 +43,6 @@ CI_ENV = {
     "GITHUB_RUN_ID": "1234",
     "GITHUB_RUN_ATTEMPT": "2",
 }
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

@@ -4,37 +4,16 @@ from __future__ import annotations
 
 import time
 
-import pytest
-from collect_receiver import Receiver, closed_port_url
+from collect_receiver import closed_port_url, spool_payload
 
 from resmon.push import PushClient, deliver, retry_after_seconds
 from resmon.spool import Spool
 
 
-def payload(run_id: str = "1") -> dict:
-    return {
-        "execution": {
-            "organization": "o",
-            "repository": "o/r",
-            "workflow": "w",
-            "job": "j",
-            "run_id": run_id,
-        },
-        "run_summary": {"sample_count": 1},
-    }
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
 def test_503_three_times_then_201_is_one_delivery_with_one_key(tmp_path, receiver):
     receiver.script = [(503, b'{"error": "database restarting"}', {})] * 3
     spool = Spool(tmp_path)
-    entry = spool.add(payload())
+    entry = spool.add(spool_payload())
     client = PushClient(receiver.url, "tok")
     report = deliver(spool, client, time.monotonic() + 10)
     assert [e.name for e in report.delivered] == [entry.name]
@@ -55,7 +34,7 @@ def test_503_three_times_then_201_is_one_delivery_with_one_key(tmp_path, receive
 def test_401_is_tried_once_and_lands_in_failed_with_the_reason(tmp_path, receiver):
     receiver.script = [(401, b'{"error": "invalid push token"}', {})]
     spool = Spool(tmp_path)
-    entry = spool.add(payload())
+    entry = spool.add(spool_payload())
     report = deliver(spool, PushClient(receiver.url, "wrong"), time.monotonic() + 10)
     assert len(receiver.requests) == 1
     assert not report.ok and report.failed[0][1].status == 401
@@ -67,7 +46,7 @@ def test_401_is_tried_once_and_lands_in_failed_with_the_reason(tmp_path, receive
 def test_429_honours_retry_after(tmp_path, receiver):
     receiver.script = [(429, b"slow down", {"Retry-After": "0.6"})]
     spool = Spool(tmp_path)
-    spool.add(payload())
+    spool.add(spool_payload())
     start = time.monotonic()
     report = deliver(spool, PushClient(receiver.url, "t"), start + 5)
     assert report.ok and len(receiver.requests) == 2
@@ -77,7 +56,7 @@ def test_429_honours_retry_after(tmp_path, receiver):
 def test_retry_after_beyond_budget_stops_early_and_keeps_the_payload(tmp_path, receiver):
     receiver.script = [(503, b"maintenance", {"Retry-After": "120"})]
     spool = Spool(tmp_path)
-    entry = spool.add(payload())
+    entry = spool.add(spool_payload())
     start = time.monotonic()
     report = deliver(spool, PushClient(receiver.url, "t"), start + 1.0)
     assert time.monotonic() - start < 0.5  # no point waiting for a retry we cannot make
@@ -87,7 +66,7 @@ def test_retry_after_beyond_budget_stops_early_and_keeps_the_payload(tmp_path, r
 
 def test_closed_port_keeps_payload_within_budget(tmp_path):
     spool = Spool(tmp_path)
-    entry = spool.add(payload())
+    entry = spool.add(spool_payload())
     start = time.monotonic()
     report = deliver(spool, PushClient(closed_port_url(), "t"), start + 0.8)
     elapsed = time.monotonic() - start
@@ -100,8 +79,8 @@ def test_closed_port_keeps_payload_within_budget(tmp_path):
 
 def test_each_entry_goes_with_the_token_it_was_spooled_with(tmp_path, receiver):
     spool = Spool(tmp_path)
-    spool.add(payload("old"), meta={"endpoint": receiver.url, "token": "token-of-old-job"})
-    spool.add(payload("new"))
+    spool.add(spool_payload("old"), meta={"endpoint": receiver.url, "token": "token-of-old-job"})
+    spool.add(spool_payload("new"))
     report = deliver(spool, PushClient(receiver.url, "token-of-this-job"), time.monotonic() + 5)
     assert report.ok
     auth = {r.json()["execution"]["run_id"]: r.headers["Authorization"] for r in receiver.requests}
@@ -110,7 +89,7 @@ def test_each_entry_goes_with_the_token_it_was_spooled_with(tmp_path, receiver):
 
 def test_a_repeat_answered_200_counts_as_delivered(tmp_path, receiver):
     spool = Spool(tmp_path)
-    entry = spool.add(payload())
+    entry = spool.add(spool_payload())
     body = entry.read_body()
     receiver.stored[entry.idempotency_key] = None  # the server already has it
     report = deliver(spool, PushClient(receiver.url, "t"), time.monotonic() + 5)
@@ -127,7 +106,7 @@ def test_retry_after_parsing():
 def test_a_server_that_hangs_costs_no_more_than_the_budget(tmp_path, receiver):
     receiver.delay = 3.0
     spool = Spool(tmp_path)
-    entry = spool.add(payload())
+    entry = spool.add(spool_payload())
     start = time.monotonic()
     report = deliver(spool, PushClient(receiver.url, "t"), start + 0.5)
     assert time.monotonic() - start < 0.9
