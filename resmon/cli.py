@@ -240,11 +240,9 @@ def collect(
       # deliver what earlier runs could not
       resmon collect --flush-spool --push-endpoint=http://resmon:8080/api/v1/metrics
     """
-    import logging
-
     from resmon.collector import CollectConfig, Collector, configure_logging, deliver_spool
     from resmon.containers import parse_limits, parse_process_map
-    from resmon.execution import execution_from_env, missing_required
+    from resmon.execution import execution_from_env
     from resmon.spool import default_spool_dir
 
     level = "WARNING" if log_level.lower() in ("warn", "warning") else log_level.upper()
@@ -294,11 +292,6 @@ def collect(
         record_command=record_command,
         execution=execution_from_env(),
     )
-    if config.push_endpoint:
-        for variable in missing_required(config.execution):
-            logging.getLogger("resmon.collector").warning(
-                "%s is not set; the server will refuse the push", variable
-            )
     ctx.exit(Collector(config, output).run())
 
 

@@ -39,6 +39,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from resmon import __version__
+from resmon.execution import missing_required
 from resmon.schema import format_time, push_payload
 
 if TYPE_CHECKING:
@@ -385,6 +386,10 @@ class Collector:
     # -- the loop --
 
     def run(self) -> int:
+        if self.config.push_endpoint:
+            # Said at the start: the push at the end is too late to fix the job's setup.
+            for variable in missing_required(self.config.execution):
+                log.warning("%s is not set; the server will refuse the push", variable)
         with installed(self.wakeup, child=self.config.command is not None):
             self._deliver_earlier()
             if self.config.command is not None:

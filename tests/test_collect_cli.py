@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import orjson
 import pytest
 from collect_receiver import closed_port_url, spool_payload
@@ -150,3 +152,39 @@ def test_go_duration_spellings_are_accepted(runner, tmp_path, value):
     result = runner.invoke(cli, ["collect", *args, "--flush-spool", f"--spool-dir={tmp_path}"])
     assert result.exit_code == 0, result.output
     assert "0 delivered, 0 refused (moved to failed/), 0 left" in result.output
+
+
+def test_a_push_without_run_id_is_warned_about_at_the_start(runner, receiver, tmp_path):
+    result = runner.invoke(
+        cli,
+        [
+            "collect",
+            "--interval=0.1s",
+            "--log-format=text",
+            f"--spool-dir={tmp_path / 'spool'}",
+            f"--push-endpoint={receiver.url}",
+            f"--output={tmp_path / 'records'}",
+            "--",
+            sys.executable,
+            "-c",
+            "pass",
+        ],
+        env={"GITHUB_REPOSITORY": "o/r"},
+    )
+    assert result.exit_code == 0, result.output
+    warning = "GITHUB_RUN_ID (or GITEA_RUN_ID) is not set; the server will refuse the push"
+    assert warning in result.stderr
+    # Before the run, not with the push at its end.
+    assert result.stderr.index(warning) < result.stderr.index("pushed")
+
+
+def test_no_warning_when_the_run_id_is_set_or_nothing_is_pushed(runner, receiver, tmp_path):
+    common = ["collect", "--interval=0.1s", f"--spool-dir={tmp_path / 'spool'}"]
+    command = ["--output", str(tmp_path / "records"), "--", sys.executable, "-c", "pass"]
+    pushed = runner.invoke(
+        cli, [*common, f"--push-endpoint={receiver.url}", *command], env={"GITHUB_RUN_ID": "7"}
+    )
+    local = runner.invoke(cli, [*common, *command])
+    for result in (pushed, local):
+        assert result.exit_code == 0, result.output
+        assert "is not set" not in result.stderr
