@@ -301,12 +301,9 @@ def collect(
 def _hmac_keys_option(ctx, param, value):
     """--hmac-key may repeat; RECEIVER_HMAC_KEY holds one or more keys separated by
     commas or whitespace (the first one mints, every one verifies)."""
-    import re
+    from resmon.tokens import split_keys
 
-    keys: list[str] = []
-    for item in value or ():
-        keys.extend(k for k in re.split(r"[,\s]+", item) if k)
-    return tuple(keys)
+    return tuple(split_keys(*(value or ())))
 
 
 def _memory_option(ctx, param, value):
@@ -547,22 +544,16 @@ def token(ctx, organization, repository, workflow, job, hmac_key, server, read_t
       resmon token --server http://host:8080 --read-token=$READ --org my-org --repo my-org/my-repo \\
           --workflow ci.yml --job build
     """
-    import re
-
     from click.core import ParameterSource
 
-    from resmon.mint import MintError, mint_local, mint_remote
+    from resmon.mint import MintError, ScopeError, check_scope, mint_local, mint_remote
+    from resmon.tokens import split_keys
 
-    for name, value in (
-        ("--org", organization),
-        ("--repo", repository),
-        ("--workflow", workflow),
-        ("--job", job),
-    ):
-        if not value or re.search(r"[\x00-\x1f\x7f]", value):
-            raise click.BadParameter(
-                "must be non-empty, without control characters", param_hint=name
-            )
+    try:
+        check_scope(organization, repository, workflow, job)
+    except ScopeError as exc:
+        option = {"organization": "--org", "repository": "--repo"}.get(exc.field, f"--{exc.field}")
+        raise click.BadParameter(str(exc), param_hint=option) from None
     try:
         if server:
             if ctx.get_parameter_source("hmac_key") == ParameterSource.COMMANDLINE:
@@ -571,8 +562,7 @@ def token(ctx, organization, repository, workflow, job, hmac_key, server, read_t
                 )
             result = mint_remote(server, read_token or "", organization, repository, workflow, job)
         elif hmac_key:
-            keys = [k for k in re.split(r"[,\s]+", hmac_key) if k]
-            result = mint_local(keys, organization, repository, workflow, job)
+            result = mint_local(split_keys(hmac_key), organization, repository, workflow, job)
         else:
             raise click.UsageError(
                 "nothing to mint with: pass --hmac-key (or set RECEIVER_HMAC_KEY), "

@@ -6,11 +6,36 @@ it is ``POST /api/v1/token`` with the read token, so an admin needs no HMAC key.
 
 from __future__ import annotations
 
+import re
+
 from resmon.tokens import push_token
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class MintError(Exception):
     """Minting failed; the message says why and what to do."""
+
+
+class ScopeError(MintError):
+    """One part of the scope cannot be signed; ``field`` names it (``organization``...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_scope(organization: str, repository: str, workflow: str, job: str) -> None:
+    """Refuse a scope no push could carry: an empty part, or one with control characters
+    (the server refuses those in a payload, so a token for them would never be used)."""
+    for name, value in (
+        ("organization", organization),
+        ("repository", repository),
+        ("workflow", workflow),
+        ("job", job),
+    ):
+        if not value or _CONTROL.search(value):
+            raise ScopeError(name, "must be non-empty, without control characters")
 
 
 def mint_local(

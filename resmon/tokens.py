@@ -10,10 +10,18 @@ them and its users get a 401 for it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 # hashlib and hmac are imported where they are used: they load OpenSSL (about 3.5 MB
 # of RSS), and the collector imports this module (through schema) but never signs.
+
+
+def split_keys(*values: str) -> list[str]:
+    """The HMAC keys in ``--hmac-key`` values or ``RECEIVER_HMAC_KEY``: each value holds
+    one or more keys separated by commas or whitespace; order is kept (the first key
+    mints, every key verifies, so a rotation lists the new key first)."""
+    return [key for value in values for key in re.split(r"[,\s]+", value) if key]
 
 
 def canonical_repository(organization: str, repository: str) -> str:

@@ -164,6 +164,18 @@ def test_parse_addr_rejects_the_rest(addr):
         parse_addr(addr)
 
 
+@pytest.mark.parametrize(
+    "position, option", list(enumerate(["--org", "--repo", "--workflow", "--job"]))
+)
+@pytest.mark.parametrize("bad", ["", "a\nb", "\x7f"])
+def test_a_bad_scope_part_names_its_option(runner, position, option, bad):
+    scope = ["o", "o/r", "w", "j"]
+    scope[position] = bad
+    result = runner.invoke(cli, ["token", "--hmac-key", "k", *scope_args(*scope)])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {option}: must be non-empty" in result.output
+
+
 def test_hmac_key_env_list_splits_on_commas_and_spaces():
     from resmon.cli import _hmac_keys_option
 

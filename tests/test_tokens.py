@@ -1,7 +1,13 @@
 import pytest
 from fixtures.token_vectors import VECTORS
 
-from resmon.tokens import bearer_from_header, canonical_repository, check_push_token, push_token
+from resmon.tokens import (
+    bearer_from_header,
+    canonical_repository,
+    check_push_token,
+    push_token,
+    split_keys,
+)
 
 
 @pytest.mark.parametrize("key,org,repo,wf,job,expected", VECTORS)
@@ -37,3 +43,9 @@ def test_bearer_header():
     assert bearer_from_header("Basic abc") is None
     assert bearer_from_header("Bearer ") is None
     assert bearer_from_header(None) is None
+
+
+def test_split_keys_keeps_order_across_values_and_separators():
+    assert split_keys("new, old") == ["new", "old"]
+    assert split_keys("a,b", " c d\te ", ",,") == ["a", "b", "c", "d", "e"]
+    assert split_keys() == [] and split_keys(" , ") == []
