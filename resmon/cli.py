@@ -20,11 +20,19 @@ from resmon import __version__
 def cli():
     """resmon: how much CPU and memory your CI jobs really use.
 
+    `collect` samples a job and pushes one run summary to `serve`, which stores it;
+    `token` mints the job's push token; `query` shows the history.
+
     \b
-      resmon collect   sample /proc inside a job, push a run summary at the end
-      resmon serve     store run summaries, answer queries, mint push tokens
-      resmon token     mint a push token scoped to org/repo/workflow/job
-      resmon query     show run history as tables, JSON or CSV
+    Examples:
+      export RECEIVER_READ_TOKEN=read-secret RECEIVER_HMAC_KEY=hmac-secret
+      resmon serve --db metrics.db &
+      export COLLECTOR_PUSH_TOKEN=$(resmon token --org my-org --repo my-org/my-repo \\
+          --workflow ci.yml --job build)
+      GITHUB_REPOSITORY_OWNER=my-org GITHUB_REPOSITORY=my-org/my-repo GITHUB_WORKFLOW=ci.yml \\
+          GITHUB_JOB=build GITHUB_RUN_ID=1 resmon collect \\
+          --push-endpoint http://127.0.0.1:8080/api/v1/metrics -- make -j2
+      resmon query jobs
     """
 
 
