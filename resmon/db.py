@@ -31,7 +31,9 @@ import contextlib
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +61,12 @@ log = logging.getLogger(__name__)
 
 LATEST_VERSION = 2
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# SQLite checkpoints by itself past this many WAL pages (4 KiB each): a backstop only.
+WAL_AUTOCHECKPOINT_BACKSTOP_PAGES = 16_384
+# The background checkpointer looks this often, and checkpoints once the WAL is this big
+# (SQLite's own default threshold, 1000 pages).
+CHECKPOINT_INTERVAL_SECONDS = 0.5
+CHECKPOINT_WAL_BYTES = 1000 * 4096
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 # Any constant: the PostgreSQL advisory lock that serialises migrations.
 _PG_MIGRATION_LOCK = 0x7265736D6F6E  # "resmon"
@@ -105,6 +113,11 @@ def open_database(target: str, *, bind: bool = True) -> Database:
                 # the last commits.  FULL fsyncs every commit: 1,606 against 2,526
                 # pushes/s in the measurement above.
                 "synchronous": "normal",
+                # Checkpoints run on a background thread (see _Checkpointer), not in
+                # the COMMIT of whichever push crossed SQLite's default 1000 pages:
+                # that commit fsyncs WAL and database while holding the write lock.
+                # This limit is only the backstop should that thread fall behind.
+                "wal_autocheckpoint": WAL_AUTOCHECKPOINT_BACKSTOP_PAGES,
             },
             lock_type="IMMEDIATE",
             timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
@@ -192,8 +205,49 @@ class _WriteLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+class _Checkpointer:
+    """Checkpoints one SQLite file's WAL from a daemon thread of this process.
+
+    SQLite's automatic checkpoint runs inside the COMMIT that pushes the WAL past
+    its threshold, so one push in a thousand pages waited for a checkpoint and its
+    fsyncs while holding the write lock, and every writer queued behind it.  A
+    PASSIVE checkpoint here runs beside the writers (WAL mode lets it) and never
+    waits for them; the WAL restarts from its beginning at the next write after a
+    complete one, as before.  Started by the first write of a process (gunicorn's
+    workers, after their fork); several processes may each run one, and a
+    checkpoint that finds another one running simply returns.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.thread: threading.Thread | None = None
+
+    def ensure_started(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(
+                target=self._run, name="resmon-wal-checkpoint", daemon=True
+            )
+            self.thread.start()
+
+    def _run(self) -> None:
+        wal = self.path + "-wal"
+        conn: sqlite3.Connection | None = None
+        while True:
+            time.sleep(CHECKPOINT_INTERVAL_SECONDS)
+            try:
+                if os.stat(wal).st_size < CHECKPOINT_WAL_BYTES:
+                    continue
+                if conn is None:
+                    conn = sqlite3.connect(self.path, timeout=0, check_same_thread=False)
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except (OSError, sqlite3.Error) as exc:
+                # No WAL yet, or a checkpoint already running: try again later.
+                log.debug("WAL checkpoint skipped: %s", exc)
+
+
 _write_locks: dict[str, _WriteLock] = {}
 _write_locks_guard = threading.Lock()
+_checkpointers: dict[str, _Checkpointer] = {}
 
 
 def _after_fork_in_child() -> None:
@@ -201,6 +255,8 @@ def _after_fork_in_child() -> None:
     _write_locks_guard = threading.Lock()
     for lock in _write_locks.values():
         lock.after_fork_in_child()
+    # Threads do not survive a fork: the child starts its own at its first write.
+    _checkpointers.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -213,9 +269,10 @@ def write_lock(db: Database) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
     path = os.path.abspath(str(db.database))
     lock = _write_locks.get(path)
-    if lock is None:
+    if lock is None or path not in _checkpointers:
         with _write_locks_guard:
             lock = _write_locks.setdefault(path, _WriteLock(path))
+            _checkpointers.setdefault(path, _Checkpointer(path)).ensure_started()
     return lock()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from pg import postgres_url  # noqa: F401  (fixture)
@@ -113,3 +114,28 @@ def test_body_digest_ignores_spelling_and_order():
     b = validate_push(payload)
     assert store.body_digest(a) == store.body_digest(b)
     assert store.body_digest(a) != store.body_digest(push("2"))
+
+
+def test_wal_is_checkpointed_off_the_request_path(tmp_path):
+    """The WAL is copied into the database file by the background checkpointer, not
+    by a push's COMMIT: SQLite's own automatic checkpoint is set far above what
+    these pushes write, so only the checkpointer can grow the database file."""
+    path = tmp_path / "wal.db"
+    db = dbmod.open_database(str(path))
+    dbmod.migrate(db)
+    assert db.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0] == (
+        dbmod.WAL_AUTOCHECKPOINT_BACKSTOP_PAGES
+    )
+    size_before = path.stat().st_size
+    wal = tmp_path / "wal.db-wal"
+    n = 0
+    while not wal.exists() or wal.stat().st_size < 2 * dbmod.CHECKPOINT_WAL_BYTES:
+        n += 1
+        store.store_push(push(f"run-{n}"))
+    assert path.stat().st_size == size_before  # nothing checkpointed by the pushes
+    deadline = time.monotonic() + 10
+    while path.stat().st_size == size_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size > size_before
+    assert Run.select().count() == n
+    db.close()
