@@ -570,21 +570,25 @@ def top_table(body: Mapping[str, Any]) -> Table | Text:
     table.add_column(title, justify="right", style="bold", no_wrap=True)
     table.add_column("Avg time", justify="right", no_wrap=True)
     table.add_column("CPU p95", justify="right", no_wrap=True)
-    table.add_column("Mem peak", justify="right", no_wrap=True)
+    # Ranked by memory, the ranking column is already the memory peak.
+    by_memory = key == "mem_bytes_peak_max"
+    if not by_memory:
+        table.add_column("Mem peak", justify="right", no_wrap=True)
     for rank, r in enumerate(rows, 1):
-        fmt = fmt_bytes if key == "mem_bytes_peak_max" else fmt_duration
-        value = fmt(r.get(key))
-        table.add_row(
+        fmt = fmt_bytes if by_memory else fmt_duration
+        cells = [
             str(rank),
             r.get("repository"),
             r.get("workflow"),
             r.get("job"),
             str(r.get("runs", 0)),
-            value,
+            fmt(r.get(key)),
             fmt_duration(r.get("duration_seconds_avg")),
             fmt_percent(r.get("cpu_percent_p95_avg")),
-            fmt_bytes(r.get("mem_bytes_peak_max")),
-        )
+        ]
+        if not by_memory:
+            cells.append(fmt_bytes(r.get("mem_bytes_peak_max")))
+        table.add_row(*cells)
     return table
 
 

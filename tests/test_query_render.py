@@ -303,6 +303,10 @@ def test_jobs_and_top_tables():
     assert "Top jobs by memory since 2026-11-13 12:00 UTC" in text
     row = next(line for line in text.splitlines() if "acme/widgets" in line)
     assert row.split()[0] == "1" and "4.00 GiB" in row and "12" in row
+    # Ranked by memory, the peak is the ranking column and is not repeated.
+    assert text.count("Mem peak") == 1 and row.count("4.00 GiB") == 1
+    by_cpu = shown("top", {**top, "metric": "cpu"})
+    assert "CPU time" in by_cpu and by_cpu.count("Mem peak") == 1
 
 
 def test_json_is_the_body_with_raw_numbers():
