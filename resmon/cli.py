@@ -233,7 +233,8 @@ def collect(
       CGROUP_LIMITS            JSON, container -> {"cpu", "memory"} (--limits)
       GITHUB_REPOSITORY_OWNER GITHUB_REPOSITORY GITHUB_WORKFLOW GITHUB_JOB GITHUB_RUN_ID
       GITHUB_RUN_ATTEMPT       the run's scope; each falls back to GITEA_REPO_OWNER,
-                               GITEA_REPO, GITEA_WORKFLOW, GITEA_JOB, GITEA_RUN_ID
+                               GITEA_REPO, GITEA_WORKFLOW, GITEA_JOB, GITEA_RUN_ID,
+                               GITEA_RUN_ATTEMPT
       GITHUB_STEP_SUMMARY      Markdown report file (--markdown-file)
       RESMON_PUSH_ENDPOINT     --push-endpoint
       RESMON_SPOOL_DIR         --spool-dir
