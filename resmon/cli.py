@@ -331,6 +331,7 @@ def _memory_option(ctx, param, value):
 @click.option(
     "--addr",
     default=":8080",
+    metavar="ADDR",
     envvar="RESMON_ADDR",
     help="Listen address: :PORT, HOST:PORT or [IPV6]:PORT.",
 )
@@ -338,18 +339,21 @@ def _memory_option(ctx, param, value):
     "--db",
     "database",
     default="metrics.db",
+    metavar="PATH|URL",
     envvar="RESMON_DB",
     help="SQLite file path, or postgresql://user:password@host:port/dbname.",
 )
 @click.option(
     "--read-token",
     envvar="RECEIVER_READ_TOKEN",
+    metavar="TOKEN",
     help="Bearer token for reading and minting.  [env: RECEIVER_READ_TOKEN]",
 )
 @click.option(
     "--hmac-key",
     "hmac_keys",
     multiple=True,
+    metavar="KEY",
     envvar="RECEIVER_HMAC_KEY",
     callback=_hmac_keys_option,
     help="Key of the push tokens; repeat to rotate (the first mints, all verify).  "
@@ -358,6 +362,7 @@ def _memory_option(ctx, param, value):
 @click.option(
     "--max-body",
     default="1Mi",
+    metavar="SIZE",
     envvar="RESMON_MAX_BODY",
     callback=_memory_option,
     help="Largest push body; larger ones get 413.",
@@ -404,6 +409,7 @@ def _memory_option(ctx, param, value):
 @click.option(
     "--metrics-addr",
     envvar="RESMON_METRICS_ADDR",
+    metavar="ADDR",
     default=None,
     help="Serve Prometheus metrics on this separate listener (:PORT, HOST:PORT) "
     "instead of GET /metrics on --addr.  [default: /metrics on --addr, no auth]",
@@ -516,27 +522,36 @@ def serve(
 
 @cli.command()
 @click.option(
-    "--org", "organization", required=True, help="Organization (owner) of the repository."
+    "--org",
+    "organization",
+    required=True,
+    metavar="ORG",
+    help="Organization (owner) of the repository.",
 )
 @click.option(
     "--repo",
     "repository",
     required=True,
+    metavar="REPO",
     help="Repository, org/repo as CI reports it (or the bare name).",
 )
-@click.option("--workflow", required=True, help="Workflow name.")
-@click.option("--job", required=True, help="Job name.")
+@click.option("--workflow", required=True, metavar="NAME", help="Workflow name.")
+@click.option("--job", required=True, metavar="NAME", help="Job name.")
 @click.option(
     "--hmac-key",
     envvar="RECEIVER_HMAC_KEY",
+    metavar="KEY",
     help="Mint locally with this key.  [env: RECEIVER_HMAC_KEY; of a list, the first]",
 )
 @click.option(
-    "--server", help="Mint through this server (POST /api/v1/token), e.g. http://host:8080."
+    "--server",
+    metavar="URL",
+    help="Mint through this server (POST /api/v1/token), e.g. http://host:8080.",
 )
 @click.option(
     "--read-token",
     envvar="RECEIVER_READ_TOKEN",
+    metavar="TOKEN",
     help="Read token of --server.  [env: RECEIVER_READ_TOKEN]",
 )
 @click.pass_context
