@@ -93,10 +93,29 @@ def check_upgraded():
 def test_a_fresh_database_is_created_at_the_latest_version(tmp_path):
     db = dbmod.open_database(str(tmp_path / "m.db"))
     assert dbmod.schema_version(db) == 0
-    assert dbmod.check_ready(db) == "database schema at version 0, expected 2"
+    assert dbmod.check_ready(db) == "database schema at version 0, expected 3"
     assert dbmod.migrate(db) == (0, dbmod.LATEST_VERSION)
-    assert dbmod.migrate(db) == (2, 2)  # idempotent
+    assert dbmod.migrate(db) == (3, 3)  # idempotent
     assert dbmod.check_ready(db) is None
+    db.close()
+
+
+def test_version_2_loses_the_unused_scope_run_id_index(tmp_path):
+    db = dbmod.open_database(str(tmp_path / "m.db"))
+    dbmod.migrate(db)
+    # A version-2 database as resmon created it before version 3.
+    db.execute_sql(
+        "CREATE INDEX run_organization_repository_workflow_job_run_id "
+        "ON runs (organization, repository, workflow, job, run_id)"
+    )
+    db.execute_sql("UPDATE schema_version SET version = 2")
+    assert dbmod.migrate(db) == (2, 3)
+    assert {ix.name for ix in db.get_indexes("runs")} == {
+        "run_idempotency_key",
+        "run_run_key",
+        "run_received_at",
+        "run_organization_repository_workflow_job_received_at",
+    }
     db.close()
 
 
@@ -113,7 +132,7 @@ def test_v1_sqlite_database_is_upgraded_and_rows_survive(tmp_path):
     make_v1_sqlite(path)
     db = dbmod.open_database(str(path))
     assert dbmod.schema_version(db) == 1
-    assert dbmod.migrate(db) == (1, 2)
+    assert dbmod.migrate(db) == (1, 3)
     check_upgraded()
     # The upgraded schema enforces what a fresh one does.
     assert {ix.name for ix in db.get_indexes("runs") if ix.unique} >= {
@@ -133,7 +152,7 @@ def test_v1_postgres_database_is_upgraded_and_rows_survive(postgres_url):  # noq
             "VALUES (%s, %s, %s, %s, %s, %s, %s)",
             row,
         )
-    assert dbmod.migrate(db) == (1, 2)
+    assert dbmod.migrate(db) == (1, 3)
     check_upgraded()
     # The id sequence continues after the old rows.
     from resmon.schema import validate_push
@@ -160,7 +179,7 @@ def test_server_started_on_an_old_database_upgrades_it(tmp_path):
             server.push(sample_payload("1", start_time="2026-01-02T03:04:05Z")).json()["status"]
             == "duplicate"
         )
-    assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (2,)
+    assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (3,)
 
 
 def test_a_newer_schema_is_refused(tmp_path):

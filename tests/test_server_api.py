@@ -526,7 +526,7 @@ def test_readyz_is_503_when_the_schema_is_not_migrated(tmp_path):
     assert r.status_code == 503
     assert r.get_json() == {
         "status": "unavailable",
-        "reason": "database schema at version 1, expected 2",
+        "reason": "database schema at version 1, expected 3",
     }
     assert (
         app.test_client().get("/healthz").status_code == 200
