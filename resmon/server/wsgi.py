@@ -31,6 +31,7 @@ import os
 import re
 import socket
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,13 @@ ON_CHILD_EXIT: list[Callable[[int], None]] = []
 
 DEFAULT_WORKERS = 2  # one per core on the 2-core machines this targets
 DEFAULT_THREADS = 8
+# How long a thread that wants the GIL waits before asking the running one to let
+# go (CPython's default: 5 ms).  A push holds the SQLite writer lock across several
+# calls that release the GIL (flock, BEGIN, INSERTs, COMMIT) and must get it back
+# after each while the worker's other threads parse requests: at 5 ms a handful of
+# such waits made every queued writer's p99 tens of ms.  Measured with
+# bench/server_load.py (2 workers x 8 threads): push p99 66-77 -> ~51 ms.
+GIL_SWITCH_INTERVAL = 0.001
 DEFAULT_GRACEFUL_TIMEOUT = 30.0
 DEFAULT_IO_TIMEOUT = 30.0
 # Set in the master before the workers fork (see ResmonServer.load_config).
@@ -260,4 +268,6 @@ def run(app: Flask, options: ServeOptions) -> None:
             "pid": os.getpid(),
         },
     )
+    # Inherited by the workers across the fork.  See GIL_SWITCH_INTERVAL.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     ResmonServer(app, options).run()
