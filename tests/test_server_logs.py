@@ -14,7 +14,8 @@ from resmon.server.logs import JsonFormatter, LineHandler
 def test_line_handler_writes_whole_lines_from_many_threads(tmp_path):
     read_fd, write_fd = os.pipe()
     out = tmp_path / "log"
-    with open(write_fd, "w", closefd=True) as stream, out.open("wb") as sink:
+    sink = out.open("wb")
+    with open(write_fd, "w", closefd=True) as stream:
         handler = LineHandler(stream)
         assert handler.fd == write_fd  # the lock-free path is the one under test
         handler.setFormatter(JsonFormatter())
@@ -41,8 +42,10 @@ def test_line_handler_writes_whole_lines_from_many_threads(tmp_path):
             t.join()
         # A line too long for one atomic pipe write takes the locked path.
         logger.info("long", extra={"blob": "y" * 10_000})
-    done.wait(10)
+    # The write end is closed: the reader sees EOF once it has everything.
+    assert done.wait(10)
     reader.join(10)
+    sink.close()
     os.close(read_fd)
     lines = out.read_bytes().splitlines()
     entries = [orjson.loads(line) for line in lines]
