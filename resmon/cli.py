@@ -452,19 +452,16 @@ def serve(
     if read_token in hmac_keys:
         raise click.UsageError("the read token must differ from every HMAC key")
 
-    from resmon.db import DatabaseError, describe_target
-    from resmon.server import ServerConfig, create_app
+    from resmon.server import ServerConfig
     from resmon.server.logs import configure_logging
-    from resmon.server.wsgi import AddressError, ServeOptions, check_listen, parse_addr, run
+    from resmon.server.main import ServeError
+    from resmon.server.main import serve as serve_forever
+    from resmon.server.wsgi import AddressError, ServeOptions, parse_addr
 
     try:
         host, port = parse_addr(addr)
     except AddressError as exc:
         raise click.BadParameter(str(exc), param_hint="--addr") from None
-    try:
-        check_listen(host, port)
-    except AddressError as exc:
-        raise click.ClickException(str(exc)) from None
     metrics_listen = None
     if metrics_addr:
         try:
@@ -480,41 +477,19 @@ def serve(
         query_cap=query_cap,
         metrics_path=metrics_listen is None,
     )
-    import contextlib
-
-    from resmon.server import metrics
-
-    # Metrics of every gunicorn worker add up through files in a private directory,
-    # set up before the app (and its metrics) exist and before the workers fork.
-    with metrics.multiprocess_dir():
-        try:
-            app = create_app(config)
-        except DatabaseError as exc:
-            raise click.ClickException(str(exc)) from None
-        except Exception as exc:  # a driver error opening or migrating: say which database
-            raise click.ClickException(
-                f"cannot open database {describe_target(database)}: {type(exc).__name__}: {exc}"
-            ) from None
-        with contextlib.ExitStack() as stack:
-            if metrics_listen is not None:
-                try:
-                    stack.enter_context(metrics.separate_listener(*metrics_listen, app, database))
-                except OSError as exc:
-                    raise click.ClickException(
-                        f"cannot listen on --metrics-addr {metrics_addr}: {exc.strerror or exc}"
-                    ) from None
-            run(
-                app,
-                ServeOptions(
-                    host=host,
-                    port=port,
-                    workers=workers,
-                    threads=threads,
-                    graceful_timeout=graceful_timeout,
-                    io_timeout=io_timeout,
-                    log_level=log_level,
-                ),
-            )
+    options = ServeOptions(
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        graceful_timeout=graceful_timeout,
+        io_timeout=io_timeout,
+        log_level=log_level,
+    )
+    try:
+        serve_forever(config, options, metrics_listen)
+    except ServeError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # --- token -----------------------------------------------------------------
