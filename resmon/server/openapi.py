@@ -27,14 +27,16 @@ STAT = {
 SCOPE_STRING = {"type": "string", "maxLength": 255, "pattern": "^[^\\x00-\\x1f\\x7f]*$"}
 
 
-def _error(description: str) -> dict[str, Any]:
+def error_response(description: str) -> dict[str, Any]:
     return {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
 
 
-def _json(description: str, schema: dict[str, Any], headers: dict | None = None) -> dict[str, Any]:
+def json_response(
+    description: str, schema: dict[str, Any], headers: dict | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "description": description,
         "content": {"application/json": {"schema": schema}},
@@ -44,21 +46,21 @@ def _json(description: str, schema: dict[str, Any], headers: dict | None = None)
     return out
 
 
-UNAUTHORIZED = _error("Missing or wrong bearer token.")
-BAD_REQUEST = _error("Invalid input; the error says what is wrong.")
-NOT_FOUND = _error("No such route.")
-METHOD_NOT_ALLOWED = _error("Method not allowed on this route.")
+UNAUTHORIZED = error_response("Missing or wrong bearer token.")
+BAD_REQUEST = error_response("Invalid input; the error says what is wrong.")
+NOT_FOUND = error_response("No such route.")
+METHOD_NOT_ALLOWED = error_response("Method not allowed on this route.")
 
 
-def _common(responses: dict[str, Any]) -> dict[str, Any]:
+def with_common(responses: dict[str, Any]) -> dict[str, Any]:
     return {
         **responses,
         "404": NOT_FOUND,
         "405": METHOD_NOT_ALLOWED,
         # From the HTTP server itself, before any route: same JSON error body.
-        "414": _error("Request line (path and query) over 4094 bytes."),
-        "431": _error("Too many or too large request headers."),
-        "500": _error("Internal error (no details)."),
+        "414": error_response("Request line (path and query) over 4094 bytes."),
+        "431": error_response("Too many or too large request headers."),
+        "500": error_response("Internal error (no details)."),
     }
 
 
@@ -92,19 +94,27 @@ def build_openapi() -> dict[str, Any]:
                         "application/json": {"schema": {"$ref": "#/components/schemas/PushPayload"}}
                     },
                 },
-                "responses": _common(
+                "responses": with_common(
                     {
-                        "201": _json("Stored.", {"$ref": "#/components/schemas/PushResult"}),
-                        "200": _json(
+                        "201": json_response(
+                            "Stored.", {"$ref": "#/components/schemas/PushResult"}
+                        ),
+                        "200": json_response(
                             "Already stored: the original id.",
                             {"$ref": "#/components/schemas/PushResult"},
                         ),
                         "400": BAD_REQUEST,
                         "401": UNAUTHORIZED,
-                        "413": _error("Body larger than the server's --max-body."),
-                        "408": _error("Body not received within the server's --io-timeout."),
-                        "422": _error("Idempotency-Key already used with a different payload."),
-                        "503": _error("Database unavailable; retry after Retry-After seconds."),
+                        "413": error_response("Body larger than the server's --max-body."),
+                        "408": error_response(
+                            "Body not received within the server's --io-timeout."
+                        ),
+                        "422": error_response(
+                            "Idempotency-Key already used with a different payload."
+                        ),
+                        "503": error_response(
+                            "Database unavailable; retry after Retry-After seconds."
+                        ),
                     }
                 ),
             }
@@ -121,9 +131,9 @@ def build_openapi() -> dict[str, Any]:
                         "application/json": {"schema": {"$ref": "#/components/schemas/Scope"}}
                     },
                 },
-                "responses": _common(
+                "responses": with_common(
                     {
-                        "200": _json(
+                        "200": json_response(
                             "The push token.",
                             {
                                 "type": "object",
@@ -133,12 +143,14 @@ def build_openapi() -> dict[str, Any]:
                                 },
                             },
                         ),
-                        "400": _error(
+                        "400": error_response(
                             "A field is missing or invalid, or no HMAC key is configured."
                         ),
                         "401": UNAUTHORIZED,
-                        "413": _error("Body too large."),
-                        "408": _error("Body not received within the server's --io-timeout."),
+                        "413": error_response("Body too large."),
+                        "408": error_response(
+                            "Body not received within the server's --io-timeout."
+                        ),
                     }
                 ),
             }
@@ -196,9 +208,9 @@ def build_openapi() -> dict[str, Any]:
                         "schema": {"type": "string", "format": "date-time"},
                     },
                 ],
-                "responses": _common(
+                "responses": with_common(
                     {
-                        "200": _json(
+                        "200": json_response(
                             "Stored runs, newest first.",
                             {"type": "array", "items": {"$ref": "#/components/schemas/StoredRun"}},
                             headers={
@@ -222,8 +234,8 @@ def build_openapi() -> dict[str, Any]:
             "get": {
                 "operationId": "health",
                 "summary": "Go-receiver compatible health check",
-                "responses": _common(
-                    {"200": _json("Alive.", {"$ref": "#/components/schemas/Status"})}
+                "responses": with_common(
+                    {"200": json_response("Alive.", {"$ref": "#/components/schemas/Status"})}
                 ),
             }
         },
@@ -231,8 +243,8 @@ def build_openapi() -> dict[str, Any]:
             "get": {
                 "operationId": "healthz",
                 "summary": "Liveness: the process answers (no database access)",
-                "responses": _common(
-                    {"200": _json("Alive.", {"$ref": "#/components/schemas/Status"})}
+                "responses": with_common(
+                    {"200": json_response("Alive.", {"$ref": "#/components/schemas/Status"})}
                 ),
             }
         },
@@ -240,10 +252,10 @@ def build_openapi() -> dict[str, Any]:
             "get": {
                 "operationId": "readyz",
                 "summary": "Readiness: database reachable and migrated, not shutting down",
-                "responses": _common(
+                "responses": with_common(
                     {
-                        "200": _json("Ready.", {"$ref": "#/components/schemas/Status"}),
-                        "503": _json(
+                        "200": json_response("Ready.", {"$ref": "#/components/schemas/Status"}),
+                        "503": json_response(
                             "Not ready; reason says why.", {"$ref": "#/components/schemas/Status"}
                         ),
                     }
@@ -254,7 +266,9 @@ def build_openapi() -> dict[str, Any]:
             "get": {
                 "operationId": "openapi",
                 "summary": "This document",
-                "responses": _common({"200": _json("OpenAPI 3.1 document.", {"type": "object"})}),
+                "responses": with_common(
+                    {"200": json_response("OpenAPI 3.1 document.", {"type": "object"})}
+                ),
             }
         },
     }
@@ -262,7 +276,7 @@ def build_openapi() -> dict[str, Any]:
     # --- read endpoints (resmon.server.read_api) ---------------------------
     from resmon.server.read_openapi import read_paths
 
-    paths.update(read_paths(_error, _common))
+    paths.update(read_paths())
     # --- end read endpoints --------------------------------------------------
 
     # --- metrics (/metrics) --------------------------------------------------
@@ -276,7 +290,7 @@ def build_openapi() -> dict[str, Any]:
                 "repository, job, run or token. With `resmon serve --metrics-addr` the metrics "
                 "are served on that listener only and this path answers 404."
             ),
-            "responses": _common(
+            "responses": with_common(
                 {
                     "200": {
                         "description": "Metrics of every worker process, added up.",

@@ -102,19 +102,13 @@ SCOPE_NOTE = (
 )
 
 
-def _ok(description: str, schema: dict[str, Any], headers: dict | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": schema}},
-    }
-    if headers:
-        out["headers"] = headers
-    return out
+def read_paths() -> dict[str, Any]:
+    """The read endpoints' path items, built with openapi.py's response helpers."""
+    # Imported here: openapi.py imports this module while building its document.
+    from resmon.server.openapi import error_response as error
+    from resmon.server.openapi import json_response as _ok
+    from resmon.server.openapi import with_common as common
 
-
-def read_paths(error: dict[str, Any], common: Any) -> dict[str, Any]:
-    """The read endpoints' path items; ``error`` builds an error response and
-    ``common`` adds the responses every route has (both from openapi.py)."""
     unauthorized = error("Missing or wrong read token.")
     bad = error("Invalid parameter; the error says which and what to use.")
     unavailable = error("Database unavailable; retry later (Retry-After).")
