@@ -22,12 +22,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import sqlite3
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from peewee import Field, IntegrityError, Model
+import peewee
+from peewee import Field, IntegrityError, Model, SqliteDatabase
 
 from resmon import db as dbmod
 from resmon.models import ContainerStat, Run, database_proxy
@@ -38,6 +42,9 @@ from resmon.tokens import canonical_repository
 log = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
+# Turns sqlite3's exceptions into peewee's (IntegrityError, OperationalError...), as
+# Database.execute_sql does, for the statements run on the raw connection.
+_PEEWEE_ERRORS = peewee.__exception_wrapper__
 # Stands in for the run's id while container inserts are built (ids are positive).
 _RUN_PLACEHOLDER = -0x7265736D6F6E
 CREATED = "created"
@@ -244,6 +251,125 @@ def _params(fields: list[Field], row: dict[str, Any]) -> list[Any]:
 _MISSING = object()
 
 
+@dataclass
+class _Job:
+    """One push waiting for a group commit."""
+
+    run_sql: str
+    run_params: list[Any]
+    containers: list[tuple[str, list[Any], int]]
+    done: bool = False
+    run_pk: int | None = None  # None once done: the run INSERT violated a unique constraint
+    retry: bool = False  # the batch failed: store this push on its own
+
+
+class _GroupCommit:
+    """Stores the pushes of one process's threads that queue for the same SQLite
+    file in one transaction (group commit).
+
+    Every call into SQLite and every ``flock`` releases the GIL, and while the
+    write lock is held each then waits for the GIL behind the worker's other
+    threads (up to the switch interval): measured, the lock was held 0.13 ms at
+    the median but queued writers waited tens of ms.  Here the first thread to
+    get the leader mutex takes every push queued so far and stores them all
+    under one lock, one BEGIN IMMEDIATE and one COMMIT; the others find theirs
+    done when they get the mutex.  Each push is still answered only after the
+    COMMIT that stored it.  A unique violation aborts only its own INSERT
+    (SQLite's default ABORT keeps the transaction and the other rows), so that
+    push is reported as a violation and looked up as before; any other error
+    rolls the whole batch back and each of its pushes is stored alone.  The
+    statements go straight to the sqlite3 connection (peewee's atomic() and
+    execute_sql added Python work between them while the lock was held).
+    """
+
+    def __init__(self) -> None:
+        self.leader = threading.Lock()
+        self.guard = threading.Lock()
+        self.pending: list[_Job] = []
+
+    def submit(self, db: SqliteDatabase, job: _Job) -> None:
+        with self.guard:
+            self.pending.append(job)
+        with self.leader:
+            if job.done:
+                return
+            with self.guard:
+                batch, self.pending = self.pending, []
+            try:
+                _run_batch(db, batch)
+            except BaseException:
+                for queued in batch:
+                    queued.retry = True
+                if len(batch) == 1:
+                    raise
+            finally:
+                for queued in batch:
+                    queued.done = True
+
+
+_group_commits: dict[str, _GroupCommit] = {}
+_group_commits_guard = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # A mutex held by a thread of the parent at the fork stays locked in the child.
+    global _group_commits_guard
+    _group_commits_guard = threading.Lock()
+    _group_commits.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _run_batch(db: SqliteDatabase, batch: list[_Job]) -> None:
+    conn = db.connection()
+    with dbmod.write_lock(db), _PEEWEE_ERRORS:
+        cursor = conn.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            for job in batch:
+                try:
+                    cursor.execute(job.run_sql, job.run_params)
+                except sqlite3.IntegrityError:
+                    job.run_pk = None  # only this INSERT was aborted
+                    continue
+                run_pk = job.run_pk = cursor.lastrowid
+                for sql, params, at in job.containers:
+                    params[at] = run_pk
+                    cursor.execute(sql, params)
+            cursor.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    cursor.execute("ROLLBACK")
+                except sqlite3.Error as exc:  # the original error is the one to report
+                    log.warning("rollback failed: %s", exc)
+            raise
+
+
+def _insert_sqlite(
+    db: SqliteDatabase,
+    run_sql: str,
+    run_params: list[Any],
+    container_sql: list[tuple[str, list[Any], int]],
+) -> int:
+    """Store one push on a SQLite file through its process's group commit; returns
+    the run's id or raises peewee's IntegrityError for a unique violation."""
+    path = os.path.abspath(str(db.database))
+    group = _group_commits.get(path)
+    if group is None:
+        with _group_commits_guard:
+            group = _group_commits.setdefault(path, _GroupCommit())
+    job = _Job(run_sql, run_params, container_sql)
+    group.submit(db, job)
+    if job.retry:
+        job = _Job(run_sql, run_params, container_sql)
+        _run_batch(db, [job])
+    if job.run_pk is None:
+        raise IntegrityError("unique constraint violated")
+    return int(job.run_pk)
+
+
 def store_push(
     payload: PushPayload, idempotency_key: str | None = None, *, received_at: datetime | None = None
 ) -> StoreResult:
@@ -271,15 +397,26 @@ def store_push(
         sql, params = insert_sql(ContainerStat, {**container, "run": _RUN_PLACEHOLDER})
         container_sql.append((sql, params, params.index(_RUN_PLACEHOLDER)))
     try:
-        with dbmod.write_lock(db.obj), db.atomic():
-            cursor = db.execute_sql(run_sql, run_params)
-            run_pk = cursor.fetchone()[0] if db.returning_clause else cursor.lastrowid
-            for sql, params, at in container_sql:
-                params[at] = run_pk
-                db.execute_sql(sql, params)
+        target = db.obj
+        # A file, outside any caller's transaction: the group commit, whose leader
+        # writes the others' pushes on its own connection (an in-memory database is
+        # one per connection, so it keeps the plain transaction).
+        if (
+            isinstance(target, SqliteDatabase)
+            and str(target.database) not in ("", ":memory:")
+            and not target.in_transaction()
+        ):
+            run_pk = _insert_sqlite(target, run_sql, run_params, container_sql)
+        else:
+            with dbmod.write_lock(target), db.atomic():
+                cursor = db.execute_sql(run_sql, run_params)
+                run_pk = cursor.fetchone()[0] if db.returning_clause else cursor.lastrowid
+                for sql, params, at in container_sql:
+                    params[at] = run_pk
+                    db.execute_sql(sql, params)
         return StoreResult(id=int(run_pk), status=CREATED)
     except IntegrityError:
-        pass  # rolled back by atomic(); find the row the constraint points to
+        pass  # rolled back; find the row the constraint points to
 
     if idempotency_key:
         existing = Run.get_or_none(Run.idempotency_key == idempotency_key)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import pytest
+from peewee import OperationalError, SqliteDatabase
 from pg import postgres_url  # noqa: F401  (fixture)
 from server_proc import sample_payload
 
@@ -89,22 +91,122 @@ def test_a_different_key_for_the_same_run_is_still_that_run(database):
     assert (again.id, again.status) == (first.id, "duplicate")
 
 
+# A real SQLite error in the middle of a push: the trigger makes a container INSERT of
+# the run whose run_id is ``when`` fail with "integer overflow" (OperationalError).
+_FAIL_TRIGGER = (
+    "CREATE TRIGGER fail_containers BEFORE INSERT ON {containers} "
+    "WHEN (SELECT run_id FROM {runs} WHERE id = NEW.{run}) = '{when}' "
+    "BEGIN SELECT abs(-9223372036854775807 - 1); END"
+)
+
+
+def _fail_container_inserts(db, when: str) -> None:
+    db.execute_sql(
+        _FAIL_TRIGGER.format(
+            containers=ContainerStat._meta.table_name,
+            runs=Run._meta.table_name,
+            run=ContainerStat.run.column_name,
+            when=when,
+        )
+    )
+
+
 def test_failed_container_insert_rolls_back_the_run(database, monkeypatch):
-    original = type(database).execute_sql
-    table = ContainerStat._meta.table_name
+    if isinstance(database, SqliteDatabase):
+        # SQLite pushes go straight to the sqlite3 connection: fail inside SQLite.
+        _fail_container_inserts(database, "1")
+        with pytest.raises(OperationalError, match="overflow"):
+            store.store_push(push("1"))
+        database.execute_sql("DROP TRIGGER fail_containers")
+    else:
+        original = type(database).execute_sql
+        table = ContainerStat._meta.table_name
 
-    def failing(self, sql, params=None, *args, **kwargs):
-        # The container insert fails after the run's own insert went through.
-        if sql.startswith(f'INSERT INTO "{table}"'):
-            raise RuntimeError("disk full")
-        return original(self, sql, params, *args, **kwargs)
+        def failing(self, sql, params=None, *args, **kwargs):
+            # The container insert fails after the run's own insert went through.
+            if sql.startswith(f'INSERT INTO "{table}"'):
+                raise RuntimeError("disk full")
+            return original(self, sql, params, *args, **kwargs)
 
-    monkeypatch.setattr(type(database), "execute_sql", failing)
-    with pytest.raises(RuntimeError):
-        store.store_push(push("1"))
-    monkeypatch.setattr(type(database), "execute_sql", original)
+        monkeypatch.setattr(type(database), "execute_sql", failing)
+        with pytest.raises(RuntimeError):
+            store.store_push(push("1"))
+        monkeypatch.setattr(type(database), "execute_sql", original)
     assert Run.select().count() == 0  # one transaction: no run without its containers
     assert store.store_push(push("1")).status == "created"
+
+
+def _one_batch(db_path: str, pushes: list) -> list:
+    """Store ``pushes`` from one thread each, all queued before any is written, so
+    that one group commit takes them together; results (or exceptions) in order."""
+    group = store._group_commits[os.path.abspath(db_path)]
+    results: list = [None] * len(pushes)
+
+    def worker(i):
+        try:
+            results[i] = store.store_push(*pushes[i])
+        except Exception as exc:  # collected, asserted on by the caller
+            results[i] = exc
+        finally:
+            database_proxy.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(pushes))]
+    with group.leader:  # nobody writes until every push is queued
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(group.pending) < len(pushes) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(group.pending) == len(pushes)
+    for t in threads:
+        t.join(30)
+    assert not group.pending
+    return results
+
+
+def test_group_commit_stores_a_batch_with_its_duplicates(tmp_path):
+    path = str(tmp_path / "m.db")
+    db = dbmod.open_database(path)
+    dbmod.migrate(db)
+    first = store.store_push(push("0"))
+    results = _one_batch(
+        path,
+        [
+            (push("1"), None),
+            (push("1"), None),
+            (push("2"), "k"),
+            (push("2"), "k"),
+            (push("0"), None),
+        ],
+    )
+    # Two pushes of one run in one batch: one created, the other a duplicate of it.
+    for pair in (results[0:2], results[2:4]):
+        assert sorted(r.status for r in pair) == ["created", "duplicate"]
+        assert pair[0].id == pair[1].id != first.id
+    assert (results[4].id, results[4].status) == (first.id, "duplicate")
+    assert Run.select().count() == 3
+    assert ContainerStat.select().count() == 3
+    db.close()
+
+
+def test_group_commit_failure_is_the_failing_push_s_own(tmp_path):
+    path = str(tmp_path / "m.db")
+    db = dbmod.open_database(path)
+    dbmod.migrate(db)
+    store.store_push(push("0"))
+    _fail_container_inserts(db, "bad")
+    # The failing push rolls the batch back; every other push is stored on its own.
+    results = _one_batch(
+        path, [(push("1"), None), (push("bad"), None), (push("3"), None), (push("3"), None)]
+    )
+    assert isinstance(results[1], OperationalError)
+    assert results[0].status == "created"
+    assert sorted(r.status for r in results[2:]) == ["created", "duplicate"]
+    assert results[2].id == results[3].id
+    runs = sorted(r.run_id for r in Run.select())
+    assert runs == ["0", "1", "3"]
+    assert ContainerStat.select().count() == 3
+    db.close()
 
 
 def test_body_digest_ignores_spelling_and_order():
