@@ -78,3 +78,22 @@ def postgres_url():
             )
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()
+
+
+@pytest.fixture(
+    name="database", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def migrated_database(request, tmp_path):
+    """Fixture ``database``: an open, migrated resmon database, a SQLite file and then a
+    throwaway PostgreSQL one (``from pg import migrated_database``)."""
+    from resmon import db as dbmod
+
+    target = (
+        str(tmp_path / "m.db")
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    db = dbmod.open_database(target)
+    dbmod.migrate(db)
+    yield db
+    db.close()

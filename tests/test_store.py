@@ -8,26 +8,13 @@ import time
 
 import pytest
 from peewee import OperationalError, SqliteDatabase
-from pg import postgres_url  # noqa: F401  (fixture)
+from pg import migrated_database, postgres_url  # noqa: F401  (fixtures)
 from server_proc import sample_payload
 
 from resmon import db as dbmod
 from resmon import store
 from resmon.models import ContainerStat, Run, database_proxy
 from resmon.schema import validate_push
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request, tmp_path):
-    target = (
-        str(tmp_path / "m.db")
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    db = dbmod.open_database(target)
-    dbmod.migrate(db)
-    yield db
-    db.close()
 
 
 def push(run_id="1", **kwargs):

@@ -8,27 +8,13 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-from pg import postgres_url  # noqa: F401,F811  (fixture)
+from pg import migrated_database, postgres_url  # noqa: F401  (fixtures)
 from server_proc import sample_payload
 
 from resmon import db as dbmod
 from resmon import store
 from resmon.models import ContainerStat, Run
 from resmon.schema import validate_push
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request, tmp_path):
-    target = (
-        str(tmp_path / "m.db")
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    db = dbmod.open_database(target)
-    dbmod.migrate(db)
-    yield db
-    db.close()
 
 
 def test_cached_insert_equals_peewee(database):
