@@ -253,6 +253,16 @@ def _single(values: list, default=None):
     return values[0] if len(values) == 1 else default
 
 
+def _v2_if(
+    readings_v2: list[CgroupReading], field: str, fallback: list[CgroupReading]
+) -> list[CgroupReading]:
+    """The v2 readings when every one of them has ``field`` (its controller is enabled),
+    else the v1 controller's readings."""
+    if readings_v2 and all(getattr(r, field) is not None for r in readings_v2):
+        return readings_v2
+    return fallback
+
+
 def read_container(fs: CgroupFS, dirs: dict[str, list[str]]) -> CgroupReading:
     """Read a container's counters: CPU and memory from v2 where the container has a v2
     directory, else from the v1 controllers.  Counters are summed over the directories
@@ -282,18 +292,10 @@ def read_container(fs: CgroupFS, dirs: dict[str, list[str]]) -> CgroupReading:
         readings_cpu.append(r)
 
     # CPU usage: v2 cpu.stat usage_usec exists in every v2 cgroup; v1 needs cpuacct.
-    cpu_src = (
-        readings_v2
-        if readings_v2 and _sum([r.cpu_usage_usec for r in readings_v2]) is not None
-        else readings_acct
-    )
+    cpu_src = _v2_if(readings_v2, "cpu_usage_usec", readings_acct)
     out.cpu_usage_usec = _sum([r.cpu_usage_usec for r in cpu_src])
     # Throttling and the CPU limit: v2 when its cpu controller is enabled, else v1 cpu.
-    thr_src = (
-        readings_v2
-        if readings_v2 and _sum([r.nr_periods for r in readings_v2]) is not None
-        else readings_cpu
-    )
+    thr_src = _v2_if(readings_v2, "nr_periods", readings_cpu)
     out.nr_periods = _sum([r.nr_periods for r in thr_src])
     out.nr_throttled = _sum([r.nr_throttled for r in thr_src])
     out.throttled_usec = _sum([r.throttled_usec for r in thr_src])
@@ -304,11 +306,7 @@ def read_container(fs: CgroupFS, dirs: dict[str, list[str]]) -> CgroupReading:
     )
     out.limit_cpu_cores = _single([r.limit_cpu_cores for r in lim_src])
     # Memory: v2 when its memory controller is enabled (memory.current exists), else v1.
-    mem_src = (
-        readings_v2
-        if readings_v2 and _sum([r.memory_bytes for r in readings_v2]) is not None
-        else readings_mem
-    )
+    mem_src = _v2_if(readings_v2, "memory_bytes", readings_mem)
     out.memory_bytes = _sum([r.memory_bytes for r in mem_src])
     peaks = [r.memory_peak_bytes for r in mem_src]
     out.memory_peak_bytes = _sum(peaks) if len(peaks) == 1 else None
