@@ -12,7 +12,7 @@
      recorded by wrapping ``os.open`` during that sample;
    - ``psutil.process_iter(['pid','name','cpu_times','memory_info','num_threads'])``
      (which gives no cgroup);
-   - ``resmon.sampler.Sampler.sample()`` in steady state (cgroupfs on, as ``collect``).
+   - ``resmon.collect.sampler.Sampler.sample()`` in steady state (cgroupfs on, as ``collect``).
 
    Targets: resmon/psutil <= 0.3 and resmon/floor <= 1.5.
 2. ``resmon collect --interval=1s`` as a process for ``--seconds`` (60) with
@@ -56,9 +56,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from resmon.accumulator import RunAccumulator  # noqa: E402
+from resmon.collect.accumulator import RunAccumulator  # noqa: E402
+from resmon.collect.sampler import ContainerSample, ProcessSample, Sample, Sampler, SamplerConfig  # noqa: E402
 from resmon.procfs import CLK_TCK  # noqa: E402
-from resmon.sampler import ContainerSample, ProcessSample, Sample, Sampler, SamplerConfig  # noqa: E402
 
 MIB = 1024 * 1024
 HEAVY = ("flask", "peewee", "rich", "requests", "werkzeug", "jinja2", "psutil", "gunicorn")

@@ -31,10 +31,10 @@ from pathlib import Path
 import orjson
 import requests
 
-from resmon import history
-from resmon.db import migrate, open_database
-from resmon.models import ContainerStat, Run, database_proxy
 from resmon.stats import STAT_KEYS
+from resmon.store import history
+from resmon.store.db import migrate, open_database
+from resmon.store.models import ContainerStat, Run, database_proxy
 
 BATCH = 2000  # rows per INSERT statement batch, well under SQLite's variable limit
 

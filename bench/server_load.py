@@ -2,7 +2,7 @@
 
 Three phases of ``--duration`` seconds each, on loopback, all with the same
 gunicorn set-up (``--workers`` gthread workers x ``--threads`` threads) and the
-same SQLite settings (resmon.db.open_database: WAL, synchronous=NORMAL, busy
+same SQLite settings (resmon.store.db.open_database: WAL, synchronous=NORMAL, busy
 timeout, BEGIN IMMEDIATE, one connection per thread):
 
 1. floor: a minimal Flask app that only parses the body (orjson), checks the
@@ -64,8 +64,8 @@ def serve_floor(port: int, database: str, workers: int, threads: int) -> None:
 
     from flask import Flask, Response, request
 
-    from resmon.db import open_database
     from resmon.server.wsgi import ServeOptions, run
+    from resmon.store.db import open_database
 
     db = open_database(database, bind=False)
     db.execute_sql(

@@ -66,7 +66,7 @@ def postgres_url():
         yield urlunparse(parsed._replace(path=f"/{name}"))
     finally:
         # Close this process's own peewee connection before dropping the database.
-        from resmon.models import database_proxy
+        from resmon.store.models import database_proxy
 
         if database_proxy.obj is not None and not database_proxy.is_closed():
             database_proxy.close()
@@ -86,7 +86,7 @@ def postgres_url():
 def migrated_database(request, tmp_path):
     """Fixture ``database``: an open, migrated resmon database, a SQLite file and then a
     throwaway PostgreSQL one (``from pg import migrated_database``)."""
-    from resmon import db as dbmod
+    from resmon.store import db as dbmod
 
     target = (
         str(tmp_path / "m.db")

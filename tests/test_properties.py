@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from resmon import cgroupfs, procfs
-from resmon.containers import ConfigError, parse_limits, parse_process_map
+from resmon.collect.containers import ConfigError, parse_limits, parse_process_map
 from resmon.schema import (
     MAX_NUMBER,
     PayloadError,

@@ -57,7 +57,7 @@ def _config_from(ctx, name: str, value: str | None, env: str, parse):
     """Parse a CGROUP_* value; the error names where the value came from."""
     from click.core import ParameterSource
 
-    from resmon.containers import ConfigError
+    from resmon.collect.containers import ConfigError
 
     source = (
         env
@@ -249,10 +249,10 @@ def collect(
       # deliver what earlier runs could not
       resmon collect --flush-spool --push-endpoint=http://resmon:8080/api/v1/metrics
     """
-    from resmon.collector import CollectConfig, Collector, configure_logging, deliver_spool
-    from resmon.containers import parse_limits, parse_process_map
+    from resmon.collect.collector import CollectConfig, Collector, configure_logging, deliver_spool
+    from resmon.collect.containers import parse_limits, parse_process_map
+    from resmon.collect.spool import default_spool_dir
     from resmon.execution import execution_from_env
-    from resmon.spool import default_spool_dir
 
     level = "WARNING" if log_level.lower() in ("warn", "warning") else log_level.upper()
     ctx.call_on_close(configure_logging(level, log_format.lower()))
@@ -612,7 +612,7 @@ def _when_option(ctx, param, value):
     """Check --since/--until here, so a typo is named before any request is sent."""
     if value is None:
         return None
-    from resmon.history import HistoryError, parse_when
+    from resmon.store.history import HistoryError, parse_when
 
     try:
         parse_when(value)
@@ -648,7 +648,7 @@ def _window_options(default_limit: int, limit_help: str):
 
 
 def _period_option(ctx, param, value):
-    from resmon.history import HistoryError, parse_period
+    from resmon.store.history import HistoryError, parse_period
 
     try:
         parse_period(value)
@@ -661,8 +661,8 @@ def _ask(ctx, kind, server, read_token, database, output, question):
     """Open the source, ask, render; every failure becomes a message that says what to do."""
     from click.core import ParameterSource
 
-    from resmon.query import NotFoundError, QueryError, open_source
-    from resmon.render import make_console, render
+    from resmon.query.client import NotFoundError, QueryError, open_source
+    from resmon.query.render import make_console, render
 
     if database and ctx.get_parameter_source("server") == ParameterSource.COMMANDLINE:
         raise click.UsageError("give either --server or --db, not both")

@@ -300,8 +300,8 @@ class Collector:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from resmon.accumulator import RunAccumulator
-        from resmon.sampler import Sampler, SamplerConfig
+        from resmon.collect.accumulator import RunAccumulator
+        from resmon.collect.sampler import Sampler, SamplerConfig
 
         self.config = config
         self.writer = RecordWriter(out, config.log_format)
@@ -362,14 +362,14 @@ class Collector:
         cfg = self.config
         if not cfg.push_endpoint or cfg.spool_dir is None:
             return
-        from resmon.spool import Spool
+        from resmon.collect.spool import Spool
 
         spool = Spool(cfg.spool_dir)
         if not spool.pending():
             return
 
         def work() -> None:
-            from resmon.push import PushClient, deliver
+            from resmon.collect.push import PushClient, deliver
 
             try:
                 client = PushClient(cfg.push_endpoint or "", cfg.push_token)
@@ -544,14 +544,14 @@ class Collector:
             return
         if cfg.summary_file is not None:
             try:
-                from resmon.report import write_summary_file
+                from resmon.collect.report import write_summary_file
 
                 write_summary_file(cfg.summary_file, summary)
             except OSError as exc:
                 log.error("cannot write --summary-file %s: %s", cfg.summary_file, exc)
         if cfg.markdown_file is not None:
             try:
-                from resmon.report import append_markdown, render_markdown
+                from resmon.collect.report import append_markdown, render_markdown
 
                 append_markdown(cfg.markdown_file, render_markdown(summary, cfg.execution))
             except OSError as exc:
@@ -563,8 +563,8 @@ class Collector:
             log.debug("exit path took %.3f s", self.clock() - self.exit_started)
 
     def _spool_and_push(self, summary: dict[str, Any]) -> None:
-        from resmon.push import PushClient, deliver
-        from resmon.spool import Spool, SpoolError
+        from resmon.collect.push import PushClient, deliver
+        from resmon.collect.spool import Spool, SpoolError
 
         cfg = self.config
         deadline = time.monotonic() + cfg.push_timeout
@@ -631,8 +631,8 @@ def deliver_spool(
     spool_dir: Path, endpoint: str, token: str | None, budget: float
 ) -> tuple[int, int, int]:
     """Deliver everything spooled; returns (delivered, refused, left)."""
-    from resmon.push import PushClient, deliver
-    from resmon.spool import Spool
+    from resmon.collect.push import PushClient, deliver
+    from resmon.collect.spool import Spool
 
     spool = Spool(spool_dir)
     client = PushClient(endpoint, token)

@@ -1,6 +1,6 @@
 """The push client: deliver spooled payloads to ``POST /api/v1/metrics``.
 
-Every payload is in the spool before the first attempt (see ``resmon.spool``),
+Every payload is in the spool before the first attempt (see ``resmon.collect.spool``),
 so a push that runs out of time loses nothing: the next ``resmon collect`` start
 or ``--flush-spool`` delivers it.  What is retried here, within one total time
 budget (a CI cancellation leaves about 2.5 s between SIGTERM and SIGKILL):
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from resmon import __version__
-from resmon.spool import Spool, SpoolEntry
+from resmon.collect.spool import Spool, SpoolEntry
 
 if TYPE_CHECKING:
     import requests

@@ -13,7 +13,7 @@ in wrapper mode the command's tree (``command_pid`` and every process whose pare
 chain reaches it when first seen).  A *container* is the groups that carry one
 name: a group's name comes from ``CGROUP_PROCESS_MAP`` once a process with a mapped
 name is seen in it (and stays), else from the path
-(:func:`resmon.containers.container_name_for_path`).  ``exclude_pids`` (resmon
+(:func:`resmon.collect.containers.container_name_for_path`).  ``exclude_pids`` (resmon
 itself) belong to no group and appear nowhere.
 
 CPU accounting that survives process churn (DESIGN.md, "Short-lived processes")
@@ -79,7 +79,7 @@ from typing import Any, Protocol
 
 from resmon import procfs
 from resmon.cgroupfs import HIERARCHIES, V1_CPUACCT, V2, CgroupFS, read_container
-from resmon.containers import Limits, container_name_for_path
+from resmon.collect.containers import Limits, container_name_for_path
 from resmon.procfs import CLK_TCK, PAGE_SIZE, CgroupInfo, PidStat
 
 log = logging.getLogger(__name__)

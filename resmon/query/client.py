@@ -176,11 +176,11 @@ class HttpSource:
 
 
 class DatabaseSource:
-    """A SQLite file or a PostgreSQL URL, read through :mod:`resmon.history` as the
+    """A SQLite file or a PostgreSQL URL, read through :mod:`resmon.store.history` as the
     server would: no server needed, same answers."""
 
     def __init__(self, target: str) -> None:
-        from resmon import db as dbmod
+        from resmon.store import db as dbmod
 
         self._dbmod = dbmod
         if not dbmod.is_postgres(target) and "://" not in target and not os.path.isfile(target):
@@ -214,7 +214,7 @@ class DatabaseSource:
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         from peewee import DatabaseError as PeeweeError
 
-        from resmon import history
+        from resmon.store import history
 
         try:
             return fn(*args, **kwargs)
@@ -229,22 +229,22 @@ class DatabaseSource:
             ) from None
 
     def jobs(self, organization: str | None, repository: str | None) -> dict[str, Any]:
-        from resmon import history
+        from resmon.store import history
 
         return self._call(history.list_jobs, organization=organization, repository=repository)
 
     def runs(self, scope, limit, since, until):  # type: ignore[no-untyped-def]
-        from resmon import history
+        from resmon.store import history
 
         return self._call(history.job_runs, *scope, limit=limit, since=since, until=until)
 
     def run(self, run_pk: int) -> dict[str, Any]:
-        from resmon import history
+        from resmon.store import history
 
         return self._call(history.get_run, run_pk)
 
     def trend(self, scope, container, by, limit, since, until):  # type: ignore[no-untyped-def]
-        from resmon import history
+        from resmon.store import history
 
         return self._call(
             history.trend,
@@ -257,7 +257,7 @@ class DatabaseSource:
         )
 
     def top(self, metric: str, period: str, limit: int | None) -> dict[str, Any]:
-        from resmon import history
+        from resmon.store import history
 
         return self._call(history.top, metric, period=period, limit=limit)
 

@@ -1,7 +1,7 @@
 """How ``resmon query`` shows history: rich tables for people, JSON and CSV for scripts.
 
 Every renderer takes the read API's response body (the same dicts whether they came
-over HTTP or straight from a database through :mod:`resmon.history`), so a script
+over HTTP or straight from a database through :mod:`resmon.store.history`), so a script
 switching from ``--output json`` to the HTTP API sees the same field names.
 
 Tables use human units (MiB/GiB, cores to two decimals, ``3m 20s``, ``2h ago``) and

@@ -28,9 +28,9 @@ from flask import Flask, g, request
 from flask.json.provider import JSONProvider
 from peewee import Database
 
-from resmon import db as dbmod
 from resmon.server.errors import register_error_handlers
 from resmon.server.logs import log_request
+from resmon.store import db as dbmod
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     if config.migrate:
         dbmod.migrate(database)
         # No connection may cross a fork into gunicorn's workers: each worker
-        # thread opens its own on first use and keeps it (see resmon.db).
+        # thread opens its own on first use and keeps it (see resmon.store.db).
         database.close()
     app.extensions["resmon"] = ServerState(config=config, database=database)
 

@@ -19,13 +19,13 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 from peewee import InterfaceError, OperationalError
 
-from resmon import db as dbmod
-from resmon import store
-from resmon.models import Run
 from resmon.schema import MAX_SCOPE_LEN, PayloadError, format_time, loads, parse_time, validate_push
 from resmon.server import ServerState
 from resmon.server.errors import ApiError
 from resmon.server.openapi import build_openapi
+from resmon.store import db as dbmod
+from resmon.store import write
+from resmon.store.models import Run
 from resmon.tokens import (
     bearer_from_header,
     canonical_repository,
@@ -43,7 +43,7 @@ MAX_QUERY_LIMIT = 10_000
 MINT_MAX_BODY = 64 * 1024
 SCOPE_FIELDS = ("organization", "repository", "workflow", "job")
 # Printable ASCII only: the key is an opaque client token (UUIDs in practice).
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # store.MAX_IDEMPOTENCY_KEY
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # write.MAX_IDEMPOTENCY_KEY
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -114,7 +114,7 @@ def push_metrics() -> Response:
     return json_response({"id": result.id, "status": "duplicate"}, 200)
 
 
-def _store_push(st: ServerState) -> store.StoreResult:
+def _store_push(st: ServerState) -> write.StoreResult:
     token = bearer_from_header(request.headers.get("Authorization"))
     if token is None:
         raise ApiError(
@@ -135,8 +135,8 @@ def _store_push(st: ServerState) -> store.StoreResult:
         )
     key = _idempotency_key(obj)
     try:
-        return store.store_push(payload, key)
-    except store.IdempotencyConflict:
+        return write.store_push(payload, key)
+    except write.IdempotencyConflict:
         raise ApiError(
             422,
             "Idempotency-Key was already used with a different payload",
@@ -160,7 +160,7 @@ def _idempotency_key(obj: dict) -> str | None:
         if value is not None and not _IDEMPOTENCY_KEY.fullmatch(value):
             raise ApiError(
                 400,
-                f"idempotency key must be 1 to {store.MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+                f"idempotency key must be 1 to {write.MAX_IDEMPOTENCY_KEY} printable ASCII characters",
                 outcome="rejected_input",
             )
     if header is not None and field is not None and header != field:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 
-from resmon.db import DatabaseError, describe_target
 from resmon.server import ServerConfig, create_app, metrics
 from resmon.server.wsgi import AddressError, ServeOptions, check_listen, run
+from resmon.store.db import DatabaseError, describe_target
 
 
 class ServeError(Exception):

@@ -159,7 +159,7 @@ def database_stats_fresh(target: str) -> tuple[int, int]:
     Used by the separate metrics listener in the gunicorn master: a connection kept
     there would cross every later fork into a new worker.
     """
-    from resmon.db import open_database
+    from resmon.store.db import open_database
 
     db = open_database(target, bind=False)
     try:

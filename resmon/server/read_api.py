@@ -6,7 +6,7 @@
     GET /api/v1/runs/{id}
     GET /api/v1/top?metric=cpu|memory|duration&period=7d&until=&limit=
 
-Every answer comes from :mod:`resmon.history` (indexed columns; only one run's
+Every answer comes from :mod:`resmon.store.history` (indexed columns; only one run's
 stored summary is ever parsed), exactly as ``resmon query --db`` gets it.  The
 repository in a job path is ``org%2Frepo`` (one segment) or ``org/repo`` (two),
 as in the seed's query route.  A job or run that does not exist is a 404 whose
@@ -21,9 +21,9 @@ from urllib.parse import unquote, urlsplit
 from flask import Blueprint, Response, request
 from peewee import InterfaceError, OperationalError
 
-from resmon import history
 from resmon.server.api import json_response, require_read_token
 from resmon.server.errors import ApiError
+from resmon.store import history
 
 log = logging.getLogger(__name__)
 

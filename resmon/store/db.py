@@ -4,11 +4,11 @@
 ``BEGIN IMMEDIATE`` transactions (a writer takes the write lock when it starts, so
 two writers queue on the busy timeout instead of failing with a busy snapshot);
 ``open_database("postgresql://user@host/db")`` is PostgreSQL.  Either way the models
-of :mod:`resmon.models` are bound to it.
+of :mod:`resmon.store.models` are bound to it.
 
 Connections: peewee keeps one connection per thread and opens it on first use.
 Nothing closes it per request.  Measured here (2000 single-threaded pushes through
-store.store_push on a SQLite file): one kept connection 2,526 pushes/s, connect +
+write.store_push on a SQLite file): one kept connection 2,526 pushes/s, connect +
 close around every push 451/s -- connecting re-runs the pragmas and re-opens the
 WAL.  gunicorn's gthread workers keep their threads, so each keeps its connection.
 
@@ -55,8 +55,8 @@ from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
 from playhouse.migrate import migrate as run_ops
 from playhouse.shortcuts import ReconnectMixin
 
-from resmon import models
 from resmon.schema import parse_time
+from resmon.store import models
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +351,7 @@ def _write_version(db: Database, version: int) -> None:
 
 def _to_v2(db: Database, migrator: SchemaMigrator) -> None:
     """Summary columns, idempotency and per-container rows, backfilled from payloads."""
-    from resmon import store  # the backfill derives columns exactly as a push does
+    from resmon.store import write  # the backfill derives columns exactly as a push does
 
     nullable: dict[str, Any] = {
         "run_attempt": CharField(max_length=255, default=""),
@@ -378,11 +378,11 @@ def _to_v2(db: Database, migrator: SchemaMigrator) -> None:
     )
     for row in cursor.fetchall():
         run_pk, org, repo, workflow, job, run_id, received_at, payload_text = row
-        derived = store.derive_legacy(org, repo, workflow, job, run_id, payload_text)
+        derived = write.derive_legacy(org, repo, workflow, job, run_id, payload_text)
         # The Go receiver stored every retry as a new row: the first keeps the
         # natural run key, later copies get a key of their own so none is lost.
         if derived.run_key in seen:
-            derived.columns["run_key"] = store.sha256_hex(f"legacy\0{run_pk}")
+            derived.columns["run_key"] = write.sha256_hex(f"legacy\0{run_pk}")
         seen.add(derived.run_key)
         columns = dict(derived.columns)
         columns["repository"] = derived.repository

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 from peewee import JOIN, PostgresqlDatabase, fn
 
-from resmon.models import ContainerStat, Run, database_proxy
 from resmon.schema import format_time, parse_time
+from resmon.store.models import ContainerStat, Run, database_proxy
 from resmon.tokens import canonical_repository
 
 log = logging.getLogger(__name__)

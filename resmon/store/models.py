@@ -1,7 +1,7 @@
 """Peewee models of stored runs: one row per pushed run, one per container of a run.
 
-The models are bound to ``database_proxy``; :func:`resmon.db.open_database` points it
-at SQLite or PostgreSQL and :func:`resmon.db.migrate` creates or upgrades the tables.
+The models are bound to ``database_proxy``; :func:`resmon.store.db.open_database` points it
+at SQLite or PostgreSQL and :func:`resmon.store.db.migrate` creates or upgrades the tables.
 Both the server and ``resmon query --db`` use these names; they are a contract.
 
 A run keeps the run summary as received (``payload``, JSON text) and, next to it,
@@ -66,7 +66,7 @@ class Run(BaseModel):
 
     class Meta:
         table_name = "runs"
-        # Only what a query uses (EXPLAIN QUERY PLAN of resmon.history and the query
+        # Only what a query uses (EXPLAIN QUERY PLAN of resmon.store.history and the query
         # API): every index is one more B-tree each push updates under the write lock.
         # received_at alone serves top() over a period across all jobs.
         indexes = ((("organization", "repository", "workflow", "job", "received_at"), False),)

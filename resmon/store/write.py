@@ -33,10 +33,10 @@ import orjson
 import peewee
 from peewee import Field, IntegrityError, Model, SqliteDatabase
 
-from resmon import db as dbmod
-from resmon.models import ContainerStat, Run, database_proxy
 from resmon.schema import PushPayload, parse_time
 from resmon.stats import STAT_KEYS
+from resmon.store import db as dbmod
+from resmon.store.models import ContainerStat, Run, database_proxy
 from resmon.tokens import canonical_repository
 
 log = logging.getLogger(__name__)

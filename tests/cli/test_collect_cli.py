@@ -9,7 +9,7 @@ import pytest
 from collect_receiver import closed_port_url, spool_payload
 
 from resmon.cli import cli
-from resmon.spool import Spool
+from resmon.collect.spool import Spool
 
 
 @pytest.mark.parametrize("value", ["2x", "", "-1s", "0", "1m30"])

@@ -10,8 +10,8 @@ import time
 import tracemalloc
 
 from resmon import procfs
-from resmon.accumulator import RunAccumulator
-from resmon.sampler import ContainerSample, ProcessSample, Sample, Sampler, SamplerConfig
+from resmon.collect.accumulator import RunAccumulator
+from resmon.collect.sampler import ContainerSample, ProcessSample, Sample, Sampler, SamplerConfig
 from resmon.schema import parse_time, validate_push
 from resmon.stats import STAT_KEYS
 

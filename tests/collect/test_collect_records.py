@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from resmon.collector import fit_summary, format_record
+from resmon.collect.collector import fit_summary, format_record
 
 
 def test_json_record_is_one_line_with_time_level_msg():

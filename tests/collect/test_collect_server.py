@@ -12,7 +12,7 @@ import pytest
 import requests
 from server_proc import ServerProcess
 
-from resmon.spool import Spool
+from resmon.collect.spool import Spool
 from resmon.tokens import push_token
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ import pytest
 from collect_receiver import Receiver
 from fixtures.fakeproc import FakeProc
 
-from resmon.sampler import Sampler, SamplerConfig
+from resmon.collect.sampler import Sampler, SamplerConfig
 
 SYSTEM_FILES = {"uptime", "stat", "meminfo", "pressure/cpu", "pressure/memory", "pressure/io"}
 

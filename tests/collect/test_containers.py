@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resmon.containers import (
+from resmon.collect.containers import (
     ConfigError,
     Limits,
     container_name_for_path,

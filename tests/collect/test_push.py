@@ -6,8 +6,8 @@ import time
 
 from collect_receiver import closed_port_url, spool_payload
 
-from resmon.push import PushClient, deliver, retry_after_seconds
-from resmon.spool import Spool
+from resmon.collect.push import PushClient, deliver, retry_after_seconds
+from resmon.collect.spool import Spool
 
 
 def test_503_three_times_then_201_is_one_delivery_with_one_key(tmp_path, receiver):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import orjson
 
-from resmon.report import append_markdown, format_bytes, render_markdown, write_summary_file
+from resmon.collect.report import append_markdown, format_bytes, render_markdown, write_summary_file
 
-STORED = Path(__file__).parent / "collect_data" / "run_summary.json"
+STORED = Path(__file__).parents[1] / "fixtures" / "summaries" / "run_summary.json"
 
 
 def stored() -> dict:

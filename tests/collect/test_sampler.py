@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resmon import procfs
-from resmon.containers import Limits
-from resmon.sampler import Sampler, SamplerConfig
+from resmon.collect.containers import Limits
+from resmon.collect.sampler import Sampler, SamplerConfig
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 TICK = procfs.CLK_TCK
 PAGE = procfs.PAGE_SIZE
 A = "0::/groupA\n"
@@ -399,7 +399,7 @@ def test_command_tree_is_its_own_container(tmp_path):
 def test_a_container_of_zombies_has_no_memory_reading_but_its_cpu_counts(tmp_path):
     """The wrapped command read as a zombie (before it is reaped) has no RSS: 0 would be
     a false memory reading that pulls a short run's statistics down."""
-    from resmon.accumulator import RunAccumulator
+    from resmon.collect.accumulator import RunAccumulator
 
     fp, s = make(tmp_path, command_pid=30, command_name="cmd", exclude_pids=frozenset({29}))
     fp.add(29, "resmon", ppid=1, cgroup=A)

@@ -9,7 +9,7 @@ import stat
 import orjson
 from collect_receiver import spool_payload
 
-from resmon.spool import Spool, default_spool_dir
+from resmon.collect.spool import Spool, default_spool_dir
 
 
 def test_default_dir_follows_xdg_state_home(tmp_path):
@@ -47,7 +47,7 @@ def test_pending_is_oldest_first_and_ignores_stray_files(tmp_path):
 def test_bounds_drop_oldest_by_count_with_a_log_line(tmp_path, caplog):
     spool = Spool(tmp_path, max_files=3)
     entries = [spool.add(spool_payload(str(i))) for i in range(3)]
-    with caplog.at_level(logging.WARNING, logger="resmon.spool"):
+    with caplog.at_level(logging.WARNING, logger="resmon.collect.spool"):
         newest = spool.add(spool_payload("3"))
     names = [e.name for e in spool.pending()]
     assert names == [entries[1].name, entries[2].name, newest.name]

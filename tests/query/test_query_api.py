@@ -9,7 +9,7 @@ from query_data import now_utc, push_body, run_summary
 
 from resmon.schema import validate_push
 from resmon.server import ServerConfig, create_app
-from resmon.store import store_push
+from resmon.store.write import store_push
 
 READ = {"Authorization": "Bearer read-token"}
 JOB = "/api/v1/jobs/acme/acme%2Fwidgets/ci.yml/build"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from resmon import render
+from resmon.query import render
 from resmon.schema import format_time
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

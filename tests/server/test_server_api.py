@@ -14,8 +14,8 @@ import pytest
 from pg import postgres_url  # noqa: F401  (fixture)
 from server_proc import sample_payload
 
-from resmon.models import ContainerStat, Run
 from resmon.server import ServerConfig, create_app, state
+from resmon.store.models import ContainerStat, Run
 from resmon.tokens import push_token
 
 READ = "read-token-0123456789"

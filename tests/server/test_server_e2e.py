@@ -364,7 +364,7 @@ def test_collect_pushes_to_serve_and_the_summary_comes_back_unchanged(tmp_path):
     import subprocess
     import sys
 
-    from resmon.spool import Spool
+    from resmon.collect.spool import Spool
     from resmon.tokens import push_token
 
     ci_env = {

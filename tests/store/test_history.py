@@ -13,10 +13,10 @@ import pytest
 from pg import postgres_url  # noqa: F401  (fixture)
 from query_data import GiB, MiB, push_body, run_summary
 
-from resmon import history
-from resmon.db import migrate, open_database
 from resmon.schema import validate_push
-from resmon.store import store_push
+from resmon.store import history
+from resmon.store.db import migrate, open_database
+from resmon.store.write import store_push
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 BUILD = ("acme", "acme/widgets", "ci.yml", "build")

@@ -1,4 +1,4 @@
-"""Database set-up and migrations (resmon.db), on SQLite and PostgreSQL."""
+"""Database set-up and migrations (resmon.store.db), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from pg import postgres_url  # noqa: F401  (fixture)
 from server_proc import ServerProcess, sample_payload
 
-from resmon import db as dbmod
-from resmon.models import ContainerStat, Run
+from resmon.store import db as dbmod
+from resmon.store.models import ContainerStat, Run
 
 V1_SCHEMA = """
 CREATE TABLE runs (
@@ -156,7 +156,7 @@ def test_v1_postgres_database_is_upgraded_and_rows_survive(postgres_url):  # noq
     check_upgraded()
     # The id sequence continues after the old rows.
     from resmon.schema import validate_push
-    from resmon.store import store_push
+    from resmon.store.write import store_push
 
     assert store_push(validate_push(sample_payload("9"))).id == 5
     db.close()
@@ -199,7 +199,7 @@ def test_failed_upgrade_leaves_the_database_as_it_was(tmp_path, monkeypatch):
         raise RuntimeError("simulated failure mid-migration")
 
     db = dbmod.open_database(str(path))
-    monkeypatch.setattr("resmon.store.derive_legacy", boom)
+    monkeypatch.setattr("resmon.store.write.derive_legacy", boom)
     with pytest.raises(RuntimeError):
         dbmod.migrate(db)
     db.close()
@@ -233,7 +233,7 @@ def test_container_rows_cascade_with_their_run(tmp_path):
     db = dbmod.open_database(str(tmp_path / "m.db"))
     dbmod.migrate(db)
     from resmon.schema import validate_push
-    from resmon.store import store_push
+    from resmon.store.write import store_push
 
     run_id = store_push(validate_push(sample_payload("1"))).id
     assert ContainerStat.select().count() == 1

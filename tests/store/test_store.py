@@ -11,10 +11,10 @@ from peewee import OperationalError, SqliteDatabase
 from pg import migrated_database, postgres_url  # noqa: F401  (fixtures)
 from server_proc import sample_payload
 
-from resmon import db as dbmod
-from resmon import store
-from resmon.models import ContainerStat, Run, database_proxy
 from resmon.schema import validate_push
+from resmon.store import db as dbmod
+from resmon.store import write
+from resmon.store.models import ContainerStat, Run, database_proxy
 
 
 def push(run_id="1", **kwargs):
@@ -44,8 +44,8 @@ def hammer(n, fn):
 
 
 def test_concurrent_pushes_with_one_key_store_one_run(database):
-    results = hammer(8, lambda i: store.store_push(push("1"), "same-key"))
-    assert all(isinstance(r, store.StoreResult) for r in results), results
+    results = hammer(8, lambda i: write.store_push(push("1"), "same-key"))
+    assert all(isinstance(r, write.StoreResult) for r in results), results
     assert sorted(r.status for r in results) == ["created"] + ["duplicate"] * 7
     assert len({r.id for r in results}) == 1
     assert Run.select().count() == 1
@@ -53,28 +53,28 @@ def test_concurrent_pushes_with_one_key_store_one_run(database):
 
 
 def test_concurrent_keyless_retries_store_one_run(database):
-    results = hammer(8, lambda i: store.store_push(push("1")))
+    results = hammer(8, lambda i: write.store_push(push("1")))
     assert sorted(r.status for r in results) == ["created"] + ["duplicate"] * 7
     assert Run.select().count() == 1
 
 
 def test_concurrent_distinct_runs_are_all_stored(database):
-    results = hammer(8, lambda i: store.store_push(push(str(i)), f"key-{i}"))
+    results = hammer(8, lambda i: write.store_push(push(str(i)), f"key-{i}"))
     assert [r.status for r in results] == ["created"] * 8
     assert Run.select().count() == 8 and ContainerStat.select().count() == 8
 
 
 def test_concurrent_conflicting_bodies_one_wins_the_rest_conflict(database):
-    results = hammer(6, lambda i: store.store_push(push(str(i)), "contested"))
-    created = [r for r in results if isinstance(r, store.StoreResult)]
-    conflicts = [r for r in results if isinstance(r, store.IdempotencyConflict)]
+    results = hammer(6, lambda i: write.store_push(push(str(i)), "contested"))
+    created = [r for r in results if isinstance(r, write.StoreResult)]
+    conflicts = [r for r in results if isinstance(r, write.IdempotencyConflict)]
     assert len(created) == 1 and len(conflicts) == 5
     assert all(c.run_id == created[0].id for c in conflicts)
 
 
 def test_a_different_key_for_the_same_run_is_still_that_run(database):
-    first = store.store_push(push("1"), "key-a")
-    again = store.store_push(push("1"), "key-b")
+    first = write.store_push(push("1"), "key-a")
+    again = write.store_push(push("1"), "key-b")
     assert (again.id, again.status) == (first.id, "duplicate")
 
 
@@ -103,7 +103,7 @@ def test_failed_container_insert_rolls_back_the_run(database, monkeypatch):
         # SQLite pushes go straight to the sqlite3 connection: fail inside SQLite.
         _fail_container_inserts(database, "1")
         with pytest.raises(OperationalError, match="overflow"):
-            store.store_push(push("1"))
+            write.store_push(push("1"))
         database.execute_sql("DROP TRIGGER fail_containers")
     else:
         original = type(database).execute_sql
@@ -117,21 +117,21 @@ def test_failed_container_insert_rolls_back_the_run(database, monkeypatch):
 
         monkeypatch.setattr(type(database), "execute_sql", failing)
         with pytest.raises(RuntimeError):
-            store.store_push(push("1"))
+            write.store_push(push("1"))
         monkeypatch.setattr(type(database), "execute_sql", original)
     assert Run.select().count() == 0  # one transaction: no run without its containers
-    assert store.store_push(push("1")).status == "created"
+    assert write.store_push(push("1")).status == "created"
 
 
 def _one_batch(db_path: str, pushes: list) -> list:
     """Store ``pushes`` from one thread each, all queued before any is written, so
     that one group commit takes them together; results (or exceptions) in order."""
-    group = store._group_commits[os.path.abspath(db_path)]
+    group = write._group_commits[os.path.abspath(db_path)]
     results: list = [None] * len(pushes)
 
     def worker(i):
         try:
-            results[i] = store.store_push(*pushes[i])
+            results[i] = write.store_push(*pushes[i])
         except Exception as exc:  # collected, asserted on by the caller
             results[i] = exc
         finally:
@@ -155,7 +155,7 @@ def test_group_commit_stores_a_batch_with_its_duplicates(tmp_path):
     path = str(tmp_path / "m.db")
     db = dbmod.open_database(path)
     dbmod.migrate(db)
-    first = store.store_push(push("0"))
+    first = write.store_push(push("0"))
     results = _one_batch(
         path,
         [
@@ -180,7 +180,7 @@ def test_group_commit_failure_is_the_failing_push_s_own(tmp_path):
     path = str(tmp_path / "m.db")
     db = dbmod.open_database(path)
     dbmod.migrate(db)
-    store.store_push(push("0"))
+    write.store_push(push("0"))
     _fail_container_inserts(db, "bad")
     # The failing push rolls the batch back; every other push is stored on its own.
     results = _one_batch(
@@ -201,8 +201,8 @@ def test_body_digest_ignores_spelling_and_order():
     payload = sample_payload("1", repository="my-repo")
     payload["run_summary"] = dict(reversed(list(payload["run_summary"].items())))
     b = validate_push(payload)
-    assert store.body_digest(a) == store.body_digest(b)
-    assert store.body_digest(a) != store.body_digest(push("2"))
+    assert write.body_digest(a) == write.body_digest(b)
+    assert write.body_digest(a) != write.body_digest(push("2"))
 
 
 def test_wal_is_checkpointed_off_the_request_path(tmp_path):
@@ -220,7 +220,7 @@ def test_wal_is_checkpointed_off_the_request_path(tmp_path):
     n = 0
     while not wal.exists() or wal.stat().st_size < 2 * dbmod.CHECKPOINT_WAL_BYTES:
         n += 1
-        store.store_push(push(f"run-{n}"))
+        write.store_push(push(f"run-{n}"))
     assert path.stat().st_size == size_before  # nothing checkpointed by the pushes
     deadline = time.monotonic() + 10
     while path.stat().st_size == size_before and time.monotonic() < deadline:

@@ -11,10 +11,10 @@ from pathlib import Path
 from pg import migrated_database, postgres_url  # noqa: F401  (fixtures)
 from server_proc import sample_payload
 
-from resmon import db as dbmod
-from resmon import store
-from resmon.models import ContainerStat, Run
 from resmon.schema import validate_push
+from resmon.store import db as dbmod
+from resmon.store import write
+from resmon.store.models import ContainerStat, Run
 
 
 def test_cached_insert_equals_peewee(database):
@@ -25,20 +25,20 @@ def test_cached_insert_equals_peewee(database):
         sample_payload("3", containers=[{"name": "a"}, {"name": "b", "oom_kills": 2}]),
     ]
     for payload in payloads:
-        derived = store.derive(payload["execution"], payload["run_summary"], "0" * 64)
+        derived = write.derive(payload["execution"], payload["run_summary"], "0" * 64)
         row = {**derived.columns, "repository": derived.repository, "payload": "{}"}
         row.update(idempotency_key=None, received_at=derived.columns["start_time"])
         for _ in range(2):  # the first call builds the template, the second uses it
-            assert store.insert_sql(Run, row) == Run.insert(**row).sql()
+            assert write.insert_sql(Run, row) == Run.insert(**row).sql()
         for container in derived.containers:
             c = {**container, "run": 7}
-            assert store.insert_sql(ContainerStat, c) == ContainerStat.insert(**c).sql()
-    assert all(t is not None for t in store._INSERT_TEMPLATES.values())
+            assert write.insert_sql(ContainerStat, c) == ContainerStat.insert(**c).sql()
+    assert all(t is not None for t in write._INSERT_TEMPLATES.values())
 
 
 def test_stored_rows_read_back_the_same(database):
     payload = validate_push(sample_payload("9", start_time="2026-01-02T03:04:05.5Z"))
-    result = store.store_push(payload, "key-9")
+    result = write.store_push(payload, "key-9")
     run = Run.get_by_id(result.id)
     assert run.start_time.isoformat() == "2026-01-02T03:04:05.500000"
     assert run.idempotency_key == "key-9" and run.run_attempt == ""
