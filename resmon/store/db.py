@@ -57,6 +57,7 @@ from playhouse.shortcuts import ReconnectMixin
 
 from resmon.schema import parse_time
 from resmon.store import models
+from resmon.store.derive import derive_legacy, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -351,8 +352,6 @@ def _write_version(db: Database, version: int) -> None:
 
 def _to_v2(db: Database, migrator: SchemaMigrator) -> None:
     """Summary columns, idempotency and per-container rows, backfilled from payloads."""
-    from resmon.store import write  # the backfill derives columns exactly as a push does
-
     nullable: dict[str, Any] = {
         "run_attempt": CharField(max_length=255, default=""),
         "idempotency_key": CharField(max_length=255, null=True),
@@ -378,11 +377,11 @@ def _to_v2(db: Database, migrator: SchemaMigrator) -> None:
     )
     for row in cursor.fetchall():
         run_pk, org, repo, workflow, job, run_id, received_at, payload_text = row
-        derived = write.derive_legacy(org, repo, workflow, job, run_id, payload_text)
+        derived = derive_legacy(org, repo, workflow, job, run_id, payload_text)
         # The Go receiver stored every retry as a new row: the first keeps the
         # natural run key, later copies get a key of their own so none is lost.
         if derived.run_key in seen:
-            derived.columns["run_key"] = write.sha256_hex(f"legacy\0{run_pk}")
+            derived.columns["run_key"] = sha256_hex(f"legacy\0{run_pk}")
         seen.add(derived.run_key)
         columns = dict(derived.columns)
         columns["repository"] = derived.repository

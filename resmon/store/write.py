@@ -19,13 +19,11 @@ up; that row exists, since the violated constraint is exactly what points to it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,11 +31,10 @@ import orjson
 import peewee
 from peewee import Field, IntegrityError, Model, SqliteDatabase
 
-from resmon.schema import PushPayload, parse_time
-from resmon.stats import STAT_KEYS
+from resmon.schema import PushPayload
 from resmon.store import db as dbmod
+from resmon.store.derive import derive, sha256_hex
 from resmon.store.models import ContainerStat, Run, database_proxy
-from resmon.tokens import canonical_repository
 
 log = logging.getLogger(__name__)
 
@@ -69,124 +66,11 @@ class StoreResult:
         return self.status == CREATED
 
 
-@dataclass
-class Derived:
-    """Columns derived from one payload: what both a push and the v2 backfill store."""
-
-    repository: str
-    columns: dict[str, Any]
-    containers: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def run_key(self) -> str:
-        return self.columns["run_key"]
-
-
-def sha256_hex(text: str | bytes) -> str:
-    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
-
-
 def body_digest(payload: PushPayload) -> str:
     """SHA-256 of the canonical payload: key order, whitespace and the repository's
     spelling do not matter; the idempotency key itself is not part of it."""
     canonical = {"execution": payload.execution, "run_summary": payload.run_summary}
     return sha256_hex(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS))
-
-
-def _naive_utc(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return parse_time(value).replace(tzinfo=None)
-    except ValueError:
-        return None
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _int(value: Any) -> int | None:
-    number = _num(value)
-    return None if number is None else int(round(number))
-
-
-def _stat(summary: dict[str, Any], name: str, key: str) -> Any:
-    stat = summary.get(name)
-    return stat.get(key) if isinstance(stat, dict) else None
-
-
-def derive(execution: dict[str, Any], run_summary: dict[str, Any], body_sha256: str) -> Derived:
-    """Indexed columns and container rows from a canonical execution and a run summary."""
-    org, repo = str(execution.get("organization", "")), str(execution.get("repository", ""))
-    repo = canonical_repository(org, repo)
-    workflow, job = str(execution.get("workflow", "")), str(execution.get("job", ""))
-    run_id = str(execution.get("run_id", ""))
-    run_attempt = str(execution.get("run_attempt") or "")
-    start = _naive_utc(run_summary.get("start_time"))
-    # Normalised, so "…Z" and "…+00:00" of the same instant are one run.
-    start_key = start.isoformat() if start else f"body:{body_sha256}"
-    run_key = sha256_hex(
-        "\0".join(("v1", org, repo, workflow, job, run_id, run_attempt, start_key))
-    )
-    columns: dict[str, Any] = {
-        "organization": org,
-        "workflow": workflow,
-        "job": job,
-        "run_id": run_id,
-        "run_attempt": run_attempt,
-        "body_sha256": body_sha256,
-        "run_key": run_key,
-        "start_time": start,
-        "end_time": _naive_utc(run_summary.get("end_time")),
-        "duration_seconds": _num(run_summary.get("duration_seconds")),
-        "sample_count": _int(run_summary.get("sample_count")),
-        "cpu_seconds": _num(run_summary.get("cpu_seconds")),
-        "cpu_percent_peak": _num(_stat(run_summary, "cpu_total_percent", "peak")),
-        "cpu_percent_p95": _num(_stat(run_summary, "cpu_total_percent", "p95")),
-        "mem_bytes_peak": _int(_stat(run_summary, "mem_used_bytes", "peak")),
-        "mem_bytes_p95": _int(_stat(run_summary, "mem_used_bytes", "p95")),
-    }
-    containers = []
-    for c in run_summary.get("containers") or ():
-        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
-            continue
-        row: dict[str, Any] = {"name": c["name"][:255]}
-        for key in STAT_KEYS:
-            row[f"cpu_cores_{key}"] = _num(_stat(c, "cpu_cores", key))
-            memory = _stat(c, "memory_bytes", key)
-            row[f"memory_bytes_{key}"] = _num(memory) if key == "avg" else _int(memory)
-        row["cpu_seconds"] = _num(c.get("cpu_seconds"))
-        row["limit_cpu_cores"] = _num(c.get("limit_cpu_cores"))
-        row["limit_memory_bytes"] = _int(c.get("limit_memory_bytes"))
-        row["cpu_throttled_seconds"] = _num(c.get("cpu_throttled_seconds"))
-        row["oom_kills"] = _int(c.get("oom_kills"))
-        containers.append(row)
-    return Derived(repository=repo, columns=columns, containers=containers)
-
-
-def derive_legacy(
-    org: str, repo: str, workflow: str, job: str, run_id: str, payload_text: Any
-) -> Derived:
-    """:func:`derive` for a row of a version-1 database (scope columns + payload text)."""
-    try:
-        summary = orjson.loads(payload_text) if payload_text else {}
-    except orjson.JSONDecodeError:
-        summary = {}
-    if not isinstance(summary, dict):
-        summary = {}
-    execution = {
-        "organization": org or "",
-        "repository": canonical_repository(org or "", repo or ""),
-        "workflow": workflow or "",
-        "job": job or "",
-        "run_id": run_id or "",
-    }
-    canonical = {"execution": execution, "run_summary": summary}
-    digest = sha256_hex(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS))
-    return derive(execution, summary, digest)
 
 
 # (database class, model, column names) -> (INSERT statement, fields in its order),

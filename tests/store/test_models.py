@@ -199,7 +199,7 @@ def test_failed_upgrade_leaves_the_database_as_it_was(tmp_path, monkeypatch):
         raise RuntimeError("simulated failure mid-migration")
 
     db = dbmod.open_database(str(path))
-    monkeypatch.setattr("resmon.store.write.derive_legacy", boom)
+    monkeypatch.setattr("resmon.store.db.derive_legacy", boom)
     with pytest.raises(RuntimeError):
         dbmod.migrate(db)
     db.close()
