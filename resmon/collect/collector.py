@@ -30,7 +30,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from resmon import __version__
+from resmon.collect.records import RecordWriter, text_value
 from resmon.execution import missing_required
 from resmon.schema import format_time, push_payload
 
@@ -82,95 +83,6 @@ class CollectConfig:
     execution: dict[str, str] = field(default_factory=dict)
 
 
-# --- output records -----------------------------------------------------------
-
-
-def _now_rfc3339() -> str:
-    return format_time(datetime.now(UTC))
-
-
-def _text_value(value: Any) -> str:
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
-    if isinstance(value, str):
-        return (
-            value
-            if value and not any(c in value for c in ' ="\n')
-            else orjson.dumps(value).decode()
-        )
-    if value is None:
-        return "null"
-    if isinstance(value, (list, dict)):
-        return orjson.dumps(value).decode()
-    return str(value)
-
-
-def _process_list_text(procs: list[Any]) -> str:
-    items = []
-    for p in procs:
-        if not isinstance(p, Mapping):
-            continue
-        cpu = p.get("peak_cpu_percent", p.get("cpu_percent"))
-        rss = p.get("peak_mem_rss_bytes", p.get("rss_bytes"))
-        cpu_text = "-" if cpu is None else f"{cpu:.1f}%"
-        items.append(f"{p.get('name')}[{p.get('pid')}]:{cpu_text}/{(rss or 0) / 1048576:.1f}MiB")
-    return ",".join(items)
-
-
-def _flatten(prefix: str, value: Any, out: list[str]) -> None:
-    # slog's text handler style: nested objects become dotted keys.  Containers are
-    # keyed by name, process lists become one compact field, and the bulky series
-    # (timeline, pressure) are left to the JSON format.
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if k == "pressure" or v is None:
-                continue
-            key = f"{prefix}.{k}" if prefix else str(k)
-            if k == "timeline" and isinstance(v, list):
-                out.append(f"timeline_points={len(v)}")
-            elif k in ("top_cpu_processes", "top_mem_processes") and isinstance(v, list):
-                out.append(f"{key}={_text_value(_process_list_text(v))}")
-            elif k == "containers" and isinstance(v, list):
-                for c in v:
-                    if isinstance(c, Mapping):
-                        name = str(c.get("name", "?"))
-                        _flatten(f"{key}.{name}", {x: y for x, y in c.items() if x != "name"}, out)
-            else:
-                _flatten(key, v, out)
-    else:
-        out.append(f"{prefix}={_text_value(value)}")
-
-
-def format_record(record: Mapping[str, Any], log_format: str) -> bytes:
-    """One output line: a JSON object, or ``key=value`` pairs in slog's text style."""
-    if log_format == "json":
-        return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n"
-    parts: list[str] = []
-    _flatten("", record, parts)
-    return (" ".join(parts) + "\n").encode()
-
-
-class RecordWriter:
-    """Writes records to a stream; a closed pipe stops the output, never the collection."""
-
-    def __init__(self, stream: IO[bytes], log_format: str) -> None:
-        self.stream = stream
-        self.log_format = log_format
-        self.broken = False
-
-    def write(self, msg: str, body: Mapping[str, Any], level: str = "INFO") -> None:
-        if self.broken:
-            return
-        record = {"time": _now_rfc3339(), "level": level, "msg": msg, **body}
-        try:
-            self.stream.write(format_record(record, self.log_format))
-            self.stream.flush()
-        except BrokenPipeError:
-            # e.g. `resmon collect | head`: keep collecting and pushing, stop printing.
-            self.broken = True
-            log.warning("output closed; records are no longer printed")
-
-
 class JsonLogFormatter(logging.Formatter):
     """Diagnostics as the same JSON shape as the records (time, level, msg)."""
 
@@ -193,10 +105,10 @@ class TextLogFormatter(logging.Formatter):
         when = format_time(datetime.fromtimestamp(record.created, UTC))
         level = record.levelname.replace("WARNING", "WARN")
         line = (
-            f"time={when} level={level} msg={_text_value(record.getMessage())} logger={record.name}"
+            f"time={when} level={level} msg={text_value(record.getMessage())} logger={record.name}"
         )
         if record.exc_info:
-            line += f" error={_text_value(self.formatException(record.exc_info))}"
+            line += f" error={text_value(self.formatException(record.exc_info))}"
         return line
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from resmon.collect.collector import fit_summary, format_record
+from resmon.collect.collector import fit_summary
+from resmon.collect.records import format_record
 
 
 def test_json_record_is_one_line_with_time_level_msg():
