@@ -274,7 +274,7 @@ def build_openapi() -> dict[str, Any]:
     }
 
     # --- read endpoints (resmon.server.read_api) ---------------------------
-    from resmon.server.read_openapi import read_paths
+    from resmon.server.openapi.read_api import read_paths
 
     paths.update(read_paths())
     # --- end read endpoints --------------------------------------------------
