@@ -177,7 +177,7 @@ def test_a_bad_scope_part_names_its_option(runner, position, option, bad):
 
 
 def test_hmac_key_env_list_splits_on_commas_and_spaces():
-    from resmon.cli import _hmac_keys_option
+    from resmon.cli.serve import _hmac_keys_option
 
     assert _hmac_keys_option(None, None, ("a,b", "c d\te")) == ("a", "b", "c", "d", "e")
 
