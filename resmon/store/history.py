@@ -9,7 +9,11 @@ Lists and aggregates read only the summary columns of ``runs`` and
 ``(organization, repository, workflow, job, received_at)``, ``(received_at)`` and
 ``(name, run)`` serve; only :func:`get_run` parses a stored run summary, the one
 it returns.  Works on SQLite and PostgreSQL; the one place they differ, the
-calendar day of a time, is :func:`_day`.
+calendar day of a time, is :func:`resmon.store.scope.day_of`.
+
+The time and period a user writes (``--since 7d``, ``--period 2w``) are parsed
+here too (:func:`parse_when`, :func:`parse_period`): every question takes them
+as text, and the CLI checks them with the same functions before asking.
 """
 
 from __future__ import annotations
@@ -17,15 +21,27 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-import shlex
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
-from peewee import JOIN, PostgresqlDatabase, fn
+from peewee import fn
 
-from resmon.schema import format_time, parse_time
-from resmon.store.models import ContainerStat, Run, database_proxy
+from resmon.schema import parse_time
+from resmon.store.models import ContainerStat, Run
+from resmon.store.scope import (
+    all_job_names,
+    answer_time,
+    container_exists,
+    container_names,
+    day_of,
+    describe_job,
+    job_exists,
+    job_name,
+    run_row,
+    scope_fields,
+    scope_where,
+)
 from resmon.tokens import canonical_repository
 
 log = logging.getLogger(__name__)
@@ -140,86 +156,11 @@ def _bounded(value: int | None, default: int, maximum: int, what: str) -> int:
     return min(value, maximum)
 
 
-def _time(value: Any) -> str | None:
-    """A stored naive-UTC time (a datetime, or text from a raw SQLite aggregate) as RFC 3339."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return format_time(value)
-
-
-def _run_row(row: dict[str, Any]) -> dict[str, Any]:
-    for key in ("received_at", "start_time", "end_time"):
-        if key in row:
-            row[key] = _time(row[key])
-    return row
-
-
-def _is_postgres() -> bool:
-    return isinstance(database_proxy.obj, PostgresqlDatabase)
-
-
-def _day(column: Any) -> Any:
-    """The UTC calendar day of a stored time, as ``YYYY-MM-DD`` text.  SQLite keeps times
-    as ISO text, so ``date()`` reads them; PostgreSQL has a real timestamp type."""
-    if _is_postgres():
-        return fn.to_char(column, "YYYY-MM-DD")
-    return fn.date(column)
-
-
-def _scope_where(organization: str, repository: str, workflow: str, job: str) -> Any:
-    repository = canonical_repository(organization, repository)
-    return (
-        (Run.organization == organization)
-        & (Run.repository == repository)
-        & (Run.workflow == workflow)
-        & (Run.job == job)
-    )
-
-
-def _scope(organization: str, repository: str, workflow: str, job: str) -> dict[str, str]:
-    return {
-        "organization": organization,
-        "repository": canonical_repository(organization, repository),
-        "workflow": workflow,
-        "job": job,
-    }
-
-
-def job_name(organization: str, repository: str, workflow: str, job: str) -> str:
-    """A job as the arguments that name it (``ORG REPO WORKFLOW JOB``, shell-quoted),
-    so a suggestion can be pasted after ``resmon query runs``."""
-    parts = (organization, canonical_repository(organization, repository), workflow, job)
-    return " ".join(shlex.quote(p) for p in parts)
-
-
-def _describe(organization: str, repository: str, workflow: str, job: str) -> str:
-    repository = canonical_repository(organization, repository)
-    return f"job {job!r} of workflow {workflow!r} in {repository}"
-
-
-def _job_exists(organization: str, repository: str, workflow: str, job: str) -> bool:
-    where = _scope_where(organization, repository, workflow, job)
-    return Run.select(Run.id).where(where).limit(1).exists()
-
-
 def _not_found(organization: str, repository: str, workflow: str, job: str) -> NotFound:
     wanted = job_name(organization, repository, workflow, job)
-    names = [
-        job_name(*row)
-        for row in Run.select(Run.organization, Run.repository, Run.workflow, Run.job)
-        .distinct()
-        .tuples()
-    ]
-    close = difflib.get_close_matches(wanted, names, n=SUGGESTIONS, cutoff=0.4)
+    close = difflib.get_close_matches(wanted, all_job_names(), n=SUGGESTIONS, cutoff=0.4)
     return NotFound(
-        f"no runs stored for {_describe(organization, repository, workflow, job)}", close
+        f"no runs stored for {describe_job(organization, repository, workflow, job)}", close
     )
 
 
@@ -264,7 +205,7 @@ def list_jobs(organization: str | None = None, repository: str | None = None) ->
         entry = {k: g[k] for k in ("organization", "repository", "workflow", "job", "run_count")}
         entry["last_id"] = g["last_id"]
         entry["last_run_id"] = row.get("run_id")
-        entry["last_received_at"] = _time(row.get("received_at"))
+        entry["last_received_at"] = answer_time(row.get("received_at"))
         for key in (
             "duration_seconds",
             "cpu_seconds",
@@ -294,21 +235,21 @@ def job_runs(
     more runs match.  Raises :class:`NotFound` (with close job names) for an unknown job."""
     limit = _bounded(limit, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, "limit")
     start, end = parse_when(since, now), parse_when(until, now)
-    query = Run.select(*RUN_COLUMNS).where(_scope_where(organization, repository, workflow, job))
+    query = Run.select(*RUN_COLUMNS).where(scope_where(organization, repository, workflow, job))
     if start is not None:
         query = query.where(Run.received_at >= start)
     if end is not None:
         query = query.where(Run.received_at < end)
     rows = list(query.order_by(Run.received_at.desc(), Run.id.desc()).limit(limit + 1).dicts())
-    if not rows and not _job_exists(organization, repository, workflow, job):
+    if not rows and not job_exists(organization, repository, workflow, job):
         raise _not_found(organization, repository, workflow, job)
     return {
-        **_scope(organization, repository, workflow, job),
-        "since": _time(start),
-        "until": _time(end),
+        **scope_fields(organization, repository, workflow, job),
+        "since": answer_time(start),
+        "until": answer_time(end),
         "limit": limit,
         "truncated": len(rows) > limit,
-        "runs": [_run_row(r) for r in rows[:limit]],
+        "runs": [run_row(r) for r in rows[:limit]],
     }
 
 
@@ -328,7 +269,7 @@ def get_run(run_pk: int) -> dict[str, Any]:
         .order_by(ContainerStat.name)
         .dicts()
     )
-    return {**_run_row(row), "containers": containers, "payload": payload}
+    return {**run_row(row), "containers": containers, "payload": payload}
 
 
 def trend(
@@ -355,15 +296,34 @@ def trend(
         raise HistoryError(f"invalid grouping {by!r}: use one of {', '.join(TREND_BY)}")
     limit = _bounded(limit, DEFAULT_TREND_POINTS, MAX_TREND_POINTS, "limit")
     start, end = parse_when(since, now), parse_when(until, now)
-    where = _scope_where(organization, repository, workflow, job)
+    where = scope_where(organization, repository, workflow, job)
     if start is not None:
         where &= Run.received_at >= start
     if end is not None:
         where &= Run.received_at < end
 
+    query = _trend_query(by, _trend_metrics(container), container, where)
+    points = list(query.limit(limit).dicts())
+    points.reverse()
+    if not points:
+        _check_trend_target(organization, repository, workflow, job, container)
+    for p in points:
+        _trend_point_json(p)
+    return {
+        **scope_fields(organization, repository, workflow, job),
+        "container": container or None,
+        "by": by,
+        "since": answer_time(start),
+        "until": answer_time(end),
+        "points": points,
+    }
+
+
+def _trend_metrics(container: str | None) -> dict[str, Any]:
+    """The figures a trend shows, by answer field: the container's, else the run's."""
     if container:
         c = ContainerStat
-        metrics = {
+        return {
             "cpu_cores_p95": c.cpu_cores_p95,
             "cpu_cores_peak": c.cpu_cores_peak,
             "memory_bytes_p95": c.memory_bytes_p95,
@@ -371,14 +331,17 @@ def trend(
             "limit_cpu_cores": c.limit_cpu_cores,
             "limit_memory_bytes": c.limit_memory_bytes,
         }
-    else:
-        metrics = {
-            "cpu_percent_p95": Run.cpu_percent_p95,
-            "cpu_percent_peak": Run.cpu_percent_peak,
-            "mem_bytes_p95": Run.mem_bytes_p95,
-            "mem_bytes_peak": Run.mem_bytes_peak,
-        }
+    return {
+        "cpu_percent_p95": Run.cpu_percent_p95,
+        "cpu_percent_peak": Run.cpu_percent_peak,
+        "mem_bytes_p95": Run.mem_bytes_p95,
+        "mem_bytes_peak": Run.mem_bytes_peak,
+    }
 
+
+def _trend_query(by: str, metrics: dict[str, Any], container: str | None, where: Any) -> Any:
+    """The trend's points, newest first: one per run, or per UTC day with each figure's
+    highest value, the mean duration and the run count."""
     if by == "run":
         query = Run.select(
             Run.id,
@@ -388,7 +351,7 @@ def trend(
             *(col.alias(name) for name, col in metrics.items()),
         )
     else:
-        day = _day(Run.received_at)
+        day = day_of(Run.received_at)
         query = Run.select(
             day.alias("day"),
             fn.COUNT(Run.id).alias("runs"),
@@ -401,63 +364,36 @@ def trend(
         )
     query = query.where(where)
     if by == "run":
-        query = query.order_by(Run.received_at.desc(), Run.id.desc())
-    else:
-        query = query.group_by(day).order_by(day.desc())
-    points = list(query.limit(limit).dicts())
-    points.reverse()
-
-    if not points:
-        if not _job_exists(organization, repository, workflow, job):
-            raise _not_found(organization, repository, workflow, job)
-        if container and not _container_exists(organization, repository, workflow, job, container):
-            names = _container_names(organization, repository, workflow, job)
-            close = difflib.get_close_matches(container, names, n=SUGGESTIONS, cutoff=0.3)
-            raise NotFound(
-                f"no container {container!r} in any run of "
-                f"{_describe(organization, repository, workflow, job)}",
-                close or names[:SUGGESTIONS],
-            )
-    for p in points:
-        if "received_at" in p:
-            p["received_at"] = _time(p["received_at"])
-        if "day" in p and isinstance(p["day"], (date, datetime)):
-            p["day"] = p["day"].strftime("%Y-%m-%d")
-        if "duration_seconds" in p and p["duration_seconds"] is not None:
-            p["duration_seconds"] = float(p["duration_seconds"])
-    return {
-        **_scope(organization, repository, workflow, job),
-        "container": container or None,
-        "by": by,
-        "since": _time(start),
-        "until": _time(end),
-        "points": points,
-    }
+        return query.order_by(Run.received_at.desc(), Run.id.desc())
+    return query.group_by(day).order_by(day.desc())
 
 
-def _container_names(organization: str, repository: str, workflow: str, job: str) -> list[str]:
-    query = (
-        ContainerStat.select(ContainerStat.name)
-        .join(Run, on=(ContainerStat.run == Run.id))
-        .where(_scope_where(organization, repository, workflow, job))
-        .distinct()
-        .order_by(ContainerStat.name)
-    )
-    return [row[0] for row in query.tuples()]
-
-
-def _container_exists(
-    organization: str, repository: str, workflow: str, job: str, container: str
-) -> bool:
-    query = (
-        ContainerStat.select(ContainerStat.id)
-        .join(Run, JOIN.INNER, on=(ContainerStat.run == Run.id))
-        .where(
-            _scope_where(organization, repository, workflow, job)
-            & (ContainerStat.name == container)
+def _check_trend_target(
+    organization: str, repository: str, workflow: str, job: str, container: str | None
+) -> None:
+    """Raises :class:`NotFound` when a trend has no points because the job, or the
+    container in it, was never stored (rather than no run in the period)."""
+    if not job_exists(organization, repository, workflow, job):
+        raise _not_found(organization, repository, workflow, job)
+    if container and not container_exists(organization, repository, workflow, job, container):
+        names = container_names(organization, repository, workflow, job)
+        close = difflib.get_close_matches(container, names, n=SUGGESTIONS, cutoff=0.3)
+        raise NotFound(
+            f"no container {container!r} in any run of "
+            f"{describe_job(organization, repository, workflow, job)}",
+            close or names[:SUGGESTIONS],
         )
-    )
-    return query.limit(1).exists()
+
+
+def _trend_point_json(point: dict[str, Any]) -> None:
+    """A point as JSON wants it, whatever types the driver answered: RFC 3339 times,
+    ``YYYY-MM-DD`` days, float durations."""
+    if "received_at" in point:
+        point["received_at"] = answer_time(point["received_at"])
+    if "day" in point and isinstance(point["day"], (date, datetime)):
+        point["day"] = point["day"].strftime("%Y-%m-%d")
+    if "duration_seconds" in point and point["duration_seconds"] is not None:
+        point["duration_seconds"] = float(point["duration_seconds"])
 
 
 def top(
@@ -530,8 +466,8 @@ def top(
         rows.append(row)
     return {
         "metric": metric,
-        "since": _time(start),
-        "until": _time(end),
+        "since": answer_time(start),
+        "until": answer_time(end),
         "limit": limit,
         "jobs": rows,
     }
