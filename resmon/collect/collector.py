@@ -12,12 +12,8 @@ so the summary is on disk and in the log before the network is touched, and the
 payload is on disk before the first push attempt: a server that is down costs a
 later delivery, never the run.
 
-Signal handlers only record the signal.  The loop sleeps in ``select`` on a
-self-pipe that the interpreter writes to when a signal arrives
-(``signal.set_wakeup_fd``), so a signal ends the sleep at once rather than at
-the next tick.  (A ``threading.Event`` set from a handler can deadlock if the
-signal lands while the main thread holds the Event's lock; the pipe cannot.)
-SIGCHLD wakes the loop the same way when the wrapped command exits.
+A signal ends the loop's sleep at once, not at the next tick, and SIGCHLD wakes
+it the same way when the wrapped command exits (see :mod:`resmon.collect.signals`).
 """
 
 from __future__ import annotations
@@ -25,12 +21,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +35,7 @@ import orjson
 
 from resmon import __version__
 from resmon.collect.records import RecordWriter, text_value
+from resmon.collect.signals import Wakeup, exit_code_from_status, installed
 from resmon.execution import missing_required
 from resmon.schema import format_time, push_payload
 
@@ -48,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # After forwarding SIGTERM, how long the wrapped command gets before resmon finishes
 # without it: SIGKILL follows SIGTERM by 2.5 s on GitHub Actions, and the summary and
 # push need the rest.
@@ -128,78 +123,7 @@ def configure_logging(
     return undo
 
 
-# --- signals --------------------------------------------------------------------
-
-
-class Wakeup:
-    """Signal flags plus a self-pipe the interpreter writes to on every signal."""
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-        self.child_exited = False
-        self._r, self._w = os.pipe()
-        for fd in (self._r, self._w):
-            os.set_blocking(fd, False)
-        self._old_handlers: dict[int, Any] = {}
-        self._old_wakeup_fd: int | None = None
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        # Only record it: the loop does the work, outside the handler.
-        if signum == signal.SIGCHLD:
-            self.child_exited = True
-        else:
-            self.received.append(signum)
-
-    def install(self, child: bool = False) -> None:
-        self._old_wakeup_fd = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
-        for sig in (*STOP_SIGNALS, *((signal.SIGCHLD,) if child else ())):
-            self._old_handlers[sig] = signal.signal(sig, self._handler)
-
-    def restore(self) -> None:
-        for sig, handler in self._old_handlers.items():
-            signal.signal(sig, handler)
-        self._old_handlers.clear()
-        if self._old_wakeup_fd is not None:
-            signal.set_wakeup_fd(self._old_wakeup_fd)
-            self._old_wakeup_fd = None
-        for fd in (self._r, self._w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def wait(self, timeout: float) -> None:
-        """Sleep up to ``timeout`` seconds; any signal ends the sleep early.
-
-        Only the pipe decides: a signal that arrived since the last wait left a byte in
-        it, so nothing is missed, and a signal already handled does not keep waking us.
-        """
-        if timeout > 0:
-            with contextlib.suppress(InterruptedError):
-                select.select([self._r], [], [], timeout)
-        with contextlib.suppress(BlockingIOError, OSError):
-            while os.read(self._r, 512):
-                pass
-
-    @property
-    def stop_requested(self) -> bool:
-        return bool(self.received)
-
-
-@contextlib.contextmanager
-def installed(wakeup: Wakeup, child: bool = False) -> Iterator[Wakeup]:
-    wakeup.install(child=child)
-    try:
-        yield wakeup
-    finally:
-        wakeup.restore()
-
-
 # --- the run --------------------------------------------------------------------
-
-
-def _exit_code_from_status(status: int) -> int:
-    """The shell convention: the exit status, or 128+N when signal N killed it."""
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
 
 
 class Collector:
@@ -361,7 +285,7 @@ class Collector:
             _, status, rusage = os.wait4(self.child.pid, 0)
         except ChildProcessError:
             return
-        self.child_exit_code = _exit_code_from_status(status)
+        self.child_exit_code = exit_code_from_status(status)
         # The kernel's own total for the command and every descendant it reaped: exact.
         self.child_rusage_cpu = rusage.ru_utime + rusage.ru_stime
         self.child.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again

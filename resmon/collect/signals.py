@@ -1,0 +1,89 @@
+"""Signals for ``resmon collect``: waking the loop at once, and the exit code they leave.
+
+Signal handlers only record the signal.  The loop sleeps in ``select`` on a
+self-pipe that the interpreter writes to when a signal arrives
+(``signal.set_wakeup_fd``), so a signal ends the sleep at once rather than at
+the next tick.  (A ``threading.Event`` set from a handler can deadlock if the
+signal lands while the main thread holds the Event's lock; the pipe cannot.)
+SIGCHLD wakes the loop the same way when the wrapped command exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Wakeup:
+    """Signal flags plus a self-pipe the interpreter writes to on every signal."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.child_exited = False
+        self._r, self._w = os.pipe()
+        for fd in (self._r, self._w):
+            os.set_blocking(fd, False)
+        self._old_handlers: dict[int, Any] = {}
+        self._old_wakeup_fd: int | None = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        # Only record it: the loop does the work, outside the handler.
+        if signum == signal.SIGCHLD:
+            self.child_exited = True
+        else:
+            self.received.append(signum)
+
+    def install(self, child: bool = False) -> None:
+        self._old_wakeup_fd = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+        for sig in (*STOP_SIGNALS, *((signal.SIGCHLD,) if child else ())):
+            self._old_handlers[sig] = signal.signal(sig, self._handler)
+
+    def restore(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+        if self._old_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._old_wakeup_fd)
+            self._old_wakeup_fd = None
+        for fd in (self._r, self._w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds; any signal ends the sleep early.
+
+        Only the pipe decides: a signal that arrived since the last wait left a byte in
+        it, so nothing is missed, and a signal already handled does not keep waking us.
+        """
+        if timeout > 0:
+            with contextlib.suppress(InterruptedError):
+                select.select([self._r], [], [], timeout)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._r, 512):
+                pass
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self.received)
+
+
+@contextlib.contextmanager
+def installed(wakeup: Wakeup, child: bool = False) -> Iterator[Wakeup]:
+    """The handlers for the run only: the old ones come back even when the run raises."""
+    wakeup.install(child=child)
+    try:
+        yield wakeup
+    finally:
+        wakeup.restore()
+
+
+def exit_code_from_status(status: int) -> int:
+    """The shell convention: the exit status, or 128+N when signal N killed it."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
