@@ -1,0 +1,308 @@
+"""``resmon query``: a group of read commands over the run history.
+
+Each subcommand names its question; ``_ask`` opens the source (the read API, or
+the database with ``--db``), asks it and renders the answer.  The client, the
+renderers (rich) and the history parsers (peewee) are imported inside the
+functions that use them, so ``resmon --help`` and the other commands never load them.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+def _query_options(f):
+    """Where to read from and how to show it: shared by every `resmon query` command."""
+    f = click.option(
+        "--output",
+        "-o",
+        type=click.Choice(["table", "json", "csv"]),
+        default="table",
+        show_default=True,
+        help="table for people; json or csv (raw numbers, API field names) for scripts.",
+    )(f)
+    f = click.option(
+        "--db",
+        "database",
+        metavar="PATH|URL",
+        envvar="RESMON_DB",
+        help="Read this database directly (a SQLite file or postgresql:// URL), no server.  "
+        "[env: RESMON_DB]",
+    )(f)
+    f = click.option(
+        "--read-token",
+        envvar=["RESMON_READ_TOKEN", "RECEIVER_READ_TOKEN"],
+        metavar="TOKEN",
+        help="The server's read token.  [env: RESMON_READ_TOKEN, else RECEIVER_READ_TOKEN]",
+    )(f)
+    f = click.option(
+        "--server",
+        envvar="RESMON_SERVER",
+        metavar="URL",
+        help="resmon server to ask [default: http://127.0.0.1:8080].  [env: RESMON_SERVER]",
+    )(f)
+    return f
+
+
+def _when_option(ctx, param, value):
+    """Check --since/--until here, so a typo is named before any request is sent."""
+    if value is None:
+        return None
+    from resmon.store.history import HistoryError, parse_when
+
+    try:
+        parse_when(value)
+    except HistoryError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _window_options(default_limit: int, limit_help: str):
+    """--limit, --since and --until: which runs of one job (`runs`, `trend`)."""
+
+    def decorate(f):
+        f = click.option(
+            "--until", callback=_when_option, metavar="WHEN", help="Only runs received before."
+        )(f)
+        f = click.option(
+            "--since",
+            callback=_when_option,
+            metavar="WHEN",
+            help="Only runs received since: 7d, 12h, 2026-11-01 or 2026-11-01T12:00:00Z.",
+        )(f)
+        f = click.option(
+            "--limit",
+            "-n",
+            type=click.IntRange(1, 1000),
+            default=default_limit,
+            show_default=True,
+            help=limit_help,
+        )(f)
+        return f
+
+    return decorate
+
+
+def _period_option(ctx, param, value):
+    from resmon.store.history import HistoryError, parse_period
+
+    try:
+        parse_period(value)
+    except HistoryError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _ask(ctx, kind, server, read_token, database, output, question):
+    """Open the source, ask, render; every failure becomes a message that says what to do."""
+    from click.core import ParameterSource
+
+    from resmon.query.client import NotFoundError, QueryError, open_source
+    from resmon.query.render import make_console, render
+
+    if database and ctx.get_parameter_source("server") == ParameterSource.COMMANDLINE:
+        raise click.UsageError("give either --server or --db, not both")
+    try:
+        source = open_source(server, read_token, database)
+        try:
+            body = question(source)
+        finally:
+            source.close()
+    except NotFoundError as exc:
+        lines = [str(exc)]
+        if exc.suggestions:
+            lines.append("closest matches:")
+            lines.extend(f"  {s}" for s in exc.suggestions)
+        if kind in ("runs", "trend"):
+            lines.append("(all jobs: `resmon query jobs`)")
+        elif kind == "run":
+            lines.append("(run ids: `resmon query runs ORG REPO WORKFLOW JOB`)")
+        raise click.ClickException("\n".join(lines)) from None
+    except QueryError as exc:
+        raise click.ClickException(str(exc)) from None
+    render(kind, body, output, make_console())
+
+
+@click.group(short_help="Show run history as tables, JSON or CSV.")
+def query():
+    """Show run history from a resmon server (or straight from its database).
+
+    \b
+    Examples:
+      export RESMON_SERVER=http://resmon:8080 RESMON_READ_TOKEN=...
+      resmon query jobs
+      resmon query runs my-org my-org/my-repo ci.yml build --since 7d
+      resmon query show 42
+      resmon query trend my-org my-repo ci.yml build --container runner --by day
+      resmon query top --metric memory --period 30d
+      resmon query runs my-org my-repo ci.yml build --db metrics.db -o csv > runs.csv
+
+    REPO is org/repo or the bare name.  Tables use human units; --output json and
+    csv carry raw numbers (bytes, cores, seconds) under the API's field names.
+    """
+
+
+@query.command("jobs", short_help="Every job, with its last run's figures.")
+@click.option("--org", "organization", help="Only this organization's jobs.")
+@click.option("--repo", "repository", help="Only this repository's jobs (org/repo or bare name).")
+@_query_options
+@click.pass_context
+def query_jobs(ctx, organization, repository, server, read_token, database, output):
+    """Every job, with its run count and its last run's figures.
+
+    \b
+    Examples:
+      resmon query jobs
+      resmon query jobs --org my-org --repo my-repo -o json
+    """
+    _ask(
+        ctx,
+        "jobs",
+        server,
+        read_token,
+        database,
+        output,
+        lambda s: s.jobs(organization, repository),
+    )
+
+
+@query.command("runs", short_help="The last runs of one job.")
+@click.argument("org")
+@click.argument("repo")
+@click.argument("workflow")
+@click.argument("job")
+@_window_options(default_limit=20, limit_help="At most this many runs, newest first.")
+@_query_options
+@click.pass_context
+def query_runs(
+    ctx, org, repo, workflow, job, limit, since, until, server, read_token, database, output
+):
+    """The last runs of one job: duration, samples, CPU and memory p95/peak.
+
+    The ID column is what `resmon query show` takes.
+
+    \b
+    Examples:
+      resmon query runs my-org my-repo ci.yml build
+      resmon query runs my-org my-org/my-repo ci.yml build --since 7d --limit 50 -o csv
+    """
+    scope = (org, repo, workflow, job)
+    _ask(
+        ctx,
+        "runs",
+        server,
+        read_token,
+        database,
+        output,
+        lambda s: s.runs(scope, limit, since, until),
+    )
+
+
+@query.command("show", short_help="One run, per container, against its limits.")
+@click.argument("run_id", metavar="ID", type=click.IntRange(min=1))
+@_query_options
+@click.pass_context
+def query_show(ctx, run_id, server, read_token, database, output):
+    """One run: duration, samples, system CPU and memory, each container's CPU and
+    memory p50/p95/peak against its limit (green < 70 %, yellow to 90 %, red above),
+    and the top processes.
+
+    ID is the stored run's id, as `resmon query runs` lists it.
+
+    \b
+    Examples:
+      resmon query show 42
+      resmon query show 42 -o json | jq '.containers[] | {name, cpu_cores_p95}'
+    """
+    _ask(ctx, "run", server, read_token, database, output, lambda s: s.run(run_id))
+
+
+@query.command("trend", short_help="p95 and peak per run or per day: is a job getting heavier?")
+@click.argument("org")
+@click.argument("repo")
+@click.argument("workflow")
+@click.argument("job")
+@click.option(
+    "--container", metavar="NAME", help="One container's cores and bytes instead of the system's."
+)
+@click.option(
+    "--by",
+    type=click.Choice(["run", "day"]),
+    default="run",
+    show_default=True,
+    help="One point per run, or per UTC day (the day's highest p95 and peak).",
+)
+@_window_options(default_limit=30, limit_help="The last this many points.")
+@_query_options
+@click.pass_context
+def query_trend(
+    ctx,
+    org,
+    repo,
+    workflow,
+    job,
+    container,
+    by,
+    limit,
+    since,
+    until,
+    server,
+    read_token,
+    database,
+    output,
+):
+    """Is this job getting heavier?  p95 and peak of CPU and memory per run or per
+    day, oldest first, with sparklines.
+
+    \b
+    Examples:
+      resmon query trend my-org my-repo ci.yml build
+      resmon query trend my-org my-repo ci.yml build --container runner --by day --since 30d
+    """
+    scope = (org, repo, workflow, job)
+    _ask(
+        ctx,
+        "trend",
+        server,
+        read_token,
+        database,
+        output,
+        lambda s: s.trend(scope, container, by, limit, since, until),
+    )
+
+
+@query.command("top", short_help="Jobs ranked by CPU time, memory peak or duration.")
+@click.option(
+    "--metric",
+    type=click.Choice(["cpu", "memory", "duration"]),
+    default="cpu",
+    show_default=True,
+    help="cpu: total CPU time; memory: highest peak; duration: total run time.",
+)
+@click.option(
+    "--period",
+    default="7d",
+    show_default=True,
+    callback=_period_option,
+    metavar="PERIOD",
+    help="How far back: 30m, 12h, 7d, 2w.",
+)
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(1, 100),
+    default=10,
+    show_default=True,
+    help="How many jobs.",
+)
+@_query_options
+@click.pass_context
+def query_top(ctx, metric, period, limit, server, read_token, database, output):
+    """What costs the most?  Jobs ranked over a period, with run counts.
+
+    \b
+    Examples:
+      resmon query top
+      resmon query top --metric memory --period 30d --limit 20
+    """
+    _ask(ctx, "top", server, read_token, database, output, lambda s: s.top(metric, period, limit))
