@@ -21,7 +21,7 @@ from query_data import GiB, MiB, push_body, run_summary
 from server_proc import ServerProcess, free_port
 
 from resmon.cli import cli
-from resmon.query.render import fmt_bytes, fmt_percent
+from resmon.query.formats import fmt_bytes, fmt_percent
 
 ORG, REPO, WORKFLOW = "acme", "acme/widgets", "ci.yml"
 BUILD = [ORG, "widgets", WORKFLOW, "build"]  # the bare repository name works too

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from resmon.query import render
+from resmon.query import formats, render
 from resmon.schema import format_time
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -45,7 +45,7 @@ def shown(kind: str, body, output: str = "table", **kwargs) -> str:
     ],
 )
 def test_bytes(value, text):
-    assert render.fmt_bytes(value) == text
+    assert formats.fmt_bytes(value) == text
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_bytes(value, text):
     ],
 )
 def test_duration(seconds, text):
-    assert render.fmt_duration(seconds) == text
+    assert formats.fmt_duration(seconds) == text
 
 
 @pytest.mark.parametrize(
@@ -77,15 +77,15 @@ def test_duration(seconds, text):
     ],
 )
 def test_relative_times(delta, text):
-    assert render.fmt_ago(format_time(NOW - delta), NOW) == text
+    assert formats.fmt_ago(format_time(NOW - delta), NOW) == text
 
 
 def test_cores_and_percent():
-    assert render.fmt_cores(1.456) == "1.46"
-    assert render.fmt_percent(89.6) == "90%"
-    assert render.percent_of(1.5, 2.0) == 75.0
-    assert render.percent_of(1.5, None) is None
-    assert render.percent_of(1.5, 0) is None
+    assert formats.fmt_cores(1.456) == "1.46"
+    assert formats.fmt_percent(89.6) == "90%"
+    assert formats.percent_of(1.5, 2.0) == 75.0
+    assert formats.percent_of(1.5, None) is None
+    assert formats.percent_of(1.5, 0) is None
 
 
 @pytest.mark.parametrize(
@@ -93,14 +93,14 @@ def test_cores_and_percent():
     [(10, "green"), (69.9, "green"), (70, "yellow"), (90, "yellow"), (90.1, "bold red")],
 )
 def test_limit_colours(percent, style):
-    assert render.percent_style(percent) == style
+    assert formats.percent_style(percent) == style
 
 
 def test_sparkline_scales_from_zero():
-    assert render.sparkline([1, 2, 4, 8]) == "▂▃▅█"
-    assert render.sparkline([5, 5, 5]) == "███"  # flat stays flat, not a zig-zag
-    assert render.sparkline([0, None, 0]) == "▁ ▁"
-    assert render.sparkline([]) == ""
+    assert formats.sparkline([1, 2, 4, 8]) == "▂▃▅█"
+    assert formats.sparkline([5, 5, 5]) == "███"  # flat stays flat, not a zig-zag
+    assert formats.sparkline([0, None, 0]) == "▁ ▁"
+    assert formats.sparkline([]) == ""
 
 
 RUN = {

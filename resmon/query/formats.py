@@ -1,0 +1,146 @@
+"""Values as ``resmon query`` tables show them: human units, relative times, sparklines.
+
+Binary units with three significant digits (``64.0 MiB``), cores to two decimals,
+``3m 20s``, ``2h ago``; a missing value is a dash, never ``0``.  How close a figure
+is to its limit is a percent and a colour name (:func:`percent_style`); the tables
+of :mod:`resmon.query.tables` put them in cells.  JSON and CSV never use these:
+they carry the raw numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from resmon.schema import parse_time
+
+NONE = "–"
+SPARKS = "▁▂▃▄▅▆▇█"
+WARN_PERCENT = 70.0
+ALERT_PERCENT = 90.0
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def fmt_bytes(value: float | None) -> str:
+    """Binary units with three significant digits: ``512 B``, ``64.0 MiB``, ``1.50 GiB``."""
+    if _missing(value):
+        return NONE
+    n = float(value)  # type: ignore[arg-type]
+    if abs(n) < 1000:
+        return f"{n:.0f} B"
+    unit = "B"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        n /= 1024
+        # Up a unit from 1000 on: "0.98 GiB" reads better than "1000 MiB".
+        if abs(n) < 1000 or unit == "PiB":
+            break
+    if abs(n) < 10:
+        return f"{n:.2f} {unit}"
+    if abs(n) < 100:
+        return f"{n:.1f} {unit}"
+    return f"{n:.0f} {unit}"
+
+
+def fmt_cores(value: float | None) -> str:
+    return NONE if _missing(value) else f"{value:.2f}"
+
+
+def fmt_percent(value: float | None) -> str:
+    return NONE if _missing(value) else f"{value:.0f}%"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``850ms``, ``42s``, ``3m 20s``, ``2h 05m``, ``3d 4h``."""
+    if _missing(seconds):
+        return NONE
+    s = float(seconds)  # type: ignore[arg-type]
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 10:
+        return f"{s:.1f}s"
+    total = int(round(s))
+    if total < 60:
+        return f"{total}s"
+    minutes, sec = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m {sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+def to_datetime(value: Any) -> datetime | None:
+    """An aware UTC datetime from an API time string (or a datetime), else None."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
+
+
+def fmt_ago(value: Any, now: datetime | None = None) -> str:
+    """``just now``, ``45s ago``, ``12m ago``, ``2h ago``, ``3d ago``; a date past 30 days."""
+    when = to_datetime(value)
+    if when is None:
+        return NONE
+    now = now or datetime.now(UTC)
+    seconds = (now - when).total_seconds()
+    if seconds < -60:
+        return when.strftime("%Y-%m-%d %H:%M")  # clock skew: say when, not "in 3m"
+    if seconds < 5:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds)}s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h ago"
+    if seconds < 30 * 86400:
+        return f"{int(seconds // 86400)}d ago"
+    return when.strftime("%Y-%m-%d")
+
+
+def fmt_time(value: Any) -> str:
+    when = to_datetime(value)
+    return NONE if when is None else when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def percent_of(value: float | None, limit: float | None) -> float | None:
+    if _missing(value) or _missing(limit) or not limit:
+        return None
+    return float(value) / float(limit) * 100.0  # type: ignore[arg-type]
+
+
+def percent_style(percent: float | None) -> str:
+    if percent is None:
+        return ""
+    if percent < WARN_PERCENT:
+        return "green"
+    if percent <= ALERT_PERCENT:
+        return "yellow"
+    return "bold red"
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """One block per value, scaled from 0 to the largest (so small changes look small)."""
+    present = [float(v) for v in values if not _missing(v)]
+    top = max(present, default=0.0)
+    out = []
+    for v in values:
+        if _missing(v):
+            out.append(" ")
+        elif top <= 0:
+            out.append(SPARKS[0])
+        else:
+            out.append(SPARKS[min(len(SPARKS) - 1, int(float(v) / top * (len(SPARKS) - 1) + 0.5))])  # type: ignore[arg-type]
+    return "".join(out)
