@@ -1,0 +1,276 @@
+"""``resmon collect``: the sampler's command, in a sidecar or wrapping a CI step.
+
+This is the sidecar's import path: nothing here, nor in what the command imports,
+may pull in flask, peewee or rich (tests/collect/test_collector_cost.py checks it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _duration_option(ctx, param, value):
+    if value is None:
+        return None
+    from resmon.units import parse_duration
+
+    try:
+        seconds = parse_duration(str(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter(f"must be more than zero, got {value!r}")
+    return seconds
+
+
+def _config_from(ctx, name: str, value: str | None, env: str, parse):
+    """Parse a CGROUP_* value; the error names where the value came from."""
+    from click.core import ParameterSource
+
+    from resmon.collect.containers import ConfigError
+
+    source = (
+        env
+        if ctx.get_parameter_source(name) == ParameterSource.ENVIRONMENT
+        else f"--{name.replace('_', '-')}"
+    )
+    try:
+        return parse(value, source=source)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command(
+    "collect",
+    context_settings={"allow_interspersed_args": False},
+    short_help="Sample /proc in a CI job; print and push a run summary at the end.",
+)
+@click.option(
+    "--interval",
+    default="2s",
+    show_default=True,
+    metavar="DURATION",
+    callback=_duration_option,
+    help="Time between samples: 500ms, 2s, 1m30s or plain seconds.",
+)
+@click.option(
+    "--proc-path",
+    default="/proc",
+    show_default=True,
+    metavar="DIR",
+    help="procfs root (e.g. /host/proc).",
+)
+@click.option(
+    "--cgroup-path",
+    default="/sys/fs/cgroup",
+    show_default=True,
+    metavar="DIR",
+    help="cgroupfs root; exact kernel counters are used where readable.",
+)
+@click.option(
+    "--process-map",
+    envvar="CGROUP_PROCESS_MAP",
+    metavar="JSON",
+    help='Process name -> container name, e.g. {"node": "runner"}.',
+)
+@click.option(
+    "--limits",
+    envvar="CGROUP_LIMITS",
+    metavar="JSON",
+    help='Container limits in Kubernetes quantities, e.g. {"runner": {"cpu": "2", "memory": "1Gi"}}.',
+)
+@click.option(
+    "--top",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="Top processes to report.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warn", "warning", "error"], case_sensitive=False),
+    help="Level of diagnostics on stderr.",
+)
+@click.option(
+    "--log-format",
+    default="json",
+    show_default=True,
+    type=click.Choice(["json", "text"], case_sensitive=False),
+    help="Records (stdout) and diagnostics (stderr) as JSON lines or key=value text.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    show_default=True,
+    type=click.File("wb"),
+    help="Where the records go (wrapper mode: keep them apart from the command's output).",
+)
+@click.option(
+    "--push-endpoint",
+    envvar="RESMON_PUSH_ENDPOINT",
+    metavar="URL",
+    help="POST the run summary here at the end, e.g. http://resmon:8080/api/v1/metrics.",
+)
+@click.option(
+    "--push-token",
+    envvar="COLLECTOR_PUSH_TOKEN",
+    metavar="TOKEN",
+    help="Push token for the job's scope.",
+)
+@click.option(
+    "--push-timeout",
+    default="1.5s",
+    show_default=True,
+    metavar="DURATION",
+    callback=_duration_option,
+    help="Total time for pushing, retries included (SIGKILL follows SIGTERM by 2.5 s in CI).",
+)
+@click.option(
+    "--spool-dir",
+    envvar="RESMON_SPOOL_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Payloads wait here until delivered [default: $XDG_STATE_HOME/resmon/spool, "
+    "else ~/.local/state/resmon/spool].",
+)
+@click.option(
+    "--flush-spool",
+    is_flag=True,
+    help="Only deliver spooled payloads, then exit (1 if any is left).",
+)
+@click.option(
+    "--summary-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the run summary as JSON to this file.",
+)
+@click.option(
+    "--markdown-file",
+    envvar="GITHUB_STEP_SUMMARY",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append a Markdown report (tables and charts) to this file.",
+)
+@click.option(
+    "--name", default="command", show_default=True, help="Container name of the wrapped command."
+)
+@click.option(
+    "--record-command",
+    is_flag=True,
+    help="Record the wrapped command's full arguments (default: its base name only; arguments can hold secrets).",
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD [ARGS]...]")
+@click.pass_context
+def collect(
+    ctx,
+    interval,
+    proc_path,
+    cgroup_path,
+    process_map,
+    limits,
+    top,
+    log_level,
+    log_format,
+    output,
+    push_endpoint,
+    push_token,
+    push_timeout,
+    spool_dir,
+    flush_spool,
+    summary_file,
+    markdown_file,
+    name,
+    record_command,
+    command,
+):
+    """Sample CPU and memory from /proc (and cgroupfs) until stopped, or while CMD runs.
+
+    Sidecar mode: samples every process it can see, groups them into containers by
+    cgroup, prints one `metrics_collected` record per interval and, on SIGTERM or
+    SIGINT, a `run_summary` record; then writes it to the spool and pushes it.
+
+    Wrapper mode (`-- CMD ARGS`): runs CMD, measures its whole process tree as the
+    container `--name` (exact CPU total: resmon is its reaper), forwards SIGINT and
+    SIGTERM to it, and exits with CMD's exit code (128+N if signal N killed it).
+
+    A summary that cannot be pushed stays in the spool; every later start, or
+    `--flush-spool`, delivers it (each payload has an Idempotency-Key: no duplicates).
+
+    \b
+    Environment:
+      COLLECTOR_PUSH_TOKEN     push token (--push-token)
+      CGROUP_PROCESS_MAP       JSON, process name -> container (--process-map)
+      CGROUP_LIMITS            JSON, container -> {"cpu", "memory"} (--limits)
+      GITHUB_REPOSITORY_OWNER GITHUB_REPOSITORY GITHUB_WORKFLOW GITHUB_JOB GITHUB_RUN_ID
+      GITHUB_RUN_ATTEMPT       the run's scope; each falls back to GITEA_REPO_OWNER,
+                               GITEA_REPO, GITEA_WORKFLOW, GITEA_JOB, GITEA_RUN_ID,
+                               GITEA_RUN_ATTEMPT
+      GITHUB_STEP_SUMMARY      Markdown report file (--markdown-file)
+      RESMON_PUSH_ENDPOINT     --push-endpoint
+      RESMON_SPOOL_DIR         --spool-dir
+
+    \b
+    Examples:
+      # sidecar sharing the job's PID namespace
+      resmon collect --interval=2s --top=10 \\
+          --push-endpoint=http://resmon:8080/api/v1/metrics
+      # wrap a build step; records to a file, report on the job page
+      resmon collect --interval 1s -o resmon.log -- make -j2
+      # deliver what earlier runs could not
+      resmon collect --flush-spool --push-endpoint=http://resmon:8080/api/v1/metrics
+    """
+    from resmon.collect.collector import CollectConfig, Collector, configure_logging, deliver_spool
+    from resmon.collect.containers import parse_limits, parse_process_map
+    from resmon.collect.spool import default_spool_dir
+    from resmon.execution import execution_from_env
+
+    level = "WARNING" if log_level.lower() in ("warn", "warning") else log_level.upper()
+    ctx.call_on_close(configure_logging(level, log_format.lower()))
+    spool_dir = spool_dir or default_spool_dir()
+
+    if flush_spool:
+        if command:
+            raise click.UsageError("--flush-spool takes no command")
+        delivered, refused, left = deliver_spool(
+            spool_dir, push_endpoint or "", push_token, push_timeout
+        )
+        click.echo(
+            f"spool {spool_dir}: {delivered} delivered, {refused} refused (moved to failed/), {left} left",
+            err=True,
+        )
+        ctx.exit(0 if refused == 0 and left == 0 else 1)
+
+    try:
+        # Fail before anything starts (the wrapped command, above all) when /proc is wrong.
+        from resmon.procfs import read_cpu_times
+
+        read_cpu_times(proc_path)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(
+            f"cannot read {proc_path}/stat: {exc}", param_hint="--proc-path"
+        ) from None
+
+    config = CollectConfig(
+        interval=interval,
+        proc_path=proc_path,
+        cgroup_path=cgroup_path,
+        process_map=_config_from(
+            ctx, "process_map", process_map, "CGROUP_PROCESS_MAP", parse_process_map
+        ),
+        limits=_config_from(ctx, "limits", limits, "CGROUP_LIMITS", parse_limits),
+        top_n=top,
+        log_format=log_format.lower(),
+        push_endpoint=push_endpoint or None,
+        push_token=push_token or None,
+        push_timeout=push_timeout,
+        spool_dir=spool_dir,
+        summary_file=summary_file,
+        markdown_file=markdown_file,
+        command=list(command) if command else None,
+        command_name=name,
+        record_command=record_command,
+        execution=execution_from_env(),
+    )
+    ctx.exit(Collector(config, output).run())
