@@ -1,15 +1,15 @@
 """OpenAPI paths of the read API (:mod:`resmon.server.read_api`).
 
-Kept next to the read API and merged into the document by
-:func:`resmon.server.openapi.build_openapi` in its marked block, so each owner
-edits one file.  Schemas are inline: this module needs nothing from the other
-components but the shared ``Error`` and ``RunSummary`` schemas.
+Schemas are inline: the rows here are the read API's own (indexed columns, nullable
+where a run summary may lack the figure); only the ``Error`` and ``RunSummary``
+components are shared with the rest of the document.
 """
 
 from __future__ import annotations
 
-from copy import deepcopy
 from typing import Any
+
+from resmon.server.openapi.common import error_response, json_response, with_common
 
 NUMBER = {"type": ["number", "null"]}
 INTEGER = {"type": ["integer", "null"]}
@@ -102,246 +102,262 @@ SCOPE_NOTE = (
 )
 
 
-def read_paths() -> dict[str, Any]:
-    """The read endpoints' path items, built with openapi.py's response helpers."""
-    # Imported here: openapi.py imports this module while building its document.
-    from resmon.server.openapi import error_response as error
-    from resmon.server.openapi import json_response as _ok
-    from resmon.server.openapi import with_common as common
-
-    unauthorized = error("Missing or wrong read token.")
-    bad = error("Invalid parameter; the error says which and what to use.")
-    unavailable = error("Database unavailable; retry later (Retry-After).")
-
-    def op(
-        op_id: str, summary: str, description: str, params: list, ok: dict, rule: str | None = None
-    ) -> dict[str, Any]:
-        item: dict[str, Any] = {"x-flask-rule": rule} if rule else {}
-        return {
-            **item,
-            "get": {
-                "operationId": op_id,
-                "summary": summary,
-                "description": description,
-                "security": [{"readToken": []}],
-                "parameters": params,
-                "responses": common(
-                    {
-                        "200": ok,
-                        "400": bad,
-                        "401": unauthorized,
-                        "404": NOT_FOUND_SUGGEST,
-                        "503": unavailable,
-                    }
-                ),
-            },
-        }
-
-    job_row = {
-        "type": "object",
-        "properties": {
-            **SCOPE_PROPERTIES,
-            "run_count": {"type": "integer"},
-            "last_id": {"type": "integer"},
-            "last_run_id": {"type": ["string", "null"]},
-            "last_received_at": TIME,
-            **{
-                f"last_{k}": NUMBER
-                for k in (
-                    "duration_seconds",
-                    "cpu_seconds",
-                    "cpu_percent_p95",
-                    "cpu_percent_peak",
-                    "mem_bytes_p95",
-                    "mem_bytes_peak",
-                )
-            },
+UNAUTHORIZED = error_response("Missing or wrong read token.")
+BAD_PARAMETER = error_response("Invalid parameter; the error says which and what to use.")
+UNAVAILABLE = error_response("Database unavailable; retry later (Retry-After).")
+WINDOW = {"since": TIME, "until": TIME}
+JOB_ROW = {
+    "type": "object",
+    "properties": {
+        **SCOPE_PROPERTIES,
+        "run_count": {"type": "integer"},
+        "last_id": {"type": "integer"},
+        "last_run_id": {"type": ["string", "null"]},
+        "last_received_at": TIME,
+        **{
+            f"last_{k}": NUMBER
+            for k in (
+                "duration_seconds",
+                "cpu_seconds",
+                "cpu_percent_p95",
+                "cpu_percent_peak",
+                "mem_bytes_p95",
+                "mem_bytes_peak",
+            )
         },
-    }
-    window = {"since": TIME, "until": TIME}
-    trend_point = {
-        "type": "object",
-        "description": (
-            "by=run: id, run_id, received_at; by=day: day (UTC, YYYY-MM-DD) and runs. Without "
-            "a container: cpu_percent_p95/peak and mem_bytes_p95/peak of the system; with one: "
-            "cpu_cores_p95/peak, memory_bytes_p95/peak and its limits. Per day, the highest "
-            "of the day's runs and the mean duration."
-        ),
-        "properties": {
-            "id": {"type": "integer"},
-            "run_id": STRING,
-            "received_at": TIME,
-            "day": STRING,
-            "runs": {"type": "integer"},
-            "duration_seconds": NUMBER,
-            **{
-                k: NUMBER
-                for k in (
-                    "cpu_percent_p95",
-                    "cpu_percent_peak",
-                    "mem_bytes_p95",
-                    "mem_bytes_peak",
-                    "cpu_cores_p95",
-                    "cpu_cores_peak",
-                    "memory_bytes_p95",
-                    "memory_bytes_peak",
-                    "limit_cpu_cores",
-                    "limit_memory_bytes",
-                )
-            },
+    },
+}
+TREND_POINT = {
+    "type": "object",
+    "description": (
+        "by=run: id, run_id, received_at; by=day: day (UTC, YYYY-MM-DD) and runs. Without "
+        "a container: cpu_percent_p95/peak and mem_bytes_p95/peak of the system; with one: "
+        "cpu_cores_p95/peak, memory_bytes_p95/peak and its limits. Per day, the highest "
+        "of the day's runs and the mean duration."
+    ),
+    "properties": {
+        "id": {"type": "integer"},
+        "run_id": STRING,
+        "received_at": TIME,
+        "day": STRING,
+        "runs": {"type": "integer"},
+        "duration_seconds": NUMBER,
+        **{
+            k: NUMBER
+            for k in (
+                "cpu_percent_p95",
+                "cpu_percent_peak",
+                "mem_bytes_p95",
+                "mem_bytes_peak",
+                "cpu_cores_p95",
+                "cpu_cores_peak",
+                "memory_bytes_p95",
+                "memory_bytes_peak",
+                "limit_cpu_cores",
+                "limit_memory_bytes",
+            )
         },
-    }
-    top_row = {
-        "type": "object",
-        "properties": {
-            **SCOPE_PROPERTIES,
-            "runs": {"type": "integer"},
-            **{
-                k: NUMBER
-                for k in (
-                    "cpu_seconds_total",
-                    "cpu_percent_p95_avg",
-                    "mem_bytes_peak_max",
-                    "mem_bytes_p95_avg",
-                    "duration_seconds_total",
-                    "duration_seconds_avg",
-                )
-            },
+    },
+}
+TOP_ROW = {
+    "type": "object",
+    "properties": {
+        **SCOPE_PROPERTIES,
+        "runs": {"type": "integer"},
+        **{
+            k: NUMBER
+            for k in (
+                "cpu_seconds_total",
+                "cpu_percent_p95_avg",
+                "mem_bytes_peak_max",
+                "mem_bytes_p95_avg",
+                "duration_seconds_total",
+                "duration_seconds_avg",
+            )
         },
+    },
+}
+
+
+def paths() -> dict[str, Any]:
+    return {
+        "/api/v1/jobs": _jobs(),
+        "/api/v1/jobs/{organization}/{repository}/{workflow}/{job}/runs": _job_runs(),
+        "/api/v1/jobs/{organization}/{repository}/{workflow}/{job}/trend": _job_trend(),
+        "/api/v1/runs/{id}": _run(),
+        "/api/v1/top": _top(),
     }
-    paths = {
-        "/api/v1/jobs": op(
-            "listJobs",
-            "Every job, with its run count and last run's figures",
-            "Filter by organization and/or repository (`org/repo`, or the bare name).",
-            [
-                _param("organization", "Only this organization's jobs."),
-                _param("repository", "Only this repository's jobs (org/repo or bare name)."),
-            ],
-            _ok(
-                "Jobs, by repository, workflow, job.",
+
+
+def _get(
+    op_id: str, summary: str, description: str, params: list, ok: dict, rule: str | None = None
+) -> dict[str, Any]:
+    """A path item with one GET behind the read token; ``rule`` when Flask's differs."""
+    item: dict[str, Any] = {"x-flask-rule": rule} if rule else {}
+    return {
+        **item,
+        "get": {
+            "operationId": op_id,
+            "summary": summary,
+            "description": description,
+            "security": [{"readToken": []}],
+            "parameters": params,
+            "responses": with_common(
                 {
-                    "type": "object",
-                    "required": ["jobs"],
-                    "properties": {"jobs": {"type": "array", "items": job_row}},
-                },
-            ),
-        ),
-        "/api/v1/jobs/{organization}/{repository}/{workflow}/{job}/runs": op(
-            "listJobRuns",
-            "Runs of one job, newest first",
-            "Indexed columns only (no stored summaries parsed)." + SCOPE_NOTE,
-            [*SCOPE_PARAMS, LIMIT, SINCE, UNTIL],
-            _ok(
-                "The runs; `truncated` (and the X-Resmon-Truncated header) when more match.",
-                {
-                    "type": "object",
-                    "required": ["runs", "truncated", "limit"],
-                    "properties": {
-                        **SCOPE_PROPERTIES,
-                        **window,
-                        "limit": {"type": "integer"},
-                        "truncated": {"type": "boolean"},
-                        "runs": {"type": "array", "items": RUN_ROW},
-                    },
-                },
-                {
-                    "X-Resmon-Truncated": {
-                        "description": "`true` when more runs match than were returned.",
-                        "schema": STRING,
-                    }
-                },
-            ),
-            "/api/v1/jobs/<path:scope>/runs",
-        ),
-        "/api/v1/jobs/{organization}/{repository}/{workflow}/{job}/trend": op(
-            "jobTrend",
-            "p95 and peak of CPU and memory per run or per day, oldest first",
-            "The last `limit` points (default 30)." + SCOPE_NOTE,
-            [
-                *SCOPE_PARAMS,
-                _param("container", "One container's figures instead of the system's."),
-                _param(
-                    "by",
-                    "Group per run or per UTC day.",
-                    {"type": "string", "enum": ["run", "day"]},
-                ),
-                LIMIT,
-                SINCE,
-                UNTIL,
-            ],
-            _ok(
-                "The points.",
-                {
-                    "type": "object",
-                    "required": ["by", "points"],
-                    "properties": {
-                        **SCOPE_PROPERTIES,
-                        **window,
-                        "container": {"type": ["string", "null"]},
-                        "by": {"type": "string", "enum": ["run", "day"]},
-                        "points": {"type": "array", "items": trend_point},
-                    },
-                },
-            ),
-            "/api/v1/jobs/<path:scope>/trend",
-        ),
-        "/api/v1/runs/{id}": op(
-            "getRun",
-            "One stored run: columns, per-container statistics and the run summary",
-            "The id is the one the push answered and the runs list shows.",
-            [
-                {
-                    "name": "id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    "200": ok,
+                    "400": BAD_PARAMETER,
+                    "401": UNAUTHORIZED,
+                    "404": NOT_FOUND_SUGGEST,
+                    "503": UNAVAILABLE,
                 }
-            ],
-            _ok(
-                "The run.",
-                {
-                    **RUN_ROW,
-                    "required": [*RUN_ROW["required"], "containers", "payload"],
-                    "properties": {
-                        **RUN_ROW["properties"],
-                        "containers": {"type": "array", "items": CONTAINER_ROW},
-                        "payload": {"$ref": "#/components/schemas/RunSummary"},
-                    },
-                },
             ),
-            "/api/v1/runs/<run_pk>",
-        ),
-        "/api/v1/top": op(
-            "topJobs",
-            "Jobs ranked by cost over a period",
-            (
-                "metric=cpu ranks by total CPU time (then mean system CPU p95), memory by the "
-                "highest memory peak, duration by total run time. Every row carries all figures."
-            ),
-            [
-                _param(
-                    "metric",
-                    "What to rank by.",
-                    {"type": "string", "enum": ["cpu", "memory", "duration"]},
-                ),
-                _param("period", "How far back from `until` (default 7d): 30m, 12h, 7d, 2w."),
-                UNTIL,
-                LIMIT,
-            ],
-            _ok(
-                "The ranking.",
-                {
-                    "type": "object",
-                    "required": ["metric", "jobs"],
-                    "properties": {
-                        "metric": STRING,
-                        **window,
-                        "limit": {"type": "integer"},
-                        "jobs": {"type": "array", "items": top_row},
-                    },
-                },
-            ),
-        ),
+        },
     }
-    return deepcopy(paths)
+
+
+def _jobs() -> dict[str, Any]:
+    return _get(
+        "listJobs",
+        "Every job, with its run count and last run's figures",
+        "Filter by organization and/or repository (`org/repo`, or the bare name).",
+        [
+            _param("organization", "Only this organization's jobs."),
+            _param("repository", "Only this repository's jobs (org/repo or bare name)."),
+        ],
+        json_response(
+            "Jobs, by repository, workflow, job.",
+            {
+                "type": "object",
+                "required": ["jobs"],
+                "properties": {"jobs": {"type": "array", "items": JOB_ROW}},
+            },
+        ),
+    )
+
+
+def _job_runs() -> dict[str, Any]:
+    return _get(
+        "listJobRuns",
+        "Runs of one job, newest first",
+        "Indexed columns only (no stored summaries parsed)." + SCOPE_NOTE,
+        [*SCOPE_PARAMS, LIMIT, SINCE, UNTIL],
+        json_response(
+            "The runs; `truncated` (and the X-Resmon-Truncated header) when more match.",
+            {
+                "type": "object",
+                "required": ["runs", "truncated", "limit"],
+                "properties": {
+                    **SCOPE_PROPERTIES,
+                    **WINDOW,
+                    "limit": {"type": "integer"},
+                    "truncated": {"type": "boolean"},
+                    "runs": {"type": "array", "items": RUN_ROW},
+                },
+            },
+            {
+                "X-Resmon-Truncated": {
+                    "description": "`true` when more runs match than were returned.",
+                    "schema": STRING,
+                }
+            },
+        ),
+        "/api/v1/jobs/<path:scope>/runs",
+    )
+
+
+def _job_trend() -> dict[str, Any]:
+    return _get(
+        "jobTrend",
+        "p95 and peak of CPU and memory per run or per day, oldest first",
+        "The last `limit` points (default 30)." + SCOPE_NOTE,
+        [
+            *SCOPE_PARAMS,
+            _param("container", "One container's figures instead of the system's."),
+            _param(
+                "by",
+                "Group per run or per UTC day.",
+                {"type": "string", "enum": ["run", "day"]},
+            ),
+            LIMIT,
+            SINCE,
+            UNTIL,
+        ],
+        json_response(
+            "The points.",
+            {
+                "type": "object",
+                "required": ["by", "points"],
+                "properties": {
+                    **SCOPE_PROPERTIES,
+                    **WINDOW,
+                    "container": {"type": ["string", "null"]},
+                    "by": {"type": "string", "enum": ["run", "day"]},
+                    "points": {"type": "array", "items": TREND_POINT},
+                },
+            },
+        ),
+        "/api/v1/jobs/<path:scope>/trend",
+    )
+
+
+def _run() -> dict[str, Any]:
+    return _get(
+        "getRun",
+        "One stored run: columns, per-container statistics and the run summary",
+        "The id is the one the push answered and the runs list shows.",
+        [
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        ],
+        json_response(
+            "The run.",
+            {
+                **RUN_ROW,
+                "required": [*RUN_ROW["required"], "containers", "payload"],
+                "properties": {
+                    **RUN_ROW["properties"],
+                    "containers": {"type": "array", "items": CONTAINER_ROW},
+                    "payload": {"$ref": "#/components/schemas/RunSummary"},
+                },
+            },
+        ),
+        "/api/v1/runs/<run_pk>",
+    )
+
+
+def _top() -> dict[str, Any]:
+    return _get(
+        "topJobs",
+        "Jobs ranked by cost over a period",
+        (
+            "metric=cpu ranks by total CPU time (then mean system CPU p95), memory by the "
+            "highest memory peak, duration by total run time. Every row carries all figures."
+        ),
+        [
+            _param(
+                "metric",
+                "What to rank by.",
+                {"type": "string", "enum": ["cpu", "memory", "duration"]},
+            ),
+            _param("period", "How far back from `until` (default 7d): 30m, 12h, 7d, 2w."),
+            UNTIL,
+            LIMIT,
+        ],
+        json_response(
+            "The ranking.",
+            {
+                "type": "object",
+                "required": ["metric", "jobs"],
+                "properties": {
+                    "metric": STRING,
+                    **WINDOW,
+                    "limit": {"type": "integer"},
+                    "jobs": {"type": "array", "items": TOP_ROW},
+                },
+            },
+        ),
+    )

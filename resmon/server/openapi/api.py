@@ -1,0 +1,206 @@
+"""OpenAPI paths of the wire API (:mod:`resmon.server.api`): push, mint, runs of a
+scope, health, readiness and this document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resmon.server.openapi.common import (
+    BAD_REQUEST,
+    UNAUTHORIZED,
+    error_response,
+    json_response,
+    with_common,
+)
+
+STATUS = {"$ref": "#/components/schemas/Status"}
+
+
+def paths() -> dict[str, Any]:
+    return {
+        "/api/v1/metrics": {"post": _push()},
+        "/api/v1/token": {"post": _mint_token()},
+        "/api/v1/metrics/repo/{organization}/{repository}/{workflow}/{job}": {
+            "x-flask-rule": "/api/v1/metrics/repo/<path:scope>",
+            "get": _runs_of_scope(),
+        },
+        **_health(),
+        "/api/v1/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": with_common(
+                    {"200": json_response("OpenAPI 3.1 document.", {"type": "object"})}
+                ),
+            }
+        },
+    }
+
+
+def _push() -> dict[str, Any]:
+    return {
+        "operationId": "pushMetrics",
+        "summary": "Push one run summary",
+        "description": (
+            "Stores a run once. The bearer token must be the push token of the payload's "
+            "execution scope (HMAC-SHA256 over v1\\0org\\0repo\\0workflow\\0job; either "
+            "repository spelling, `repo` or `org/repo`, verifies). A repeat with the same "
+            "Idempotency-Key and body, or without a key the same scope, run_id, run_attempt "
+            "and start_time, answers 200 with the original id."
+        ),
+        "security": [{"pushToken": []}],
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                "description": "Client-chosen key; the payload field idempotency_key is the same.",
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PushPayload"}}
+            },
+        },
+        "responses": with_common(
+            {
+                "201": json_response("Stored.", {"$ref": "#/components/schemas/PushResult"}),
+                "200": json_response(
+                    "Already stored: the original id.",
+                    {"$ref": "#/components/schemas/PushResult"},
+                ),
+                "400": BAD_REQUEST,
+                "401": UNAUTHORIZED,
+                "413": error_response("Body larger than the server's --max-body."),
+                "408": error_response("Body not received within the server's --io-timeout."),
+                "422": error_response("Idempotency-Key already used with a different payload."),
+                "503": error_response("Database unavailable; retry after Retry-After seconds."),
+            }
+        ),
+    }
+
+
+def _mint_token() -> dict[str, Any]:
+    return {
+        "operationId": "mintToken",
+        "summary": "Mint the push token of a scope",
+        "description": "Signs the repository exactly as given, with the first --hmac-key.",
+        "security": [{"readToken": []}],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Scope"}}},
+        },
+        "responses": with_common(
+            {
+                "200": json_response(
+                    "The push token.",
+                    {
+                        "type": "object",
+                        "required": ["token"],
+                        "properties": {"token": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                    },
+                ),
+                "400": error_response(
+                    "A field is missing or invalid, or no HMAC key is configured."
+                ),
+                "401": UNAUTHORIZED,
+                "413": error_response("Body too large."),
+                "408": error_response("Body not received within the server's --io-timeout."),
+            }
+        ),
+    }
+
+
+def _runs_of_scope() -> dict[str, Any]:
+    path_params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in ("organization", "repository", "workflow", "job")
+    ]
+    return {
+        "operationId": "listRuns",
+        "summary": "Runs of one job, newest first",
+        "description": (
+            "Exact match on the scope; the repository is `org%2Frepo`, `org/repo` as two path "
+            "segments, or a bare `repo` (canonicalised to `org/repo`). Without `limit` at most "
+            "the server's cap (default 1000) rows are returned; when rows were cut off the "
+            "response has `X-Resmon-Truncated: true` and `X-Total-Count`."
+        ),
+        "security": [{"readToken": []}],
+        "parameters": [
+            *path_params,
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+            },
+            {
+                "name": "since",
+                "in": "query",
+                "required": False,
+                "description": "Only runs received at or after this RFC 3339 time.",
+                "schema": {"type": "string", "format": "date-time"},
+            },
+            {
+                "name": "until",
+                "in": "query",
+                "required": False,
+                "description": "Only runs received before this RFC 3339 time.",
+                "schema": {"type": "string", "format": "date-time"},
+            },
+        ],
+        "responses": with_common(
+            {
+                "200": json_response(
+                    "Stored runs, newest first.",
+                    {"type": "array", "items": {"$ref": "#/components/schemas/StoredRun"}},
+                    headers={
+                        "X-Resmon-Truncated": {
+                            "description": "`true` when more rows matched than were returned.",
+                            "schema": {"type": "string", "enum": ["true"]},
+                        },
+                        "X-Total-Count": {
+                            "description": "Rows that matched, when truncated.",
+                            "schema": {"type": "integer"},
+                        },
+                    },
+                ),
+                "400": BAD_REQUEST,
+                "401": UNAUTHORIZED,
+            }
+        ),
+    }
+
+
+def _health() -> dict[str, Any]:
+    alive = with_common({"200": json_response("Alive.", STATUS)})
+    return {
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Go-receiver compatible health check",
+                "responses": alive,
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness: the process answers (no database access)",
+                "responses": alive,
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: database reachable and migrated, not shutting down",
+                "responses": with_common(
+                    {
+                        "200": json_response("Ready.", STATUS),
+                        "503": json_response("Not ready; reason says why.", STATUS),
+                    }
+                ),
+            }
+        },
+    }
