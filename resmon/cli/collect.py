@@ -7,8 +7,12 @@ may pull in flask, peewee or rich (tests/collect/test_collector_cost.py checks i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from resmon.collect.collector import CollectConfig
 
 
 def _duration_option(ctx, param, value):
@@ -163,28 +167,7 @@ def _config_from(ctx, name: str, value: str | None, env: str, parse):
 )
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD [ARGS]...]")
 @click.pass_context
-def collect(
-    ctx,
-    interval,
-    proc_path,
-    cgroup_path,
-    process_map,
-    limits,
-    top,
-    log_level,
-    log_format,
-    output,
-    push_endpoint,
-    push_token,
-    push_timeout,
-    spool_dir,
-    flush_spool,
-    summary_file,
-    markdown_file,
-    name,
-    record_command,
-    command,
-):
+def collect(ctx, **options):
     """Sample CPU and memory from /proc (and cgroupfs) until stopped, or while CMD runs.
 
     Sidecar mode: samples every process it can see, groups them into containers by
@@ -221,20 +204,22 @@ def collect(
       # deliver what earlier runs could not
       resmon collect --flush-spool --push-endpoint=http://resmon:8080/api/v1/metrics
     """
-    from resmon.collect.collector import CollectConfig, Collector, configure_logging, deliver_spool
-    from resmon.collect.containers import parse_limits, parse_process_map
+    from resmon.collect.collector import Collector, configure_logging, deliver_spool
     from resmon.collect.spool import default_spool_dir
-    from resmon.execution import execution_from_env
 
-    level = "WARNING" if log_level.lower() in ("warn", "warning") else log_level.upper()
-    ctx.call_on_close(configure_logging(level, log_format.lower()))
-    spool_dir = spool_dir or default_spool_dir()
+    log_level, log_format = options["log_level"].lower(), options["log_format"].lower()
+    level = "WARNING" if log_level in ("warn", "warning") else log_level.upper()
+    ctx.call_on_close(configure_logging(level, log_format))
+    spool_dir = options["spool_dir"] or default_spool_dir()
 
-    if flush_spool:
-        if command:
+    if options["flush_spool"]:
+        if options["command"]:
             raise click.UsageError("--flush-spool takes no command")
         delivered, refused, left = deliver_spool(
-            spool_dir, push_endpoint or "", push_token, push_timeout
+            spool_dir,
+            options["push_endpoint"] or "",
+            options["push_token"],
+            options["push_timeout"],
         )
         click.echo(
             f"spool {spool_dir}: {delivered} delivered, {refused} refused (moved to failed/), {left} left",
@@ -242,6 +227,7 @@ def collect(
         )
         ctx.exit(0 if refused == 0 and left == 0 else 1)
 
+    proc_path = options["proc_path"]
     try:
         # Fail before anything starts (the wrapped command, above all) when /proc is wrong.
         from resmon.procfs import read_cpu_times
@@ -252,25 +238,41 @@ def collect(
             f"cannot read {proc_path}/stat: {exc}", param_hint="--proc-path"
         ) from None
 
-    config = CollectConfig(
-        interval=interval,
-        proc_path=proc_path,
-        cgroup_path=cgroup_path,
+    config = _collect_config(ctx, options, spool_dir, log_format)
+    ctx.exit(Collector(config, options["output"]).run())
+
+
+def _collect_config(
+    ctx: click.Context, options: dict[str, Any], spool_dir: Path, log_format: str
+) -> CollectConfig:
+    """The collector's settings from the options, the CGROUP_* JSON and the CI environment.
+
+    Called only for a run, after the /proc check: ``--flush-spool`` needs none of it, so
+    a malformed CGROUP_* variable never stops a flush.
+    """
+    from resmon.collect.collector import CollectConfig
+    from resmon.collect.containers import parse_limits, parse_process_map
+    from resmon.execution import execution_from_env
+
+    command = options["command"]
+    return CollectConfig(
+        interval=options["interval"],
+        proc_path=options["proc_path"],
+        cgroup_path=options["cgroup_path"],
         process_map=_config_from(
-            ctx, "process_map", process_map, "CGROUP_PROCESS_MAP", parse_process_map
+            ctx, "process_map", options["process_map"], "CGROUP_PROCESS_MAP", parse_process_map
         ),
-        limits=_config_from(ctx, "limits", limits, "CGROUP_LIMITS", parse_limits),
-        top_n=top,
-        log_format=log_format.lower(),
-        push_endpoint=push_endpoint or None,
-        push_token=push_token or None,
-        push_timeout=push_timeout,
+        limits=_config_from(ctx, "limits", options["limits"], "CGROUP_LIMITS", parse_limits),
+        top_n=options["top"],
+        log_format=log_format,
+        push_endpoint=options["push_endpoint"] or None,
+        push_token=options["push_token"] or None,
+        push_timeout=options["push_timeout"],
         spool_dir=spool_dir,
-        summary_file=summary_file,
-        markdown_file=markdown_file,
+        summary_file=options["summary_file"],
+        markdown_file=options["markdown_file"],
         command=list(command) if command else None,
-        command_name=name,
-        record_command=record_command,
+        command_name=options["name"],
+        record_command=options["record_command"],
         execution=execution_from_env(),
     )
-    ctx.exit(Collector(config, output).run())
