@@ -57,7 +57,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from resmon.collect.accumulator import RunAccumulator  # noqa: E402
-from resmon.collect.sampler import ContainerSample, ProcessSample, Sample, Sampler, SamplerConfig  # noqa: E402
+from resmon.collect.sampler import Sampler, SamplerConfig  # noqa: E402
+from resmon.collect.samples import ContainerSample, ProcessSample, Sample  # noqa: E402
 from resmon.procfs import CLK_TCK  # noqa: E402
 
 MIB = 1024 * 1024

@@ -18,7 +18,7 @@ from array import array
 from datetime import UTC, datetime
 from typing import Any
 
-from resmon.collect.sampler import ContainerSample, Sample, add_cgroup_counters
+from resmon.collect.samples import ContainerSample, Sample, add_cgroup_counters
 from resmon.schema import format_time
 from resmon.stats import Series
 

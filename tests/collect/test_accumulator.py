@@ -11,7 +11,8 @@ import tracemalloc
 
 from resmon import procfs
 from resmon.collect.accumulator import RunAccumulator
-from resmon.collect.sampler import ContainerSample, ProcessSample, Sample, Sampler, SamplerConfig
+from resmon.collect.sampler import Sampler, SamplerConfig
+from resmon.collect.samples import ContainerSample, ProcessSample, Sample
 from resmon.schema import parse_time, validate_push
 from resmon.stats import STAT_KEYS
 
