@@ -5,10 +5,10 @@ hands it to the production WSGI server in :mod:`resmon.server.wsgi`; tests use
 the same factory with Flask's test client.
 
 Extension points for metrics and other observers (``app.extensions["resmon"]``,
-a :class:`ServerState`):
+a :class:`~resmon.server.config.ServerState`):
 
 - ``state.hooks.push_result``: callables ``(outcome)`` called once per push with
-  one of :data:`PUSH_OUTCOMES`;
+  one of :data:`~resmon.server.config.PUSH_OUTCOMES`;
 - ``state.hooks.request_done``: callables ``(route, method, status, seconds)``
   called after every request (``route`` is the URL rule template, or
   ``"<unmatched>"``: never a raw path, so it is safe as a metric label).
@@ -19,66 +19,18 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from flask import Flask, g, request
 from flask.json.provider import JSONProvider
-from peewee import Database
 
+from resmon.server.config import ServerConfig, ServerState, state
 from resmon.server.errors import register_error_handlers
 from resmon.server.logs import log_request
 from resmon.store import db as dbmod
 
 log = logging.getLogger(__name__)
-
-MIB = 1024 * 1024
-DEFAULT_MAX_BODY = MIB
-DEFAULT_QUERY_CAP = 1000
-PUSH_OUTCOMES = ("created", "duplicate", "rejected_auth", "rejected_input", "too_large")
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    database: str = "metrics.db"
-    read_token: str = ""
-    # The first key mints; all of them verify (key rotation).
-    hmac_keys: tuple[str, ...] = ()
-    max_body: int = DEFAULT_MAX_BODY
-    # Rows a query returns when it gives no limit (the Go receiver returned all).
-    query_cap: int = DEFAULT_QUERY_CAP
-    # create_app migrates the schema; ``resmon serve`` does it once before forking.
-    migrate: bool = True
-    # GET /metrics on the app's own listener (off when --metrics-addr serves them apart).
-    metrics_path: bool = True
-
-    def __repr__(self) -> str:  # never print secrets, not even in a traceback
-        return (
-            f"ServerConfig(database={dbmod.describe_target(self.database)!r}, "
-            f"read_token=***, hmac_keys=[{len(self.hmac_keys)} keys], max_body={self.max_body}, "
-            f"query_cap={self.query_cap})"
-        )
-
-
-@dataclass
-class Hooks:
-    push_result: list[Callable[[str], None]] = field(default_factory=list)
-    request_done: list[Callable[[str, str, int, float], None]] = field(default_factory=list)
-
-    def push(self, outcome: str) -> None:
-        for hook in self.push_result:
-            hook(outcome)
-
-
-@dataclass
-class ServerState:
-    config: ServerConfig
-    database: Database
-    hooks: Hooks = field(default_factory=Hooks)
-    # Set when the worker got SIGTERM: /readyz answers 503 while requests drain.
-    draining: bool = False
 
 
 class OrjsonProvider(JSONProvider):
@@ -89,10 +41,6 @@ class OrjsonProvider(JSONProvider):
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return orjson.loads(s)
-
-
-def state(app: Flask) -> ServerState:
-    return app.extensions["resmon"]
 
 
 def create_app(config: ServerConfig | None = None) -> Flask:

@@ -20,7 +20,7 @@ from flask import Blueprint, Response, current_app, request
 from peewee import InterfaceError, OperationalError
 
 from resmon.schema import MAX_SCOPE_LEN, PayloadError, format_time, loads, parse_time, validate_push
-from resmon.server import ServerState
+from resmon.server.config import ServerState
 from resmon.server.errors import ApiError
 from resmon.server.openapi import build_openapi
 from resmon.store import db as dbmod

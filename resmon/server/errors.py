@@ -24,7 +24,7 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-        # The push outcome this error counts as (see resmon.server.Hooks), if any.
+        # The push outcome this error counts as (see resmon.server.config.Hooks), if any.
         self.outcome = outcome
         self.headers = headers or {}
 

@@ -5,8 +5,8 @@ Prometheus convention: nothing in it names an organization, repository, job, run
 or token), or only on a separate listener with ``--metrics-addr``.
 
 - ``resmon_pushes_received_total{result}``: pushes by outcome, ``result`` one of
-  :data:`resmon.server.PUSH_OUTCOMES` (a push that met a database outage and got
-  503 has no outcome and is not counted here; it shows in the request histogram);
+  :data:`resmon.server.config.PUSH_OUTCOMES` (a push that met a database outage and
+  got 503 has no outcome and is not counted here; it shows in the request histogram);
 - ``resmon_http_request_duration_seconds{route,method}``: every request, ``route``
   the URL rule template (``<unmatched>`` for a 404) and ``method`` from a fixed
   set (anything else is ``other``);
@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
 from resmon import __version__, procfs
+from resmon.server.config import PUSH_OUTCOMES, state
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -281,8 +282,6 @@ class ServerMetrics:
         from prometheus_client import CollectorRegistry, Counter, Histogram
         from prometheus_client.multiprocess import MultiProcessCollector
 
-        from resmon.server import PUSH_OUTCOMES
-
         mp_path = _multiprocess_path()
         self.registry = CollectorRegistry(auto_describe=False)
         # Multiprocess: values live in per-process files and a scrape adds the files
@@ -330,8 +329,6 @@ def init_app(app: Flask, *, serve_path: bool = True) -> ServerMetrics:
     """Create the app's metrics, hook them to pushes and requests, and (with
     ``serve_path``) answer ``GET /metrics``."""
     from flask import Response, request
-
-    from resmon.server import state
 
     st = state(app)
     metrics = ServerMetrics(lambda: database_stats(st.database))

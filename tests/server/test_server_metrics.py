@@ -16,7 +16,8 @@ from pg import postgres_url  # noqa: F401,F811  (fixture)
 from prometheus_client.parser import text_string_to_metric_families
 from server_proc import RESMON, ServerProcess, free_port, sample_payload
 
-from resmon.server import PUSH_OUTCOMES, ServerConfig, create_app
+from resmon.server import ServerConfig, create_app
+from resmon.server.config import PUSH_OUTCOMES
 from resmon.server.metrics import method_label
 from resmon.tokens import push_token
 

@@ -1,0 +1,66 @@
+"""What a resmon app runs with: its :class:`ServerConfig`, and the :class:`ServerState`
+kept in ``app.extensions["resmon"]`` (reached with :func:`state`).
+
+A module of its own so that the blueprints and the metrics read the state without
+importing the app factory (:func:`resmon.server.create_app`), which imports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Flask
+from peewee import Database
+
+from resmon.store import db as dbmod
+
+MIB = 1024 * 1024
+DEFAULT_MAX_BODY = MIB
+DEFAULT_QUERY_CAP = 1000
+PUSH_OUTCOMES = ("created", "duplicate", "rejected_auth", "rejected_input", "too_large")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    database: str = "metrics.db"
+    read_token: str = ""
+    # The first key mints; all of them verify (key rotation).
+    hmac_keys: tuple[str, ...] = ()
+    max_body: int = DEFAULT_MAX_BODY
+    # Rows a query returns when it gives no limit (the Go receiver returned all).
+    query_cap: int = DEFAULT_QUERY_CAP
+    # create_app migrates the schema; ``resmon serve`` does it once before forking.
+    migrate: bool = True
+    # GET /metrics on the app's own listener (off when --metrics-addr serves them apart).
+    metrics_path: bool = True
+
+    def __repr__(self) -> str:  # never print secrets, not even in a traceback
+        return (
+            f"ServerConfig(database={dbmod.describe_target(self.database)!r}, "
+            f"read_token=***, hmac_keys=[{len(self.hmac_keys)} keys], max_body={self.max_body}, "
+            f"query_cap={self.query_cap})"
+        )
+
+
+@dataclass
+class Hooks:
+    push_result: list[Callable[[str], None]] = field(default_factory=list)
+    request_done: list[Callable[[str, str, int, float], None]] = field(default_factory=list)
+
+    def push(self, outcome: str) -> None:
+        for hook in self.push_result:
+            hook(outcome)
+
+
+@dataclass
+class ServerState:
+    config: ServerConfig
+    database: Database
+    hooks: Hooks = field(default_factory=Hooks)
+    # Set when the worker got SIGTERM: /readyz answers 503 while requests drain.
+    draining: bool = False
+
+
+def state(app: Flask) -> ServerState:
+    return app.extensions["resmon"]
