@@ -36,10 +36,11 @@ negative, with this rule (applied across all processes, whatever their group):
   read race) is only a baseline;
 - a process that disappeared keeps its last observed total counted: nothing is
   taken back.  Who reaped it is its last known parent if that parent is still
-  alive, else that parent's reaper, and so on.  If the reaper is resmon, outside
-  the groups, or unknown, the last observed total simply stays with the group
-  (only the tail since the last reading is lost; in wrapper mode
-  :meth:`Sampler.final_command_sample` restores it from the rusage of the wait).
+  alive, else that parent's reaper, and so on (:mod:`resmon.collect.cpu_credit`).
+  If the reaper is resmon, outside the groups, or unknown, the last observed
+  total simply stays with the group (only the tail since the last reading is
+  lost; in wrapper mode :meth:`Sampler.final_command_sample` restores it from the
+  rusage of the wait).
 
 So a group's ``cpu_seconds`` never goes backwards, never goes negative, and a
 child reaped inside the measured processes is counted once (the min() floor also
@@ -79,6 +80,7 @@ from dataclasses import dataclass, field
 from resmon import procfs
 from resmon.cgroupfs import HIERARCHIES, V1_CPUACCT, V2, CgroupFS, read_container
 from resmon.collect.containers import Limits, container_name_for_path
+from resmon.collect.cpu_credit import MAX_PARENT_WALK, assign_reapers
 from resmon.collect.samples import (
     SOURCE_CGROUPFS,
     SOURCE_PROCFS,
@@ -94,7 +96,6 @@ log = logging.getLogger(__name__)
 _COMMAND_GROUP = "\0command"
 _EXCLUDED = "\0excluded"
 _UNKNOWN_CGROUP = CgroupInfo(path="", unified=None, v1={})
-_MAX_PARENT_WALK = 256
 # /proc/PID/stat states of a process that has exited: zombie, dead.
 _DEAD_STATES = frozenset({"Z", "X", "x"})
 # A stat line is at most ~700 bytes (52 numbers and a 64-byte name); one small read.
@@ -342,7 +343,7 @@ class Sampler:
         churn = bool(new_stats) or len(current) != len(prev)
         if churn:
             self._distinct = None
-        absorbed = self._assign_reapers(prev, current) if churn and prev else {}
+        absorbed = assign_reapers(prev, current) if churn and prev else {}
 
         # Groups keep their names from one sample to the next (almost always).
         names_before = self._group_names
@@ -517,7 +518,7 @@ class Sampler:
         command_pid = self.config.command_pid
         exclude = self.config.exclude_pids
         pid = st.pid
-        for _ in range(_MAX_PARENT_WALK):
+        for _ in range(MAX_PARENT_WALK):
             if pid == command_pid:
                 return True
             if pid in exclude or pid <= 1:
@@ -531,55 +532,6 @@ class Sampler:
                     return known.group == _COMMAND_GROUP
             pid = stats[key].ppid
         return False
-
-    @staticmethod
-    def _assign_reapers(
-        prev: dict[tuple[int, int], _Proc],
-        current: dict[tuple[int, int], _Proc],
-    ) -> dict[tuple[int, int], int]:
-        """Ticks of disappeared processes that live processes reaped in the interval.
-
-        A disappeared process whose last known parent is alive was reaped by it (if
-        the parent's cutime+cstime grew by at least its last observed total; if not,
-        say the parent ignores SIGCHLD, nobody absorbed it and nothing is taken).  If
-        the parent is gone too, the child was reaped either by that parent before it
-        died (so by the parent's reaper, in turn) or, orphaned, by a subreaper or
-        init: both are live ancestors, so the nearest live ancestor whose children
-        time grew enough takes it.  Direct children are placed first.
-        """
-        capacity: dict[tuple[int, int], int] = {}
-        for key, old in prev.items():
-            now = current.get(key)
-            if now is not None:
-                capacity[key] = max(0, now.children - old.children)
-        prev_by_pid = {key[0]: key for key in prev}
-        pending: list[tuple[int, int, list[tuple[int, int]]]] = []
-        for key, gone in prev.items():
-            if key in current or gone.total == 0:
-                continue
-            hops, ancestors = 0, []
-            node = gone
-            for _ in range(_MAX_PARENT_WALK):
-                parent = prev_by_pid.get(node.ppid)
-                if parent is None or parent == key:
-                    break
-                if parent in capacity:
-                    ancestors.append(parent)
-                    if hops == 0:
-                        break  # a live parent is the reaper; no one else is
-                elif not ancestors:
-                    hops += 1
-                node = prev[parent]
-            if ancestors:
-                pending.append((hops, gone.total, ancestors))
-        absorbed: dict[tuple[int, int], int] = {}
-        for _hops, total, ancestors in sorted(pending, key=lambda item: (item[0], -item[1])):
-            for reaper in ancestors:
-                if capacity[reaper] >= total:
-                    capacity[reaper] -= total
-                    absorbed[reaper] = absorbed.get(reaper, 0) + total
-                    break
-        return absorbed
 
     def _name_groups(self, group_members: dict[str, list[_Proc]]) -> dict[str, str]:
         cfg = self.config
