@@ -204,7 +204,8 @@ def collect(ctx, **options):
       # deliver what earlier runs could not
       resmon collect --flush-spool --push-endpoint=http://resmon:8080/api/v1/metrics
     """
-    from resmon.collect.collector import Collector, configure_logging, deliver_spool
+    from resmon.collect.collector import Collector, deliver_spool
+    from resmon.collect.logging_setup import configure_logging
     from resmon.collect.spool import default_spool_dir
 
     log_level, log_format = options["log_level"].lower(), options["log_format"].lower()

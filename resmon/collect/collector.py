@@ -22,22 +22,20 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from resmon import __version__
-from resmon.collect.records import RecordWriter, text_value
+from resmon.collect.records import RecordWriter
 from resmon.collect.signals import Wakeup, exit_code_from_status, installed
 from resmon.execution import missing_required
-from resmon.schema import format_time, push_payload
+from resmon.schema import push_payload
 
 if TYPE_CHECKING:
     import subprocess  # imported when a command is run: a sidecar never needs it
@@ -76,51 +74,6 @@ class CollectConfig:
     command_name: str = "command"  # the wrapped command's container
     record_command: bool = False
     execution: dict[str, str] = field(default_factory=dict)
-
-
-class JsonLogFormatter(logging.Formatter):
-    """Diagnostics as the same JSON shape as the records (time, level, msg)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        obj = {
-            "time": format_time(datetime.fromtimestamp(record.created, UTC)),
-            "level": record.levelname.replace("WARNING", "WARN"),
-            "msg": record.getMessage(),
-            "logger": record.name,
-        }
-        if record.exc_info:
-            obj["error"] = self.formatException(record.exc_info)
-        return orjson.dumps(obj).decode()
-
-
-class TextLogFormatter(logging.Formatter):
-    """Diagnostics as ``key=value`` text, like the records with ``--log-format text``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        when = format_time(datetime.fromtimestamp(record.created, UTC))
-        level = record.levelname.replace("WARNING", "WARN")
-        line = (
-            f"time={when} level={level} msg={text_value(record.getMessage())} logger={record.name}"
-        )
-        if record.exc_info:
-            line += f" error={text_value(self.formatException(record.exc_info))}"
-        return line
-
-
-def configure_logging(
-    level: str, log_format: str, stream: IO[str] | None = None
-) -> Callable[[], None]:
-    """Diagnostics to stderr; only the CLI calls this.  Returns a function that undoes it."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonLogFormatter() if log_format == "json" else TextLogFormatter())
-    root = logging.getLogger("resmon")
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-
-    def undo() -> None:
-        root.removeHandler(handler)
-
-    return undo
 
 
 # --- the run --------------------------------------------------------------------
