@@ -16,7 +16,6 @@ a :class:`~resmon.server.config.ServerState`):
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 from typing import Any
@@ -25,9 +24,12 @@ import orjson
 from flask import Flask, g, request
 from flask.json.provider import JSONProvider
 
+from resmon.server import metrics
+from resmon.server.api import bp as api_bp
 from resmon.server.config import ServerConfig, ServerState, state
 from resmon.server.errors import register_error_handlers
 from resmon.server.logs import log_request
+from resmon.server.read_api import bp as read_bp
 from resmon.store import db as dbmod
 
 log = logging.getLogger(__name__)
@@ -57,19 +59,10 @@ def create_app(config: ServerConfig | None = None) -> Flask:
         database.close()
     app.extensions["resmon"] = ServerState(config=config, database=database)
 
-    from resmon.server.api import bp as api_bp
-
     app.register_blueprint(api_bp)
-    # The read endpoints (helper E's resmon/server/read_api.py), once that module exists;
-    # an error inside it still surfaces.
-    if importlib.util.find_spec("resmon.server.read_api") is not None:
-        from resmon.server.read_api import bp as read_bp
-
-        app.register_blueprint(read_bp)
+    app.register_blueprint(read_bp)
     register_error_handlers(app)
     _register_request_log(app)
-    from resmon.server import metrics
-
     metrics.init_app(app, serve_path=config.metrics_path)
     return app
 

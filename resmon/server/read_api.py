@@ -9,7 +9,7 @@
 Every answer comes from :mod:`resmon.store.history` (indexed columns; only one run's
 stored summary is ever parsed), exactly as ``resmon query --db`` gets it.  The
 repository in a job path is ``org%2Frepo`` (one segment) or ``org/repo`` (two),
-as in the seed's query route.  A job or run that does not exist is a 404 whose
+as in the wire API's query route.  A job or run that does not exist is a 404 whose
 ``suggestions`` lists the closest job (or container) names.
 """
 
