@@ -1,4 +1,6 @@
-"""Shared fixtures: an isolated environment for every test, and a CliRunner."""
+"""Fixtures every test folder shares: an isolated environment (autouse), a CliRunner,
+a push receiver, and PostgreSQL (``postgres_url``, and ``database``: a migrated SQLite
+file, then a migrated PostgreSQL database; both from tests/pg.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
+from pg import migrated_database, postgres_url  # noqa: F401  (fixtures, registered here)
 
 # Variables that change resmon's behaviour; no test may inherit them from the shell.
 _ISOLATED_PREFIXES = ("RESMON_", "RECEIVER_", "COLLECTOR_", "GITHUB_", "GITEA_", "CGROUP_")

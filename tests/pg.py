@@ -4,7 +4,7 @@ The admin connection is ``RESMON_TEST_POSTGRES_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``).  When PostgreSQL cannot be
 reached the test skips, except under ``CI``, where it fails: CI must run them.
 
-    from pg import postgres_url  # noqa: F401  (a fixture; tests/ is on sys.path)
+tests/conftest.py registers both fixtures for every test folder:
 
     def test_x(postgres_url): ...      # "postgresql://postgres@127.0.0.1:5432/resmon_test_..."
 """
@@ -85,7 +85,7 @@ def postgres_url():
 )
 def migrated_database(request, tmp_path):
     """Fixture ``database``: an open, migrated resmon database, a SQLite file and then a
-    throwaway PostgreSQL one (``from pg import migrated_database``)."""
+    throwaway PostgreSQL one."""
     from resmon.store import db as dbmod
 
     target = (

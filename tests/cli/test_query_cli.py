@@ -16,7 +16,6 @@ import sys
 from datetime import timedelta
 
 import pytest
-from pg import postgres_url  # noqa: F401  (fixture)
 from query_data import GiB, MiB, push_body, run_summary
 from server_proc import ServerProcess, free_port
 

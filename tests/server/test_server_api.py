@@ -11,7 +11,6 @@ import json
 import logging
 
 import pytest
-from pg import postgres_url  # noqa: F401  (fixture)
 from server_proc import sample_payload
 
 from resmon.server import ServerConfig, create_app, state

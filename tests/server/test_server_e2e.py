@@ -15,7 +15,6 @@ import time
 
 import pytest
 import requests
-from pg import postgres_url  # noqa: F401  (fixture)
 from server_proc import ServerProcess, free_port, sample_payload
 
 pytestmark = pytest.mark.slow

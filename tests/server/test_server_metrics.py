@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from pg import postgres_url  # noqa: F401,F811  (fixture)
 from prometheus_client.parser import text_string_to_metric_families
 from server_proc import RESMON, ServerProcess, free_port, sample_payload
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pg import postgres_url  # noqa: F401  (fixture)
 from query_data import GiB, MiB, push_body, run_summary
 
 from resmon.schema import validate_push

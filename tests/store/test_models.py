@@ -7,7 +7,6 @@ import sqlite3
 from datetime import datetime
 
 import pytest
-from pg import postgres_url  # noqa: F401  (fixture)
 from server_proc import ServerProcess, sample_payload
 
 from resmon.store import db as dbmod

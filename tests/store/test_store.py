@@ -8,7 +8,6 @@ import time
 
 import pytest
 from peewee import OperationalError, SqliteDatabase
-from pg import migrated_database, postgres_url  # noqa: F401  (fixtures)
 from server_proc import sample_payload
 
 from resmon.schema import validate_push

@@ -8,7 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-from pg import migrated_database, postgres_url  # noqa: F401  (fixtures)
 from server_proc import sample_payload
 
 from resmon.schema import validate_push
