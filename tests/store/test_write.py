@@ -1,4 +1,4 @@
-"""resmon.store: exactly-once storage under concurrency, on SQLite and PostgreSQL."""
+"""resmon.store.write: exactly-once storage under concurrency, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
