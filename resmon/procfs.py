@@ -191,7 +191,7 @@ class PidStat(NamedTuple):
 
     @property
     def total_ticks(self) -> int:
-        """Own time plus the time of every reaped child (see DESIGN.md, short-lived processes)."""
+        """Own time plus the time of every reaped child (see resmon.collect.sampler)."""
         return self.utime + self.stime + self.cutime + self.cstime
 
     @property

@@ -3,7 +3,7 @@
 Shared by the collector (which builds payloads) and the server (which validates
 them).  Only orjson is imported here: the collector path stays light.
 
-The contract is the Forgejo runner resource collector's (see DESIGN.md): extra
+The contract is the Forgejo runner resource collector's (docs/architecture.md): extra
 fields are allowed and kept, and none of ours is required from a peer.  What is
 checked is what would otherwise corrupt storage or queries: types, finiteness,
 sign and size of numbers, and control characters in scope fields.

@@ -6,7 +6,7 @@ are alive or still among the top N (a dead process's peaks are final, and the to
 N's thresholds only rise, so a dead process outside them can never get back in),
 and the timeline is a fixed number of buckets that merge pairwise when full.
 
-Statistics (DESIGN.md): peak, p99, p95, p75, p50, avg with ``sorted[int((n-1)*p)]``.
+Statistics (resmon.stats): peak, p99, p95, p75, p50, avg with ``sorted[int((n-1)*p)]``.
 A CPU sample without a valid delta (the first, or a container first seen with old
 processes) is left out of CPU statistics; its memory counts.  Containers are
 summarised in name order, each over the samples it was seen in.

@@ -1,4 +1,4 @@
-"""The wire API (DESIGN.md): push, mint, query by scope, health and readiness.
+"""The wire API: push, mint, query by scope, health and readiness (docs/architecture.md).
 
 Byte-compatible with the Go receiver where the contract names bytes (status codes,
 ``{"id": N, "status": "created"}``, ``{"error": "invalid JSON payload"}``,
