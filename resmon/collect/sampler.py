@@ -75,6 +75,7 @@ import heapq
 import logging
 import os
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from resmon import procfs
@@ -177,6 +178,45 @@ def _hierarchy_paths(info: CgroupInfo) -> tuple[str | None, ...]:
     return tuple(info.unified if h == V2 else info.v1.get(h) for h in HIERARCHIES)
 
 
+@dataclass(slots=True)
+class _Work:
+    """One sample in the making: what the steps of :meth:`Sampler.sample` hand each other."""
+
+    timestamp: float
+    clock: float
+    elapsed: float | None
+    uptime: float | None
+    cpu: procfs.CpuTimes
+    mem: procfs.MemInfo
+    # A process not seen before that started at this tick or later was born in the
+    # interval; None on the first sample, where every process is only a baseline.
+    born_after: float | None
+    # A process's CPU percent per tick of its own time; None without an interval.
+    percent_per_tick: float | None
+    # What an unchanged process's CPU percent is this time (None without an interval).
+    idle_percent: float | None
+    # The live processes; the readings of those not seen before; the processes left
+    # to the accounting step (known ones that changed, then new ones).
+    current: dict[tuple[int, int], _Proc] = field(default_factory=dict)
+    new_stats: dict[tuple[int, int], PidStat] = field(default_factory=dict)
+    slow: list[tuple[int, int]] = field(default_factory=list)
+    # Processes came or went since the previous sample.
+    churn: bool = False
+    # Per group: its members, the ticks credited to it, and (in the set) whether one
+    # of its members had no valid delta; then each group's container name.
+    group_members: defaultdict[str, list[_Proc]] = field(default_factory=lambda: defaultdict(list))
+    group_credit: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    invalid_groups: set[str] = field(default_factory=set)
+    group_names: dict[str, str] = field(default_factory=dict)
+    # The processes' samples and their states, in one order.
+    processes: list[ProcessSample] = field(default_factory=list)
+    process_states: list[_Proc] = field(default_factory=list)
+    # Sort keys for the top-N, built along so that no Python key function runs per
+    # process: (-figure, pid, sample); pids are unique, so samples are never compared.
+    mem_keys: list[tuple[int, int, ProcessSample]] = field(default_factory=list)
+    cpu_keys: list[tuple[float, int, ProcessSample]] = field(default_factory=list)
+
+
 class Sampler:
     """Reads /proc (and cgroupfs) and turns two readings into a :class:`Sample`."""
 
@@ -189,10 +229,11 @@ class Sampler:
         # The distinct (group, cgroup paths) pairs of the live processes; they only
         # change when processes come or go.
         self._distinct: set[tuple[str, tuple[str | None, ...]]] | None = None
-        # /proc/PID/cgroup content -> (parsed, paths per hierarchy), shared by processes.
+        # Each group's container name at the previous sample.
         self._group_names: dict[str, str] = {}
         # (group names, exclusive cgroup directories per container) of the last sample.
         self._dirs_cache: tuple[dict[str, str], dict[str, dict[str, list[str]]]] | None = None
+        # /proc/PID/cgroup content -> (parsed, paths per hierarchy), shared by processes.
         self._cgroups: dict[bytes | None, tuple[CgroupInfo, tuple[str | None, ...]]] = {}
         self._prev_cpu: procfs.CpuTimes | None = None
         self._first_cpu: procfs.CpuTimes | None = None
@@ -218,52 +259,96 @@ class Sampler:
         self._command_final = float(rusage_cpu_seconds)
 
     def sample(self, now: float | None = None) -> Sample:
-        cfg = self.config
-        proc_path = cfg.proc_path
+        """Read the system again and turn the difference from the previous reading into
+        figures, in steps: the processes' stat lines, groups for the new ones, CPU
+        credit, container names, the containers, the system-wide figures."""
+        work = self._begin(now)
+        self._read_processes(work)
+        self._place_new_processes(work)
+        self._account_cpu(work)
+        self._name_containers(work)
+        containers = self._containers(
+            work.group_names,
+            work.group_members,
+            work.group_credit,
+            work.invalid_groups,
+            work.current,
+            work.elapsed,
+        )
+        cpu_total_percent, cpu_seconds_total = self._system_cpu(work.cpu)
+        top_cpu, top_mem = self._top_processes(work)
+        system_pressure = procfs.read_system_pressure(self.config.proc_path)
+
+        self._procs = work.current
+        self._prev_cpu = work.cpu
+        self._prev_uptime = work.uptime
+        self._prev_clock = work.clock
+        self._sampled = True
+        mem = work.mem
+        return Sample(
+            timestamp=work.timestamp,
+            elapsed=work.elapsed,
+            cpu_total_percent=cpu_total_percent,
+            mem_total_bytes=mem.total_bytes,
+            mem_used_bytes=mem.used_bytes,
+            mem_used_percent=mem.used_bytes / mem.total_bytes * 100.0 if mem.total_bytes else 0.0,
+            cpu_seconds_total=cpu_seconds_total,
+            top_cpu=top_cpu,
+            top_mem=top_mem,
+            processes=work.processes,
+            containers=containers,
+            command_container=self._command_container(),
+            pressure=pressure_record(system_pressure) if system_pressure else None,
+        )
+
+    # --- the steps of a sample ----------------------------------------------
+
+    def _begin(self, now: float | None) -> _Work:
+        """The clocks and the system-wide files."""
+        proc_path = self.config.proc_path
         timestamp = time.time() if now is None else now
         clock = time.monotonic() if now is None else now
         elapsed = None if self._prev_clock is None else clock - self._prev_clock
         if elapsed is not None and elapsed <= 0:
             elapsed = None
-
         # Uptime first: a process not seen before that started after the previous
         # uptime reading was born in the interval.
         uptime = procfs.read_uptime(proc_path)
         cpu = procfs.read_cpu_times(proc_path)
         mem = procfs.read_meminfo(proc_path)
-
-        prev = self._procs
         born_after: float | None = None
         if self._sampled:
             # Without /proc/uptime, a process not seen before is taken as new: after the
             # first sample nearly all are, and missing a newborn's time would undercount.
             born_after = self._prev_uptime * CLK_TCK - 1 if self._prev_uptime is not None else 0
-
-        # Per group: credit (ticks), whether every member had a valid delta, members.
-        group_credit: dict[str, int] = {}
-        group_valid: dict[str, bool] = {}
-        group_members: dict[str, list[_Proc]] = {}
-        processes: list[ProcessSample] = []
-        process_states: list[_Proc] = []
-        # Sort keys for the top-N, built here so that no Python key function runs per
-        # process: (-figure, pid, sample); pids are unique, so samples are never compared.
-        mem_keys: list[tuple[int, int, ProcessSample]] = []
-        cpu_keys: list[tuple[float, int, ProcessSample]] = []
         percent_per_tick = 100.0 / CLK_TCK / elapsed if elapsed is not None else None
-        # What an unchanged process's CPU percent is this time (None without a delta).
-        idle_percent = 0.0 if percent_per_tick is not None else None
+        return _Work(
+            timestamp=timestamp,
+            clock=clock,
+            elapsed=elapsed,
+            uptime=uptime,
+            cpu=cpu,
+            mem=mem,
+            born_after=born_after,
+            percent_per_tick=percent_per_tick,
+            idle_percent=0.0 if percent_per_tick is not None else None,
+        )
 
-        # Read every /proc/PID/stat.  This is the cost that grows with the process count,
-        # so it is one file per process, opened relative to the procfs root and read in
-        # one call; and a process whose stat bytes did not change since the previous
-        # sample (most processes in a job sleep) is neither parsed nor looked at again:
-        # same bytes, same figures (starttime is among them, so a reused PID never
-        # matches), the same state and ProcessSample, nothing to credit.
-        raw_prev = self._raw
+    def _read_processes(self, work: _Work) -> None:
+        """Read every /proc/PID/stat, and count in the processes that did not change.
+
+        This is the cost that grows with the process count, so it is one file per
+        process, opened relative to the procfs root and read in one call; and a process
+        whose stat bytes did not change since the previous sample (most processes in a
+        job sleep) is neither parsed nor looked at again: same bytes, same figures
+        (starttime is among them, so a reused PID never matches), the same state and
+        ProcessSample, nothing to credit.  The others are left to the next steps."""
+        proc_path = self.config.proc_path
+        prev, raw_prev = self._procs, self._raw
         raw_now: dict[str, tuple[bytes, PidStat, tuple[int, int]]] = {}
-        current: dict[tuple[int, int], _Proc] = {}
-        new_stats: dict[tuple[int, int], PidStat] = {}
-        slow: list[tuple[int, int]] = []  # known processes that changed, then new ones
+        current, new_stats, slow = work.current, work.new_stats, work.slow
+        group_members, processes, states = work.group_members, work.processes, work.process_states
+        mem_keys, cpu_keys, idle_percent = work.mem_keys, work.cpu_keys, work.idle_percent
         open_, read, close = os.open, os.read, os.close
         parse = procfs.parse_stat
         dir_fd = open_(proc_path, os.O_RDONLY | os.O_DIRECTORY)
@@ -298,14 +383,9 @@ class Sampler:
                         if reuse is None or reuse.cpu_percent != idle_percent:
                             slow.append(key)
                             continue
-                        members = group_members.get(group)
-                        if members is None:
-                            members = group_members[group] = []
-                            group_credit[group] = 0
-                            group_valid[group] = True
-                        members.append(state)
+                        group_members[group].append(state)
                         processes.append(reuse)
-                        process_states.append(state)
+                        states.append(state)
                         mem_keys.append(state.mem_key)  # type: ignore[arg-type]
                         if idle_percent is not None:
                             cpu_keys.append(state.cpu_key)  # type: ignore[arg-type]
@@ -332,6 +412,9 @@ class Sampler:
             close(dir_fd)
         self._raw = raw_now
 
+    def _place_new_processes(self, work: _Work) -> None:
+        """Put each process not seen before in its group, for its whole life."""
+        prev, current, new_stats = self._procs, work.current, work.new_stats
         if new_stats:
             # New processes last: the command-tree walk then knows every older process.
             stats = {key: state.stat for key, state in current.items()}
@@ -339,26 +422,29 @@ class Sampler:
             by_pid = {key[0]: key for key in stats}
             for key, st in new_stats.items():
                 current[key] = self._new_proc(key, st, stats, by_pid, prev, current)
-                slow.append(key)
-        churn = bool(new_stats) or len(current) != len(prev)
-        if churn:
+                work.slow.append(key)
+        work.churn = bool(new_stats) or len(current) != len(prev)
+        if work.churn:
             self._distinct = None
-        absorbed = assign_reapers(prev, current) if churn and prev else {}
 
+    def _account_cpu(self, work: _Work) -> None:
+        """Credit each process that changed or is new to its group (the rule in the
+        module docstring), and make its ProcessSample and top-N sort keys."""
+        prev, current = self._procs, work.current
+        absorbed = assign_reapers(prev, current) if work.churn and prev else {}
+        born_after, percent_per_tick = work.born_after, work.percent_per_tick
+        group_members, group_credit = work.group_members, work.group_credit
+        invalid_groups, processes, states = work.invalid_groups, work.processes, work.process_states
+        mem_keys, cpu_keys = work.mem_keys, work.cpu_keys
         # Groups keep their names from one sample to the next (almost always).
         names_before = self._group_names
-        for key in slow:
+        for key in work.slow:
             state = current[key]
             group = state.group
             if group == _EXCLUDED:
                 continue
             st = state.stat
-            members = group_members.get(group)
-            if members is None:
-                members = group_members[group] = []
-                group_credit[group] = 0
-                group_valid[group] = True
-            members.append(state)
+            group_members[group].append(state)
             old = prev.get(key)
             own_ticks: int | None
             if old is state:
@@ -377,7 +463,7 @@ class Sampler:
             if credit:
                 group_credit[group] += credit
             if not valid:
-                group_valid[group] = False
+                invalid_groups.add(group)
             pid = st.pid
             rss_bytes = st.rss_pages * PAGE_SIZE
             cpu_percent = (
@@ -399,35 +485,36 @@ class Sampler:
             state.mem_key = (-rss_bytes, pid, sample)
             state.cpu_key = (-cpu_percent, pid, sample) if cpu_percent is not None else None
             processes.append(sample)
-            process_states.append(state)
+            states.append(state)
             mem_keys.append(state.mem_key)
             if cpu_percent is not None:
                 cpu_keys.append(state.cpu_key)  # type: ignore[arg-type]
 
-        group_names = self._name_groups(group_members)
-        self._group_names = group_names
-        if any(names_before.get(g) != name for g, name in group_names.items()):
-            for index, (p, state) in enumerate(zip(processes, process_states, strict=True)):
-                name = group_names[state.group]
-                if p.container == name:
-                    continue
-                # A group with a new name: a renamed copy, so that a previous Sample
-                # holding the same ProcessSample is not changed under its holder.
-                renamed = processes[index] = state.sample = dataclasses.replace(p, container=name)
-                state.mem_key = (-renamed.rss_bytes, renamed.pid, renamed)
-                state.cpu_key = (
-                    (-renamed.cpu_percent, renamed.pid, renamed)
-                    if renamed.cpu_percent is not None
-                    else None
-                )
-            mem_keys = [state.mem_key for state in process_states]  # type: ignore[misc]
-            cpu_keys = [state.cpu_key for state in process_states if state.cpu_key is not None]
+    def _name_containers(self, work: _Work) -> None:
+        """Name every group; the processes of a group with a new name get renamed samples."""
+        names_before = self._group_names
+        group_names = work.group_names = self._group_names = self._name_groups(work.group_members)
+        if not any(names_before.get(g) != name for g, name in group_names.items()):
+            return
+        processes, process_states = work.processes, work.process_states
+        for index, (p, state) in enumerate(zip(processes, process_states, strict=True)):
+            name = group_names[state.group]
+            if p.container == name:
+                continue
+            # A group with a new name: a renamed copy, so that a previous Sample
+            # holding the same ProcessSample is not changed under its holder.
+            renamed = processes[index] = state.sample = dataclasses.replace(p, container=name)
+            state.mem_key = (-renamed.rss_bytes, renamed.pid, renamed)
+            state.cpu_key = (
+                (-renamed.cpu_percent, renamed.pid, renamed)
+                if renamed.cpu_percent is not None
+                else None
+            )
+        work.mem_keys = [state.mem_key for state in process_states]  # type: ignore[misc]
+        work.cpu_keys = [state.cpu_key for state in process_states if state.cpu_key is not None]
 
-        containers = self._containers(
-            group_names, group_members, group_credit, group_valid, current, elapsed
-        )
-
-        # System-wide figures.
+    def _system_cpu(self, cpu: procfs.CpuTimes) -> tuple[float | None, float]:
+        """The machine's busy percent over the interval, and its busy CPU seconds so far."""
         cpu_total_percent = None
         if self._prev_cpu is not None:
             d_total = cpu.total - self._prev_cpu.total
@@ -436,38 +523,20 @@ class Sampler:
                 cpu_total_percent = min(100.0, max(0.0, d_busy / d_total * 100.0))
         if self._first_cpu is None:
             self._first_cpu = cpu
-        cpu_seconds_total = max(0, cpu.busy - self._first_cpu.busy) / CLK_TCK
-        mem_used = mem.used_bytes
-        mem_percent = mem_used / mem.total_bytes * 100.0 if mem.total_bytes else 0.0
+        return cpu_total_percent, max(0, cpu.busy - self._first_cpu.busy) / CLK_TCK
 
-        top_n = max(0, cfg.top_n)
-        # By CPU (then pid), by RSS (then pid); nsmallest is sorted()[:top_n] without
-        # sorting a thousand processes.
-        top_cpu = [k[2] for k in heapq.nsmallest(top_n, cpu_keys)]
-        top_mem = [k[2] for k in heapq.nsmallest(top_n, mem_keys)]
+    def _top_processes(self, work: _Work) -> tuple[list[ProcessSample], list[ProcessSample]]:
+        """The top N by CPU (then pid) and by RSS (then pid); nsmallest is
+        sorted()[:top_n] without sorting a thousand processes."""
+        top_n = max(0, self.config.top_n)
+        top_cpu = [k[2] for k in heapq.nsmallest(top_n, work.cpu_keys)]
+        top_mem = [k[2] for k in heapq.nsmallest(top_n, work.mem_keys)]
+        return top_cpu, top_mem
 
-        system_pressure = procfs.read_system_pressure(proc_path)
-
-        self._procs = current
-        self._prev_cpu = cpu
-        self._prev_uptime = uptime
-        self._prev_clock = clock
-        self._sampled = True
-        return Sample(
-            timestamp=timestamp,
-            elapsed=elapsed,
-            cpu_total_percent=cpu_total_percent,
-            mem_total_bytes=mem.total_bytes,
-            mem_used_bytes=mem_used,
-            mem_used_percent=mem_percent,
-            cpu_seconds_total=cpu_seconds_total,
-            top_cpu=top_cpu,
-            top_mem=top_mem,
-            processes=processes,
-            containers=containers,
-            command_container=cfg.command_name if cfg.command_pid is not None else None,
-            pressure=pressure_record(system_pressure) if system_pressure else None,
-        )
+    def _command_container(self) -> str | None:
+        """Wrapper mode: the name of the command's container."""
+        cfg = self.config
+        return cfg.command_name if cfg.command_pid is not None else None
 
     # --- internals ---------------------------------------------------------
 
@@ -558,7 +627,7 @@ class Sampler:
         group_names: dict[str, str],
         group_members: dict[str, list[_Proc]],
         group_credit: dict[str, int],
-        group_valid: dict[str, bool],
+        invalid_groups: set[str],
         current: dict[tuple[int, int], _Proc],
         elapsed: float | None,
     ) -> dict[str, ContainerSample]:
@@ -585,7 +654,7 @@ class Sampler:
         for name, groups in by_container.items():
             members = [m for g in groups for m in group_members.get(g, [])]
             credit_ticks = sum(group_credit.get(g, 0) for g in groups)
-            valid = elapsed is not None and all(group_valid.get(g, True) for g in groups)
+            valid = elapsed is not None and invalid_groups.isdisjoint(groups)
             credit = credit_ticks / CLK_TCK
             source_cpu = source_memory = SOURCE_PROCFS
             memory: int | None = sum(state.stat.rss_pages for state in members) * PAGE_SIZE
