@@ -50,22 +50,11 @@ everything it was seen to use.
 
 Kernel counters
 ---------------
-Where a container's processes sit in cgroup directories that hold no other
-visible process (none of another container, none of resmon), no nested
-directory of another container, and that are not the root of a hierarchy (the
-root counts the whole machine, see :mod:`resmon.cgroupfs`), the kernel's
-``usage_usec`` / ``cpuacct.usage`` replaces the per-process credit and
-``memory.current`` / ``memory.usage_in_bytes`` replaces the RSS sum; the figure's
-``source_cpu`` / ``source_memory`` says which was used.  Note that the kernel's
-memory figure includes the page cache the container caused (what its memory limit
-counts), so it is usually larger than the RSS sum.  A high-water mark
-(``memory.peak``, ``memory.max_usage_in_bytes``) covers the cgroup's whole life, so
-it is reported as ``memory_peak_bytes`` only once it has risen during the run.
-
-The root cgroup ``/`` (container ``host``) never uses kernel counters on a real
-root.  Inside a private cgroup namespace ``/`` is the namespace's own cgroup
-(resmon's container), and other containers' paths start with ``/..`` (they are
-named from their ids, and their directories are not reachable).
+Where a container's cgroup directories are its own (no other visible process, no
+nested directory of another container, not a hierarchy's root), the kernel's CPU
+and memory counters replace the per-process credit and the RSS sum; the figure's
+``source_cpu`` / ``source_memory`` says which was used.  Which directories qualify,
+and how the counters are read, is in :mod:`resmon.collect.kernel_counters`.
 """
 
 from __future__ import annotations
@@ -79,9 +68,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from resmon import procfs
-from resmon.cgroupfs import HIERARCHIES, V1_CPUACCT, V2, CgroupFS, read_container
+from resmon.cgroupfs import HIERARCHIES, V2, CgroupFS
 from resmon.collect.containers import Limits, container_name_for_path
 from resmon.collect.cpu_credit import MAX_PARENT_WALK, assign_reapers
+from resmon.collect.kernel_counters import (
+    NO_KERNEL_FIGURES,
+    ContainerDirs,
+    KernelCounters,
+    KernelFigures,
+    exclusive_dirs,
+)
 from resmon.collect.samples import (
     SOURCE_CGROUPFS,
     SOURCE_PROCFS,
@@ -162,18 +158,6 @@ class _Proc:
         return self.own + self.children
 
 
-class _KernelState:
-    """A container's kernel counters at the previous reading, and at its first."""
-
-    __slots__ = ("base", "cpu_dirs", "usage_usec")
-
-    def __init__(self) -> None:
-        self.cpu_dirs: tuple[str, ...] | None = None
-        self.usage_usec: int | None = None
-        # Baselines of cumulative counters, so figures cover the run, not the cgroup's life.
-        self.base: dict[str, int] = {}
-
-
 def _hierarchy_paths(info: CgroupInfo) -> tuple[str | None, ...]:
     return tuple(info.unified if h == V2 else info.v1.get(h) for h in HIERARCHIES)
 
@@ -232,7 +216,7 @@ class Sampler:
         # Each group's container name at the previous sample.
         self._group_names: dict[str, str] = {}
         # (group names, exclusive cgroup directories per container) of the last sample.
-        self._dirs_cache: tuple[dict[str, str], dict[str, dict[str, list[str]]]] | None = None
+        self._dirs_cache: tuple[dict[str, str], ContainerDirs] | None = None
         # /proc/PID/cgroup content -> (parsed, paths per hierarchy), shared by processes.
         self._cgroups: dict[bytes | None, tuple[CgroupInfo, tuple[str | None, ...]]] = {}
         self._prev_cpu: procfs.CpuTimes | None = None
@@ -242,7 +226,7 @@ class Sampler:
         self._sampled = False
         self._path_names: dict[str, str] = {}
         self._cpu_seconds: dict[str, float] = {}
-        self._kernel: dict[str, _KernelState] = {}
+        self._kernel: dict[str, KernelCounters] = {}
         self._command_final: float | None = None
         self._map_prefixes = self._truncated_names(config.process_map)
 
@@ -267,14 +251,7 @@ class Sampler:
         self._place_new_processes(work)
         self._account_cpu(work)
         self._name_containers(work)
-        containers = self._containers(
-            work.group_names,
-            work.group_members,
-            work.group_credit,
-            work.invalid_groups,
-            work.current,
-            work.elapsed,
-        )
+        containers = self._containers(work)
         cpu_total_percent, cpu_seconds_total = self._system_cpu(work.cpu)
         top_cpu, top_mem = self._top_processes(work)
         system_pressure = procfs.read_system_pressure(self.config.proc_path)
@@ -622,209 +599,112 @@ class Sampler:
             names[group] = self._path_names.get(group) or container_name_for_path(group)
         return names
 
-    def _containers(
-        self,
-        group_names: dict[str, str],
-        group_members: dict[str, list[_Proc]],
-        group_credit: dict[str, int],
-        invalid_groups: set[str],
-        current: dict[tuple[int, int], _Proc],
-        elapsed: float | None,
-    ) -> dict[str, ContainerSample]:
-        cfg = self.config
+    def _containers(self, work: _Work) -> dict[str, ContainerSample]:
+        """Each container's figures (a container is the groups that carry one name)."""
         by_container: dict[str, list[str]] = {}
-        for group, name in group_names.items():
+        for group, name in work.group_names.items():
             by_container.setdefault(name, []).append(group)
-        command = cfg.command_name if cfg.command_pid is not None else None
+        command = self._command_container()
         if command is not None:
             by_container.setdefault(command, [])
-
-        dirs_by_container: dict[str, dict[str, list[str]]] = {}
-        if self._cgroupfs:
-            # Which directories are a container's own only changes when processes come
-            # or go (self._distinct is reset then) or a group gets a new name.
-            cached = self._dirs_cache
-            if cached is not None and self._distinct is not None and cached[0] == group_names:
-                dirs_by_container = cached[1]
-            else:
-                dirs_by_container = self._exclusive_dirs(group_names, current)
-                self._dirs_cache = (dict(group_names), dirs_by_container)
-
-        out: dict[str, ContainerSample] = {}
-        for name, groups in by_container.items():
-            members = [m for g in groups for m in group_members.get(g, [])]
-            credit_ticks = sum(group_credit.get(g, 0) for g in groups)
-            valid = elapsed is not None and invalid_groups.isdisjoint(groups)
-            credit = credit_ticks / CLK_TCK
-            source_cpu = source_memory = SOURCE_PROCFS
-            memory: int | None = sum(state.stat.rss_pages for state in members) * PAGE_SIZE
-            if not memory and all(state.stat.state in _DEAD_STATES for state in members):
-                # Only zombies (or nobody): a zombie has no RSS, so 0 would be a false
-                # reading (the wrapped command read as a zombie in the last sample would
-                # pull a short run's p50 down).  No memory reading; its CPU still counts.
-                memory = None
-            limit_cpu = limit_mem = None
-            peak = throttled_s = throttled_pct = None
-            oom = None
-            pressure = None
-
-            dirs = dirs_by_container.get(name)
-            if dirs:
-                reading = read_container(self._cgroupfs, dirs)  # type: ignore[arg-type]
-                kstate = self._kernel.setdefault(name, _KernelState())
-                cpu_dirs = tuple(dirs.get(V2) or dirs.get(V1_CPUACCT) or ())
-                usage = reading.cpu_usage_usec
-                if (
-                    usage is not None
-                    and kstate.usage_usec is not None
-                    and kstate.cpu_dirs == cpu_dirs
-                    and usage >= kstate.usage_usec
-                    and elapsed is not None
-                ):
-                    credit = (usage - kstate.usage_usec) / 1e6
-                    source_cpu = SOURCE_CGROUPFS
-                    valid = True
-                kstate.usage_usec, kstate.cpu_dirs = usage, cpu_dirs
-                base = kstate.base
-                if reading.memory_bytes is not None:
-                    memory = reading.memory_bytes
-                    source_memory = SOURCE_CGROUPFS
-                if reading.memory_peak_bytes is not None:
-                    # The high-water mark covers the cgroup's whole life: it is the
-                    # run's peak only once it has risen since the first reading.
-                    base.setdefault("memory_peak", reading.memory_peak_bytes)
-                    if reading.memory_peak_bytes > base["memory_peak"]:
-                        peak = reading.memory_peak_bytes
-                limit_cpu = reading.limit_cpu_cores
-                limit_mem = reading.limit_memory_bytes
-                if reading.throttled_usec is not None:
-                    base.setdefault("throttled_usec", reading.throttled_usec)
-                    throttled_s = max(0, reading.throttled_usec - base["throttled_usec"]) / 1e6
-                if reading.nr_periods is not None and reading.nr_throttled is not None:
-                    base.setdefault("nr_periods", reading.nr_periods)
-                    base.setdefault("nr_throttled", reading.nr_throttled)
-                    periods = reading.nr_periods - base["nr_periods"]
-                    if periods > 0:
-                        throttled = max(0, reading.nr_throttled - base["nr_throttled"])
-                        throttled_pct = min(100.0, throttled / periods * 100.0)
-                if reading.oom_kills is not None:
-                    base.setdefault("oom_kills", reading.oom_kills)
-                    oom = max(0, reading.oom_kills - base["oom_kills"])
-                if reading.pressure:
-                    pressure = pressure_record(reading.pressure)
-            elif name in self._kernel:
-                # The directories stopped being exclusive or readable: the next time
-                # they are, start from a fresh reading rather than a stale one.
-                self._kernel[name].usage_usec = None
-
-            cumulative = self._cpu_seconds.get(name, 0.0) + credit
-            if name == command and self._command_final is not None:
-                if self._command_final > cumulative:
-                    credit += self._command_final - cumulative
-                    cumulative = self._command_final
-                self._command_final = None
-            self._cpu_seconds[name] = cumulative
-
-            configured = cfg.limits.get(name)
-            if configured is not None:
-                limit_cpu = configured.cpu_cores if configured.cpu_cores is not None else limit_cpu
-                limit_mem = (
-                    configured.memory_bytes if configured.memory_bytes is not None else limit_mem
-                )
-            cpu_cores = credit / elapsed if valid and elapsed else None
-            out[name] = ContainerSample(
-                name=name,
-                cpu_cores=cpu_cores,
-                memory_bytes=memory,
-                process_count=len(members),
-                cpu_seconds=cumulative,
-                cpu_percent_of_limit=(
-                    cpu_cores / limit_cpu * 100.0 if cpu_cores is not None and limit_cpu else None
-                ),
-                memory_percent_of_limit=(
-                    memory / limit_mem * 100.0 if limit_mem and memory is not None else None
-                ),
-                limit_cpu_cores=limit_cpu,
-                limit_memory_bytes=limit_mem,
-                memory_peak_bytes=peak,
-                cpu_throttled_seconds=throttled_s,
-                throttled_periods_percent=throttled_pct,
-                oom_kills=oom,
-                source_cpu=source_cpu,
-                source_memory=source_memory,
-                pressure=pressure,
-            )
-        return out
-
-    def _exclusive_dirs(
-        self, group_names: dict[str, str], current: dict[tuple[int, int], _Proc]
-    ) -> dict[str, dict[str, list[str]]]:
-        """Per container, per hierarchy, the cgroup directories whose counters are its own.
-
-        A hierarchy is usable for a container when every one of its processes has a
-        path there, no process of anyone else (another container, resmon) shares one of
-        those paths or sits below one of them, and the directory is readable and not a
-        hierarchy's true root.
-        """
         fs = self._cgroupfs
-        assert fs is not None
-        if not fs.mounts:
-            return {}
-        owners: dict[tuple[str, str], set[str]] = {}
-        paths_of: dict[str, dict[str, set[str | None]]] = {}
-        # Processes of one container mostly share their paths: look at each pair once.
-        # The (group, paths) pairs only change when processes come or go; a group's
-        # name can change (a mapped process shows up), so names are applied after.
-        if self._distinct is None:
-            self._distinct = {(state.group, state.paths) for state in current.values()}
-        distinct = {
-            (_EXCLUDED if group == _EXCLUDED else group_names.get(group), paths)
-            for group, paths in self._distinct
+        dirs_by_container = self._container_dirs(fs, work) if fs is not None else {}
+        return {
+            name: self._container(name, groups, work, dirs_by_container.get(name))
+            for name, groups in by_container.items()
         }
-        mounted = [(i, h) for i, h in enumerate(HIERARCHIES) if h in fs.mounts]
-        for owner, hpaths in distinct:
-            if owner is None:
-                continue
-            for i, hierarchy in mounted:
-                path = hpaths[i]
-                paths_of.setdefault(owner, {}).setdefault(hierarchy, set()).add(path)
-                if path is not None:
-                    owners.setdefault((hierarchy, path), set()).add(owner)
-        out: dict[str, dict[str, list[str]]] = {}
-        for owner, per_hierarchy in paths_of.items():
-            if owner == _EXCLUDED:
-                continue
-            dirs: dict[str, list[str]] = {}
-            for hierarchy, paths in per_hierarchy.items():
-                if None in paths:
-                    continue
-                concrete = sorted(p for p in paths if p is not None)
-                if not self._exclusive(owner, hierarchy, concrete, owners):
-                    continue
-                # Nested paths of one container: the ancestor's counters already hold the child's.
-                tops = [
-                    p
-                    for p in concrete
-                    if not any(q != p and (q == "/" or p.startswith(q + "/")) for q in concrete)
-                ]
-                found = [fs.directory(hierarchy, p) for p in tops]
-                if found and all(d is not None for d in found):
-                    dirs[hierarchy] = [d for d in found if d is not None]
-            if dirs:
-                out[owner] = dirs
-        return out
 
-    @staticmethod
-    def _exclusive(
-        owner: str, hierarchy: str, paths: list[str], owners: dict[tuple[str, str], set[str]]
-    ) -> bool:
-        for path in paths:
-            if owners.get((hierarchy, path), set()) != {owner}:
-                return False
-        prefixes = tuple("/" if p == "/" else p + "/" for p in paths)
-        for (h, other_path), who in owners.items():
-            if h != hierarchy or who == {owner}:
-                continue
-            if other_path.startswith(prefixes):
-                return False
-        return True
+    def _container_dirs(self, fs: CgroupFS, work: _Work) -> ContainerDirs:
+        """The containers' own cgroup directories; they only change when processes come
+        or go (self._distinct is reset then) or a group gets a new name."""
+        cached = self._dirs_cache
+        if cached is not None and self._distinct is not None and cached[0] == work.group_names:
+            return cached[1]
+        if self._distinct is None:
+            # Processes of one container mostly share their paths: look at each pair once.
+            self._distinct = {(state.group, state.paths) for state in work.current.values()}
+        dirs = exclusive_dirs(fs, work.group_names, self._distinct, _EXCLUDED)
+        self._dirs_cache = (dict(work.group_names), dirs)
+        return dirs
+
+    def _container(
+        self, name: str, groups: list[str], work: _Work, dirs: dict[str, list[str]] | None
+    ) -> ContainerSample:
+        """One container: the sums over its processes, replaced by its kernel counters
+        where it has directories of its own, and its limits."""
+        members = [m for g in groups for m in work.group_members.get(g, [])]
+        elapsed = work.elapsed
+        credit = sum(work.group_credit.get(g, 0) for g in groups) / CLK_TCK
+        valid = elapsed is not None and work.invalid_groups.isdisjoint(groups)
+        source_cpu = source_memory = SOURCE_PROCFS
+        memory: int | None = sum(state.stat.rss_pages for state in members) * PAGE_SIZE
+        if not memory and all(state.stat.state in _DEAD_STATES for state in members):
+            # Only zombies (or nobody): a zombie has no RSS, so 0 would be a false
+            # reading (the wrapped command read as a zombie in the last sample would
+            # pull a short run's p50 down).  No memory reading; its CPU still counts.
+            memory = None
+        kernel = self._kernel_figures(name, dirs, elapsed)
+        if kernel.cpu_seconds is not None:
+            credit, valid, source_cpu = kernel.cpu_seconds, True, SOURCE_CGROUPFS
+        if kernel.memory_bytes is not None:
+            memory, source_memory = kernel.memory_bytes, SOURCE_CGROUPFS
+        credit, cumulative = self._count_cpu_seconds(name, credit)
+        limit_cpu, limit_mem = self._limits(name, kernel)
+        cpu_cores = credit / elapsed if valid and elapsed else None
+        return ContainerSample(
+            name=name,
+            cpu_cores=cpu_cores,
+            memory_bytes=memory,
+            process_count=len(members),
+            cpu_seconds=cumulative,
+            cpu_percent_of_limit=(
+                cpu_cores / limit_cpu * 100.0 if cpu_cores is not None and limit_cpu else None
+            ),
+            memory_percent_of_limit=(
+                memory / limit_mem * 100.0 if limit_mem and memory is not None else None
+            ),
+            limit_cpu_cores=limit_cpu,
+            limit_memory_bytes=limit_mem,
+            memory_peak_bytes=kernel.memory_peak_bytes,
+            cpu_throttled_seconds=kernel.cpu_throttled_seconds,
+            throttled_periods_percent=kernel.throttled_periods_percent,
+            oom_kills=kernel.oom_kills,
+            source_cpu=source_cpu,
+            source_memory=source_memory,
+            pressure=kernel.pressure,
+        )
+
+    def _kernel_figures(
+        self, name: str, dirs: dict[str, list[str]] | None, elapsed: float | None
+    ) -> KernelFigures:
+        if dirs:
+            counters = self._kernel.setdefault(name, KernelCounters())
+            return counters.read(self._cgroupfs, dirs, elapsed)  # type: ignore[arg-type]
+        if name in self._kernel:
+            self._kernel[name].forget()
+        return NO_KERNEL_FIGURES
+
+    def _count_cpu_seconds(self, name: str, credit: float) -> tuple[float, float]:
+        """Add this interval's CPU seconds to the container's total: the interval's and
+        the total, both raised in wrapper mode to the wait's rusage total (the tail
+        since the last reading) in the command container's last sample."""
+        cumulative = self._cpu_seconds.get(name, 0.0) + credit
+        if name == self._command_container() and self._command_final is not None:
+            if self._command_final > cumulative:
+                credit += self._command_final - cumulative
+                cumulative = self._command_final
+            self._command_final = None
+        self._cpu_seconds[name] = cumulative
+        return credit, cumulative
+
+    def _limits(self, name: str, kernel: KernelFigures) -> tuple[float | None, int | None]:
+        """The container's CPU and memory limits: CGROUP_LIMITS where it sets them, else
+        the cgroup's own."""
+        limit_cpu, limit_mem = kernel.limit_cpu_cores, kernel.limit_memory_bytes
+        configured = self.config.limits.get(name)
+        if configured is not None:
+            if configured.cpu_cores is not None:
+                limit_cpu = configured.cpu_cores
+            if configured.memory_bytes is not None:
+                limit_mem = configured.memory_bytes
+        return limit_cpu, limit_mem
