@@ -10,27 +10,14 @@ reaped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
-
-Key = tuple[int, int]  # (pid, starttime): one process for its whole life
+from resmon.collect.sample_state import Key, ProcessState
 
 # Longest parent chain followed: a loop in stale parent links cannot hang a sample.
 MAX_PARENT_WALK = 256
 
 
-class ProcessTicks(Protocol):
-    """A process's CPU ticks as last read, and its parent then."""
-
-    ppid: int
-    children: int  # cutime+cstime
-
-    @property
-    def total(self) -> int: ...  # utime+stime+cutime+cstime
-
-
 def assign_reapers(
-    prev: Mapping[Key, ProcessTicks], current: Mapping[Key, ProcessTicks]
+    prev: dict[Key, ProcessState], current: dict[Key, ProcessState]
 ) -> dict[Key, int]:
     """Ticks of disappeared processes that live processes reaped in the interval.
 

@@ -7,14 +7,9 @@ the difference from the previous call into figures.
 
 Groups and containers
 ---------------------
-A process belongs, for its whole life (keyed by ``(pid, starttime)``), to one
-*group*: its identifying cgroup path (see :func:`resmon.procfs.parse_cgroup`), or
-in wrapper mode the command's tree (``command_pid`` and every process whose parent
-chain reaches it when first seen).  A *container* is the groups that carry one
-name: a group's name comes from ``CGROUP_PROCESS_MAP`` once a process with a mapped
-name is seen in it (and stays), else from the path
-(:func:`resmon.collect.containers.container_name_for_path`).  ``exclude_pids`` (resmon
-itself) belong to no group and appear nowhere.
+A process belongs, for its whole life, to one *group* (its cgroup path, or in
+wrapper mode the command's tree), and a *container* is the groups that carry one
+name (:mod:`resmon.collect.sample_groups`).
 
 CPU accounting that survives process churn (DESIGN.md, "Short-lived processes")
 -------------------------------------------------------------------------------
@@ -54,7 +49,8 @@ Where a container's cgroup directories are its own (no other visible process, no
 nested directory of another container, not a hierarchy's root), the kernel's CPU
 and memory counters replace the per-process credit and the RSS sum; the figure's
 ``source_cpu`` / ``source_memory`` says which was used.  Which directories qualify,
-and how the counters are read, is in :mod:`resmon.collect.kernel_counters`.
+and how the counters are read, is in :mod:`resmon.collect.kernel_counters`; the
+containers' figures are put together in :mod:`resmon.collect.sample_containers`.
 """
 
 from __future__ import annotations
@@ -64,40 +60,22 @@ import heapq
 import logging
 import os
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from resmon import procfs
-from resmon.cgroupfs import HIERARCHIES, V2, CgroupFS
-from resmon.collect.containers import Limits, container_name_for_path
-from resmon.collect.cpu_credit import MAX_PARENT_WALK, assign_reapers
-from resmon.collect.kernel_counters import (
-    NO_KERNEL_FIGURES,
-    ContainerDirs,
-    KernelCounters,
-    KernelFigures,
-    exclusive_dirs,
-)
-from resmon.collect.samples import (
-    SOURCE_CGROUPFS,
-    SOURCE_PROCFS,
-    ContainerSample,
-    ProcessSample,
-    Sample,
-    pressure_record,
-)
-from resmon.procfs import CLK_TCK, PAGE_SIZE, CgroupInfo, PidStat
+from resmon.cgroupfs import CgroupFS
+from resmon.collect.containers import Limits
+from resmon.collect.cpu_credit import assign_reapers
+from resmon.collect.sample_containers import ContainerFigures
+from resmon.collect.sample_groups import Grouping
+from resmon.collect.sample_state import EXCLUDED, Key, ProcessState, SampleWork
+from resmon.collect.samples import ProcessSample, Sample, pressure_record
+from resmon.procfs import CLK_TCK, PAGE_SIZE, PidStat
 
 log = logging.getLogger(__name__)
 
-_COMMAND_GROUP = "\0command"
-_EXCLUDED = "\0excluded"
-_UNKNOWN_CGROUP = CgroupInfo(path="", unified=None, v1={})
-# /proc/PID/stat states of a process that has exited: zombie, dead.
-_DEAD_STATES = frozenset({"Z", "X", "x"})
 # A stat line is at most ~700 bytes (52 numbers and a 64-byte name); one small read.
 _STAT_READ_SIZE = 4096
-_CGROUP_CACHE_SIZE = 4096
 
 
 @dataclass
@@ -114,121 +92,33 @@ class SamplerConfig:
     use_cgroupfs: bool = True
 
 
-class _Proc:
-    """What resmon remembers of one live process between samples."""
-
-    __slots__ = (
-        "cgroup",
-        "children",
-        "cpu_key",
-        "group",
-        "mem_key",
-        "own",
-        "paths",
-        "ppid",
-        "sample",
-        "stat",
-    )
-
-    def __init__(
-        self,
-        group: str,
-        cgroup: CgroupInfo,
-        st: PidStat,
-        paths: tuple[str | None, ...] | None = None,
-    ) -> None:
-        self.group = group
-        self.cgroup = cgroup
-        # The cgroup path in each hierarchy (HIERARCHIES order), hashable, computed once.
-        self.paths = paths if paths is not None else _hierarchy_paths(cgroup)
-        # The reading this state was made from: the same object at the next sample
-        # means the process's stat line did not change (see Sampler.sample).
-        self.stat = st
-        self.ppid = st.ppid
-        self.own = st.own_ticks
-        self.children = st.children_ticks
-        # The ProcessSample last made for it, reused while nothing in it changes, and
-        # its top-N sort keys (see Sampler.sample).
-        self.sample: ProcessSample | None = None
-        self.mem_key: tuple[int, int, ProcessSample] | None = None
-        self.cpu_key: tuple[float, int, ProcessSample] | None = None
-
-    @property
-    def total(self) -> int:
-        return self.own + self.children
-
-
-def _hierarchy_paths(info: CgroupInfo) -> tuple[str | None, ...]:
-    return tuple(info.unified if h == V2 else info.v1.get(h) for h in HIERARCHIES)
-
-
-@dataclass(slots=True)
-class _Work:
-    """One sample in the making: what the steps of :meth:`Sampler.sample` hand each other."""
-
-    timestamp: float
-    clock: float
-    elapsed: float | None
-    uptime: float | None
-    cpu: procfs.CpuTimes
-    mem: procfs.MemInfo
-    # A process not seen before that started at this tick or later was born in the
-    # interval; None on the first sample, where every process is only a baseline.
-    born_after: float | None
-    # A process's CPU percent per tick of its own time; None without an interval.
-    percent_per_tick: float | None
-    # What an unchanged process's CPU percent is this time (None without an interval).
-    idle_percent: float | None
-    # The live processes; the readings of those not seen before; the processes left
-    # to the accounting step (known ones that changed, then new ones).
-    current: dict[tuple[int, int], _Proc] = field(default_factory=dict)
-    new_stats: dict[tuple[int, int], PidStat] = field(default_factory=dict)
-    slow: list[tuple[int, int]] = field(default_factory=list)
-    # Processes came or went since the previous sample.
-    churn: bool = False
-    # Per group: its members, the ticks credited to it, and (in the set) whether one
-    # of its members had no valid delta; then each group's container name.
-    group_members: defaultdict[str, list[_Proc]] = field(default_factory=lambda: defaultdict(list))
-    group_credit: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    invalid_groups: set[str] = field(default_factory=set)
-    group_names: dict[str, str] = field(default_factory=dict)
-    # The processes' samples and their states, in one order.
-    processes: list[ProcessSample] = field(default_factory=list)
-    process_states: list[_Proc] = field(default_factory=list)
-    # Sort keys for the top-N, built along so that no Python key function runs per
-    # process: (-figure, pid, sample); pids are unique, so samples are never compared.
-    mem_keys: list[tuple[int, int, ProcessSample]] = field(default_factory=list)
-    cpu_keys: list[tuple[float, int, ProcessSample]] = field(default_factory=list)
-
-
 class Sampler:
     """Reads /proc (and cgroupfs) and turns two readings into a :class:`Sample`."""
 
     def __init__(self, config: SamplerConfig) -> None:
         self.config = config
-        self._cgroupfs = CgroupFS(config.cgroup_path) if config.use_cgroupfs else None
-        self._procs: dict[tuple[int, int], _Proc] = {}
+        self._procs: dict[Key, ProcessState] = {}
         # /proc entry name -> (its stat bytes, parsed, key) at the previous sample.
-        self._raw: dict[str, tuple[bytes, PidStat, tuple[int, int]]] = {}
-        # The distinct (group, cgroup paths) pairs of the live processes; they only
-        # change when processes come or go.
-        self._distinct: set[tuple[str, tuple[str | None, ...]]] | None = None
+        self._raw: dict[str, tuple[bytes, PidStat, Key]] = {}
         # Each group's container name at the previous sample.
         self._group_names: dict[str, str] = {}
-        # (group names, exclusive cgroup directories per container) of the last sample.
-        self._dirs_cache: tuple[dict[str, str], ContainerDirs] | None = None
-        # /proc/PID/cgroup content -> (parsed, paths per hierarchy), shared by processes.
-        self._cgroups: dict[bytes | None, tuple[CgroupInfo, tuple[str | None, ...]]] = {}
         self._prev_cpu: procfs.CpuTimes | None = None
         self._first_cpu: procfs.CpuTimes | None = None
         self._prev_uptime: float | None = None
         self._prev_clock: float | None = None
         self._sampled = False
-        self._path_names: dict[str, str] = {}
-        self._cpu_seconds: dict[str, float] = {}
-        self._kernel: dict[str, KernelCounters] = {}
-        self._command_final: float | None = None
-        self._map_prefixes = self._truncated_names(config.process_map)
+        self._grouping = Grouping(
+            config.proc_path,
+            config.process_map,
+            config.exclude_pids,
+            config.command_pid,
+            config.command_name,
+        )
+        self._containers = ContainerFigures(
+            CgroupFS(config.cgroup_path) if config.use_cgroupfs else None,
+            config.limits,
+            self._command_container(),
+        )
 
     # --- public ------------------------------------------------------------
 
@@ -240,7 +130,7 @@ class Sampler:
         this total), so the tail since the last reading is not lost."""
         if self.config.command_pid is None:
             raise ValueError("final_command_sample needs command_pid (wrapper mode)")
-        self._command_final = float(rusage_cpu_seconds)
+        self._containers.command_final(float(rusage_cpu_seconds))
 
     def sample(self, now: float | None = None) -> Sample:
         """Read the system again and turn the difference from the previous reading into
@@ -251,7 +141,7 @@ class Sampler:
         self._place_new_processes(work)
         self._account_cpu(work)
         self._name_containers(work)
-        containers = self._containers(work)
+        containers = self._containers.make(work)
         cpu_total_percent, cpu_seconds_total = self._system_cpu(work.cpu)
         top_cpu, top_mem = self._top_processes(work)
         system_pressure = procfs.read_system_pressure(self.config.proc_path)
@@ -280,7 +170,7 @@ class Sampler:
 
     # --- the steps of a sample ----------------------------------------------
 
-    def _begin(self, now: float | None) -> _Work:
+    def _begin(self, now: float | None) -> SampleWork:
         """The clocks and the system-wide files."""
         proc_path = self.config.proc_path
         timestamp = time.time() if now is None else now
@@ -299,7 +189,7 @@ class Sampler:
             # first sample nearly all are, and missing a newborn's time would undercount.
             born_after = self._prev_uptime * CLK_TCK - 1 if self._prev_uptime is not None else 0
         percent_per_tick = 100.0 / CLK_TCK / elapsed if elapsed is not None else None
-        return _Work(
+        return SampleWork(
             timestamp=timestamp,
             clock=clock,
             elapsed=elapsed,
@@ -311,7 +201,7 @@ class Sampler:
             idle_percent=0.0 if percent_per_tick is not None else None,
         )
 
-    def _read_processes(self, work: _Work) -> None:
+    def _read_processes(self, work: SampleWork) -> None:
         """Read every /proc/PID/stat, and count in the processes that did not change.
 
         This is the cost that grows with the process count, so it is one file per
@@ -322,7 +212,7 @@ class Sampler:
         ProcessSample, nothing to credit.  The others are left to the next steps."""
         proc_path = self.config.proc_path
         prev, raw_prev = self._procs, self._raw
-        raw_now: dict[str, tuple[bytes, PidStat, tuple[int, int]]] = {}
+        raw_now: dict[str, tuple[bytes, PidStat, Key]] = {}
         current, new_stats, slow = work.current, work.new_stats, work.slow
         group_members, processes, states = work.group_members, work.processes, work.process_states
         mem_keys, cpu_keys, idle_percent = work.mem_keys, work.cpu_keys, work.idle_percent
@@ -354,7 +244,7 @@ class Sampler:
                     if state is not None and state.stat is st:
                         current[key] = state
                         group = state.group
-                        if group == _EXCLUDED:
+                        if group == EXCLUDED:
                             continue
                         reuse = state.sample
                         if reuse is None or reuse.cpu_percent != idle_percent:
@@ -383,28 +273,20 @@ class Sampler:
                 if state is None:
                     new_stats[key] = st
                 else:
-                    current[key] = _Proc(state.group, state.cgroup, st, state.paths)
+                    current[key] = ProcessState(state.group, state.cgroup, st, state.paths)
                     slow.append(key)
         finally:
             close(dir_fd)
         self._raw = raw_now
 
-    def _place_new_processes(self, work: _Work) -> None:
+    def _place_new_processes(self, work: SampleWork) -> None:
         """Put each process not seen before in its group, for its whole life."""
-        prev, current, new_stats = self._procs, work.current, work.new_stats
-        if new_stats:
-            # New processes last: the command-tree walk then knows every older process.
-            stats = {key: state.stat for key, state in current.items()}
-            stats.update(new_stats)
-            by_pid = {key[0]: key for key in stats}
-            for key, st in new_stats.items():
-                current[key] = self._new_proc(key, st, stats, by_pid, prev, current)
-                work.slow.append(key)
-        work.churn = bool(new_stats) or len(current) != len(prev)
+        self._grouping.place_new(work, self._procs)
+        work.churn = bool(work.new_stats) or len(work.current) != len(self._procs)
         if work.churn:
-            self._distinct = None
+            self._containers.processes_changed()
 
-    def _account_cpu(self, work: _Work) -> None:
+    def _account_cpu(self, work: SampleWork) -> None:
         """Credit each process that changed or is new to its group (the rule in the
         module docstring), and make its ProcessSample and top-N sort keys."""
         prev, current = self._procs, work.current
@@ -418,7 +300,7 @@ class Sampler:
         for key in work.slow:
             state = current[key]
             group = state.group
-            if group == _EXCLUDED:
+            if group == EXCLUDED:
                 continue
             st = state.stat
             group_members[group].append(state)
@@ -467,10 +349,11 @@ class Sampler:
             if cpu_percent is not None:
                 cpu_keys.append(state.cpu_key)  # type: ignore[arg-type]
 
-    def _name_containers(self, work: _Work) -> None:
+    def _name_containers(self, work: SampleWork) -> None:
         """Name every group; the processes of a group with a new name get renamed samples."""
         names_before = self._group_names
-        group_names = work.group_names = self._group_names = self._name_groups(work.group_members)
+        group_names = self._grouping.names(work.group_members)
+        work.group_names = self._group_names = group_names
         if not any(names_before.get(g) != name for g, name in group_names.items()):
             return
         processes, process_states = work.processes, work.process_states
@@ -502,7 +385,7 @@ class Sampler:
             self._first_cpu = cpu
         return cpu_total_percent, max(0, cpu.busy - self._first_cpu.busy) / CLK_TCK
 
-    def _top_processes(self, work: _Work) -> tuple[list[ProcessSample], list[ProcessSample]]:
+    def _top_processes(self, work: SampleWork) -> tuple[list[ProcessSample], list[ProcessSample]]:
         """The top N by CPU (then pid) and by RSS (then pid); nsmallest is
         sorted()[:top_n] without sorting a thousand processes."""
         top_n = max(0, self.config.top_n)
@@ -514,197 +397,3 @@ class Sampler:
         """Wrapper mode: the name of the command's container."""
         cfg = self.config
         return cfg.command_name if cfg.command_pid is not None else None
-
-    # --- internals ---------------------------------------------------------
-
-    @staticmethod
-    def _truncated_names(process_map: dict[str, str]) -> dict[str, str]:
-        # The kernel's comm is at most 15 characters: "resource-collector" shows as
-        # "resource-collec"; let the full name in the map match it.
-        return {name[:15]: container for name, container in process_map.items() if len(name) > 15}
-
-    def _new_proc(
-        self,
-        key: tuple[int, int],
-        st: PidStat,
-        stats: dict[tuple[int, int], PidStat],
-        by_pid: dict[int, tuple[int, int]],
-        prev: dict[tuple[int, int], _Proc],
-        current: dict[tuple[int, int], _Proc],
-    ) -> _Proc:
-        cfg = self.config
-        # resmon's own cgroup is read too: a cgroup holding resmon is not a container's own.
-        data = procfs.read_pid_cgroup_bytes(st.pid, cfg.proc_path)
-        # Processes of one container share one parsed CgroupInfo (and its paths tuple):
-        # parsed once, and a thousand processes do not hold a thousand copies.
-        cached = self._cgroups.get(data)
-        if cached is None:
-            cgroup = procfs.parse_cgroup(data) if data is not None else _UNKNOWN_CGROUP
-            cached = (cgroup, _hierarchy_paths(cgroup))
-            if len(self._cgroups) >= _CGROUP_CACHE_SIZE:
-                self._cgroups.clear()  # many distinct cgroups over a long run: start afresh
-            self._cgroups[data] = cached
-        cgroup, paths = cached
-        if st.pid in cfg.exclude_pids:
-            return _Proc(_EXCLUDED, cgroup, st, paths)
-        group = cgroup.path
-        if cfg.command_pid is not None and self._in_command_tree(st, stats, by_pid, prev, current):
-            group = _COMMAND_GROUP
-        return _Proc(group, cgroup, st, paths)
-
-    def _in_command_tree(
-        self,
-        st: PidStat,
-        stats: dict[tuple[int, int], PidStat],
-        by_pid: dict[int, tuple[int, int]],
-        prev: dict[tuple[int, int], _Proc],
-        current: dict[tuple[int, int], _Proc],
-    ) -> bool:
-        """Whether a newly seen process descends from the command (membership is then sticky)."""
-        command_pid = self.config.command_pid
-        exclude = self.config.exclude_pids
-        pid = st.pid
-        for _ in range(MAX_PARENT_WALK):
-            if pid == command_pid:
-                return True
-            if pid in exclude or pid <= 1:
-                return False
-            key = by_pid.get(pid)
-            if key is None:
-                return False
-            if pid != st.pid:
-                known = prev.get(key) or current.get(key)
-                if known is not None:
-                    return known.group == _COMMAND_GROUP
-            pid = stats[key].ppid
-        return False
-
-    def _name_groups(self, group_members: dict[str, list[_Proc]]) -> dict[str, str]:
-        cfg = self.config
-        names: dict[str, str] = {}
-        for group, members in group_members.items():
-            if group == _COMMAND_GROUP:
-                names[group] = cfg.command_name
-                continue
-            if group not in self._path_names and (cfg.process_map or self._map_prefixes):
-                for state in members:
-                    st = state.stat
-                    container = cfg.process_map.get(st.name) or self._map_prefixes.get(st.name)
-                    if container:
-                        self._path_names[group] = container
-                        log.debug(
-                            "cgroup %s is container %s (process %s)", group, container, st.name
-                        )
-                        break
-            names[group] = self._path_names.get(group) or container_name_for_path(group)
-        return names
-
-    def _containers(self, work: _Work) -> dict[str, ContainerSample]:
-        """Each container's figures (a container is the groups that carry one name)."""
-        by_container: dict[str, list[str]] = {}
-        for group, name in work.group_names.items():
-            by_container.setdefault(name, []).append(group)
-        command = self._command_container()
-        if command is not None:
-            by_container.setdefault(command, [])
-        fs = self._cgroupfs
-        dirs_by_container = self._container_dirs(fs, work) if fs is not None else {}
-        return {
-            name: self._container(name, groups, work, dirs_by_container.get(name))
-            for name, groups in by_container.items()
-        }
-
-    def _container_dirs(self, fs: CgroupFS, work: _Work) -> ContainerDirs:
-        """The containers' own cgroup directories; they only change when processes come
-        or go (self._distinct is reset then) or a group gets a new name."""
-        cached = self._dirs_cache
-        if cached is not None and self._distinct is not None and cached[0] == work.group_names:
-            return cached[1]
-        if self._distinct is None:
-            # Processes of one container mostly share their paths: look at each pair once.
-            self._distinct = {(state.group, state.paths) for state in work.current.values()}
-        dirs = exclusive_dirs(fs, work.group_names, self._distinct, _EXCLUDED)
-        self._dirs_cache = (dict(work.group_names), dirs)
-        return dirs
-
-    def _container(
-        self, name: str, groups: list[str], work: _Work, dirs: dict[str, list[str]] | None
-    ) -> ContainerSample:
-        """One container: the sums over its processes, replaced by its kernel counters
-        where it has directories of its own, and its limits."""
-        members = [m for g in groups for m in work.group_members.get(g, [])]
-        elapsed = work.elapsed
-        credit = sum(work.group_credit.get(g, 0) for g in groups) / CLK_TCK
-        valid = elapsed is not None and work.invalid_groups.isdisjoint(groups)
-        source_cpu = source_memory = SOURCE_PROCFS
-        memory: int | None = sum(state.stat.rss_pages for state in members) * PAGE_SIZE
-        if not memory and all(state.stat.state in _DEAD_STATES for state in members):
-            # Only zombies (or nobody): a zombie has no RSS, so 0 would be a false
-            # reading (the wrapped command read as a zombie in the last sample would
-            # pull a short run's p50 down).  No memory reading; its CPU still counts.
-            memory = None
-        kernel = self._kernel_figures(name, dirs, elapsed)
-        if kernel.cpu_seconds is not None:
-            credit, valid, source_cpu = kernel.cpu_seconds, True, SOURCE_CGROUPFS
-        if kernel.memory_bytes is not None:
-            memory, source_memory = kernel.memory_bytes, SOURCE_CGROUPFS
-        credit, cumulative = self._count_cpu_seconds(name, credit)
-        limit_cpu, limit_mem = self._limits(name, kernel)
-        cpu_cores = credit / elapsed if valid and elapsed else None
-        return ContainerSample(
-            name=name,
-            cpu_cores=cpu_cores,
-            memory_bytes=memory,
-            process_count=len(members),
-            cpu_seconds=cumulative,
-            cpu_percent_of_limit=(
-                cpu_cores / limit_cpu * 100.0 if cpu_cores is not None and limit_cpu else None
-            ),
-            memory_percent_of_limit=(
-                memory / limit_mem * 100.0 if limit_mem and memory is not None else None
-            ),
-            limit_cpu_cores=limit_cpu,
-            limit_memory_bytes=limit_mem,
-            memory_peak_bytes=kernel.memory_peak_bytes,
-            cpu_throttled_seconds=kernel.cpu_throttled_seconds,
-            throttled_periods_percent=kernel.throttled_periods_percent,
-            oom_kills=kernel.oom_kills,
-            source_cpu=source_cpu,
-            source_memory=source_memory,
-            pressure=kernel.pressure,
-        )
-
-    def _kernel_figures(
-        self, name: str, dirs: dict[str, list[str]] | None, elapsed: float | None
-    ) -> KernelFigures:
-        if dirs:
-            counters = self._kernel.setdefault(name, KernelCounters())
-            return counters.read(self._cgroupfs, dirs, elapsed)  # type: ignore[arg-type]
-        if name in self._kernel:
-            self._kernel[name].forget()
-        return NO_KERNEL_FIGURES
-
-    def _count_cpu_seconds(self, name: str, credit: float) -> tuple[float, float]:
-        """Add this interval's CPU seconds to the container's total: the interval's and
-        the total, both raised in wrapper mode to the wait's rusage total (the tail
-        since the last reading) in the command container's last sample."""
-        cumulative = self._cpu_seconds.get(name, 0.0) + credit
-        if name == self._command_container() and self._command_final is not None:
-            if self._command_final > cumulative:
-                credit += self._command_final - cumulative
-                cumulative = self._command_final
-            self._command_final = None
-        self._cpu_seconds[name] = cumulative
-        return credit, cumulative
-
-    def _limits(self, name: str, kernel: KernelFigures) -> tuple[float | None, int | None]:
-        """The container's CPU and memory limits: CGROUP_LIMITS where it sets them, else
-        the cgroup's own."""
-        limit_cpu, limit_mem = kernel.limit_cpu_cores, kernel.limit_memory_bytes
-        configured = self.config.limits.get(name)
-        if configured is not None:
-            if configured.cpu_cores is not None:
-                limit_cpu = configured.cpu_cores
-            if configured.memory_bytes is not None:
-                limit_mem = configured.memory_bytes
-        return limit_cpu, limit_mem
