@@ -68,6 +68,9 @@ class KernelCounters:
     def read(
         self, fs: CgroupFS, dirs: dict[str, list[str]], elapsed: float | None
     ) -> KernelFigures:
+        """Read the counters: CPU as the use since the previous reading (only when that
+        reading came from the same directories), the other cumulative counters since
+        the first reading, so that they cover the run."""
         reading = read_container(fs, dirs)
         cpu_dirs = tuple(dirs.get(V2) or dirs.get(V1_CPUACCT) or ())
         usage = reading.cpu_usage_usec

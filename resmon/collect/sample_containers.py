@@ -30,7 +30,9 @@ class ContainerFigures:
     """Makes each sample's ContainerSamples, and keeps what spans samples: the running
     CPU totals, the kernel counters' previous readings, the containers' own directories."""
 
-    def __init__(self, cgroupfs: CgroupFS | None, limits: dict[str, Limits], command: str | None):
+    def __init__(
+        self, cgroupfs: CgroupFS | None, limits: dict[str, Limits], command: str | None
+    ) -> None:
         self._cgroupfs = cgroupfs
         self._limits = limits
         # Wrapper mode: the command's container, which is there even before its processes.

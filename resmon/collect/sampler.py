@@ -11,8 +11,8 @@ A process belongs, for its whole life, to one *group* (its cgroup path, or in
 wrapper mode the command's tree), and a *container* is the groups that carry one
 name (:mod:`resmon.collect.sample_groups`).
 
-CPU accounting that survives process churn (DESIGN.md, "Short-lived processes")
--------------------------------------------------------------------------------
+CPU accounting that survives process churn
+------------------------------------------
 A process's *total* is utime+stime+cutime+cstime: its own time plus that of every
 child it has reaped (the kernel adds a reaped child's whole total to its parent's
 cutime+cstime).  Summing totals over a group's live processes would count every
