@@ -9,9 +9,12 @@ Idempotency rests on two unique constraints, never on a read-then-write check
 - ``idempotency_key`` (``Idempotency-Key`` header or the payload's
   ``idempotency_key``): a repeat with the same canonical body is a duplicate, the
   same key with another body is a conflict (HTTP 422);
-- ``run_key``, a hash of (scope, run_id, run_attempt, start_time): a key-less
-  retry of the same run is a duplicate.  Without a start time the body hash stands
-  in for it, so two different runs that only share a run id are both kept.
+- ``run_key``, a hash of (scope, run_id, run_attempt, start_time): a retry of the
+  same run, with no key or another one, is a duplicate if it carries the stored
+  run summary and a conflict (HTTP 409) if not -- the stored run is kept, and the
+  new summary is refused rather than dropped behind a 200.  Without a start time
+  the body hash stands in for it, so two different runs that only share a run id
+  are both kept.
 
 On a unique violation the transaction is rolled back and the existing row looked
 up; that row exists, since the violated constraint is exactly what points to it.
@@ -19,6 +22,7 @@ up; that row exists, since the violated constraint is exactly what points to it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -31,7 +35,7 @@ import orjson
 import peewee
 from peewee import Field, IntegrityError, Model, SqliteDatabase
 
-from resmon.schema import PushPayload
+from resmon.schema import PushPayload, parse_time
 from resmon.store import db as dbmod
 from resmon.store.derive import derive, sha256_hex
 from resmon.store.models import ContainerStat, Run, database_proxy
@@ -53,6 +57,15 @@ class IdempotencyConflict(Exception):
 
     def __init__(self, run_id: int) -> None:
         super().__init__(f"idempotency key already used for run {run_id} with a different body")
+        self.run_id = run_id
+
+
+class RunConflict(Exception):
+    """The run (same scope, run_id, run_attempt and start_time) is already stored with
+    a different body, under another idempotency key or none."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} is already stored with a different body")
         self.run_id = run_id
 
 
@@ -259,7 +272,8 @@ def store_push(
 ) -> StoreResult:
     """Store a validated push once; returns the run id and CREATED or DUPLICATE.
 
-    Raises :class:`IdempotencyConflict` when the key was used with another body.
+    Raises :class:`IdempotencyConflict` when the key was used with another body, and
+    :class:`RunConflict` when the run is already stored with another body.
     """
     digest = body_digest(payload)
     derived = derive(payload.execution, payload.run_summary, digest)
@@ -301,15 +315,59 @@ def store_push(
         return StoreResult(id=int(run_pk), status=CREATED)
     except IntegrityError:
         pass  # rolled back; find the row the constraint points to
+    return _stored_before(payload, idempotency_key, derived.run_key, digest)
 
+
+def _stored_before(
+    payload: PushPayload, idempotency_key: str | None, run_key: str, digest: str
+) -> StoreResult:
+    """The answer for a push whose INSERT violated a unique constraint: a duplicate of
+    the row it points to, or the conflict that row's body makes."""
     if idempotency_key:
-        existing = Run.get_or_none(Run.idempotency_key == idempotency_key)
+        existing = _id_and_body(Run.idempotency_key == idempotency_key)
         if existing is not None:
-            if existing.body_sha256 != digest:
-                raise IdempotencyConflict(existing.id)
-            return StoreResult(id=existing.id, status=DUPLICATE)
-    existing = Run.get_or_none(Run.run_key == derived.run_key)
+            if existing[1] != digest:
+                raise IdempotencyConflict(existing[0])
+            return StoreResult(id=existing[0], status=DUPLICATE)
+    existing = _id_and_body(Run.run_key == run_key)
     if existing is None:
         # Neither constraint explains the violation: a real error, not a duplicate.
         raise RuntimeError("unique constraint violated but no matching run found")
-    return StoreResult(id=existing.id, status=DUPLICATE)
+    if existing[1] != digest and not _same_run_summary(existing[0], payload.run_summary):
+        raise RunConflict(existing[0])
+    return StoreResult(id=existing[0], status=DUPLICATE)
+
+
+def _id_and_body(where: Any) -> tuple[int, str] | None:
+    # Only the two columns: the payload of a large run is not read to answer a retry.
+    row = Run.select(Run.id, Run.body_sha256).where(where).tuples().first()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def _same_run_summary(run_pk: int, summary: dict[str, Any]) -> bool:
+    """Whether the stored run's summary is ``summary``, its times compared as instants.
+
+    Only the run summary is stored (the execution's extra fields are not), so only it
+    can be lost.  A body digest differs for the same run when its start time is
+    written another way (``Z`` or ``+00:00``, with or without fractions: one run
+    key) or when the run was stored before digests covered today's execution
+    fields (a version-1 row, digested in the upgrade); neither loses anything.
+    """
+    row = Run.select(Run.payload).where(Run.id == run_pk).tuples().first()
+    if row is None:
+        return False
+    try:
+        stored = orjson.loads(row[0])
+    except orjson.JSONDecodeError:
+        return False
+    return _as_instants(stored) == _as_instants(summary)
+
+
+def _as_instants(summary: Any) -> Any:
+    if not isinstance(summary, dict):
+        return summary
+    out = dict(summary)
+    for key in ("start_time", "end_time"):
+        with contextlib.suppress(TypeError, ValueError):
+            out[key] = parse_time(out.get(key))
+    return out
