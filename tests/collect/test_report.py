@@ -7,9 +7,18 @@ from pathlib import Path
 
 import orjson
 
-from resmon.collect.report import append_markdown, format_bytes, render_markdown, write_summary_file
+from resmon.collect.report import (
+    JOB_COLOURS,
+    OTHERS_COLOUR,
+    append_markdown,
+    format_bytes,
+    job_containers,
+    render_markdown,
+    write_summary_file,
+)
 
 STORED = Path(__file__).parents[1] / "fixtures" / "summaries" / "run_summary.json"
+WRAPPER = STORED.parent / "wrapper_make_summary.json"
 
 
 def stored() -> dict:
@@ -18,6 +27,19 @@ def stored() -> dict:
 
 def mermaid_blocks(text: str) -> list[str]:
     return re.findall(r"```mermaid\n(.*?)```", text, flags=re.S)
+
+
+def chart(block: str) -> dict:
+    """An xychart block's title, palette (drawing order), y-axis top and lines."""
+    palette = re.search(r'"plotColorPalette": "(.*?)"', block)
+    return {
+        "title": re.search(r'title "(.*?)"', block)[1],
+        "palette": palette[1].split(", ") if palette else [],
+        "top": float(re.search(r"y-axis .* 0 --> (\S+)", block)[1]),
+        "lines": [
+            [float(v) for v in line.split(", ")] for line in re.findall(r"line \[(.*?)\]", block)
+        ],
+    }
 
 
 def test_container_table_has_p50_p95_peak_against_limits():
@@ -60,15 +82,27 @@ def test_top_processes_with_hostile_names_escaped():
 def test_mermaid_charts_of_cpu_cores_and_memory_from_the_timeline():
     blocks = mermaid_blocks(render_markdown(stored()))
     assert len(blocks) == 2
-    cpu, mem = blocks
-    assert cpu.startswith("xychart-beta\n") and 'title "CPU (cores)"' in cpu
-    assert 'x-axis "seconds since start" 0 --> 10' in cpu
-    lines = re.findall(r"line \[(.*?)\]", cpu)
-    # One line per container in summary order; missing values (first sample, absent) as 0.
-    assert lines == ["0, 1, 1.5, 1.9, 1.95, 0.5", "0, 0.05, 0.1, 0.2, 0.25, 0"]
-    mem_lines = re.findall(r"line \[(.*?)\]", mem)
-    assert mem_lines[0].split(", ")[:2] == ["500", "500"]
-    assert "Lines, in order: 1. runner, 2. sidecar&lt;script&gt;" in render_markdown(stored())
+    cpu, mem = (chart(b) for b in blocks)
+    assert blocks[0].startswith("xychart-beta\n%%{init: ") and cpu["title"] == "CPU (cores)"
+    assert 'x-axis "seconds since start" 0 --> 10' in blocks[0]
+    # Both containers are named (CGROUP_PROCESS_MAP), so both are the job's. The busier
+    # one (runner, 12 CPU-seconds) is drawn last, on top, in blue; missing values as 0.
+    assert cpu["lines"] == [[0, 0.05, 0.1, 0.2, 0.25, 0], [0, 1, 1.5, 1.9, 1.95, 0.5]]
+    assert cpu["palette"] == ["#D55E00", "#1F6FEB"] == mem["palette"]
+    assert cpu["top"] == 2.2 and mem["top"] == 850
+    assert mem["lines"][1][:2] == [500, 500]
+
+
+def test_legend_under_each_chart_matches_the_palette_and_escapes_names():
+    md = render_markdown(stored())
+    legends = [line for line in md.splitlines() if line.startswith("Lines: ")]
+    assert legends == ["Lines: 🟦 **runner** (blue) · 🟧 **sidecar&lt;script&gt;** (orange)"] * 2
+    words = {c.hex: c.word for c in (*JOB_COLOURS, OTHERS_COLOUR)}
+    for block, legend in zip(mermaid_blocks(md), legends, strict=True):
+        # The legend lists lines most important first; the palette is in drawing order.
+        expected = [words[h] for h in reversed(chart(block)["palette"])]
+        assert re.findall(r"\((\w+)\)", legend) == expected
+    assert "<script>" not in md
 
 
 def test_long_timeline_is_thinned_for_the_chart():
@@ -82,9 +116,108 @@ def test_long_timeline_is_thinned_for_the_chart():
         }
         for i in range(300)
     ]
-    cpu = mermaid_blocks(render_markdown(summary))[0]
-    values = re.findall(r"line \[(.*?)\]", cpu)[0].split(", ")
-    assert len(values) == 100 and "0 --> 299" in cpu
+    block = mermaid_blocks(render_markdown(summary))[0]
+    assert [len(line) for line in chart(block)["lines"]] == [100] and "0 --> 299" in block
+
+
+def test_wrapper_charts_the_command_and_the_rest_as_one_grey_line():
+    summary = orjson.loads(WRAPPER.read_bytes())
+    md = render_markdown(summary)
+    cpu_block, mem_block = mermaid_blocks(md)
+    cpu, mem = chart(cpu_block), chart(mem_block)
+    command = [round(p["containers"]["command"]["cpu_cores"] or 0, 3) for p in summary["timeline"]]
+    others = [
+        round(sum(f["cpu_cores"] or 0 for n, f in p["containers"].items() if n != "command"), 3)
+        for p in summary["timeline"]
+    ]
+    # Drawn first in grey (under), then the command in blue (on top).
+    assert cpu["palette"] == ["#8C959F", "#1F6FEB"]
+    assert cpu["lines"] == [others, command]
+    # The host's ~1 GiB would flatten the command's megabytes: memory is the command's alone.
+    assert mem["palette"] == ["#1F6FEB"] and len(mem["lines"]) == 1
+    assert mem["lines"][0][1] == round(
+        summary["timeline"][1]["containers"]["command"]["memory_bytes"] / 2**20, 3
+    )
+    charts = md[md.index("#### Over time") :]
+    assert "/process_api/" not in charts and "host" not in charts
+    assert "Lines: 🟦 **command** (blue) · ⬜ other processes, summed (grey)" in charts
+    assert "Lines: 🟦 **command** (blue)\n" in charts
+
+
+def sidecar_summary(
+    containers: dict[str, tuple[float, float]], cpu_seconds: dict[str, float]
+) -> dict:
+    """Three samples; each container at (cores, bytes) from the second sample on."""
+    timeline = [
+        {
+            "t": float(t),
+            "cpu_percent": 50.0,
+            "mem_used_bytes": 3 * 2**30,
+            "containers": {
+                n: {"cpu_cores": None if t == 0 else cores, "memory_bytes": mem}
+                for n, (cores, mem) in containers.items()
+            },
+        }
+        for t in range(3)
+    ]
+    return stored() | {
+        "timeline": timeline,
+        "containers": [{"name": n, "cpu_seconds": s} for n, s in cpu_seconds.items()],
+    }
+
+
+def test_sidecar_charts_named_containers_not_host_unknown_or_cgroup_paths():
+    summary = sidecar_summary(
+        {
+            "build": (1.5, 2 * 2**30),
+            "4fca0b1c2d3e": (0.5, 2**20),  # a container runtime's id: a real container
+            "host": (0.25, 2**30),
+            "unknown": (0.125, 0),
+            "/user.slice/user-1000.slice": (1.0, 2**29),
+        },
+        {"build": 3.0, "4fca0b1c2d3e": 1.0, "host": 9.0, "/user.slice/user-1000.slice": 2.0},
+    )
+    assert job_containers(summary) == ["build", "4fca0b1c2d3e"]
+    md = render_markdown(summary)
+    cpu, mem = (chart(b) for b in mermaid_blocks(md))
+    # Everything else is one grey line; the busiest job container is blue, drawn last.
+    assert cpu["palette"] == ["#8C959F", "#D55E00", "#1F6FEB"]
+    assert cpu["lines"] == [[0, 1.375, 1.375], [0, 0.5, 0.5], [0, 1.5, 1.5]]
+    assert mem["lines"] == [[1, 1, 1], [2048, 2048, 2048]]
+    # 2 GiB x 1.1, rounded up and written as a plain number.
+    assert mem["top"] == 2300 and "e+" not in md
+    charts = md[md.index("#### Over time") :]
+    assert "user.slice" not in charts and "**host**" not in charts
+
+
+def test_five_job_containers_are_charted_and_the_quietest_named():
+    names = ["a", "b", "c", "d", "e", "f", "g"]
+    summary = sidecar_summary(
+        {n: (0.1 * (i + 1), 2**20) for i, n in enumerate(names)},
+        {n: float(i) for i, n in enumerate(names)},
+    )
+    assert job_containers(summary) == ["g", "f", "e", "d", "c", "b", "a"]
+    md = render_markdown(summary)
+    cpu = chart(mermaid_blocks(md)[0])
+    assert cpu["palette"] == [c.hex for c in reversed(JOB_COLOURS)]
+    assert cpu["lines"][-1] == [0, 0.7, 0.7]
+    assert "Not charted (less CPU): b, a" in md
+
+
+def test_no_job_container_charts_the_machine():
+    summary = sidecar_summary({"host": (0.5, 2**30), "/system.slice/x": (0.5, 2**20)}, {})
+    assert job_containers(summary) == []
+    cpu, mem = (chart(b) for b in mermaid_blocks(render_markdown(summary)))
+    assert cpu["title"] == "Machine CPU busy (%)" and cpu["lines"] == [[50, 50, 50]]
+    assert mem["title"] == "Machine memory used (MiB)" and mem["lines"] == [[3072] * 3]
+    assert cpu["palette"] == mem["palette"] == ["#1F6FEB"]
+    assert "Lines: 🟦 the whole machine (blue)" in render_markdown(summary)
+
+
+def test_a_wrapped_command_missing_from_the_timeline_charts_the_machine():
+    summary = stored() | {"command": {"name": "true", "container": "command", "exit_code": 0}}
+    assert job_containers(summary) == []
+    assert chart(mermaid_blocks(render_markdown(summary))[0])["title"] == "Machine CPU busy (%)"
 
 
 def test_minimal_wire_summary_without_additive_fields_renders():
@@ -148,7 +281,7 @@ def test_format_bytes():
 
 def test_a_real_wrapper_run_renders():
     # Captured from `resmon collect --summary-file ... -- make -s -j2` on this machine.
-    summary = orjson.loads((STORED.parent / "wrapper_make_summary.json").read_bytes())
+    summary = orjson.loads(WRAPPER.read_bytes())
     md = render_markdown(summary)
     assert md.startswith("### Resource usage: make\n")
     assert "exit code 0" in md and f"{summary['cpu_seconds']:.1f} CPU-seconds" in md
@@ -158,9 +291,6 @@ def test_a_real_wrapper_run_renders():
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[4] == "2.00" and cells[8] == "512.0 MiB"
     assert cells[3].startswith(f"{command['cpu_cores']['peak']:.2f} (")
-    cpu_chart = mermaid_blocks(md)[0]
-    lines = re.findall(r"line \[(.*?)\]", cpu_chart)
-    assert 1 <= len(lines) <= 6
-    assert len(lines[0].split(", ")) == len(summary["timeline"])
-    assert cpu_chart.count("line [") == len(lines)
-    assert "Lines, in order: 1. command," in md
+    cpu_chart = chart(mermaid_blocks(md)[0])
+    assert len(cpu_chart["lines"]) == 2
+    assert all(len(line) == len(summary["timeline"]) for line in cpu_chart["lines"])
