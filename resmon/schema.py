@@ -33,6 +33,11 @@ MAX_SCOPE_LEN = 255
 MAX_NUMBER = 2.0**62
 MAX_CONTAINERS = 1000
 MAX_PROCESSES = 1000
+# Objects and lists inside objects and lists, counted from the payload itself: a
+# run summary needs five.  orjson parses up to 1024 levels but serialises only
+# 254, and the server serialises every payload it stores, so deeper ones must be
+# refused before anything writes them.
+MAX_DEPTH = 64
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _FRACTION = re.compile(r"\.(\d+)")
@@ -192,10 +197,26 @@ def validate_run_summary(summary: Any, where: str = "run_summary") -> dict:
     return summary
 
 
+def _too_deep(value: Any, depth: int) -> bool:
+    """Whether objects and lists nest more than ``MAX_DEPTH`` levels, ``value`` being
+    at level ``depth``.  A loop, not recursion: a payload may nest a thousand levels."""
+    pending = [(value, depth)]
+    while pending:
+        item, level = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if level > MAX_DEPTH:
+            return True
+        pending.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
 def validate_push(obj: Any) -> PushPayload:
     """Validate a decoded push body; returns canonical execution scope and the summary."""
     if not isinstance(obj, dict):
         raise PayloadError("payload must be a JSON object")
+    for key, value in obj.items():
+        if isinstance(value, (dict, list)) and _too_deep(value, 2):
+            raise PayloadError(f"{key} nests objects or lists deeper than {MAX_DEPTH} levels")
     execution = _object(obj.get("execution"), "execution")
     canonical = dict(execution)
     for key in ("organization", "repository", "workflow", "job"):

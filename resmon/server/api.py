@@ -9,6 +9,7 @@ everything else.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from datetime import UTC, datetime
@@ -76,9 +77,8 @@ def read_body(limit: int) -> bytes:
     while True:
         try:
             chunk = stream.read(min(64 * 1024, limit + 1 - total))
-        except OSError:
-            # The server's --io-timeout ran out while the client sent nothing.
-            raise ApiError(408, "request body not received in time") from None
+        except Exception as exc:  # whatever the WSGI server raises for the client's bytes
+            raise _unreadable_body(exc) from None
         if not chunk:
             break
         chunks.append(chunk)
@@ -86,6 +86,29 @@ def read_body(limit: int) -> bytes:
         if total > limit:
             raise too_large
     return b"".join(chunks)
+
+
+def _unreadable_body(exc: Exception) -> ApiError:
+    """The answer to a body the WSGI server could not read.
+
+    gunicorn raises its own exceptions from ``read()`` for a malformed chunked body
+    (a chunk size of ``zz``, ``-5`` or ``0x5``, a missing CRLF, a bad chunk
+    extension or trailer) and ``NoMoreData`` when the connection ends mid-body:
+    the client's doing, so a 400, never a 500.  A socket timeout (the server's
+    --io-timeout) is a 408.  The server closes the connection after either, since
+    where the next request would start is unknown.
+    """
+    timed_out = isinstance(exc, TimeoutError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ETIMEDOUT)
+    )
+    log.info("request body unreadable: %s", type(exc).__name__)
+    if timed_out:
+        return ApiError(408, "request body not received in time")
+    return ApiError(
+        400,
+        "request body could not be read: malformed chunked encoding or the body ended early",
+        outcome="rejected_input",
+    )
 
 
 def require_read_token() -> None:
@@ -282,7 +305,8 @@ def _scope_from_path(scope: str) -> tuple[str, str, str, str]:
         segments = scope.split("/")
     if len(segments) == 5:
         segments = [segments[0], f"{segments[1]}/{segments[2]}", segments[3], segments[4]]
-    if len(segments) != 4 or not all(segments):
+    if len(segments) != 4 or not all(segments) or any("\x00" in s for s in segments):
+        # NUL: no stored name holds one, and PostgreSQL text cannot.
         raise ApiError(404, "not found")
     org, repo, workflow, job = segments
     return org, repo, workflow, job
@@ -292,9 +316,15 @@ def _int_arg(name: str, low: int, high: int) -> int | None:
     value = request.args.get(name)
     if value is None:
         return None
-    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+    # The length first: int() refuses strings of over 4,300 digits.
+    digits = value.lstrip("0")
+    if (
+        not (value.isascii() and value.isdigit())
+        or len(digits) > len(str(high))
+        or not low <= int(digits or "0") <= high
+    ):
         raise ApiError(400, f"{name} must be a whole number from {low} to {high}")
-    return int(value)
+    return int(digits)
 
 
 def _time_arg(name: str) -> datetime | None:

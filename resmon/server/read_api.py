@@ -31,6 +31,7 @@ bp = Blueprint("read_api", __name__)
 
 JOBS_PREFIX = "/api/v1/jobs/"
 MAX_PARAM = 255
+MAX_LIMIT_DIGITS = 9
 
 
 @bp.before_request
@@ -61,6 +62,10 @@ def _arg(name: str) -> str | None:
     value = request.args.get(name)
     if value is not None and len(value) > MAX_PARAM:
         raise ApiError(400, f"{name} is longer than {MAX_PARAM} characters")
+    if value is not None and "\x00" in value:
+        # PostgreSQL text cannot hold NUL (the driver refuses the query), and no
+        # stored name contains one.
+        raise ApiError(400, f"{name} contains a NUL character")
     return value or None
 
 
@@ -68,9 +73,14 @@ def _limit() -> int | None:
     value = request.args.get("limit")
     if value is None or value == "":
         return None
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+    digits = value.lstrip("0")
+    if not (value.isascii() and value.isdigit()) or not digits:
         raise ApiError(400, "limit must be a whole number of at least 1")
-    return int(value)
+    if len(digits) > MAX_LIMIT_DIGITS:
+        # Far above every cap, which applies below as to any large limit; and
+        # int() refuses strings of over 4,300 digits.
+        return 10**MAX_LIMIT_DIGITS
+    return int(digits)
 
 
 def _job_scope(path: str, suffix: str) -> tuple[str, str, str, str]:
@@ -92,7 +102,8 @@ def _job_scope(path: str, suffix: str) -> tuple[str, str, str, str]:
         segments = path.split("/")
     if len(segments) == 5:
         segments = [segments[0], f"{segments[1]}/{segments[2]}", segments[3], segments[4]]
-    if len(segments) != 4 or not all(segments):
+    if len(segments) != 4 or not all(segments) or any("\x00" in s for s in segments):
+        # NUL: no stored name holds one, and PostgreSQL text cannot.
         raise ApiError(
             404,
             "not found: use /api/v1/jobs/{organization}/{repository}/{workflow}/{job}/" + suffix,

@@ -12,24 +12,24 @@ it returns.  Works on SQLite and PostgreSQL; the one place they differ, the
 calendar day of a time, is :func:`resmon.store.scope.day_of`.
 
 The time and period a user writes (``--since 7d``, ``--period 2w``) are parsed
-here too (:func:`parse_when`, :func:`parse_period`): every question takes them
-as text, and the CLI checks them with the same functions before asking.
+by :func:`resmon.store.scope.parse_when` and :func:`~resmon.store.scope.parse_period`
+(importable from here too): every question takes them as text, and the CLI checks
+them with the same functions before asking.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
-import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 from peewee import fn
 
-from resmon.schema import parse_time
 from resmon.store.models import ContainerStat, Run
 from resmon.store.scope import (
+    HistoryError,
     all_job_names,
     answer_time,
     container_exists,
@@ -38,6 +38,8 @@ from resmon.store.scope import (
     describe_job,
     job_exists,
     job_name,
+    parse_period,
+    parse_when,
     run_row,
     scope_fields,
     scope_where,
@@ -101,10 +103,6 @@ CONTAINER_COLUMNS = tuple(
 )
 
 
-class HistoryError(ValueError):
-    """A question that cannot be answered as asked; the message says what to change."""
-
-
 class NotFound(LookupError):
     """Nothing stored under what was asked for; ``suggestions`` are the closest names."""
 
@@ -116,36 +114,12 @@ class NotFound(LookupError):
 
 # --- parameters ----------------------------------------------------------------
 
-_PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
-
-def parse_period(text: str) -> timedelta:
-    """A length of time as people write it: ``30m``, ``12h``, ``7d``, ``2w``."""
-    m = _PERIOD.match(text or "")
-    if not m:
-        raise HistoryError(f"invalid period {text!r}: use e.g. 30m, 12h, 7d or 2w")
-    return timedelta(seconds=float(m.group(1)) * _PERIOD_SECONDS[m.group(2)])
-
-
-def parse_when(text: str | None, now: datetime | None = None) -> datetime | None:
-    """A point in time: a period back from now (``7d``) or an RFC 3339 time / date
-    (``2026-11-01``, ``2026-11-01T12:00:00Z``); naive UTC, as stored."""
-    if text is None or not str(text).strip():
-        return None
-    text = str(text).strip()
-    now = now or datetime.now(UTC)
-    if _PERIOD.match(text):
-        return (now - parse_period(text)).astimezone(UTC).replace(tzinfo=None)
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return datetime.fromisoformat(text)
-        return parse_time(text).replace(tzinfo=None)
-    except ValueError:
-        raise HistoryError(
-            f"invalid time {text!r}: use a period back from now (7d, 12h) "
-            "or a date/time (2026-11-01, 2026-11-01T12:00:00Z)"
-        ) from None
+def _window(
+    since: str | None, until: str | None, now: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """``since`` and ``until`` as stored times, each error naming its parameter."""
+    return parse_when(since, now, name="since"), parse_when(until, now, name="until")
 
 
 def _bounded(value: int | None, default: int, maximum: int, what: str) -> int:
@@ -234,7 +208,7 @@ def job_runs(
     """The runs of one job, newest first, at most ``limit``; ``truncated`` says whether
     more runs match.  Raises :class:`NotFound` (with close job names) for an unknown job."""
     limit = _bounded(limit, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, "limit")
-    start, end = parse_when(since, now), parse_when(until, now)
+    start, end = _window(since, until, now)
     query = Run.select(*RUN_COLUMNS).where(scope_where(organization, repository, workflow, job))
     if start is not None:
         query = query.where(Run.received_at >= start)
@@ -295,7 +269,7 @@ def trend(
     if by not in TREND_BY:
         raise HistoryError(f"invalid grouping {by!r}: use one of {', '.join(TREND_BY)}")
     limit = _bounded(limit, DEFAULT_TREND_POINTS, MAX_TREND_POINTS, "limit")
-    start, end = parse_when(since, now), parse_when(until, now)
+    start, end = _window(since, until, now)
     where = scope_where(organization, repository, workflow, job)
     if start is not None:
         where &= Run.received_at >= start
@@ -417,9 +391,16 @@ def top(
         raise HistoryError(f"invalid metric {metric!r}: use one of {', '.join(TOP_METRICS)}")
     limit = _bounded(limit, DEFAULT_TOP_LIMIT, MAX_TOP_LIMIT, "limit")
     now = now or datetime.now(UTC)
-    end = parse_when(until, now) if until else None
+    end = parse_when(until, now, name="until") if until else None
     reference = end.replace(tzinfo=UTC) if end else now
-    start = (reference - parse_period(period or DEFAULT_TOP_PERIOD)).replace(tzinfo=None)
+    length = parse_period(period or DEFAULT_TOP_PERIOD, name="period")
+    try:
+        start = (reference - length).replace(tzinfo=None)
+    except OverflowError:
+        raise HistoryError(
+            f"period: {period or DEFAULT_TOP_PERIOD} before {until or 'now'} "
+            "reaches back before the year 1"
+        ) from None
 
     cpu_total = fn.SUM(Run.cpu_seconds)
     cpu_p95 = fn.AVG(Run.cpu_percent_p95)
@@ -452,22 +433,24 @@ def top(
         .order_by(*order, Run.repository, Run.workflow, Run.job)
         .limit(limit)
     )
-    rows = []
-    for row in query.dicts():
-        # PostgreSQL answers SUM/AVG with Decimal for integer columns; JSON wants numbers.
-        for key, value in row.items():
-            if (
-                key not in ("organization", "repository", "workflow", "job", "runs")
-                and value is not None
-            ):
-                row[key] = float(value)
-        if row["mem_bytes_peak_max"] is not None:
-            row["mem_bytes_peak_max"] = int(row["mem_bytes_peak_max"])
-        rows.append(row)
     return {
         "metric": metric,
         "since": answer_time(start),
         "until": answer_time(end),
         "limit": limit,
-        "jobs": rows,
+        "jobs": [_top_row(row) for row in query.dicts()],
     }
+
+
+def _top_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A ranking row with numbers JSON takes: PostgreSQL answers SUM and AVG of
+    integer columns with Decimal."""
+    for key, value in row.items():
+        if (
+            key not in ("organization", "repository", "workflow", "job", "runs")
+            and value is not None
+        ):
+            row[key] = float(value)
+    if row["mem_bytes_peak_max"] is not None:
+        row["mem_bytes_peak_max"] = int(row["mem_bytes_peak_max"])
+    return row

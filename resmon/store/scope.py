@@ -9,18 +9,21 @@ same job in every question.
 
 Times are stored naive UTC and answered as RFC 3339 (:func:`answer_time`).  The
 one place SQLite and PostgreSQL differ, the calendar day of a time, is
-:func:`day_of`.
+:func:`day_of`.  The times and periods a question is asked with (``7d``,
+``2026-11-01``) are read by :func:`parse_when` and :func:`parse_period`; beyond
+what a datetime holds they are a :class:`HistoryError` naming the parameter.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from peewee import JOIN, PostgresqlDatabase, fn
 
-from resmon.schema import format_time
+from resmon.schema import format_time, parse_time
 from resmon.store.models import ContainerStat, Run, database_proxy
 from resmon.tokens import canonical_repository
 
@@ -130,3 +133,60 @@ def container_exists(
         )
     )
     return query.limit(1).exists()
+
+
+# --- the time window a question names ------------------------------------------
+
+
+class HistoryError(ValueError):
+    """A question that cannot be answered as asked; the message says what to change."""
+
+
+_PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _named(name: str | None, message: str) -> str:
+    """The message of a parameter's error, led by the parameter's name when the
+    caller gave one (the read API does; the CLI names the option itself)."""
+    return f"{name}: {message}" if name else message
+
+
+def parse_period(text: str, *, name: str | None = None) -> timedelta:
+    """A length of time as people write it: ``30m``, ``12h``, ``7d``, ``2w``."""
+    m = _PERIOD.match(text or "")
+    if not m:
+        raise HistoryError(_named(name, f"invalid period {text!r}: use e.g. 30m, 12h, 7d or 2w"))
+    try:
+        return timedelta(seconds=float(m.group(1)) * _PERIOD_SECONDS[m.group(2)])
+    except OverflowError:  # over 999,999,999 days, or more digits than a float holds
+        raise HistoryError(_named(name, f"period {text!r} is too long")) from None
+
+
+def parse_when(
+    text: str | None, now: datetime | None = None, *, name: str | None = None
+) -> datetime | None:
+    """A point in time: a period back from now (``7d``) or an RFC 3339 time / date
+    (``2026-11-01``, ``2026-11-01T12:00:00Z``); naive UTC, as stored."""
+    if text is None or not str(text).strip():
+        return None
+    text = str(text).strip()
+    now = now or datetime.now(UTC)
+    if _PERIOD.match(text):
+        period = parse_period(text, name=name)
+        try:
+            return (now - period).astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise HistoryError(_named(name, f"{text!r} reaches back before the year 1")) from None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return datetime.fromisoformat(text)
+        return parse_time(text).replace(tzinfo=None)
+    except ValueError:
+        raise HistoryError(
+            _named(
+                name,
+                f"invalid time {text!r}: use a period back from now (7d, 12h) "
+                "or a date/time (2026-11-01, 2026-11-01T12:00:00Z)",
+            )
+        ) from None
