@@ -1,15 +1,15 @@
-"""The production server: gunicorn, embedded, with threaded (gthread) workers.
+"""The production server: gunicorn, embedded, gthread workers behind a buffering front.
 
 Why gunicorn with gthread (each point has an end-to-end test in
-tests/test_server_e2e.py):
+tests/server/test_server_e2e.py or tests/server/test_slow_clients.py):
 
 - SIGTERM drains: the arbiter closes the listeners, each worker stops accepting,
   finishes the requests in flight (up to ``graceful_timeout``) and the process
   exits 0.  waitress 3.0.2 does not: the same in-flight push got an empty reply
   and the process died with -15 (tried here with waitress.serve(create_app(...))).
-- A slow client holds one thread of one worker while its request is read, not the
-  server: the other threads and workers keep serving.  A new connection costs no
-  thread until its first bytes arrive (gunicorn defers idle ones to the poller).
+- Idle and slow clients cost no thread: each worker's main loop gathers a whole
+  request before a thread sees it, under a total deadline (resmon.server.front,
+  which says why and how).  Stock gthread gives a connection a thread at once.
 - Several worker processes use both cores for JSON and HMAC work, while threads
   cover the time a request waits on the database.
 
@@ -29,20 +29,21 @@ import logging
 import math
 import os
 import re
+import resource
 import socket
-import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from flask import Flask
 from gunicorn import glogging
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import ThreadWorker
 
+from resmon.server.framing import error_response
+from resmon.server.front import BufferingFront
 from resmon.server.logs import gunicorn_logconfig
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,13 @@ DEFAULT_THREADS = 8
 GIL_SWITCH_INTERVAL = 0.001
 DEFAULT_GRACEFUL_TIMEOUT = 30.0
 DEFAULT_IO_TIMEOUT = 30.0
+DEFAULT_REQUEST_TIMEOUT = 30.0
+# Connections one worker holds at most (gunicorn's default is 1000): an idle one
+# costs a file descriptor and a few hundred bytes in the front, not a thread.
+MAX_CONNECTIONS = 10_000
 # Set in the master before the workers fork (see ResmonServer.load_config).
 _io_timeout = DEFAULT_IO_TIMEOUT
+_request_timeout = DEFAULT_REQUEST_TIMEOUT
 
 
 class AddressError(ValueError):
@@ -107,29 +113,12 @@ def gunicorn_bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def set_io_timeout(sock: socket.socket, seconds: float) -> None:
-    if seconds <= 0:
-        return
-    whole = int(seconds)
-    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-    except OSError:  # the client is already gone: the request fails on its own
-        pass
-
-
 def _json_write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's own error answers (a request line over 4094 bytes: 414, too many or
     too large headers: 431, an unparseable request: 400) as JSON like every other
     error of resmon, instead of gunicorn's HTML page.  The message is the fixed
     reason phrase: gunicorn's detail quotes the client's bytes back."""
-    body = orjson.dumps({"error": reason.lower()})
-    head = (
-        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+    gunicorn_util.write_nonblock(sock, error_response(status_int, reason))
 
 
 # gunicorn's workers call util.write_error by module attribute; this process only
@@ -146,9 +135,18 @@ class QuietAccessLogger(glogging.Logger):
         return None
 
 
-class DrainingThreadWorker(ThreadWorker):
-    """gthread worker that marks the app as draining on SIGTERM, so /readyz says
-    503 to a load balancer while the requests in flight finish."""
+class DrainingThreadWorker(BufferingFront, ThreadWorker):
+    """gthread worker with the buffering front (resmon.server.front), which marks the
+    app as draining on SIGTERM, so /readyz says 503 to a load balancer while the
+    requests in flight finish."""
+
+    io_timeout = DEFAULT_IO_TIMEOUT
+    request_timeout = DEFAULT_REQUEST_TIMEOUT
+
+    def init_process(self) -> None:
+        self.io_timeout = _io_timeout
+        self.request_timeout = _request_timeout
+        super().init_process()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         app = self.wsgi
@@ -156,17 +154,6 @@ class DrainingThreadWorker(ThreadWorker):
         if extensions and "resmon" in extensions:
             extensions["resmon"].draining = True
         super().handle_exit(sig, frame)
-
-    def enqueue_req(self, conn: TConn) -> None:
-        """Bound every socket wait of a request with the kernel's SO_RCVTIMEO and
-        SO_SNDTIMEO: a client that stops sending (headers or body) or stops reading
-        frees its thread after --io-timeout instead of holding it forever.
-
-        Socket options, not Python timeouts, because gunicorn switches the socket
-        to blocking mode for each request, which resets a Python-level timeout.
-        """
-        set_io_timeout(conn.sock, _io_timeout)
-        super().enqueue_req(conn)
 
     def set_accept_enabled(self, enabled: bool) -> None:
         """On shutdown, also close the listening sockets right away.
@@ -189,8 +176,7 @@ class DrainingThreadWorker(ThreadWorker):
                 except OSError:  # EAGAIN: the backlog is empty
                     break
                 self.nr_conns += 1
-                client_sock.setblocking(True)
-                self.enqueue_req(TConn(self.cfg, client_sock, client_addr, listener.getsockname()))
+                self.take(client_sock, client_addr, listener.getsockname())
             listener.close()
 
 
@@ -202,6 +188,7 @@ class ServeOptions:
     threads: int = DEFAULT_THREADS
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
     io_timeout: float = DEFAULT_IO_TIMEOUT
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     log_level: str = "info"
 
 
@@ -214,9 +201,10 @@ class ResmonServer(BaseApplication):
         super().__init__()
 
     def load_config(self) -> None:
-        global _io_timeout
+        global _io_timeout, _request_timeout
         o = self.options
         _io_timeout = o.io_timeout
+        _request_timeout = o.request_timeout
         settings: dict[str, Any] = {
             "bind": [gunicorn_bind(o.host, o.port)],
             "workers": o.workers,
@@ -227,6 +215,7 @@ class ResmonServer(BaseApplication):
             # gthread workers heartbeat from their main loop, so this only catches hung workers.
             "timeout": max(30, int(o.graceful_timeout) + 5),
             "keepalive": 5,
+            "worker_connections": max_connections(),
             "proc_name": "resmon-serve",
             "accesslog": None,
             "errorlog": "-",
@@ -255,6 +244,24 @@ def _on_starting(_server: Any) -> None:
 def _child_exit(_server: Any, worker: Any) -> None:
     for hook in ON_CHILD_EXIT:
         hook(worker.pid)
+
+
+def max_connections() -> int:
+    """Connections per worker: MAX_CONNECTIONS, as far as the open-files limit allows
+    (raised to its hard limit first, as Go's runtime does), with room for the
+    database, the logs and the listeners."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_CONNECTIONS + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(64, min(MAX_CONNECTIONS, soft - 256))
 
 
 def run(app: Flask, options: ServeOptions) -> None:
