@@ -2,15 +2,20 @@
 
 Locally it is :func:`resmon.tokens.push_token` with the first key; through a server
 it is ``POST /api/v1/token`` with the read token, so an admin needs no HMAC key.
+Either way a lifetime makes it a v2 token that expires (``--expires 90d``).
 """
 
 from __future__ import annotations
 
 import re
+import time
 
-from resmon.tokens import push_token
+from resmon.tokens import MAX_LIFETIME, MIN_LIFETIME, push_token, token_expiry
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_V1 = re.compile(r"[0-9a-f]{64}")
+_LIFETIME_PART = re.compile(r"(\d{1,9})([smhdw])")
+_LIFETIME_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class MintError(Exception):
@@ -38,16 +43,40 @@ def check_scope(organization: str, repository: str, workflow: str, job: str) -> 
             raise ScopeError(name, "must be non-empty, without control characters")
 
 
+def parse_lifetime(text: str) -> int:
+    """Seconds from a token lifetime: ``90d``, ``12h``, ``2w``, ``1d12h`` or plain
+    seconds; between a minute and ten years.  Raises ``ValueError`` fit for a user."""
+    s = text.strip()
+    if s.isdigit() and len(s) <= 12:
+        seconds = int(s)
+    else:
+        pos, seconds = 0, 0
+        for m in _LIFETIME_PART.finditer(s):
+            if m.start() != pos:
+                break
+            seconds += int(m.group(1)) * _LIFETIME_UNIT[m.group(2)]
+            pos = m.end()
+        if pos == 0 or pos != len(s):
+            raise ValueError(f"invalid lifetime {text!r}: use e.g. 90d, 12h, 2w or 1d12h")
+    if not MIN_LIFETIME <= seconds <= MAX_LIFETIME:
+        raise ValueError(f"lifetime {text!r} out of range: between 1m and 3660d")
+    return seconds
+
+
 def mint_local(
     hmac_keys: list[str] | tuple[str, ...],
     organization: str,
     repository: str,
     workflow: str,
     job: str,
+    *,
+    expires: int | None = None,
 ) -> str:
+    """The push token of the scope with the first key: v1, or v2 expiring at ``expires``
+    (Unix seconds)."""
     if not hmac_keys or not hmac_keys[0]:
-        raise MintError("no HMAC key: pass --hmac-key or set RECEIVER_HMAC_KEY")
-    return push_token(hmac_keys[0], organization, repository, workflow, job)
+        raise MintError("no HMAC key: set RECEIVER_HMAC_KEY or pass --hmac-key-file")
+    return push_token(hmac_keys[0], organization, repository, workflow, job, expires=expires)
 
 
 def mint_remote(
@@ -58,19 +87,25 @@ def mint_remote(
     workflow: str,
     job: str,
     *,
+    expires_in: int | None = None,
     timeout: float = 10.0,
 ) -> str:
+    """``POST /api/v1/token`` on ``server``; with ``expires_in`` (seconds) the server is
+    asked for a v2 token of that lifetime, and a server that ignores the field (it
+    answers a v1 token) is an error, never a token that does not expire."""
     import requests  # only this path needs it
 
     if not read_token:
-        raise MintError("no read token: pass --read-token or set RECEIVER_READ_TOKEN")
+        raise MintError("no read token: set RECEIVER_READ_TOKEN or pass --read-token-file")
     url = server.rstrip("/") + "/api/v1/token"
-    body = {
+    body: dict[str, str | int] = {
         "organization": organization,
         "repository": repository,
         "workflow": workflow,
         "job": job,
     }
+    if expires_in is not None:
+        body["expires_in"] = expires_in
     try:
         response = requests.post(
             url, json=body, headers={"Authorization": f"Bearer {read_token}"}, timeout=timeout
@@ -84,7 +119,10 @@ def mint_remote(
     except requests.exceptions.ConnectionError:
         raise MintError(f"cannot reach server {server}: is `resmon serve` running there?") from None
     if response.status_code == 401:
-        raise MintError(f"server {server} rejected the read token (401): check --read-token")
+        raise MintError(
+            f"server {server} rejected the read token (401): check RECEIVER_READ_TOKEN "
+            "or --read-token-file"
+        )
     try:
         data = response.json()
     except ValueError:
@@ -93,8 +131,18 @@ def mint_remote(
         detail = data.get("error") if isinstance(data, dict) else response.text[:200]
         raise MintError(f"server {server} answered {response.status_code}: {detail}")
     token = data.get("token") if isinstance(data, dict) else None
-    if not isinstance(token, str) or len(token) != 64:
+    if not isinstance(token, str) or not (_V1.fullmatch(token) or token_expiry(token)):
         raise MintError(
             f"server {server} answered 200 without a token: is it a resmon or Go receiver?"
         )
+    if expires_in is not None and token_expiry(token) is None:
+        raise MintError(
+            f"server {server} minted a token that does not expire: it does not support "
+            "expiring tokens (expires_in); mint locally with the HMAC key, or without --expires"
+        )
     return token
+
+
+def expiry_after(seconds: int, now: float | None = None) -> int:
+    """The Unix time ``seconds`` from now, for a v2 token's expiry."""
+    return int(time.time() if now is None else now) + seconds

@@ -1,27 +1,112 @@
-"""Push tokens: HMAC-SHA256 over the execution scope, and bearer-token checks.
+"""Push tokens: HMAC-SHA256 over the execution scope, the HMAC keys, and bearer-token checks.
 
-Token = lowercase hex of HMAC-SHA256(key, "v1\\0" + org + "\\0" + repo + "\\0" +
-workflow + "\\0" + job) over the repository exactly as given (wire contract and
-its test vectors).  Minting signs what it is given, byte-compatible with the Go
-receiver; verifying accepts both spellings of a repository (``my-repo`` and
-``my-org/my-repo`` under org ``my-org``), since the Go receiver's own docs mix
-them and its users get a 401 for it.
+Two token formats, both lowercase hex of HMAC-SHA256 with the server's key:
+
+- v1 (the wire contract, byte-compatible with the Go receiver; vectors in
+  ``tests/fixtures/token_vectors.py``): ``hex(HMAC(key, "v1\\0" + org + "\\0" +
+  repo + "\\0" + workflow + "\\0" + job))``, 64 characters; it never expires;
+- v2 (resmon's own): ``v2.<expiry>.<hex(HMAC(key, "v2\\0" + expiry + "\\0" + org +
+  "\\0" + repo + "\\0" + workflow + "\\0" + job))>``, where ``expiry`` is the Unix
+  time in seconds (decimal, no sign, no leading zero) from which it is refused.
+  The expiry is inside the MAC, so changing it breaks the token.
+
+Minting signs the repository exactly as given; verifying accepts both spellings
+of a repository (``my-repo`` and ``my-org/my-repo`` under org ``my-org``), since
+the Go receiver's own docs mix them and its users get a 401 for it.
+
+Keys are taken verbatim, as the Go receiver takes ``RECEIVER_HMAC_KEY``; only a
+rotation list (``RESMON_HMAC_KEYS``) is split, by :func:`split_keys`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 
 # hashlib and hmac are imported where they are used: they load OpenSSL (about 3.5 MB
 # of RSS), and the collector imports this module (through schema) but never signs.
 
+# HMAC-SHA256 keys shorter than this are guessable offline from one token.
+MIN_KEY_BYTES = 16
+# The lifetimes a v2 token may be minted with, in seconds: a minute to ten years and
+# some (a key should not live longer; a token for longer is a v1 token).
+MIN_LIFETIME = 60
+MAX_LIFETIME = 3660 * 86400
+# A v2 token: the expiry (at most 12 digits: beyond the year 33000) and the MAC.
+_V2 = re.compile(r"v2\.([1-9][0-9]{0,11})\.([0-9a-f]{64})")
 
-def split_keys(*values: str) -> list[str]:
-    """The HMAC keys in ``--hmac-key`` values or ``RECEIVER_HMAC_KEY``: each value holds
-    one or more keys separated by commas or whitespace; order is kept (the first key
-    mints, every key verifies, so a rotation lists the new key first)."""
-    return [key for value in values for key in re.split(r"[,\s]+", value) if key]
+
+def key_bytes(key: str | bytes) -> bytes:
+    """A key as the bytes HMAC uses.  ``surrogateescape``: a key read from a file or
+    the environment that is not UTF-8 is used as its raw bytes, as Go does."""
+    return key if isinstance(key, bytes) else key.encode("utf-8", "surrogateescape")
+
+
+def split_keys(value: str) -> list[str]:
+    """The keys of a rotation list (``RESMON_HMAC_KEYS``): one key a line when the value
+    has several lines, else comma-separated; spaces around a key and empty items are
+    dropped; order is kept (the first key mints, so a rotation lists the new key first)."""
+    items = value.splitlines() if "\n" in value.strip() else value.split(",")
+    return [item.strip() for item in items if item.strip()]
+
+
+def check_keys(keys: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """The keys of ``(source, key)`` pairs in order, without repeats, each at least
+    :data:`MIN_KEY_BYTES` long.  Raises ``ValueError`` naming the source (never the key)."""
+    out: list[str] = []
+    for source, key in keys:
+        size = len(key_bytes(key))
+        if size < MIN_KEY_BYTES:
+            raise ValueError(
+                f"the HMAC key from {source} is {size} bytes; keys must be at least "
+                f"{MIN_KEY_BYTES} bytes (e.g. openssl rand -hex 32)"
+            )
+        if key not in out:
+            out.append(key)
+    return tuple(out)
+
+
+def read_secret_file(path: str) -> str:
+    """A secret stored in a file, as Docker and Kubernetes mount them: the whole content
+    with its trailing newline(s) removed.  Raises ``OSError`` or ``ValueError`` (empty)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    secret = data.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+    if not secret:
+        raise ValueError("is empty")
+    return secret
+
+
+def secret_from_file(path: str, option: str) -> str:
+    """:func:`read_secret_file`, every failure a ``ValueError`` naming ``option`` and
+    the path (never the content)."""
+    try:
+        return read_secret_file(path)
+    except OSError as exc:
+        raise ValueError(f"cannot read {option} {path}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise ValueError(f"{option} {path} is empty") from None
+
+
+def gather_keys(
+    flag_keys: Sequence[str],
+    key_files: Sequence[str],
+    key_list: str = "",
+    flag_name: str = "--hmac-key",
+) -> tuple[str, ...]:
+    """The HMAC keys in minting order, checked by :func:`check_keys`: each ``--hmac-key``
+    (or ``RECEIVER_HMAC_KEY``, ``flag_name``) verbatim, then each ``--hmac-key-file``,
+    then the rotation list ``key_list`` (``RESMON_HMAC_KEYS``).  The first key mints,
+    every key verifies.  Raises ``ValueError`` with a message naming the source."""
+    pairs: list[tuple[str, str]] = []
+    for i, key in enumerate(flag_keys, 1):
+        pairs.append((flag_name if len(flag_keys) == 1 else f"{flag_name} #{i}", key))
+    for path in key_files:
+        pairs.append((f"--hmac-key-file {path}", secret_from_file(path, "--hmac-key-file")))
+    for i, key in enumerate(split_keys(key_list), 1):
+        pairs.append((f"RESMON_HMAC_KEYS item {i}", key))
+    return check_keys(pairs)
 
 
 def canonical_repository(organization: str, repository: str) -> str:
@@ -44,16 +129,35 @@ def repository_spellings(organization: str, repository: str) -> tuple[str, ...]:
 
 
 def push_token(
-    key: str | bytes, organization: str, repository: str, workflow: str, job: str
+    key: str | bytes,
+    organization: str,
+    repository: str,
+    workflow: str,
+    job: str,
+    *,
+    expires: int | None = None,
 ) -> str:
-    """The push token for a scope, over the repository exactly as given."""
+    """The push token for a scope, over the repository exactly as given: v1 (never
+    expires, the Go format), or v2 when ``expires`` (Unix seconds) is given."""
     import hashlib
     import hmac
 
-    if isinstance(key, str):
-        key = key.encode()
-    message = "\0".join(("v1", organization, repository, workflow, job)).encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    scope = (organization, repository, workflow, job)
+    if expires is None:
+        message = "\0".join(("v1", *scope))
+    else:
+        if not 0 < expires < 10**12:
+            raise ValueError(f"expiry {expires} out of range (Unix seconds, 1 to 10^12 - 1)")
+        message = "\0".join(("v2", str(expires), *scope))
+    mac = hmac.new(key_bytes(key), message.encode(), hashlib.sha256).hexdigest()
+    return mac if expires is None else f"v2.{expires}.{mac}"
+
+
+def token_expiry(token: str) -> int | None:
+    """The expiry (Unix seconds) a v2 token carries, or None for any other token.
+    Read from the token, not verified: use :func:`check_push_token` for that."""
+    m = _V2.fullmatch(token)
+    return int(m.group(1)) if m else None
 
 
 def check_push_token(
@@ -63,19 +167,28 @@ def check_push_token(
     repository: str,
     workflow: str,
     job: str,
+    *,
+    require_expiry: bool = False,
+    now: float | None = None,
 ) -> bool:
     """True when ``token`` is the push token of the scope under any of ``keys`` (rotation)
-    and either spelling of the repository."""
+    and either spelling of the repository, and, for a v2 token, ``now`` (default: the
+    current time) is before its expiry.  ``require_expiry`` refuses v1 tokens."""
     import hmac
 
+    expires = token_expiry(token)
+    if expires is None and require_expiry:
+        return False
     ok = False
-    presented = token.encode()
+    presented = token.encode("utf-8", "replace")
     for key in keys:
         for spelling in repository_spellings(organization, repository):
+            expected = push_token(key, organization, spelling, workflow, job, expires=expires)
             # No early exit: every candidate is compared, so timing tells nothing.
-            ok |= hmac.compare_digest(
-                presented, push_token(key, organization, spelling, workflow, job).encode()
-            )
+            ok |= hmac.compare_digest(presented, expected.encode())
+    if expires is not None:
+        # The expiry is public (it is in the token), so checking it last leaks nothing.
+        ok &= (time.time() if now is None else now) < expires
     return ok
 
 

@@ -9,12 +9,73 @@ from __future__ import annotations
 import click
 
 
-def _hmac_keys_option(ctx, param, value):
-    """--hmac-key may repeat; RECEIVER_HMAC_KEY holds one or more keys separated by
-    commas or whitespace (the first one mints, every one verifies)."""
-    from resmon.tokens import split_keys
+class VerbatimText(click.ParamType):
+    """Text taken whole from its environment variable, even for a repeatable option:
+    ``RECEIVER_HMAC_KEY`` holds one key, spaces and commas included, as in Go."""
 
-    return tuple(split_keys(*(value or ())))
+    name = "text"
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [rv] if rv else []
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+def resolve_read_token(ctx, read_token, read_token_file):
+    """The read token from --read-token or --read-token-file (or their variables); both
+    from the same place is a usage error, else the command line wins, as for any option."""
+    from click.core import ParameterSource
+
+    from resmon.tokens import secret_from_file
+
+    if read_token_file is None:
+        return read_token
+    if read_token:
+        sources = {ctx.get_parameter_source(n) for n in ("read_token", "read_token_file")}
+        if len(sources) == 1:
+            raise click.UsageError("give --read-token or --read-token-file, not both")
+        if ctx.get_parameter_source("read_token") == ParameterSource.COMMANDLINE:
+            return read_token
+    try:
+        return secret_from_file(read_token_file, "--read-token-file")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--read-token-file") from None
+
+
+def resolve_hmac_keys(ctx, hmac_keys, hmac_key_files, param_name="hmac_keys"):
+    """The HMAC keys in minting order (:func:`resmon.tokens.gather_keys`), from the
+    options, their variables and RESMON_HMAC_KEYS; a short or unreadable key is a
+    usage error (exit code 2)."""
+    import os
+
+    from click.core import ParameterSource
+
+    from resmon.tokens import gather_keys
+
+    from_env = ctx.get_parameter_source(param_name) == ParameterSource.ENVIRONMENT
+    try:
+        return gather_keys(
+            hmac_keys,
+            hmac_key_files,
+            os.environ.get("RESMON_HMAC_KEYS", ""),
+            "RECEIVER_HMAC_KEY" if from_env else "--hmac-key",
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def warn_secrets_on_command_line(ctx, names: dict[str, str]) -> None:
+    """A warning on stderr for each secret given on the command line ({parameter: option})."""
+    from click.core import ParameterSource
+
+    for param, option in names.items():
+        if ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE:
+            click.echo(
+                f"warning: {option} on the command line is visible to every user of this "
+                "machine (ps); use its environment variable or a file instead",
+                err=True,
+            )
 
 
 def _memory_option(ctx, param, value):
@@ -49,17 +110,45 @@ def _memory_option(ctx, param, value):
     "--read-token",
     envvar="RECEIVER_READ_TOKEN",
     metavar="TOKEN",
-    help="Bearer token for reading and minting.  [env: RECEIVER_READ_TOKEN]",
+    help="Bearer token for reading and minting; prefer the variable or "
+    "--read-token-file to the command line (visible in ps).  [env: RECEIVER_READ_TOKEN]",
+)
+@click.option(
+    "--read-token-file",
+    envvar="RESMON_READ_TOKEN_FILE",
+    metavar="PATH",
+    help="Read the read token from this file (a Docker or Kubernetes secret; the trailing "
+    "newline is dropped).  [env: RESMON_READ_TOKEN_FILE]",
 )
 @click.option(
     "--hmac-key",
     "hmac_keys",
     multiple=True,
     metavar="KEY",
+    type=VerbatimText(),
     envvar="RECEIVER_HMAC_KEY",
-    callback=_hmac_keys_option,
-    help="Key of the push tokens; repeat to rotate (the first mints, all verify).  "
-    "[env: RECEIVER_HMAC_KEY, comma- or space-separated]",
+    help="Key of the push tokens, taken verbatim (spaces and commas are part of it), at "
+    "least 16 bytes; repeat to rotate: the first key given mints, every key verifies.  "
+    "[env: RECEIVER_HMAC_KEY, one key; RESMON_HMAC_KEYS, a rotation list: one key a line "
+    "or comma-separated, added after the others]",
+)
+@click.option(
+    "--hmac-key-file",
+    "hmac_key_files",
+    multiple=True,
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    envvar="RESMON_HMAC_KEY_FILE",
+    help="Read one HMAC key from this file (its whole content, trailing newline dropped); "
+    "repeatable, the keys come after those of --hmac-key.  [env: RESMON_HMAC_KEY_FILE, "
+    "colon-separated paths]",
+)
+@click.option(
+    "--require-expiry",
+    is_flag=True,
+    envvar="RESMON_REQUIRE_EXPIRY",
+    help="Refuse push tokens without an expiry (v1 tokens, the Go format): only tokens "
+    "minted with resmon token --expires are accepted.  [env: RESMON_REQUIRE_EXPIRY]",
 )
 @click.option(
     "--max-body",
@@ -116,36 +205,32 @@ def _memory_option(ctx, param, value):
     help="Serve Prometheus metrics on this separate listener (:PORT, HOST:PORT) "
     "instead of GET /metrics on --addr.  [default: /metrics on --addr, no auth]",
 )
-def serve(
-    addr,
-    database,
-    read_token,
-    hmac_keys,
-    max_body,
-    query_cap,
-    workers,
-    threads,
-    graceful_timeout,
-    io_timeout,
-    log_level,
-    metrics_addr,
-):
+@click.pass_context
+def serve(ctx, **options):
     """Store run summaries, answer queries, mint push tokens.
 
-    Both secrets are required: the read token (reads and mints) and at least one
-    HMAC key (push tokens are HMAC-SHA256 over the scope with it).
+    Both secrets are required: the read token (reads and mints) and
+    at least one HMAC key of 16 bytes or more (push tokens are HMAC-SHA256 over the
+    scope with it).  Give them in the environment or in files, never on the command
+    line, where ps shows them to every user of the machine.
 
     \b
     Examples:
-      resmon serve --addr=:8080 --db=metrics.db --read-token=$READ --hmac-key=$KEY
-      RECEIVER_READ_TOKEN=... RECEIVER_HMAC_KEY="new-key,old-key" resmon serve
-      resmon serve --db postgresql://resmon:secret@db:5432/resmon --workers 4
+      export RECEIVER_READ_TOKEN="$(openssl rand -hex 32)" RECEIVER_HMAC_KEY="$(openssl rand -hex 32)"
+      resmon serve --addr=:8080 --db=metrics.db
+      resmon serve --read-token-file=/run/secrets/read_token --hmac-key-file=/run/secrets/hmac_key
+      resmon serve --hmac-key-file=new.key --hmac-key-file=old.key   # rotation: new.key mints
+      RESMON_HMAC_KEYS="$NEW_KEY,$OLD_KEY" resmon serve                # the same, from a variable
+      RESMON_DB=postgresql://resmon:$PGPASSWORD@db:5432/resmon resmon serve --workers 4
     """
+    warn_secrets_on_command_line(ctx, {"read_token": "--read-token", "hmac_keys": "--hmac-key"})
+    read_token = resolve_read_token(ctx, options["read_token"], options["read_token_file"])
+    hmac_keys = resolve_hmac_keys(ctx, options["hmac_keys"], options["hmac_key_files"])
     missing = []
     if not read_token:
-        missing.append("a read token (--read-token or RECEIVER_READ_TOKEN)")
+        missing.append("a read token (RECEIVER_READ_TOKEN or --read-token-file)")
     if not hmac_keys:
-        missing.append("an HMAC key (--hmac-key or RECEIVER_HMAC_KEY)")
+        missing.append("an HMAC key (RECEIVER_HMAC_KEY, --hmac-key-file or RESMON_HMAC_KEYS)")
     if missing:
         raise click.UsageError(
             "resmon serve needs " + " and ".join(missing) + ", e.g. "
@@ -153,7 +238,10 @@ def serve(
         )
     if read_token in hmac_keys:
         raise click.UsageError("the read token must differ from every HMAC key")
+    _run(options, read_token, hmac_keys)
 
+
+def _run(options, read_token, hmac_keys):
     from resmon.server import ServerConfig
     from resmon.server.logs import configure_logging
     from resmon.server.main import ServeError
@@ -161,34 +249,35 @@ def serve(
     from resmon.server.wsgi import AddressError, ServeOptions, parse_addr
 
     try:
-        host, port = parse_addr(addr)
+        host, port = parse_addr(options["addr"])
     except AddressError as exc:
         raise click.BadParameter(str(exc), param_hint="--addr") from None
     metrics_listen = None
-    if metrics_addr:
+    if options["metrics_addr"]:
         try:
-            metrics_listen = parse_addr(metrics_addr)
+            metrics_listen = parse_addr(options["metrics_addr"])
         except AddressError as exc:
             raise click.BadParameter(str(exc), param_hint="--metrics-addr") from None
-    configure_logging(log_level)
+    configure_logging(options["log_level"])
     config = ServerConfig(
-        database=database,
+        database=options["database"],
         read_token=read_token,
         hmac_keys=hmac_keys,
-        max_body=max_body,
-        query_cap=query_cap,
+        max_body=options["max_body"],
+        query_cap=options["query_cap"],
         metrics_path=metrics_listen is None,
+        require_expiry=options["require_expiry"],
     )
-    options = ServeOptions(
+    serve_options = ServeOptions(
         host=host,
         port=port,
-        workers=workers,
-        threads=threads,
-        graceful_timeout=graceful_timeout,
-        io_timeout=io_timeout,
-        log_level=log_level,
+        workers=options["workers"],
+        threads=options["threads"],
+        graceful_timeout=options["graceful_timeout"],
+        io_timeout=options["io_timeout"],
+        log_level=options["log_level"],
     )
     try:
-        serve_forever(config, options, metrics_listen)
+        serve_forever(config, serve_options, metrics_listen)
     except ServeError as exc:
         raise click.ClickException(str(exc)) from None

@@ -1,12 +1,26 @@
 """``resmon token``: mint a push token for one job's scope.
 
 Locally with the HMAC key, or through a server's mint endpoint; the scope is
-checked first so a bad part is named by its option.
+checked first so a bad part is named by its option.  Keys and the read token
+follow ``resmon serve``'s rules (verbatim, from files, 16 bytes at least).
 """
 
 from __future__ import annotations
 
 import click
+
+from resmon.cli.serve import resolve_hmac_keys, resolve_read_token, warn_secrets_on_command_line
+
+
+def _lifetime_option(ctx, param, value):
+    if value is None:
+        return None
+    from resmon.mint import parse_lifetime
+
+    try:
+        return parse_lifetime(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command()
@@ -27,10 +41,31 @@ import click
 @click.option("--workflow", required=True, metavar="NAME", help="Workflow name.")
 @click.option("--job", required=True, metavar="NAME", help="Job name.")
 @click.option(
+    "--expires",
+    metavar="LIFETIME",
+    callback=_lifetime_option,
+    help="Mint a token that expires after this long (90d, 12h, 2w, 1d12h; 1m to 3660d): a "
+    "v2 token, which only resmon verifies.  [default: never, a v1 token as the Go receiver's]",
+)
+@click.option(
     "--hmac-key",
-    envvar="RECEIVER_HMAC_KEY",
+    "hmac_keys",
     metavar="KEY",
-    help="Mint locally with this key.  [env: RECEIVER_HMAC_KEY; of a list, the first]",
+    envvar="RECEIVER_HMAC_KEY",
+    callback=lambda ctx, param, value: (value,) if value else (),
+    help="Mint locally with this key, taken verbatim (16 bytes at least); prefer the "
+    "variable or --hmac-key-file to the command line (visible in ps).  [env: "
+    "RECEIVER_HMAC_KEY, one key; else the first of RESMON_HMAC_KEYS]",
+)
+@click.option(
+    "--hmac-key-file",
+    "hmac_key_files",
+    multiple=True,
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    envvar="RESMON_HMAC_KEY_FILE",
+    help="Mint locally with the key in this file (trailing newline dropped).  "
+    "[env: RESMON_HMAC_KEY_FILE]",
 )
 @click.option(
     "--server",
@@ -43,44 +78,83 @@ import click
     metavar="TOKEN",
     help="Read token of --server.  [env: RECEIVER_READ_TOKEN]",
 )
+@click.option(
+    "--read-token-file",
+    envvar="RESMON_READ_TOKEN_FILE",
+    metavar="PATH",
+    help="Read the read token of --server from this file.  [env: RESMON_READ_TOKEN_FILE]",
+)
 @click.pass_context
-def token(ctx, organization, repository, workflow, job, hmac_key, server, read_token):
+def token(ctx, organization, repository, workflow, job, expires, server, **secrets):
     """Mint a push token scoped to org/repo/workflow/job and print it.
 
     The token is HMAC-SHA256 over the scope with the server's key, signed over the
     repository exactly as given (like the Go receiver); the server accepts a push
-    for either spelling, my-repo or my-org/my-repo.
+    for either spelling, my-repo or my-org/my-repo.  With --expires the token
+    carries its expiry (printed on stderr) and is refused from then on.
 
     \b
     Examples:
-      resmon token --hmac-key=$KEY --org my-org --repo my-org/my-repo --workflow ci.yml --job build
-      resmon token --server http://host:8080 --read-token=$READ --org my-org --repo my-org/my-repo \\
+      export RECEIVER_HMAC_KEY="$(cat /run/secrets/hmac_key)"
+      resmon token --org my-org --repo my-org/my-repo --workflow ci.yml --job build
+      resmon token --hmac-key-file=hmac.key --expires 90d --org my-org --repo my-org/my-repo \\
           --workflow ci.yml --job build
+      RECEIVER_READ_TOKEN=... resmon token --server http://host:8080 --org my-org \\
+          --repo my-org/my-repo --workflow ci.yml --job build
     """
     from click.core import ParameterSource
 
-    from resmon.mint import MintError, ScopeError, check_scope, mint_local, mint_remote
-    from resmon.tokens import split_keys
+    from resmon.mint import (
+        MintError,
+        ScopeError,
+        check_scope,
+        expiry_after,
+        mint_local,
+        mint_remote,
+    )
 
     try:
         check_scope(organization, repository, workflow, job)
     except ScopeError as exc:
         option = {"organization": "--org", "repository": "--repo"}.get(exc.field, f"--{exc.field}")
         raise click.BadParameter(str(exc), param_hint=option) from None
+    warn_secrets_on_command_line(ctx, {"read_token": "--read-token", "hmac_keys": "--hmac-key"})
+    scope = (organization, repository, workflow, job)
     try:
         if server:
-            if ctx.get_parameter_source("hmac_key") == ParameterSource.COMMANDLINE:
+            local = [
+                n
+                for n in ("hmac_keys", "hmac_key_files")
+                if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE
+            ]
+            if local:
                 raise click.UsageError(
-                    "give either --hmac-key (mint locally) or --server, not both"
+                    "give either --hmac-key/--hmac-key-file (mint locally) or --server, not both"
                 )
-            result = mint_remote(server, read_token or "", organization, repository, workflow, job)
-        elif hmac_key:
-            result = mint_local(split_keys(hmac_key), organization, repository, workflow, job)
+            read_token = resolve_read_token(ctx, secrets["read_token"], secrets["read_token_file"])
+            result = mint_remote(server, read_token or "", *scope, expires_in=expires)
         else:
-            raise click.UsageError(
-                "nothing to mint with: pass --hmac-key (or set RECEIVER_HMAC_KEY), "
-                "or --server URL with --read-token"
-            )
+            keys = resolve_hmac_keys(ctx, secrets["hmac_keys"], secrets["hmac_key_files"])
+            if not keys:
+                raise click.UsageError(
+                    "nothing to mint with: set RECEIVER_HMAC_KEY (or pass --hmac-key-file), "
+                    "or --server URL with RECEIVER_READ_TOKEN"
+                )
+            expiry = None if expires is None else expiry_after(expires)
+            result = mint_local(keys, *scope, expires=expiry)
     except MintError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(result)
+    _echo_expiry(result)
+
+
+def _echo_expiry(result: str) -> None:
+    """On stderr, so that $(resmon token ...) captures the token alone."""
+    import datetime as dt
+
+    from resmon.tokens import token_expiry
+
+    expiry = token_expiry(result)
+    if expiry is not None:
+        when = dt.datetime.fromtimestamp(expiry, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        click.echo(f"expires {when}", err=True)

@@ -34,12 +34,14 @@ class ServerConfig:
     migrate: bool = True
     # GET /metrics on the app's own listener (off when --metrics-addr serves them apart).
     metrics_path: bool = True
+    # Refuse push tokens without an expiry (v1): only v2 tokens verify.
+    require_expiry: bool = False
 
     def __repr__(self) -> str:  # never print secrets, not even in a traceback
         return (
             f"ServerConfig(database={dbmod.describe_target(self.database)!r}, "
             f"read_token=***, hmac_keys=[{len(self.hmac_keys)} keys], max_body={self.max_body}, "
-            f"query_cap={self.query_cap})"
+            f"query_cap={self.query_cap}, require_expiry={self.require_expiry})"
         )
 
 

@@ -310,7 +310,7 @@ def test_metrics_addr_errors(tmp_path):
     env = {
         **os.environ,
         "RECEIVER_READ_TOKEN": "r",
-        "RECEIVER_HMAC_KEY": "k",
+        "RECEIVER_HMAC_KEY": HMAC_KEY,
         "TMPDIR": str(tmp_path),
     }
     base = [*RESMON, "serve", f"--db={tmp_path / 'm.db'}", f"--addr=127.0.0.1:{free_port()}"]
