@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import click
 
+# Seconds a connection to --metrics-addr may stay open; a scrape takes milliseconds.
+METRICS_TIMEOUT = 10.0
+
 
 class VerbatimText(click.ParamType):
     """Text taken whole from its environment variable, even for a repeatable option:
@@ -78,6 +81,18 @@ def warn_secrets_on_command_line(ctx, names: dict[str, str]) -> None:
             )
 
 
+def _refresh_option(value):
+    from resmon.units import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--metrics-refresh") from None
+    if not 0.1 <= seconds <= 3600:
+        raise click.BadParameter("must be between 100ms and 1h", param_hint="--metrics-refresh")
+    return seconds
+
+
 def _memory_option(ctx, param, value):
     from resmon.units import parse_memory
 
@@ -110,7 +125,7 @@ def _memory_option(ctx, param, value):
     "--read-token",
     envvar="RECEIVER_READ_TOKEN",
     metavar="TOKEN",
-    help="Bearer token for reading and minting; prefer the variable or "
+    help="Bearer token for reading, minting and GET /metrics; prefer the variable or "
     "--read-token-file to the command line (visible in ps).  [env: RECEIVER_READ_TOKEN]",
 )
 @click.option(
@@ -198,18 +213,37 @@ def _memory_option(ctx, param, value):
     help="Server log level (JSON lines on stderr).",
 )
 @click.option(
+    "--metrics-on-addr/--no-metrics-on-addr",
+    default=None,
+    envvar="RESMON_METRICS_ON_ADDR",
+    help="Answer GET /metrics on --addr, to the read token only.  [default: on, off "
+    "with --metrics-addr]",
+    show_default=False,
+)
+@click.option(
     "--metrics-addr",
     envvar="RESMON_METRICS_ADDR",
     metavar="ADDR",
     default=None,
-    help="Serve Prometheus metrics on this separate listener (:PORT, HOST:PORT) "
-    "instead of GET /metrics on --addr.  [default: /metrics on --addr, no auth]",
+    help="Serve Prometheus metrics without authentication on this separate listener, "
+    "which answers GET /metrics only and drops a connection 10 s (or --io-timeout, if "
+    "shorter) after accepting it.  :PORT binds 127.0.0.1 (unlike --addr); give "
+    "0.0.0.0:PORT to open it to the network.",
+)
+@click.option(
+    "--metrics-refresh",
+    default="15s",
+    metavar="DURATION",
+    envvar="RESMON_METRICS_REFRESH",
+    callback=lambda ctx, param, value: _refresh_option(value),
+    help="How often the runs stored and the database size are read for the metrics, "
+    "in the background (a scrape never queries the database).",
 )
 @click.pass_context
 def serve(ctx, **options):
     """Store run summaries, answer queries, mint push tokens.
 
-    Both secrets are required: the read token (reads and mints) and
+    Both secrets are required: the read token (reads, mints and GET /metrics) and
     at least one HMAC key of 16 bytes or more (push tokens are HMAC-SHA256 over the
     scope with it).  Give them in the environment or in files, never on the command
     line, where ps shows them to every user of the machine.
@@ -222,6 +256,7 @@ def serve(ctx, **options):
       resmon serve --hmac-key-file=new.key --hmac-key-file=old.key   # rotation: new.key mints
       RESMON_HMAC_KEYS="$NEW_KEY,$OLD_KEY" resmon serve                # the same, from a variable
       RESMON_DB=postgresql://resmon:$PGPASSWORD@db:5432/resmon resmon serve --workers 4
+      resmon serve --metrics-addr=:9100   # open metrics on 127.0.0.1:9100, none on --addr
     """
     warn_secrets_on_command_line(ctx, {"read_token": "--read-token", "hmac_keys": "--hmac-key"})
     read_token = resolve_read_token(ctx, options["read_token"], options["read_token_file"])
@@ -258,6 +293,11 @@ def _run(options, read_token, hmac_keys):
             metrics_listen = parse_addr(options["metrics_addr"])
         except AddressError as exc:
             raise click.BadParameter(str(exc), param_hint="--metrics-addr") from None
+        if options["metrics_addr"].startswith(":"):  # no authentication: loopback unless asked
+            metrics_listen = ("127.0.0.1", metrics_listen[1])
+    metrics_on_addr = options["metrics_on_addr"]
+    if metrics_on_addr is None:
+        metrics_on_addr = metrics_listen is None
     configure_logging(options["log_level"])
     config = ServerConfig(
         database=options["database"],
@@ -265,7 +305,8 @@ def _run(options, read_token, hmac_keys):
         hmac_keys=hmac_keys,
         max_body=options["max_body"],
         query_cap=options["query_cap"],
-        metrics_path=metrics_listen is None,
+        metrics_path=metrics_on_addr,
+        metrics_refresh=options["metrics_refresh"],
         require_expiry=options["require_expiry"],
     )
     serve_options = ServeOptions(
@@ -278,6 +319,11 @@ def _run(options, read_token, hmac_keys):
         log_level=options["log_level"],
     )
     try:
-        serve_forever(config, serve_options, metrics_listen)
+        serve_forever(
+            config,
+            serve_options,
+            metrics_listen,
+            metrics_timeout=min(METRICS_TIMEOUT, options["io_timeout"]),
+        )
     except ServeError as exc:
         raise click.ClickException(str(exc)) from None

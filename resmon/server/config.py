@@ -18,6 +18,7 @@ from resmon.store import db as dbmod
 MIB = 1024 * 1024
 DEFAULT_MAX_BODY = MIB
 DEFAULT_QUERY_CAP = 1000
+DEFAULT_METRICS_REFRESH = 15.0
 PUSH_OUTCOMES = ("created", "duplicate", "rejected_auth", "rejected_input", "too_large")
 
 
@@ -32,8 +33,10 @@ class ServerConfig:
     query_cap: int = DEFAULT_QUERY_CAP
     # create_app migrates the schema; ``resmon serve`` does it once before forking.
     migrate: bool = True
-    # GET /metrics on the app's own listener (off when --metrics-addr serves them apart).
+    # GET /metrics on the app's own listener, to the read token (--no-metrics-on-addr: off).
     metrics_path: bool = True
+    # Seconds between background readings of the runs stored and the database size.
+    metrics_refresh: float = DEFAULT_METRICS_REFRESH
     # Refuse push tokens without an expiry (v1): only v2 tokens verify.
     require_expiry: bool = False
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
-from resmon.server import ServerConfig, create_app, metrics
+from resmon.server import ServerConfig, create_app, metrics, metrics_listener
 from resmon.server.wsgi import AddressError, ServeOptions, check_listen, run
 from resmon.store.db import DatabaseError, describe_target
 
@@ -22,8 +22,11 @@ def serve(
     config: ServerConfig,
     options: ServeOptions,
     metrics_listen: tuple[str, int] | None = None,
+    *,
+    metrics_timeout: float = 10.0,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; metrics on ``metrics_listen`` when given, else on the app."""
+    """Serve until SIGTERM/SIGINT; metrics also on ``metrics_listen`` when given, where a
+    connection is closed ``metrics_timeout`` seconds after it was accepted."""
     try:
         check_listen(options.host, options.port)
     except AddressError as exc:
@@ -44,7 +47,16 @@ def serve(
             if metrics_listen is not None:
                 host, port = metrics_listen
                 try:
-                    stack.enter_context(metrics.separate_listener(host, port, app, config.database))
+                    stack.enter_context(
+                        metrics_listener.separate_listener(
+                            host,
+                            port,
+                            app,
+                            config.database,
+                            timeout=metrics_timeout,
+                            refresh=config.metrics_refresh,
+                        )
+                    )
                 except OSError as exc:
                     raise ServeError(
                         f"cannot listen on --metrics-addr {host}:{port}: {exc.strerror or exc}"

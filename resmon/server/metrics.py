@@ -1,8 +1,10 @@
 """Prometheus metrics of ``resmon serve`` (prometheus_client).
 
-Exported at ``GET /metrics`` on the main listener (no authentication, the
-Prometheus convention: nothing in it names an organization, repository, job, run
-or token), or only on a separate listener with ``--metrics-addr``.
+Exported at ``GET /metrics`` on the main listener to the read token (Prometheus
+sends it from its scrape config; without it: 401), unless ``--no-metrics-on-addr``;
+and with ``--metrics-addr`` on a separate listener without authentication that
+answers nothing else (:mod:`resmon.server.metrics_listener`).  Nothing in them names
+an organization, repository, job, run or token.
 
 - ``resmon_pushes_received_total{result}``: pushes by outcome, ``result`` one of
   :data:`resmon.server.config.PUSH_OUTCOMES` (a push that met a database outage and
@@ -11,8 +13,9 @@ or token), or only on a separate listener with ``--metrics-addr``.
   the URL rule template (``<unmatched>`` for a 404) and ``method`` from a fixed
   set (anything else is ``other``);
 - ``resmon_runs_stored``, ``resmon_database_size_bytes`` (SQLite: database file
-  plus its WAL; PostgreSQL: ``pg_database_size``) and ``resmon_database_up``,
-  read from the database at scrape time;
+  plus its WAL; PostgreSQL: ``pg_database_size``), ``resmon_database_up`` and
+  ``resmon_database_stats_age_seconds``: read from the database by a background
+  thread every ``--metrics-refresh`` (:class:`DatabaseStats`), never by a scrape;
 - ``resmon_build_info{version}``;
 - ``process_*`` (CPU seconds, resident and virtual memory, open and max file
   descriptors, start time), summed over the gunicorn master and its workers.
@@ -36,13 +39,18 @@ import re
 import resource
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
 from resmon import __version__, procfs
 from resmon.server.config import PUSH_OUTCOMES, state
+from resmon.server.errors import ApiError
+from resmon.tokens import bearer_from_header, check_bearer
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -131,12 +139,12 @@ def _remove_stale_dirs() -> None:
             pass  # alive (another user's), or not a pid
 
 
-def _multiprocess_path() -> str | None:
+def multiprocess_path() -> str | None:
     path = os.environ.get(MULTIPROC_ENV)
     return path if path and os.path.isdir(path) else None
 
 
-# --- what is read at scrape time -------------------------------------------------
+# --- the database figures, read in the background ----------------------------------
 
 
 def database_stats(db: Database) -> tuple[int, int]:
@@ -154,6 +162,15 @@ def database_stats(db: Database) -> tuple[int, int]:
     return runs, size
 
 
+def database_stats_closing(db: Database) -> tuple[int, int]:
+    """:func:`database_stats`, then close this thread's connection: the reading thread
+    stops when nobody scrapes, and its connection must not outlive it."""
+    try:
+        return database_stats(db)
+    finally:
+        db.close()
+
+
 def database_stats_fresh(target: str) -> tuple[int, int]:
     """:func:`database_stats` over a connection opened and closed for this call.
 
@@ -162,12 +179,99 @@ def database_stats_fresh(target: str) -> tuple[int, int]:
     """
     from resmon.store.db import open_database
 
-    db = open_database(target, bind=False)
-    try:
-        db.connect()
-        return database_stats(db)
-    finally:
-        db.close()
+    return database_stats_closing(open_database(target, bind=False))
+
+
+@dataclass(frozen=True)
+class StatsReading:
+    up: bool  # the last reading succeeded; runs and size are from it
+    runs: int
+    size: int
+    age: float  # seconds since that reading
+
+
+class DatabaseStats:
+    """The runs stored and the database size, read every ``interval`` seconds by a
+    daemon thread of this process, so that a scrape never queries the database
+    (``count(*)`` over the runs grows with the table).
+
+    The thread starts with the first scrape in the process that serves it (after
+    gunicorn's fork: threads do not cross it) and stops when nobody scraped for
+    ``IDLE_INTERVALS`` intervals; the next scrape starts it again and waits for
+    its first reading, so an unscraped server reads nothing.  With ``fork_guard``
+    (the master, which forks workers) a fork waits for a reading in progress, so no
+    open database connection is copied into a worker.
+    """
+
+    IDLE_INTERVALS = 10
+
+    def __init__(
+        self, read: Callable[[], tuple[int, int]], interval: float, *, fork_guard: bool = False
+    ) -> None:
+        self._read = read
+        self.interval = interval
+        self._lock = threading.Lock()  # the fields below
+        self._reading = threading.Lock()  # held while the database is read
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._last: tuple[bool, int, int, float] | None = None  # up, runs, size, monotonic
+        self._first = threading.Event()
+        self._scraped = time.monotonic()
+        self.readings = 0  # how many times the database was read (tests, debugging)
+        if fork_guard:
+            os.register_at_fork(
+                before=self._reading.acquire,
+                after_in_parent=self._reading.release,
+                after_in_child=self._reading.release,
+            )
+
+    def get(self, wait: float = 5.0) -> StatsReading | None:
+        """The last reading, or None when there is none yet after ``wait`` seconds."""
+        self._ensure_reading()
+        self._first.wait(wait)
+        with self._lock:
+            last = self._last
+        if last is None:
+            return None
+        up, runs, size, at = last
+        return StatsReading(up, runs, size, time.monotonic() - at)
+
+    def _ensure_reading(self) -> None:
+        with self._lock:
+            self._scraped = time.monotonic()
+            if self._pid != os.getpid():  # a forked copy: the thread stayed behind
+                self._pid, self._thread, self._last = os.getpid(), None, None
+                self._first = threading.Event()
+            if self._thread is None:
+                stale = self._last is None or time.monotonic() - self._last[3] > self.interval
+                if stale:  # restarted after an idle spell: wait for a fresh reading
+                    self._first = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, name="metrics-database-stats", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._refresh()
+            time.sleep(self.interval)
+            with self._lock:
+                if time.monotonic() - self._scraped > self.IDLE_INTERVALS * self.interval:
+                    self._thread = None
+                    return
+
+    def _refresh(self) -> None:
+        with self._reading:
+            self.readings += 1
+            try:
+                runs, size = self._read()
+                up = True
+            except Exception as exc:  # any driver error: report it as down, keep going
+                log.warning("metrics: database not readable: %s", type(exc).__name__)
+                up, runs, size = False, 0, 0
+        with self._lock:
+            self._last = (up, runs, size, time.monotonic())
+        self._first.set()
 
 
 def _server_pids() -> list[int]:
@@ -197,10 +301,12 @@ _BOOT_TIME = _boot_time()
 
 
 class ServerCollector:
-    """Gauges read when scraped: build info, database, and the server's processes."""
+    """Gauges of a scrape: build info, the database (from the background reading of
+    :class:`DatabaseStats`), and the server's processes (from /proc, cheap)."""
 
-    def __init__(self, stats: Callable[[], tuple[int, int]]) -> None:
+    def __init__(self, stats: DatabaseStats, wait: float = 5.0) -> None:
         self.stats = stats
+        self.wait = wait
 
     def describe(self) -> list:
         return []  # collected at scrape time only; nothing to check at registration
@@ -214,22 +320,9 @@ class ServerCollector:
         info.add_metric([__version__], 1)
         yield info
 
-        try:
-            runs, size = self.stats()
-            up = 1
-        except Exception as exc:  # any driver error: report it as down, never fail the scrape
-            log.warning("metrics: database not readable: %s", type(exc).__name__)
-            up = 0
-        yield GaugeMetricFamily(
-            "resmon_database_up", "1 when the last scrape could read the database.", value=up
-        )
-        if up:
-            yield GaugeMetricFamily("resmon_runs_stored", "Runs in the database.", value=runs)
-            yield GaugeMetricFamily(
-                "resmon_database_size_bytes",
-                "Database size: SQLite file plus WAL, or PostgreSQL pg_database_size.",
-                value=size,
-            )
+        reading = self.stats.get(self.wait)
+        if reading is not None:
+            yield from self._database(reading)
 
         stats = [s for s in map(procfs.read_pid_stat, _server_pids()) if s is not None]
         if not stats:
@@ -271,6 +364,32 @@ class ServerCollector:
                 value=_BOOT_TIME + owner.starttime / procfs.CLK_TCK,
             )
 
+    def _database(self, reading: StatsReading) -> Iterable[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        yield GaugeMetricFamily(
+            "resmon_database_up",
+            "1 when the last background reading of the database succeeded.",
+            value=int(reading.up),
+        )
+        yield GaugeMetricFamily(
+            "resmon_database_stats_age_seconds",
+            "Seconds since the last background reading of the database.",
+            value=round(reading.age, 3),
+        )
+        if reading.up:
+            yield GaugeMetricFamily(
+                "resmon_runs_stored",
+                "Runs in the database, at the last reading.",
+                value=reading.runs,
+            )
+            yield GaugeMetricFamily(
+                "resmon_database_size_bytes",
+                "Database size at the last reading: SQLite file plus WAL, or PostgreSQL "
+                "pg_database_size.",
+                value=reading.size,
+            )
+
 
 # --- the app's metrics -----------------------------------------------------------
 
@@ -278,11 +397,11 @@ class ServerCollector:
 class ServerMetrics:
     """The counters and histogram of one app, and the registry a scrape reads."""
 
-    def __init__(self, stats: Callable[[], tuple[int, int]]) -> None:
+    def __init__(self, stats: DatabaseStats) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
         from prometheus_client.multiprocess import MultiProcessCollector
 
-        mp_path = _multiprocess_path()
+        mp_path = multiprocess_path()
         self.registry = CollectorRegistry(auto_describe=False)
         # Multiprocess: values live in per-process files and a scrape adds the files
         # up; registering the objects too would export this process's part twice.
@@ -327,11 +446,12 @@ class ServerMetrics:
 
 def init_app(app: Flask, *, serve_path: bool = True) -> ServerMetrics:
     """Create the app's metrics, hook them to pushes and requests, and (with
-    ``serve_path``) answer ``GET /metrics``."""
+    ``serve_path``) answer ``GET /metrics`` to the read token."""
     from flask import Response, request
 
     st = state(app)
-    metrics = ServerMetrics(lambda: database_stats(st.database))
+    stats = DatabaseStats(lambda: database_stats_closing(st.database), st.config.metrics_refresh)
+    metrics = ServerMetrics(stats)
     st.hooks.push_result.append(metrics.push_result)
     st.hooks.request_done.append(metrics.request_done)
     app.extensions["resmon_metrics"] = metrics
@@ -339,53 +459,15 @@ def init_app(app: Flask, *, serve_path: bool = True) -> ServerMetrics:
     if serve_path:
 
         def metrics_view() -> Response:
+            # The read token, as for every read: the figures (version, runs, database
+            # size) are the server's own business.  Prometheus sends it from its
+            # scrape config (authorization: credentials).
+            token = bearer_from_header(request.headers.get("Authorization"))
+            expected = st.config.read_token
+            if token is None or not expected or not check_bearer(token, expected):
+                raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
             body, content_type = metrics.exposition(request.headers.get("Accept"))
             return Response(body, status=200, content_type=content_type)
 
         app.add_url_rule(METRICS_PATH, "metrics", metrics_view, methods=["GET"])
     return metrics
-
-
-# --- the separate listener (--metrics-addr) ---------------------------------------
-
-
-@contextlib.contextmanager
-def separate_listener(host: str, port: int, app: Flask, database: str) -> Iterator[int]:
-    """Serve the app's metrics on ``host:port`` from a thread of this (master) process.
-
-    Yields the bound port.  Database gauges use a connection per scrape (see
-    :func:`database_stats_fresh`); workers forked later close their copy of the
-    listening socket, and the thread and socket are closed when the block ends.
-    """
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.exposition import start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    registry = CollectorRegistry(auto_describe=False)
-    mp_path = _multiprocess_path()
-    if mp_path:
-        MultiProcessCollector(registry, path=mp_path)
-    else:  # one process: export the app's own objects
-        metrics: ServerMetrics = app.extensions["resmon_metrics"]
-        registry.register(metrics.pushes)
-        registry.register(metrics.durations)
-    registry.register(ServerCollector(lambda: database_stats_fresh(database)))  # type: ignore[arg-type]
-
-    httpd, thread = start_http_server(port, addr=host, registry=registry)
-    owner = os.getpid()
-    open_socket = [True]
-
-    def close_in_child() -> None:
-        if open_socket[0]:
-            httpd.socket.close()
-
-    os.register_at_fork(after_in_child=close_in_child)
-    log.info("metrics listener", extra={"addr": f"{host}:{httpd.server_port}"})
-    try:
-        yield httpd.server_port
-    finally:
-        if os.getpid() == owner:
-            open_socket[0] = False
-            httpd.shutdown()
-            httpd.server_close()
-            thread.join(5)

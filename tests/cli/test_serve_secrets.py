@@ -215,14 +215,39 @@ def test_defaults_reach_the_server(runner, tmp_path, started):
     (config, options, metrics_listen), kwargs = started[0]
     assert config.hmac_keys == ("k" * 16,) and config.read_token == "read-token-0123456789"
     assert config.require_expiry is False
-    assert metrics_listen is None
+    assert config.metrics_path is True and config.metrics_refresh == 15.0
+    assert metrics_listen is None and kwargs == {"metrics_timeout": 10.0}
 
 
 @pytest.mark.parametrize(
-    "args, env", [(["--require-expiry"], {}), ([], {"RESMON_REQUIRE_EXPIRY": "1"})]
+    "args, env, expected",
+    [
+        (["--require-expiry"], {}, {"require_expiry": True}),
+        ([], {"RESMON_REQUIRE_EXPIRY": "1"}, {"require_expiry": True}),
+        (["--metrics-addr", ":9100"], {}, {"metrics_path": False, "listen": ("127.0.0.1", 9100)}),
+        (["--metrics-addr", "0.0.0.0:9100"], {}, {"listen": ("0.0.0.0", 9100)}),
+        (["--metrics-addr", "[::1]:9100", "--metrics-on-addr"], {}, {"metrics_path": True}),
+        (["--no-metrics-on-addr"], {}, {"metrics_path": False, "listen": None}),
+        (["--metrics-refresh", "1m"], {}, {"metrics_refresh": 60.0}),
+        (["--io-timeout", "2"], {}, {"timeout": 2.0}),
+    ],
 )
-def test_require_expiry_reaches_the_server(runner, tmp_path, started, args, env):
+def test_flags_reach_the_server(runner, tmp_path, started, args, env, expected):
     result = serve(runner, tmp_path, args, {"RECEIVER_HMAC_KEY": "k" * 16, **env})
     assert result.exit_code == 0, result.output
-    (config, _options, _metrics_listen), _kwargs = started[0]
-    assert config.require_expiry is True
+    (config, _options, metrics_listen), kwargs = started[0]
+    got = {
+        "require_expiry": config.require_expiry,
+        "metrics_path": config.metrics_path,
+        "metrics_refresh": config.metrics_refresh,
+        "listen": metrics_listen,
+        "timeout": kwargs["metrics_timeout"],
+    }
+    assert {k: got[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize("value", ["0", "50ms", "2h", "soon"])
+def test_bad_metrics_refresh_is_a_usage_error(runner, tmp_path, started, value):
+    result = serve(runner, tmp_path, ["--metrics-refresh", value], {"RECEIVER_HMAC_KEY": "k" * 16})
+    assert result.exit_code == 2 and "--metrics-refresh" in result.output
+    assert started == []

@@ -1,4 +1,5 @@
-"""Prometheus metrics of resmon serve: GET /metrics, multi-worker counts, --metrics-addr."""
+"""Prometheus metrics of resmon serve: GET /metrics (read token), multi-worker counts,
+--metrics-addr; the separate listener's own behaviour is in test_metrics_listener.py."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from resmon.tokens import push_token
 
 HMAC_KEY = "metrics-hmac-key"
 READ_TOKEN = "metrics-read-token"
+READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -43,6 +45,24 @@ def pushes(text: str) -> dict[str, float]:
 
 def value(text: str, name: str, **labels: str) -> float:
     return samples(text)[(name, tuple(sorted(labels.items())))]
+
+
+def scrape(url: str) -> str:
+    """The main port's /metrics, with the read token."""
+    response = requests.get(url + "/metrics", headers=READ, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def scrape_until(get_text, name: str, expected: float, timeout: float = 10) -> str:
+    """Scrape until the background reading shows ``expected`` for ``name``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = get_text()
+        if value(text, name) == expected:
+            return text
+        assert time.monotonic() < deadline, (name, value(text, name), expected)
+        time.sleep(0.05)
 
 
 def series_count(text: str) -> int:
@@ -101,13 +121,43 @@ def drive_every_outcome(post) -> dict[str, int]:
 @pytest.fixture
 def app(tmp_path):
     return create_app(
-        ServerConfig(database=str(tmp_path / "m.db"), read_token=READ_TOKEN, hmac_keys=(HMAC_KEY,))
+        ServerConfig(
+            database=str(tmp_path / "m.db"),
+            read_token=READ_TOKEN,
+            hmac_keys=(HMAC_KEY,),
+            metrics_refresh=0.1,
+        )
     )
+
+
+def test_metrics_on_the_main_port_need_the_read_token(app):
+    client = app.test_client()
+    push = push_token(HMAC_KEY, "o", "o/r", "w", "j")
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {push}"}):
+        response = client.get("/metrics", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.json == {"error": "unauthorized"}
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert "resmon_" not in response.text
+    response = client.get("/metrics", headers=READ)
+    assert response.status_code == 200
+    assert "resmon_build_info" in response.text
+
+
+def test_a_server_without_a_read_token_never_answers_metrics(tmp_path):
+    app = create_app(ServerConfig(database=str(tmp_path / "m.db"), hmac_keys=(HMAC_KEY,)))
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 401
 
 
 def test_counters_move_by_outcome_in_process(app):
     client = app.test_client()
-    before = pushes(client.get("/metrics").text)
+
+    def get_text() -> str:
+        return client.get("/metrics", headers=READ).text
+
+    before = pushes(get_text())
     assert before == dict.fromkeys(PUSH_OUTCOMES, 0.0)  # every series exists from the start
 
     def post(body, headers):
@@ -115,9 +165,8 @@ def test_counters_move_by_outcome_in_process(app):
         return client.post("/api/v1/metrics", headers=headers, **kwargs).status_code
 
     expected = drive_every_outcome(post)
-    text = client.get("/metrics").text
+    text = scrape_until(get_text, "resmon_runs_stored", 3)
     assert pushes(text) == {k: float(v) for k, v in expected.items()}
-    assert value(text, "resmon_runs_stored") == 3
     assert value(text, "resmon_database_size_bytes") > 0
     assert value(text, "resmon_database_up") == 1
     assert value(text, "resmon_build_info", version=__import__("resmon").__version__) == 1
@@ -138,7 +187,7 @@ def test_labels_come_from_fixed_sets(app):
     client.get("/api/v1/metrics/repo/secret-org/secret-org%2Fsecret-repo/wf/job", headers=headers)
     client.get("/no/such/path/secret-org")
     client.open("/health", method="BREW")  # a method nobody registered
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=headers).text
     assert "secret" not in text
     got = samples(text)
     routes = {dict(labels).get("route") for _name, labels in got if labels}
@@ -176,7 +225,7 @@ def test_database_gauges_on_postgresql(postgres_url):  # noqa: F811
         client.post("/api/v1/metrics", json=payload, headers=headers_for(payload)).status_code
         == 201
     )
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers={"Authorization": "Bearer r"}).text
     assert value(text, "resmon_runs_stored") == 1
     # pg_database_size: a fresh database is several MB, far above any SQLite file here.
     assert value(text, "resmon_database_size_bytes") > 1_000_000
@@ -224,12 +273,16 @@ def _post_live(server: ServerProcess):
 def test_counts_add_up_across_workers_and_survive_a_worker_death(tmp_path):
     env = {"TMPDIR": str(tmp_path)}
     with ServerProcess(
-        tmp_path / "m.db", hmac_keys=(HMAC_KEY,), extra_args=("--workers=3",), env=env
+        tmp_path / "m.db",
+        read_token=READ_TOKEN,
+        hmac_keys=(HMAC_KEY,),
+        extra_args=("--workers=3", "--metrics-refresh=0.2s"),
+        env=env,
     ) as server:
         expected = drive_every_outcome(_post_live(server))
         # Many scrapes land on different workers: each must show the whole server.
         for _ in range(6):
-            text = requests.get(server.url + "/metrics", timeout=10).text
+            text = scrape(server.url)
             assert pushes(text) == {k: float(v) for k, v in expected.items()}
         promtool_check(text)
         assert value(text, "resmon_runs_stored") == 3
@@ -244,9 +297,10 @@ def test_counts_add_up_across_workers_and_survive_a_worker_death(tmp_path):
         assert workers[0] not in alive
         p = sample_payload("after-kill")
         assert _post_live(server)(p, headers_for(p)) == 201
-        text = requests.get(server.url + "/metrics", timeout=10).text
+        text = scrape_until(
+            lambda: scrape(server.url), "resmon_runs_stored", expected["created"] + 1
+        )
         assert pushes(text)["created"] == expected["created"] + 1
-        assert value(text, "resmon_runs_stored") == expected["created"] + 1
         assert value(text, "process_resident_memory_bytes") > 0
     assert server.returncode == 0
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith("resmon-metrics-")]
@@ -256,23 +310,25 @@ def test_counts_add_up_across_workers_and_survive_a_worker_death(tmp_path):
 @pytest.mark.slow
 def test_series_do_not_grow_with_distinct_repositories(tmp_path):
     with ServerProcess(
-        tmp_path / "m.db", hmac_keys=(HMAC_KEY,), extra_args=("--workers=2",)
+        tmp_path / "m.db",
+        read_token=READ_TOKEN,
+        hmac_keys=(HMAC_KEY,),
+        extra_args=("--workers=2", "--metrics-refresh=0.2s"),
     ) as server:
         post = _post_live(server)
         warm = sample_payload("warm-up")
         assert post(warm, headers_for(warm)) == 201
         # Touch each worker's /metrics route once, so both label sets exist already.
         for _ in range(4):
-            requests.get(server.url + "/metrics", timeout=10)
-        before = requests.get(server.url + "/metrics", timeout=10).text
+            scrape(server.url)
+        before = scrape(server.url)
         for i in range(100):
             p = sample_payload(
                 str(i), organization=f"org-{i}", repository=f"org-{i}/repo-{i}", job=f"job-{i}"
             )
             assert post(p, headers_for(p)) == 201
-        after = requests.get(server.url + "/metrics", timeout=10).text
+        after = scrape_until(lambda: scrape(server.url), "resmon_runs_stored", 101)
     assert series_count(after) == series_count(before), (before, after)
-    assert value(after, "resmon_runs_stored") == 101
     assert pushes(after)["created"] == 101
     assert "org-" not in after and "repo-" not in after
 
@@ -289,7 +345,8 @@ def test_separate_metrics_listener(tmp_path):
     ) as server:
         p = sample_payload("1")
         assert _post_live(server)(p, headers_for(p)) == 201
-        assert requests.get(server.url + "/metrics", timeout=10).status_code == 404
+        # With --metrics-addr the main port has no /metrics unless asked for.
+        assert requests.get(server.url + "/metrics", headers=READ, timeout=10).status_code == 404
         response = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
         assert response.status_code == 200
         text = response.text
