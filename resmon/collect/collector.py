@@ -105,6 +105,7 @@ class Collector:
         self.child_rusage_cpu: float | None = None
         self.exit_started: float | None = None
         self._background: threading.Thread | None = None
+        self.spool: Any = None
         self._last_sample_at: float | None = None
 
     # -- sampling --
@@ -147,28 +148,43 @@ class Collector:
 
     # -- delivery of what earlier runs left --
 
+    def _spool(self) -> Any:
+        """The run's one Spool: its ``skipped`` counts the start-up delivery's errors too."""
+        if self.spool is None and self.config.spool_dir is not None:
+            from resmon.collect.spool import Spool
+
+            self.spool = Spool(self.config.spool_dir)
+        return self.spool
+
     def _deliver_earlier(self) -> None:
         cfg = self.config
-        if not cfg.push_endpoint or cfg.spool_dir is None:
+        spool = self._spool()
+        if not cfg.push_endpoint or spool is None:
             return
-        from resmon.collect.spool import Spool
-
-        spool = Spool(cfg.spool_dir)
-        if not spool.pending():
-            return
+        started_ns = time.time_ns()
 
         def work() -> None:
-            from resmon.collect.push import PushClient, deliver
-
             try:
+                spool.tidy()
+                # Only what earlier runs left: this run's own entry is the final push's.
+                earlier = [e for e in spool.pending() if e.created_ns < started_ns]
+                if not earlier:
+                    return
+                from resmon.collect.push import PushClient, deliver
+
                 client = PushClient(cfg.push_endpoint or "", cfg.push_token)
-                report = deliver(spool, client, time.monotonic() + cfg.push_timeout)
+                try:
+                    deadline = time.monotonic() + cfg.push_timeout
+                    report = deliver(spool, client, deadline, entries=earlier)
+                finally:
+                    client.close()
                 if report.delivered:
                     log.info("delivered %d payload(s) left by earlier runs", len(report.delivered))
-            except Exception:  # a background nicety must never kill the run
-                log.exception("delivering earlier spooled payloads failed")
+            except Exception as exc:  # a background nicety must never kill the run
+                _unexpected("delivering earlier spooled payloads", exc)
 
-        # In a thread: a slow or dead server must not delay the first sample or the command.
+        # In a thread: a slow or dead server, or a slow disk, must not delay the first
+        # sample or the command.
         self._background = threading.Thread(target=work, name="resmon-spool", daemon=True)
         self._background.start()
 
@@ -347,51 +363,85 @@ class Collector:
                 log.error("cannot write the Markdown summary to %s: %s", cfg.markdown_file, exc)
         self.writer.write("run_summary", summary)
         if cfg.push_endpoint:
-            self._spool_and_push(summary)
+            try:
+                self._spool_and_push(summary)
+            except Exception as exc:  # resmon's own trouble never changes the job's exit code
+                _unexpected("pushing the run summary", exc)
         if self.exit_started is not None:
             log.debug("exit path took %.3f s", self.clock() - self.exit_started)
 
     def _spool_and_push(self, summary: dict[str, Any]) -> None:
-        from resmon.collect.push import PushClient, deliver
-        from resmon.collect.spool import Spool, SpoolError
+        from resmon.collect.push import PushClient
 
         cfg = self.config
         deadline = time.monotonic() + cfg.push_timeout
         payload = push_payload(cfg.execution, fit_summary(summary, MAX_PUSH_BYTES))
-        spool = Spool(cfg.spool_dir) if cfg.spool_dir is not None else None
-        entry = None
-        if spool is not None:
-            try:
-                entry = spool.add(
-                    payload,
-                    meta={"endpoint": cfg.push_endpoint or "", "token": cfg.push_token or ""},
-                )
-            except SpoolError as exc:
-                log.error("%s; pushing without a spool copy", exc)
+        spool = self._spool()
+        entry = self._spool_payload(spool, payload) if spool is not None else None
         client = PushClient(cfg.push_endpoint or "", cfg.push_token)
         try:
-            if entry is not None and spool is not None:
-                # This run first, then whatever earlier runs left, within the same budget.
-                others = [e for e in spool.pending() if e.path != entry.path]
-                report = deliver(spool, client, deadline, entries=[entry, *others])
-                result = report.results.get(entry.name)
-                if result is not None and result.delivered:
-                    log.info("run summary pushed to %s: %s", cfg.push_endpoint, result.response)
-                elif any(e.path == entry.path for e, _ in report.left):
-                    log.error(
-                        "run summary not delivered yet; it is spooled in %s and the next "
-                        "`resmon collect` (or `resmon collect --flush-spool`) will deliver it",
-                        spool.directory,
-                    )
+            if entry is not None:
+                self._push_spooled(spool, client, entry, deadline)
             else:
                 import uuid
 
-                body = orjson.dumps({**payload, "idempotency_key": str(uuid.uuid4())})
-                result = client.send(body, orjson.loads(body)["idempotency_key"], deadline)
-                if not result.delivered:
+                key = str(uuid.uuid4())
+                body = orjson.dumps({**payload, "idempotency_key": key})
+                result = client.send(body, key, deadline)
+                if result.delivered:
+                    log.info("run summary pushed to %s: %s", cfg.push_endpoint, result.response)
+                else:
                     log.error("push to %s failed: %s", cfg.push_endpoint, result.describe())
         finally:
             client.close()
+            if self._background is not None:
+                # Its deliveries and their errors belong to this run's count; it gets
+                # what the budget has left, no more.
+                self._background.join(max(0.0, deadline - time.monotonic()))
+            if spool is not None and spool.skipped:
+                log.warning(
+                    "spool %s: %d skipped this run, each logged above (not written, set aside "
+                    "or not removed); the exit code is unchanged",
+                    spool.directory,
+                    spool.skipped,
+                )
+
+    def _spool_payload(self, spool: Any, payload: dict[str, Any]) -> Any:
+        """The spooled entry, or None (logged and counted) when the spool cannot be written."""
+        from resmon.collect.spool import SpoolError
+
+        cfg = self.config
+        try:
+            return spool.add(
+                payload, meta={"endpoint": cfg.push_endpoint or "", "token": cfg.push_token or ""}
+            )
+        except SpoolError as exc:
+            spool.trouble("spool could not be written (%s); pushing this run from memory", exc)
+            return None
+
+    def _push_spooled(self, spool: Any, client: Any, entry: Any, deadline: float) -> None:
+        """This run first, then whatever earlier runs left, within the same budget
+        (unless the start-up delivery is still at them: one sender per entry)."""
+        from resmon.collect.push import deliver
+
+        busy = self._background is not None and self._background.is_alive()
+        others = [] if busy else [e for e in spool.pending() if e.path != entry.path]
+        report = deliver(spool, client, deadline, entries=[entry, *others])
+        result = report.results.get(entry.name)
+        if result is not None and result.delivered:
+            log.info("run summary pushed to %s: %s", self.config.push_endpoint, result.response)
+        elif any(e.path == entry.path for e, _ in report.left):
+            log.error(
+                "run summary not delivered yet; it is spooled in %s and the next "
+                "`resmon collect` (or `resmon collect --flush-spool`) will deliver it",
+                spool.directory,
+            )
+
+
+def _unexpected(what: str, exc: Exception) -> None:
+    """A bug, not a spool or network condition: one error line; the traceback at debug."""
+    log.error("%s failed unexpectedly, skipped: %s: %s", what, type(exc).__name__, exc)
+    log.debug("%s failed", what, exc_info=exc)
 
 
 def fit_summary(summary: dict[str, Any], max_bytes: int) -> dict[str, Any]:
@@ -424,9 +474,10 @@ def deliver_spool(
     from resmon.collect.spool import Spool
 
     spool = Spool(spool_dir)
+    spool.tidy()
     client = PushClient(endpoint, token)
     try:
         report = deliver(spool, client, time.monotonic() + budget)
     finally:
         client.close()
-    return len(report.delivered), len(report.failed), len(report.left)
+    return len(report.delivered), len(report.failed), len(report.left) + spool.skipped

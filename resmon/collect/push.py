@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from resmon import __version__
-from resmon.collect.spool import Spool, SpoolEntry
+from resmon.collect.spool import NotAPayload, Spool, SpoolEntry
 
 if TYPE_CHECKING:
     import requests
@@ -189,6 +189,8 @@ class DeliveryReport:
     delivered: list[SpoolEntry] = field(default_factory=list)
     failed: list[tuple[SpoolEntry, PushResult]] = field(default_factory=list)
     left: list[tuple[SpoolEntry, PushResult | None]] = field(default_factory=list)
+    # Not sent: not a payload (set aside to quarantine/) or unreadable; each was logged.
+    skipped: list[SpoolEntry] = field(default_factory=list)
     results: dict[str, PushResult] = field(default_factory=dict)
 
     @property
@@ -208,47 +210,69 @@ def deliver(
     Each entry goes with the push token it was spooled with (tokens are scoped to one
     job, and an earlier run may have been another job), falling back to the client's;
     to the client's endpoint (the current configuration: a server may have moved since),
-    falling back to the one it was spooled with.  A delivered entry is removed; a refused one moves to failed/;
-    the rest stay.  Once the server is unreachable the remaining entries are not tried:
-    they would only spend the budget on the same error.
+    falling back to the one it was spooled with.  A delivered entry is removed; a refused
+    one moves to failed/; one that is not a payload moves to quarantine/ unsent; the rest
+    stay.  Once the server is unreachable the remaining entries are not tried: they would
+    only spend the budget on the same error.  No spool error is raised.
     """
+    todo = spool.pending() if entries is None else list(entries)
+    return _deliver_each(spool, client, deadline, todo)
+
+
+def _deliver_each(
+    spool: Spool,
+    client: PushClient,
+    deadline: float,
+    todo: list[SpoolEntry],
+) -> DeliveryReport:
     report = DeliveryReport()
-    todo = list(spool.pending() if entries is None else entries)
     unreachable: PushResult | None = None
     for entry in todo:
         if unreachable is not None or time.monotonic() + MIN_ATTEMPT_SECONDS > deadline:
             report.left.append((entry, unreachable))
             continue
-        try:
-            body = entry.read_body()
-        except FileNotFoundError:
-            continue  # delivered meanwhile by another resmon on this host
-        meta = entry.read_meta()
-        result = client.send(
-            body,
-            entry.idempotency_key,
-            deadline,
-            endpoint=client.endpoint or meta.get("endpoint"),
-            token=meta.get("token"),
-        )
+        loaded = _load(spool, entry, report)
+        if loaded is None:
+            continue
+        body, meta = loaded
+        endpoint = client.endpoint or meta.get("endpoint")
+        token = meta.get("token")
+        result = client.send(body, entry.idempotency_key, deadline, endpoint=endpoint, token=token)
         report.results[entry.name] = result
         if result.delivered:
             spool.remove(entry)
             report.delivered.append(entry)
             log.info("pushed %s: %s", entry.name, result.response)
         elif result.permanent:
-            spool.move_to_failed(
-                entry, f"{client.endpoint or meta.get('endpoint')}: {result.describe()}"
-            )
             report.failed.append((entry, result))
-            log.error(
-                "push refused, payload moved to %s: %s",
-                spool.failed_directory / entry.name,
-                result.describe(),
-            )
+            _refused(spool, entry, f"{endpoint}: {result.describe()}")
         else:
             report.left.append((entry, result))
             log.error("push failed, payload kept in spool as %s: %s", entry.path, result.describe())
             if result.status is None and result.attempts > 0:
                 unreachable = result
     return report
+
+
+def _load(
+    spool: Spool, entry: SpoolEntry, report: DeliveryReport
+) -> tuple[bytes, dict[str, str]] | None:
+    """An entry's body and meta, or None (gone, set aside, unreadable: logged and counted)."""
+    try:
+        return entry.read_body(), entry.read_meta()
+    except FileNotFoundError:
+        return None  # delivered or moved meanwhile by another resmon on this host
+    except NotAPayload as exc:
+        spool.set_aside(entry, str(exc))
+    except OSError as exc:
+        spool.trouble("cannot read spool entry %s, skipped: %s", entry.path, exc)
+    report.skipped.append(entry)
+    return None
+
+
+def _refused(spool: Spool, entry: SpoolEntry, reason: str) -> None:
+    target = spool.move_to_failed(entry, reason)
+    if target is not None:
+        log.error("push refused, payload moved to %s: %s", target, reason)
+    else:
+        log.error("push refused: %s", reason)

@@ -112,3 +112,18 @@ def test_a_server_that_hangs_costs_no_more_than_the_budget(tmp_path, receiver):
     assert time.monotonic() - start < 0.9
     assert [e.name for e, _ in report.left] == [entry.name]
     assert "timed out" in report.left[0][1].describe().lower()
+
+
+def test_an_entry_that_is_not_a_payload_is_set_aside_and_never_sent(tmp_path, receiver):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b'{"execution": {"run_id": "SECRET"}}')
+    spool = Spool(tmp_path / "spool")
+    good = spool.add(spool_payload("good"))
+    linked = spool.directory / ("0" * 19 + "1-11111111-1111-4111-8111-111111111111.json")
+    linked.symlink_to(secret)
+    report = deliver(spool, PushClient(receiver.url, "t"), time.monotonic() + 5)
+    assert [e.name for e in report.delivered] == [good.name]
+    assert [e.name for e in report.skipped] == [linked.name]
+    assert [r.json()["execution"]["run_id"] for r in receiver.requests] == ["good"]
+    assert (spool.directory / "quarantine" / linked.name).is_symlink()
+    assert spool.pending() == [] and spool.skipped == 1
