@@ -54,6 +54,23 @@ def _process_list_text(procs: list[Any]) -> str:
     return ",".join(items)
 
 
+def _go_text(value: Any) -> str:
+    """A value as Go's fmt ``%+v`` writes it, which is how slog's text handler writes a
+    list of maps: ``[map[cpu_percent:99.5 name:make pid:7]]`` (keys sorted, floats
+    without a trailing ``.0``)."""
+    if isinstance(value, Mapping):
+        return "map[" + " ".join(f"{k}:{_go_text(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_text(v) for v in value) + "]"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e21 else repr(value)
+    return "<nil>" if value is None else str(value)
+
+
+# The Go record's process lists: written in text as slog writes them (see _go_text).
+_GO_LISTS = ("top_cpu", "top_memory")
+
+
 def _flatten(prefix: str, value: Any, out: list[str]) -> None:
     # slog's text handler style: nested objects become dotted keys.  Containers are
     # keyed by name, process lists become one compact field, and the bulky series
@@ -67,6 +84,8 @@ def _flatten(prefix: str, value: Any, out: list[str]) -> None:
                 out.append(f"timeline_points={len(v)}")
             elif k in ("top_cpu_processes", "top_mem_processes") and isinstance(v, list):
                 out.append(f"{key}={text_value(_process_list_text(v))}")
+            elif k in _GO_LISTS and not prefix and isinstance(v, list):
+                out.append(f"{key}={text_value(_go_text(v))}")
             elif k == "containers" and isinstance(v, list):
                 for c in v:
                     if isinstance(c, Mapping):

@@ -4,17 +4,77 @@
 ``record()`` is the body of a ``metrics_collected`` log record (the wire format of
 one sample).  These classes hold figures only: how they are measured is in
 :mod:`resmon.collect.sampler`.
+
+The Go collector's fields
+-------------------------
+A ``metrics_collected`` record is a superset of the Go collector's (the Forgejo
+runner resource collector): its fields come first, with its names, nesting and
+units, and resmon's own keys follow unchanged, so a log pipeline built on either
+keeps working.  The Go fields (:data:`GO_SAMPLE_FIELDS`):
+
+- ``collection_time``: RFC 3339 time of the reading, UTC;
+- ``total_processes``: the processes measured (resmon's own excluded), an integer;
+- ``cpu``: ``{total_percent}``, the machine's busy percent 0-100 over the interval;
+- ``memory``: ``{total_bytes, used_bytes, available_bytes, used_percent}``, the
+  machine's (used = MemTotal - MemAvailable);
+- ``top_cpu``: ``[{pid, name, cpu_percent}]`` (100 = one core);
+- ``top_memory``: ``[{pid, name, rss_bytes}]``;
+- ``cgroups``: ``{container name: {name, cpu: {total_ticks, used_cores,
+  used_percent, limit_cores}, memory: {total_rss_bytes, used_percent, limit_bytes},
+  processes}}``: CPU in cores (2.0 = two cores) and ticks (``CLK_TCK``), memory in
+  bytes, percents of the limit; ``used_percent`` and the limits only where
+  ``CGROUP_LIMITS`` gives a limit (Go's ``omitempty``).
+
+Go writes numbers where resmon's own keys write ``null``: a figure without a
+reading (the first sample has no CPU interval) is ``0`` in a Go field, as the Go
+collector prints it; resmon's key beside it still says ``null``.  In
+``--log-format text`` ``cpu``, ``memory`` and ``cgroups`` are dotted keys
+(``cpu.total_percent=12.5``, ``cgroups.runner.cpu.used_cores=1.5``), as slog writes a
+group, and ``top_cpu`` / ``top_memory`` are written as slog's text handler writes a
+list of maps (``top_cpu="[map[cpu_percent:99.5 name:make pid:7]]"``).
+
+Where this shape comes from: the Go source was not available to check it
+against, so it is built from the evidence there is: the top-level names, nesting and
+the per-list process figures (``cpu_percent`` in ``top_cpu``, ``rss_bytes`` in
+``top_memory``, which points to a map built per list rather than one struct) are
+the Go record's as the issue reporting the difference quotes it; the units are
+those of the Go README (containers in cores, system CPU percent 0-100, process
+percent 100 = one core, bytes); the names inside ``cpu``, ``memory`` and each
+``cgroups`` entry follow the Go collector's metric types (``total_percent``,
+``used_bytes``, ``used_cores``, ``total_rss_bytes``, ``limit_cores``, ...) without
+a source to check them against, and are limited to what a sample already holds, so
+the record costs no work per process beyond the top-N lists.  Left out for that reason:
+the CPU split (``user_percent``, ``system_percent``, ``idle_percent``,
+``iowait_percent``), ``memory.free_bytes``, ``memory.total_rss_bytes`` /
+``rss_percent`` (a sum over every process each interval) and a cgroup's
+``cgroup_path`` (without ``CGROUP_PROCESS_MAP`` the container's name is its path).
+A container's ``total_rss_bytes`` is resmon's ``memory_bytes``: the RSS sum, or the
+cgroup's own figure where ``source_memory`` is ``cgroupfs``; its ``total_ticks`` is
+resmon's ``cpu_seconds`` in ticks, which counts reaped children too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from resmon import procfs
+from resmon.schema import format_time
 
 SOURCE_PROCFS = "procfs"
 SOURCE_CGROUPFS = "cgroupfs"
+
+# The Go collector's fields of a metrics_collected record, in its order.
+GO_SAMPLE_FIELDS = (
+    "collection_time",
+    "total_processes",
+    "cpu",
+    "memory",
+    "top_cpu",
+    "top_memory",
+    "cgroups",
+)
 
 
 @dataclass(slots=True)
@@ -35,6 +95,18 @@ class ProcessSample:
             "rss_bytes": self.rss_bytes,
             "container": self.container,
         }
+
+    def go_cpu_record(self) -> dict[str, Any]:
+        """An item of the Go record's ``top_cpu``."""
+        return {
+            "pid": self.pid,
+            "name": self.name,
+            "cpu_percent": round(self.cpu_percent or 0.0, 2),
+        }
+
+    def go_memory_record(self) -> dict[str, Any]:
+        """An item of the Go record's ``top_memory``."""
+        return {"pid": self.pid, "name": self.name, "rss_bytes": self.rss_bytes}
 
 
 @dataclass
@@ -75,6 +147,24 @@ class ContainerSample:
         if self.pressure:
             out["pressure"] = self.pressure
         return out
+
+    def go_record(self) -> dict[str, Any]:
+        """The container's entry in the Go record's ``cgroups``: the limits and percents
+        of a limit only where a limit is known (Go's ``omitempty``)."""
+        cpu: dict[str, Any] = {
+            "total_ticks": round(self.cpu_seconds * procfs.CLK_TCK),
+            "used_cores": round(self.cpu_cores or 0.0, 4),
+        }
+        if self.cpu_percent_of_limit:
+            cpu["used_percent"] = round(self.cpu_percent_of_limit, 2)
+        if self.limit_cpu_cores:
+            cpu["limit_cores"] = self.limit_cpu_cores
+        memory: dict[str, Any] = {"total_rss_bytes": self.memory_bytes or 0}
+        if self.memory_percent_of_limit:
+            memory["used_percent"] = round(self.memory_percent_of_limit, 2)
+        if self.limit_memory_bytes:
+            memory["limit_bytes"] = self.limit_memory_bytes
+        return {"name": self.name, "cpu": cpu, "memory": memory, "processes": self.process_count}
 
 
 class CgroupCounters(Protocol):
@@ -119,8 +209,11 @@ class Sample:
     pressure: dict[str, dict[str, dict[str, float]]] | None = None
 
     def record(self) -> dict[str, Any]:
-        """The body of a ``metrics_collected`` record (the caller adds ``msg`` and ``time``)."""
-        out: dict[str, Any] = {
+        """The body of a ``metrics_collected`` record (the caller adds ``msg`` and ``time``):
+        the Go collector's fields, then resmon's (see the module docstring)."""
+        containers = [self.containers[name] for name in sorted(self.containers)]
+        out = self._go_fields(containers)
+        out |= {
             "elapsed_seconds": _round(self.elapsed, 3),
             "cpu_total_percent": _round(self.cpu_total_percent, 2),
             "system_cpu_seconds": round(self.cpu_seconds_total, 2),
@@ -130,11 +223,29 @@ class Sample:
             "process_count": len(self.processes),
             "top_cpu_processes": [p.record() for p in self.top_cpu],
             "top_mem_processes": [p.record() for p in self.top_mem],
-            "containers": [self.containers[name].record() for name in sorted(self.containers)],
+            "containers": [c.record() for c in containers],
         }
         if self.pressure:
             out["pressure"] = self.pressure
         return out
+
+    def _go_fields(self, containers: list[ContainerSample]) -> dict[str, Any]:
+        """The Go record's fields, in its order; numbers where resmon's keys have null."""
+        total, used = self.mem_total_bytes, self.mem_used_bytes
+        return {
+            "collection_time": format_time(datetime.fromtimestamp(self.timestamp, UTC)),
+            "total_processes": len(self.processes),
+            "cpu": {"total_percent": round(self.cpu_total_percent or 0.0, 2)},
+            "memory": {
+                "total_bytes": total,
+                "used_bytes": used,
+                "available_bytes": max(0, total - used),
+                "used_percent": round(self.mem_used_percent, 2),
+            },
+            "top_cpu": [p.go_cpu_record() for p in self.top_cpu],
+            "top_memory": [p.go_memory_record() for p in self.top_mem],
+            "cgroups": {c.name: c.go_record() for c in containers},
+        }
 
 
 def _round(value: float | None, digits: int) -> float | None:
