@@ -144,7 +144,14 @@ def _config_from(ctx, name: str, value: str | None, env: str, parse):
 @click.option(
     "--flush-spool",
     is_flag=True,
-    help="Only deliver spooled payloads, then exit (1 if any is left).",
+    help="Only deliver spooled payloads, then exit (1 if any is refused, left or skipped).",
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="With --flush-spool: also re-send the payloads in the spool's failed/ with the "
+    "current push token (--push-token or COLLECTOR_PUSH_TOKEN), each with its own "
+    "Idempotency-Key; those refused again stay in failed/ with the new reason.",
 )
 @click.option(
     "--summary-file",
@@ -180,6 +187,9 @@ def collect(ctx, **options):
 
     A summary that cannot be pushed stays in the spool; every later start, or
     `--flush-spool`, delivers it (each payload has an Idempotency-Key: no duplicates).
+    The spool never changes the exit code: a spool that cannot be written, or that
+    holds links, directories or FIFOs, costs a log line each (the push is made from
+    memory; what is not a payload moves to quarantine/, never read or sent).
 
     \b
     Environment:
@@ -203,8 +213,10 @@ def collect(ctx, **options):
       resmon collect --interval 1s -o resmon.log -- make -j2
       # deliver what earlier runs could not
       resmon collect --flush-spool --push-endpoint=http://resmon:8080/api/v1/metrics
+      # re-send what was refused, with a corrected token from the environment
+      COLLECTOR_PUSH_TOKEN=... resmon collect --flush-spool --retry-failed
     """
-    from resmon.collect.collector import Collector, deliver_spool
+    from resmon.collect.collector import Collector
     from resmon.collect.logging_setup import configure_logging
     from resmon.collect.spool import default_spool_dir
 
@@ -216,17 +228,9 @@ def collect(ctx, **options):
     if options["flush_spool"]:
         if options["command"]:
             raise click.UsageError("--flush-spool takes no command")
-        delivered, refused, left = deliver_spool(
-            spool_dir,
-            options["push_endpoint"] or "",
-            options["push_token"],
-            options["push_timeout"],
-        )
-        click.echo(
-            f"spool {spool_dir}: {delivered} delivered, {refused} refused (moved to failed/), {left} left",
-            err=True,
-        )
-        ctx.exit(0 if refused == 0 and left == 0 else 1)
+        ctx.exit(_flush(options, spool_dir))
+    if options["retry_failed"]:
+        raise click.UsageError("--retry-failed works with --flush-spool")
 
     proc_path = options["proc_path"]
     try:
@@ -241,6 +245,33 @@ def collect(ctx, **options):
 
     config = _collect_config(ctx, options, spool_dir, log_format)
     ctx.exit(Collector(config, options["output"]).run())
+
+
+def _flush(options: dict[str, Any], spool_dir: Path) -> int:
+    """``--flush-spool``: one line per pass on stderr; 1 if anything is refused, left or skipped."""
+    from resmon.collect.push import deliver_spool
+
+    pending, failed, skipped = deliver_spool(
+        spool_dir,
+        options["push_endpoint"] or "",
+        options["push_token"],
+        options["push_timeout"],
+        failed_too=options["retry_failed"],
+    )
+    click.echo(
+        f"spool {spool_dir}: {pending.delivered} delivered, {pending.refused} refused "
+        f"(moved to failed/), {pending.left} left, {skipped} skipped",
+        err=True,
+    )
+    passes = [pending]
+    if failed is not None:
+        passes.append(failed)
+        click.echo(
+            f"failed/: {failed.delivered} delivered, {failed.refused} refused again "
+            f"(kept in failed/ with the new reason), {failed.left} left",
+            err=True,
+        )
+    return 1 if skipped or any(p.refused or p.left for p in passes) else 0
 
 
 def _collect_config(

@@ -464,20 +464,3 @@ def fit_summary(summary: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     out.pop("timeline", None)
     log.warning("payload too large: timeline left out of the push")
     return out
-
-
-def deliver_spool(
-    spool_dir: Path, endpoint: str, token: str | None, budget: float
-) -> tuple[int, int, int]:
-    """Deliver everything spooled; returns (delivered, refused, left)."""
-    from resmon.collect.push import PushClient, deliver
-    from resmon.collect.spool import Spool
-
-    spool = Spool(spool_dir)
-    spool.tidy()
-    client = PushClient(endpoint, token)
-    try:
-        report = deliver(spool, client, time.monotonic() + budget)
-    finally:
-        client.close()
-    return len(report.delivered), len(report.failed), len(report.left) + spool.skipped

@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resmon import __version__
@@ -216,7 +217,19 @@ def deliver(
     only spend the budget on the same error.  No spool error is raised.
     """
     todo = spool.pending() if entries is None else list(entries)
-    return _deliver_each(spool, client, deadline, todo)
+    return _deliver_each(spool, client, deadline, todo, from_failed=False)
+
+
+def retry_failed(spool: Spool, client: PushClient, deadline: float) -> DeliveryReport:
+    """Re-send what failed/ holds, oldest first, with the client's (the current) token.
+
+    For a payload refused because its token was wrong or expired: each goes with the
+    same bytes and idempotency key as before (a server that took it meanwhile answers
+    200 duplicate), with the client's token, else the one it was spooled with.  A
+    delivered entry leaves failed/; one refused again stays there with the new reason;
+    one the server did not answer stays for the next retry.
+    """
+    return _deliver_each(spool, client, deadline, spool.failed(), from_failed=True)
 
 
 def _deliver_each(
@@ -224,6 +237,8 @@ def _deliver_each(
     client: PushClient,
     deadline: float,
     todo: list[SpoolEntry],
+    *,
+    from_failed: bool,
 ) -> DeliveryReport:
     report = DeliveryReport()
     unreachable: PushResult | None = None
@@ -236,7 +251,7 @@ def _deliver_each(
             continue
         body, meta = loaded
         endpoint = client.endpoint or meta.get("endpoint")
-        token = meta.get("token")
+        token = (client.token or meta.get("token")) if from_failed else meta.get("token")
         result = client.send(body, entry.idempotency_key, deadline, endpoint=endpoint, token=token)
         report.results[entry.name] = result
         if result.delivered:
@@ -245,7 +260,7 @@ def _deliver_each(
             log.info("pushed %s: %s", entry.name, result.response)
         elif result.permanent:
             report.failed.append((entry, result))
-            _refused(spool, entry, f"{endpoint}: {result.describe()}")
+            _refused(spool, entry, f"{endpoint}: {result.describe()}", from_failed=from_failed)
         else:
             report.left.append((entry, result))
             log.error("push failed, payload kept in spool as %s: %s", entry.path, result.describe())
@@ -270,9 +285,52 @@ def _load(
     return None
 
 
-def _refused(spool: Spool, entry: SpoolEntry, reason: str) -> None:
+def _refused(spool: Spool, entry: SpoolEntry, reason: str, *, from_failed: bool) -> None:
+    if from_failed:
+        spool.note_refusal(entry, reason)
+        log.error("push refused again, payload stays in %s: %s", entry.path, reason)
+        return
     target = spool.move_to_failed(entry, reason)
     if target is not None:
         log.error("push refused, payload moved to %s: %s", target, reason)
     else:
         log.error("push refused: %s", reason)
+
+
+@dataclass
+class FlushCounts:
+    """What one pass over the spool (or over failed/) did with its entries."""
+
+    delivered: int = 0
+    refused: int = 0
+    left: int = 0
+    skipped: int = 0
+
+    @classmethod
+    def of(cls, report: DeliveryReport) -> FlushCounts:
+        return cls(len(report.delivered), len(report.failed), len(report.left), len(report.skipped))
+
+
+def deliver_spool(
+    spool_dir: Path,
+    endpoint: str,
+    token: str | None,
+    budget: float,
+    *,
+    failed_too: bool = False,
+) -> tuple[FlushCounts, FlushCounts | None, int]:
+    """Deliver everything spooled, then (``failed_too``) re-send failed/ with ``token``.
+
+    Returns the counts of the pending pass, of the failed/ pass (None when not asked)
+    and the spool errors logged on the way (leftovers cleaned do not count).
+    """
+    spool = Spool(spool_dir)
+    spool.tidy()
+    deadline = time.monotonic() + budget
+    client = PushClient(endpoint, token)
+    try:
+        pending = FlushCounts.of(deliver(spool, client, deadline))
+        failed = FlushCounts.of(retry_failed(spool, client, deadline)) if failed_too else None
+    finally:
+        client.close()
+    return pending, failed, spool.skipped

@@ -188,3 +188,49 @@ def test_no_warning_when_the_run_id_is_set_or_nothing_is_pushed(runner, receiver
     for result in (pushed, local):
         assert result.exit_code == 0, result.output
         assert "is not set" not in result.stderr
+
+
+def test_retry_failed_needs_flush_spool_and_is_explained_in_help(runner, tmp_path):
+    result = runner.invoke(cli, ["collect", "--retry-failed", f"--spool-dir={tmp_path}"])
+    assert result.exit_code == 2, result.output
+    assert "--retry-failed works with --flush-spool" in result.output
+    help_text = " ".join(runner.invoke(cli, ["collect", "--help"]).output.split())
+    assert "--retry-failed" in help_text and "failed/ with the current push token" in help_text
+    assert "resmon collect --flush-spool --retry-failed" in help_text
+
+
+def test_flush_spool_with_retry_failed_resends_with_the_current_token(runner, receiver, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    entry = spool.add(spool_payload("1"), meta={"endpoint": receiver.url, "token": "expired"})
+    spool.move_to_failed(entry, "HTTP 401: invalid push token")
+    result = runner.invoke(
+        cli,
+        ["collect", "--flush-spool", "--retry-failed", f"--spool-dir={spool.directory}"],
+        env={"COLLECTOR_PUSH_TOKEN": "renewed"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "0 delivered, 0 refused (moved to failed/), 0 left, 0 skipped" in result.output
+    assert "failed/: 1 delivered, 0 refused again" in result.output
+    [request] = receiver.requests
+    assert request.headers["Authorization"] == "Bearer renewed"
+    assert request.headers["Idempotency-Key"] == entry.idempotency_key
+    assert spool.failed() == []
+
+
+def test_flush_spool_counts_what_it_set_aside_and_exits_1(runner, receiver, tmp_path):
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    (spool_dir / "00000000000000000001-11111111-1111-4111-8111-111111111111.json").mkdir()
+    args = [
+        "collect",
+        "--flush-spool",
+        f"--spool-dir={spool_dir}",
+        f"--push-endpoint={receiver.url}",
+    ]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert "0 delivered, 0 refused (moved to failed/), 0 left, 1 skipped" in result.output
+    assert "is a directory; moved to" in result.output
+    again = runner.invoke(cli, args)  # set aside once: the next flush is clean
+    assert again.exit_code == 0 and "0 left, 0 skipped" in again.output
+    assert receiver.requests == []

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from collect_receiver import closed_port_url, spool_payload
 
-from resmon.collect.push import PushClient, deliver, retry_after_seconds
+from resmon.collect.push import PushClient, deliver, retry_after_seconds, retry_failed
 from resmon.collect.spool import Spool
 
 
@@ -127,3 +128,35 @@ def test_an_entry_that_is_not_a_payload_is_set_aside_and_never_sent(tmp_path, re
     assert [r.json()["execution"]["run_id"] for r in receiver.requests] == ["good"]
     assert (spool.directory / "quarantine" / linked.name).is_symlink()
     assert spool.pending() == [] and spool.skipped == 1
+
+
+def test_retry_failed_uses_the_current_token_and_keeps_the_key(tmp_path, receiver):
+    spool = Spool(tmp_path)
+    a = spool.add(spool_payload("a"), meta={"endpoint": receiver.url, "token": "expired"})
+    b = spool.add(spool_payload("b"), meta={"endpoint": receiver.url, "token": "expired"})
+    for entry in (a, b):
+        spool.move_to_failed(entry, "HTTP 401: invalid push token")
+    bodies = {e.idempotency_key: (tmp_path / "failed" / e.name).read_bytes() for e in (a, b)}
+    receiver.script = [(201, b'{"id": 7, "status": "created"}', {}), (422, b"bad run", {})]
+    report = retry_failed(spool, PushClient("", "renewed"), time.monotonic() + 5)
+    assert [e.name for e in report.delivered] == [a.name]
+    assert [e.name for e, _ in report.failed] == [b.name]
+    for request in receiver.requests:
+        assert request.headers["Authorization"] == "Bearer renewed"
+        assert request.body == bodies[request.headers["Idempotency-Key"]]
+    assert [e.name for e in spool.failed()] == [b.name]
+    assert sorted(os.listdir(tmp_path / "failed")) == sorted(
+        [b.name, b.name + ".meta", b.name + ".reason"]
+    )
+    reason = (tmp_path / "failed" / (b.name + ".reason")).read_text()
+    assert reason == f"{receiver.url}: HTTP 422: bad run\n"
+
+
+def test_retry_failed_without_a_token_sends_the_one_it_was_spooled_with(tmp_path, receiver):
+    # For a refusal that was not the token's fault (fixed on the server since).
+    spool = Spool(tmp_path)
+    entry = spool.add(spool_payload(), meta={"endpoint": receiver.url, "token": "own"})
+    spool.move_to_failed(entry, "HTTP 422: idempotency key in use")
+    report = retry_failed(spool, PushClient("", None), time.monotonic() + 5)
+    assert report.ok and receiver.requests[0].headers["Authorization"] == "Bearer own"
+    assert os.listdir(tmp_path / "failed") == []

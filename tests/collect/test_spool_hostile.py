@@ -28,7 +28,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from collect_receiver import spool_payload
+from collect_receiver import closed_port_url, spool_payload
 
 from resmon.collect.spool import STALE_SECONDS, Spool
 
@@ -301,3 +301,61 @@ def test_leftovers_of_an_interrupted_write_are_cleaned_at_the_next_start(world, 
         assert not path.exists()
         assert f"removed {path}, left by an interrupted spool write" in proc.stderr
     assert fresh.exists() and untouched() == before
+
+
+def test_retry_failed_resends_with_the_corrected_token_and_the_same_key(world, receiver):
+    spool, _, untouched = world
+    store = Spool(spool)
+    a = store.add(spool_payload("a"), meta={"endpoint": receiver.url, "token": "expired"})
+    b = store.add(spool_payload("b"), meta={"endpoint": receiver.url, "token": "expired"})
+    flush = ["--flush-spool", f"--push-endpoint={receiver.url}"]
+    receiver.script = [(401, b'{"error": "invalid push token"}', {})] * 2
+    refused = collect(spool.parent, spool, *flush)
+    assert refused.returncode == 1 and "2 refused (moved to failed/)" in refused.stderr
+    bodies = {r.headers["Idempotency-Key"]: r.body for r in receiver.requests}
+    receiver.requests.clear()
+    before = untouched()
+
+    # The corrected token from the environment; b is refused again, for another reason.
+    receiver.script = [(201, b'{"id": 1, "status": "created"}', {}), (403, b"scope closed", {})]
+    proc = collect(
+        spool.parent, spool, *flush, "--retry-failed", env={"COLLECTOR_PUSH_TOKEN": "fixed"}
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "failed/: 1 delivered, 1 refused again" in proc.stderr
+    assert "push refused again, payload stays in" in proc.stderr
+    sent = [(r.headers["Idempotency-Key"], r.headers["Authorization"]) for r in receiver.requests]
+    assert sent == [(a.idempotency_key, "Bearer fixed"), (b.idempotency_key, "Bearer fixed")]
+    assert all(r.body == bodies[r.headers["Idempotency-Key"]] for r in receiver.requests)
+    assert [e.name for e in store.failed()] == [b.name]
+    assert "HTTP 403: scope closed" in (spool / "failed" / (b.name + ".reason")).read_text()
+
+    receiver.requests.clear()
+    again = collect(
+        spool.parent, spool, *flush, "--retry-failed", env={"COLLECTOR_PUSH_TOKEN": "fixed"}
+    )
+    assert again.returncode == 0, again.stderr
+    assert "failed/: 1 delivered, 0 refused again" in again.stderr
+    assert os.listdir(spool / "failed") == [] and untouched() == before
+
+
+def test_retry_failed_leaves_an_entry_in_failed_when_the_server_is_down(world):
+    spool, _, untouched = world
+    store = Spool(spool)
+    entry = store.add(spool_payload("a"), meta={"token": "expired"})
+    store.move_to_failed(entry, "HTTP 401: invalid push token")
+    before = untouched()
+    proc = collect(
+        spool.parent,
+        spool,
+        "--flush-spool",
+        "--retry-failed",
+        f"--push-endpoint={closed_port_url()}",
+        "--push-timeout=300ms",
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "failed/: 0 delivered, 0 refused again" in proc.stderr and "1 left" in proc.stderr
+    assert [e.name for e in store.failed()] == [entry.name]
+    reason = (spool / "failed" / (entry.name + ".reason")).read_text()
+    assert reason == "HTTP 401: invalid push token\n"  # the refusal is still what it says
+    assert untouched() == before
