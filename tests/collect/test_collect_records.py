@@ -58,3 +58,17 @@ def test_fit_summary_thins_the_timeline_then_drops_it():
     assert fitted["timeline"][0]["t"] == 0.0 and fitted["timeline"][-1]["t"] == 299.0
     assert len(summary["timeline"]) == 300  # the printed summary is left whole
     assert "timeline" not in fit_summary(summary, 100)
+
+
+def test_text_go_process_lists_are_written_as_slog_writes_a_list_of_maps():
+    record = {
+        "msg": "metrics_collected",
+        "top_cpu": [{"pid": 7, "name": 'a="b"', "cpu_percent": 2.0}],
+        "top_memory": [],
+        "cgroups": {"x": {"cpu": {"used_cores": 0.5}}},
+    }
+    line = format_record(record, "text").decode()
+    assert line == (
+        'msg=metrics_collected top_cpu="[map[cpu_percent:2 name:a=\\"b\\" pid:7]]" '
+        "top_memory=[] cgroups.x.cpu.used_cores=0.5\n"
+    )
