@@ -40,6 +40,9 @@ from resmon.schema import push_payload
 if TYPE_CHECKING:
     import subprocess  # imported when a command is run: a sidecar never needs it
 
+    from resmon.collect.push import PushClient
+    from resmon.collect.spool import Spool, SpoolEntry
+
 log = logging.getLogger(__name__)
 
 # After forwarding SIGTERM, how long the wrapped command gets before resmon finishes
@@ -105,7 +108,7 @@ class Collector:
         self.child_rusage_cpu: float | None = None
         self.exit_started: float | None = None
         self._background: threading.Thread | None = None
-        self.spool: Any = None
+        self.spool: Spool | None = None
         self._last_sample_at: float | None = None
 
     # -- sampling --
@@ -148,7 +151,7 @@ class Collector:
 
     # -- delivery of what earlier runs left --
 
-    def _spool(self) -> Any:
+    def _spool(self) -> Spool | None:
         """The run's one Spool: its ``skipped`` counts the start-up delivery's errors too."""
         if self.spool is None and self.config.spool_dir is not None:
             from resmon.collect.spool import Spool
@@ -380,7 +383,7 @@ class Collector:
         entry = self._spool_payload(spool, payload) if spool is not None else None
         client = PushClient(cfg.push_endpoint or "", cfg.push_token)
         try:
-            if entry is not None:
+            if spool is not None and entry is not None:
                 self._push_spooled(spool, client, entry, deadline)
             else:
                 import uuid
@@ -406,7 +409,7 @@ class Collector:
                     spool.skipped,
                 )
 
-    def _spool_payload(self, spool: Any, payload: dict[str, Any]) -> Any:
+    def _spool_payload(self, spool: Spool, payload: dict[str, Any]) -> SpoolEntry | None:
         """The spooled entry, or None (logged and counted) when the spool cannot be written."""
         from resmon.collect.spool import SpoolError
 
@@ -419,7 +422,9 @@ class Collector:
             spool.trouble("spool could not be written (%s); pushing this run from memory", exc)
             return None
 
-    def _push_spooled(self, spool: Any, client: Any, entry: Any, deadline: float) -> None:
+    def _push_spooled(
+        self, spool: Spool, client: PushClient, entry: SpoolEntry, deadline: float
+    ) -> None:
         """This run first, then whatever earlier runs left, within the same budget
         (unless the start-up delivery is still at them: one sender per entry)."""
         from resmon.collect.push import deliver

@@ -359,3 +359,27 @@ def test_retry_failed_leaves_an_entry_in_failed_when_the_server_is_down(world):
     reason = (spool / "failed" / (entry.name + ".reason")).read_text()
     assert reason == "HTTP 401: invalid push token\n"  # the refusal is still what it says
     assert untouched() == before
+
+
+def test_an_unexpected_error_in_the_spool_costs_one_line_not_the_exit_code(
+    tmp_path, receiver, monkeypatch, caplog
+):
+    # A bug, not a disk condition: the exit path's guard still keeps the command's code.
+    from resmon.collect.collector import CollectConfig, Collector
+
+    def broken_add(self, payload, *, meta=None):
+        raise RuntimeError("a bug in the spool")
+
+    monkeypatch.setattr(Spool, "add", broken_add)
+    config = CollectConfig(
+        interval=0.1,
+        push_endpoint=receiver.url,
+        spool_dir=tmp_path / "spool",
+        command=["sh", "-c", "exit 7"],
+    )
+    with (tmp_path / "records.jsonl").open("wb") as out, caplog.at_level("ERROR"):
+        assert Collector(config, out).run() == 7
+    assert (
+        "pushing the run summary failed unexpectedly, skipped: RuntimeError: a bug in the spool"
+        in caplog.text
+    )
