@@ -503,7 +503,9 @@ def main() -> int:
             run_phase([pushes, reads], args.duration)
             results.append(finish_wrk("resmon: push + reads", pushes))
             results.append(finish_wrk("resmon: reads + push", reads))
-            metrics = requests.get(url + "/metrics", timeout=10).text
+            metrics = requests.get(
+                url + "/metrics", headers={"Authorization": f"Bearer {READ_TOKEN}"}, timeout=10
+            ).text
         finally:
             stop(server)
         stored = sqlite3.connect(db).execute("SELECT count(*) FROM runs").fetchone()[0]

@@ -90,7 +90,10 @@ class ServerProcess:
         env = {**os.environ, **(self.env or {})}
         # Secrets through the environment, as a deployment would (not on argv).
         env["RECEIVER_READ_TOKEN"] = self.read_token
-        env["RECEIVER_HMAC_KEY"] = ",".join(self.hmac_keys)
+        # RECEIVER_HMAC_KEY is one key, verbatim; the others, older ones, are a rotation list.
+        env["RECEIVER_HMAC_KEY"] = self.hmac_keys[0]
+        if len(self.hmac_keys) > 1:
+            env["RESMON_HMAC_KEYS"] = "\n".join(self.hmac_keys[1:])
         cmd = [
             *RESMON,
             "serve",

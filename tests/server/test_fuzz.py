@@ -31,7 +31,7 @@ from resmon.server import ServerConfig, create_app
 from resmon.server.openapi import build_openapi
 from resmon.tokens import push_token
 
-HMAC_KEY = "fuzz-hmac-key"
+HMAC_KEY = "fuzz-hmac-key-0123"
 READ_TOKEN = "fuzz-read-token"
 # Not negative_data_rejection: the API ignores unknown query parameters and fields
 # on purpose (the wire contract is additive), which that check counts as failures.
