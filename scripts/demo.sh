@@ -82,7 +82,7 @@ export GITHUB_REPOSITORY_OWNER=demo GITHUB_REPOSITORY=demo/app GITHUB_WORKFLOW=c
 export GITHUB_RUN_ID="$(date +%s)"
 
 step "resmon token --org demo --repo demo/app --workflow ci.yml --job build"
-push_token="$("$RESMON" token --hmac-key "$hmac_key" --org demo --repo demo/app --workflow ci.yml --job build)"
+push_token="$(RECEIVER_HMAC_KEY="$hmac_key" "$RESMON" token --org demo --repo demo/app --workflow ci.yml --job build)"
 echo "${push_token:0:12}... (HMAC-SHA256 of the scope; the server checks it on push)"
 
 step "resmon collect -- a ${DURATION} s workload: two CPU-bound processes and 200 MiB of memory"
