@@ -12,15 +12,7 @@ write.store_push on a SQLite file): one kept connection 2,526 pushes/s, connect 
 close around every push 451/s -- connecting re-runs the pragmas and re-opens the
 WAL.  gunicorn's gthread workers keep their threads, so each keeps its connection.
 
-Schema versions (``schema_version`` table, one row):
-
-1. a bare ``runs`` table: id, scope, run_id, received_at, payload -- what the
-   query API returns, and nothing more;
-2. the summary columns a query filters on, ``run_attempt``, idempotency
-   (``idempotency_key``, ``body_sha256``, ``run_key``) and ``run_containers``.
-   Upgrading backfills all of them from the stored payloads.
-3. without the (scope, run_id) index of version 2, which no query used.
-
+The schema versions and the steps between them are in :mod:`resmon.store.migrations`.
 A fresh database is created at the latest version directly.  :func:`migrate` is
 idempotent and runs under a lock (SQLite's write lock, a PostgreSQL advisory
 lock), so servers starting together upgrade once.
@@ -35,33 +27,19 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import orjson
-from peewee import (
-    BigIntegerField,
-    CharField,
-    Database,
-    DateTimeField,
-    FloatField,
-    IntegerField,
-    PostgresqlDatabase,
-    SqliteDatabase,
-)
-from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
-from playhouse.migrate import migrate as run_ops
+from peewee import Database, PostgresqlDatabase, SqliteDatabase
+from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 from playhouse.shortcuts import ReconnectMixin
 
-from resmon.schema import parse_time
 from resmon.store import models
-from resmon.store.derive import derive_legacy, sha256_hex
+from resmon.store.migrations import LATEST_VERSION, STEPS
 
 log = logging.getLogger(__name__)
 
-LATEST_VERSION = 3
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # SQLite checkpoints by itself past this many WAL pages (4 KiB each): a backstop only.
 WAL_AUTOCHECKPOINT_BACKSTOP_PAGES = 16_384
@@ -336,7 +314,7 @@ def migrate(db: Database) -> tuple[int, int]:
             version = LATEST_VERSION
         migrator = PostgresqlMigrator(db) if postgres else SqliteMigrator(db)
         while version < LATEST_VERSION:
-            _STEPS[version + 1](db, migrator)
+            STEPS[version + 1](db, migrator)
             version += 1
         _write_version(db, version)
     if start != version:
@@ -348,95 +326,3 @@ def _write_version(db: Database, version: int) -> None:
     models.SchemaVersion.create_table(safe=True)
     db.execute_sql("DELETE FROM schema_version")
     models.SchemaVersion.insert(version=version).execute()
-
-
-def _to_v2(db: Database, migrator: SchemaMigrator) -> None:
-    """Summary columns, idempotency and per-container rows, backfilled from payloads."""
-    nullable: dict[str, Any] = {
-        "run_attempt": CharField(max_length=255, default=""),
-        "idempotency_key": CharField(max_length=255, null=True),
-        "body_sha256": CharField(max_length=64, null=True),
-        "run_key": CharField(max_length=64, null=True),
-        "start_time": DateTimeField(null=True),
-        "end_time": DateTimeField(null=True),
-        "duration_seconds": FloatField(null=True),
-        "sample_count": IntegerField(null=True),
-        "cpu_seconds": FloatField(null=True),
-        "cpu_percent_peak": FloatField(null=True),
-        "cpu_percent_p95": FloatField(null=True),
-        "mem_bytes_peak": BigIntegerField(null=True),
-        "mem_bytes_p95": BigIntegerField(null=True),
-    }
-    run_ops(*(migrator.add_column("runs", name, field) for name, field in nullable.items()))
-
-    seen: set[str] = set()
-    containers: list[dict[str, Any]] = []
-    cursor = db.execute_sql(
-        "SELECT id, organization, repository, workflow, job, run_id, received_at, payload "
-        "FROM runs ORDER BY id"
-    )
-    for row in cursor.fetchall():
-        run_pk, org, repo, workflow, job, run_id, received_at, payload_text = row
-        derived = derive_legacy(org, repo, workflow, job, run_id, payload_text)
-        # The Go receiver stored every retry as a new row: the first keeps the
-        # natural run key, later copies get a key of their own so none is lost.
-        if derived.run_key in seen:
-            derived.columns["run_key"] = sha256_hex(f"legacy\0{run_pk}")
-        seen.add(derived.run_key)
-        columns = dict(derived.columns)
-        columns["repository"] = derived.repository
-        columns["received_at"] = _normalise_time(received_at)
-        # The query API splices payload text into its JSON answer: text that is
-        # not JSON is kept, as a JSON string.
-        try:
-            orjson.loads(payload_text)
-        except (orjson.JSONDecodeError, TypeError):
-            columns["payload"] = orjson.dumps(str(payload_text)).decode()
-        models.Run.update(**columns).where(models.Run.id == run_pk).execute()
-        for container in derived.containers:
-            container["run"] = run_pk
-            containers.append(container)
-
-    run_ops(
-        migrator.add_not_null("runs", "body_sha256"),
-        migrator.add_not_null("runs", "run_key"),
-        migrator.add_index("runs", ("idempotency_key",), unique=True),
-        migrator.add_index("runs", ("run_key",), unique=True),
-        migrator.add_index("runs", ("received_at",), unique=False),
-        migrator.add_index(
-            "runs", ("organization", "repository", "workflow", "job", "received_at"), unique=False
-        ),
-    )
-    # Only now: SQLite's NOT NULL above rebuilds "runs" (drop + rename), which
-    # would cascade-delete container rows created earlier.
-    models.ContainerStat.create_table()
-    for start in range(0, len(containers), 500):
-        models.ContainerStat.insert_many(containers[start : start + 500]).execute()
-
-
-def _normalise_time(value: Any) -> datetime:
-    """A stored time of any common form as a naive UTC datetime (a v1 row may hold
-    RFC 3339 text with nanoseconds, as the Go receiver writes it)."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-    text = str(value).strip().replace(" ", "T", 1)
-    try:
-        return parse_time(text).replace(tzinfo=None)
-    except ValueError:
-        pass  # no zone offset: already naive UTC, as peewee writes it
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        log.warning("unparseable received_at %r replaced by the migration time", value)
-        return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _to_v3(db: Database, migrator: SchemaMigrator) -> None:
-    """Drop the (scope, run_id) index: no query uses it (EXPLAIN QUERY PLAN of every
-    read), and each push paid for updating it.  Named after the model on a database
-    created at version 2, after the table on one upgraded from version 1."""
-    for prefix in ("run", "runs"):
-        db.execute_sql(f"DROP INDEX IF EXISTS {prefix}_organization_repository_workflow_job_run_id")
-
-
-_STEPS: dict[int, Callable[[Database, SchemaMigrator], None]] = {2: _to_v2, 3: _to_v3}

@@ -1,10 +1,10 @@
-"""Columns of a stored run derived from its payload, shared by a push and the migration.
+"""Columns of a stored run derived from its payload, shared by a push and the migrations.
 
-A push (:func:`resmon.store.write.store_push`) and the version-2 backfill of older
-databases (:mod:`resmon.store.db`) must derive the indexed columns and the container
-rows the same way, or a run stored by one would not be found as a duplicate of the
-same run stored by the other.  Pure: no database here, so the migration depends on
-this module and not on the write path.
+A push (:func:`resmon.store.write.store_push`) and the backfills of older databases
+(:mod:`resmon.store.migrations`: version 2's columns and container rows, version 4's
+scoped idempotency keys) must derive them the same way, or a run stored by one would
+not be found as a duplicate of the same run stored by the other.  Pure: no database
+here, so the migrations depend on this module and not on the write path.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ import orjson
 from resmon.schema import parse_time
 from resmon.stats import STAT_KEYS
 from resmon.tokens import canonical_repository
+
+# What a BIGINT column holds (PostgreSQL's int8, SQLite's INTEGER).
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass
@@ -55,8 +58,34 @@ def _num(value: Any) -> float | None:
 
 
 def _int(value: Any) -> int | None:
-    number = _num(value)
-    return None if number is None else int(round(number))
+    """A whole number for a BIGINT column, or None.  An int stays as it is (through a
+    float 2**62 - 1 would become 2**62); past the signed 64-bit range, which only an
+    unvalidated version-1 row can hold (a push is capped at 2**62), the column is
+    left empty rather than failing the write: the payload keeps the figure."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number: int | None = value
+    else:
+        real = _num(value)
+        number = None if real is None else int(round(real))
+    if number is None or not _BIGINT_MIN <= number <= _BIGINT_MAX:
+        return None
+    return number
+
+
+def scoped_idempotency_key(
+    organization: str, repository: str, workflow: str, job: str, key: str | None
+) -> str | None:
+    """SHA-256 of (scope, idempotency key), or None without a key: keys are unique per
+    scope, so one scope's key never collides with, nor reveals, another scope's.
+
+    One hashed column rather than a unique index over the five columns: four scope
+    strings of up to 255 characters each can exceed PostgreSQL's B-tree entry limit
+    (2,704 bytes), and the write path looks the row up by one value either way.
+    ``repository`` is the canonical ``org/repo`` spelling, as stored.
+    """
+    if not key:
+        return None
+    return sha256_hex("\0".join(("key-v1", organization, repository, workflow, job, key)))
 
 
 def _stat(summary: dict[str, Any], name: str, key: str) -> Any:

@@ -7,6 +7,10 @@ Both the server and ``resmon query --db`` use these names; they are a contract.
 A run keeps the run summary as received (``payload``, JSON text) and, next to it,
 the columns a query filters or sorts on (scope, times, peak and p95 of CPU and
 memory), so history, trends and recommendations never have to parse every blob.
+
+Every column that holds a payload's number holds any value the wire allows
+(:data:`resmon.schema.MAX_NUMBER`, 2**62) as sent: whole numbers are BIGINT, fractions
+DOUBLE (peewee's FloatField is PostgreSQL's 4-byte REAL, seven significant digits).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from peewee import (
     CharField,
     DatabaseProxy,
     DateTimeField,
-    FloatField,
+    DoubleField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -37,15 +41,21 @@ class Run(BaseModel):
 
     id = AutoField()
     organization = CharField(max_length=255)
-    # Always the canonical "org/repo" spelling (resmon.tokens.canonical_repository).
-    repository = CharField(max_length=255)
+    # Always the canonical "org/repo" spelling (resmon.tokens.canonical_repository):
+    # a 255-character organization and a bare 255-character repository make 511.
+    repository = CharField(max_length=511)
     workflow = CharField(max_length=255)
     job = CharField(max_length=255)
     run_id = CharField(max_length=255)
     run_attempt = CharField(max_length=255, default="")
-    # Unique: a retried push with the same key is stored once (NULLs do not collide).
-    idempotency_key = CharField(max_length=255, null=True, unique=True)
-    # SHA-256 of the canonical payload: a reused key with another body is a 422.
+    # The key as the client sent it; its uniqueness is per scope, in scoped_idempotency_key.
+    idempotency_key = CharField(max_length=255, null=True)
+    # SHA-256 of (scope, idempotency key) (resmon.store.derive.scoped_idempotency_key),
+    # unique: a retried push with the same key in the same scope is stored once, and
+    # another scope's push with that key is a run of its own (NULLs do not collide).
+    scoped_idempotency_key = CharField(max_length=64, null=True, unique=True)
+    # SHA-256 of the canonical payload: a reused key with another body is a conflict,
+    # and so is another body for a run already stored (same run_key).
     body_sha256 = CharField(max_length=64)
     # SHA-256 of (scope, run_id, run_attempt, start_time): key-less retries are stored
     # once.  A hash rather than a unique index over the columns because start_time may
@@ -55,11 +65,11 @@ class Run(BaseModel):
     received_at = DateTimeField(index=True)  # naive, UTC
     start_time = DateTimeField(null=True)  # naive, UTC
     end_time = DateTimeField(null=True)  # naive, UTC
-    duration_seconds = FloatField(null=True)
-    sample_count = IntegerField(null=True)
-    cpu_seconds = FloatField(null=True)
-    cpu_percent_peak = FloatField(null=True)
-    cpu_percent_p95 = FloatField(null=True)
+    duration_seconds = DoubleField(null=True)
+    sample_count = BigIntegerField(null=True)
+    cpu_seconds = DoubleField(null=True)
+    cpu_percent_peak = DoubleField(null=True)
+    cpu_percent_p95 = DoubleField(null=True)
     mem_bytes_peak = BigIntegerField(null=True)
     mem_bytes_p95 = BigIntegerField(null=True)
     payload = TextField()  # the run_summary object as JSON text
@@ -78,23 +88,23 @@ class ContainerStat(BaseModel):
     id = AutoField()
     run = ForeignKeyField(Run, backref="containers", on_delete="CASCADE", index=True)
     name = CharField(max_length=255)
-    cpu_cores_peak = FloatField(null=True)
-    cpu_cores_p99 = FloatField(null=True)
-    cpu_cores_p95 = FloatField(null=True)
-    cpu_cores_p75 = FloatField(null=True)
-    cpu_cores_p50 = FloatField(null=True)
-    cpu_cores_avg = FloatField(null=True)
+    cpu_cores_peak = DoubleField(null=True)
+    cpu_cores_p99 = DoubleField(null=True)
+    cpu_cores_p95 = DoubleField(null=True)
+    cpu_cores_p75 = DoubleField(null=True)
+    cpu_cores_p50 = DoubleField(null=True)
+    cpu_cores_avg = DoubleField(null=True)
     memory_bytes_peak = BigIntegerField(null=True)
     memory_bytes_p99 = BigIntegerField(null=True)
     memory_bytes_p95 = BigIntegerField(null=True)
     memory_bytes_p75 = BigIntegerField(null=True)
     memory_bytes_p50 = BigIntegerField(null=True)
-    memory_bytes_avg = FloatField(null=True)
-    cpu_seconds = FloatField(null=True)
-    limit_cpu_cores = FloatField(null=True)
+    memory_bytes_avg = DoubleField(null=True)
+    cpu_seconds = DoubleField(null=True)
+    limit_cpu_cores = DoubleField(null=True)
     limit_memory_bytes = BigIntegerField(null=True)
-    cpu_throttled_seconds = FloatField(null=True)
-    oom_kills = IntegerField(null=True)
+    cpu_throttled_seconds = DoubleField(null=True)
+    oom_kills = BigIntegerField(null=True)
 
     class Meta:
         table_name = "run_containers"

@@ -6,9 +6,11 @@ A push is one transaction (the run row and its container rows); the caller answe
 Idempotency rests on two unique constraints, never on a read-then-write check
 (two servers behind a load balancer may receive the same retry at once):
 
-- ``idempotency_key`` (``Idempotency-Key`` header or the payload's
-  ``idempotency_key``): a repeat with the same canonical body is a duplicate, the
-  same key with another body is a conflict (HTTP 422);
+- ``scoped_idempotency_key``, a hash of the scope and the idempotency key
+  (``Idempotency-Key`` header or the payload's ``idempotency_key``): a repeat in
+  the same scope with the same canonical body is a duplicate, the same key with
+  another body is a conflict (HTTP 422); the same key in another scope is
+  another run, so one scope can neither block nor probe another's keys;
 - ``run_key``, a hash of (scope, run_id, run_attempt, start_time): a retry of the
   same run, with no key or another one, is a duplicate if it carries the stored
   run summary and a conflict (HTTP 409) if not -- the stored run is kept, and the
@@ -37,7 +39,7 @@ from peewee import Field, IntegrityError, Model, SqliteDatabase
 
 from resmon.schema import PushPayload, parse_time
 from resmon.store import db as dbmod
-from resmon.store.derive import derive, sha256_hex
+from resmon.store.derive import derive, scoped_idempotency_key, sha256_hex
 from resmon.store.models import ContainerStat, Run, database_proxy
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ DUPLICATE = "duplicate"
 
 
 class IdempotencyConflict(Exception):
-    """The idempotency key was used before with a different body."""
+    """The idempotency key was used before in the same scope with a different body."""
 
     def __init__(self, run_id: int) -> None:
         super().__init__(f"idempotency key already used for run {run_id} with a different body")
@@ -279,9 +281,14 @@ def store_push(
     derived = derive(payload.execution, payload.run_summary, digest)
     now = received_at or datetime.now(UTC)
     row = dict(derived.columns)
+    # From the columns as stored, as the version-4 upgrade computes it for older rows.
+    scoped_key = scoped_idempotency_key(
+        row["organization"], derived.repository, row["workflow"], row["job"], idempotency_key
+    )
     row.update(
         repository=derived.repository,
         idempotency_key=idempotency_key or None,
+        scoped_idempotency_key=scoped_key,
         received_at=now.astimezone(UTC).replace(tzinfo=None),
         payload=orjson.dumps(payload.run_summary).decode(),
     )
@@ -315,16 +322,16 @@ def store_push(
         return StoreResult(id=int(run_pk), status=CREATED)
     except IntegrityError:
         pass  # rolled back; find the row the constraint points to
-    return _stored_before(payload, idempotency_key, derived.run_key, digest)
+    return _stored_before(payload, scoped_key, derived.run_key, digest)
 
 
 def _stored_before(
-    payload: PushPayload, idempotency_key: str | None, run_key: str, digest: str
+    payload: PushPayload, scoped_key: str | None, run_key: str, digest: str
 ) -> StoreResult:
     """The answer for a push whose INSERT violated a unique constraint: a duplicate of
     the row it points to, or the conflict that row's body makes."""
-    if idempotency_key:
-        existing = _id_and_body(Run.idempotency_key == idempotency_key)
+    if scoped_key:
+        existing = _id_and_body(Run.scoped_idempotency_key == scoped_key)
         if existing is not None:
             if existing[1] != digest:
                 raise IdempotencyConflict(existing[0])

@@ -92,9 +92,9 @@ def check_upgraded():
 def test_a_fresh_database_is_created_at_the_latest_version(tmp_path):
     db = dbmod.open_database(str(tmp_path / "m.db"))
     assert dbmod.schema_version(db) == 0
-    assert dbmod.check_ready(db) == "database schema at version 0, expected 3"
+    assert dbmod.check_ready(db) == "database schema at version 0, expected 4"
     assert dbmod.migrate(db) == (0, dbmod.LATEST_VERSION)
-    assert dbmod.migrate(db) == (3, 3)  # idempotent
+    assert dbmod.migrate(db) == (4, 4)  # idempotent
     assert dbmod.check_ready(db) is None
     db.close()
 
@@ -108,9 +108,9 @@ def test_version_2_loses_the_unused_scope_run_id_index(tmp_path):
         "ON runs (organization, repository, workflow, job, run_id)"
     )
     db.execute_sql("UPDATE schema_version SET version = 2")
-    assert dbmod.migrate(db) == (2, 3)
+    assert dbmod.migrate(db) == (2, 4)
     assert {ix.name for ix in db.get_indexes("runs")} == {
-        "run_idempotency_key",
+        "run_scoped_idempotency_key",
         "run_run_key",
         "run_received_at",
         "run_organization_repository_workflow_job_received_at",
@@ -131,12 +131,12 @@ def test_v1_sqlite_database_is_upgraded_and_rows_survive(tmp_path):
     make_v1_sqlite(path)
     db = dbmod.open_database(str(path))
     assert dbmod.schema_version(db) == 1
-    assert dbmod.migrate(db) == (1, 3)
+    assert dbmod.migrate(db) == (1, 4)
     check_upgraded()
     # The upgraded schema enforces what a fresh one does.
-    assert {ix.name for ix in db.get_indexes("runs") if ix.unique} >= {
+    assert {ix.name for ix in db.get_indexes("runs") if ix.unique} == {
         "runs_run_key",
-        "runs_idempotency_key",
+        "run_scoped_idempotency_key",
     }
     db.close()
 
@@ -151,7 +151,7 @@ def test_v1_postgres_database_is_upgraded_and_rows_survive(postgres_url):  # noq
             "VALUES (%s, %s, %s, %s, %s, %s, %s)",
             row,
         )
-    assert dbmod.migrate(db) == (1, 3)
+    assert dbmod.migrate(db) == (1, 4)
     check_upgraded()
     # The id sequence continues after the old rows.
     from resmon.schema import validate_push
@@ -178,7 +178,7 @@ def test_server_started_on_an_old_database_upgrades_it(tmp_path):
             server.push(sample_payload("1", start_time="2026-01-02T03:04:05Z")).json()["status"]
             == "duplicate"
         )
-    assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (3,)
+    assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (4,)
 
 
 def test_a_newer_schema_is_refused(tmp_path):
@@ -198,7 +198,7 @@ def test_failed_upgrade_leaves_the_database_as_it_was(tmp_path, monkeypatch):
         raise RuntimeError("simulated failure mid-migration")
 
     db = dbmod.open_database(str(path))
-    monkeypatch.setattr("resmon.store.db.derive_legacy", boom)
+    monkeypatch.setattr("resmon.store.migrations.derive_legacy", boom)
     with pytest.raises(RuntimeError):
         dbmod.migrate(db)
     db.close()
@@ -239,3 +239,257 @@ def test_container_rows_cascade_with_their_run(tmp_path):
     Run.delete_by_id(run_id)
     assert ContainerStat.select().count() == 0
     db.close()
+
+
+# --- version 3 -> 4: idempotency keys per scope, columns that hold what a push may carry ---
+
+# What resmon created at version 3 on PostgreSQL (peewee's DDL, as logged); SQLite's
+# differs only in the type names below.
+V3_SCHEMA_PG = (
+    'CREATE TABLE "runs" ("id" SERIAL NOT NULL PRIMARY KEY, "organization" VARCHAR(255) NOT NULL,'
+    ' "repository" VARCHAR(255) NOT NULL, "workflow" VARCHAR(255) NOT NULL,'
+    ' "job" VARCHAR(255) NOT NULL, "run_id" VARCHAR(255) NOT NULL,'
+    ' "run_attempt" VARCHAR(255) NOT NULL, "idempotency_key" VARCHAR(255),'
+    ' "body_sha256" VARCHAR(64) NOT NULL, "run_key" VARCHAR(64) NOT NULL,'
+    ' "received_at" TIMESTAMP NOT NULL, "start_time" TIMESTAMP, "end_time" TIMESTAMP,'
+    ' "duration_seconds" REAL, "sample_count" INTEGER, "cpu_seconds" REAL,'
+    ' "cpu_percent_peak" REAL, "cpu_percent_p95" REAL, "mem_bytes_peak" BIGINT,'
+    ' "mem_bytes_p95" BIGINT, "payload" TEXT NOT NULL);'
+    'CREATE UNIQUE INDEX "run_idempotency_key" ON "runs" ("idempotency_key");'
+    'CREATE UNIQUE INDEX "run_run_key" ON "runs" ("run_key");'
+    'CREATE INDEX "run_received_at" ON "runs" ("received_at");'
+    'CREATE INDEX "run_organization_repository_workflow_job_received_at"'
+    ' ON "runs" ("organization", "repository", "workflow", "job", "received_at");'
+    'CREATE TABLE "run_containers" ("id" SERIAL NOT NULL PRIMARY KEY,'
+    ' "run_id" INTEGER NOT NULL, "name" VARCHAR(255) NOT NULL, "cpu_cores_peak" REAL,'
+    ' "cpu_cores_p99" REAL, "cpu_cores_p95" REAL, "cpu_cores_p75" REAL, "cpu_cores_p50" REAL,'
+    ' "cpu_cores_avg" REAL, "memory_bytes_peak" BIGINT, "memory_bytes_p99" BIGINT,'
+    ' "memory_bytes_p95" BIGINT, "memory_bytes_p75" BIGINT, "memory_bytes_p50" BIGINT,'
+    ' "memory_bytes_avg" REAL, "cpu_seconds" REAL, "limit_cpu_cores" REAL,'
+    ' "limit_memory_bytes" BIGINT, "cpu_throttled_seconds" REAL, "oom_kills" INTEGER,'
+    ' FOREIGN KEY ("run_id") REFERENCES "runs" ("id") ON DELETE CASCADE);'
+    'CREATE INDEX "containerstat_run_id" ON "run_containers" ("run_id");'
+    'CREATE INDEX "containerstat_name_run_id" ON "run_containers" ("name", "run_id");'
+    'CREATE TABLE "schema_version" ("version" INTEGER NOT NULL);'
+    "INSERT INTO schema_version (version) VALUES (3)"
+)
+V3_SCHEMA_SQLITE = (
+    V3_SCHEMA_PG.replace("SERIAL", "INTEGER")
+    .replace("TIMESTAMP", "DATETIME")
+    .replace("BIGINT", "INTEGER")
+)
+# Stored at version 3: a key in the attacker's scope, a keyed run and a key-less one.
+ATTACKER = {"organization": "attacker", "repository": "attacker/x"}
+VICTIM = {"organization": "victim", "repository": "victim/y"}
+V3_PUSHES = [
+    (sample_payload("A-1", **ATTACKER), "run-12345"),
+    (sample_payload("7"), "k-7"),
+    (sample_payload("8"), None),
+]
+
+
+def insert_v3_run(db, body: dict, key: str | None) -> None:
+    """A run as resmon's version-3 write path stored it: the same derived columns,
+    digest and payload text, without the columns version 4 adds."""
+    import orjson
+
+    from resmon.schema import validate_push
+    from resmon.store.derive import derive
+    from resmon.store.write import body_digest
+
+    payload = validate_push(body)
+    derived = derive(payload.execution, payload.run_summary, body_digest(payload))
+    row = {
+        **derived.columns,
+        "repository": derived.repository,
+        "idempotency_key": key,
+        "received_at": "2026-01-05 00:00:00",
+        "payload": orjson.dumps(payload.run_summary).decode(),
+    }
+    for name in ("start_time", "end_time"):
+        row[name] = str(row[name]) if row[name] else None
+    run_pk = _insert(db, "runs", row)
+    for container in derived.containers:
+        _insert(db, "run_containers", {**container, "run_id": run_pk})
+
+
+def _insert(db, table: str, row: dict) -> int:
+    columns = ", ".join(f'"{name}"' for name in row)
+    marks = ", ".join([db.param] * len(row))
+    returning = " RETURNING id" if dbmod.is_postgres(_target(db)) else ""
+    cursor = db.execute_sql(
+        f'INSERT INTO "{table}" ({columns}) VALUES ({marks}){returning}', list(row.values())
+    )
+    return cursor.fetchone()[0] if returning else cursor.lastrowid
+
+
+def _target(db) -> str:
+    return "postgresql://" if isinstance(db, dbmod.PostgresqlDatabase) else str(db.database)
+
+
+def open_v3(target: str):
+    """An open database at schema version 3 holding ``V3_PUSHES``."""
+    db = dbmod.open_database(target)
+    schema = V3_SCHEMA_PG if dbmod.is_postgres(target) else V3_SCHEMA_SQLITE
+    with db.atomic():
+        for statement in schema.split(";"):
+            db.execute_sql(statement)
+        for body, key in V3_PUSHES:
+            insert_v3_run(db, body, key)
+    assert dbmod.schema_version(db) == 3
+    return db
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def v3_database(request, tmp_path):
+    """``open_v3`` on a SQLite file, then on a throwaway PostgreSQL database."""
+    target = (
+        str(tmp_path / "v3.db")
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    db = open_v3(target)
+    yield db
+    db.close()
+
+
+def _indexes(db) -> dict[str, set[str]]:
+    """Each table's indexes, but the primary key's (PostgreSQL lists it)."""
+    return {
+        table: {ix.name for ix in db.get_indexes(table) if not ix.name.endswith("_pkey")}
+        for table in db.get_tables()
+    }
+
+
+def test_version_3_is_upgraded_with_its_rows_and_keys_are_per_scope(v3_database):
+    from resmon.schema import validate_push
+    from resmon.store import write
+    from resmon.store.derive import scoped_idempotency_key
+
+    db = v3_database
+    stored = Run.select(Run.id, Run.run_key, Run.body_sha256, Run.payload).order_by(Run.id)
+    before = list(stored.tuples())
+    assert dbmod.migrate(db) == (3, 4)
+    # Rows, containers and their figures kept.
+    assert list(stored.tuples()) == before
+    assert ContainerStat.select().count() == 3
+    assert Run.get(Run.run_id == "7").containers[0].limit_memory_bytes == 2_147_483_648
+    # Keys backfilled from the stored scope; the key-less run has none.
+    keys = {r.run_id: r.scoped_idempotency_key for r in Run.select()}
+    assert keys == {
+        "A-1": scoped_idempotency_key("attacker", "attacker/x", "ci.yml", "build", "run-12345"),
+        "7": scoped_idempotency_key("my-org", "my-org/my-repo", "ci.yml", "build", "k-7"),
+        "8": None,
+    }
+    # The indexes of a database created at version 4: the global key index is gone.
+    assert _indexes(db) == {
+        "runs": {
+            "run_scoped_idempotency_key",
+            "run_run_key",
+            "run_received_at",
+            "run_organization_repository_workflow_job_received_at",
+        },
+        "run_containers": {"containerstat_run_id", "containerstat_name_run_id"},
+        "schema_version": set(),
+    }
+    # The rules of version 4 hold for the upgraded rows.
+    attacker_run = Run.get(Run.run_id == "A-1").id
+    victim = write.store_push(validate_push(sample_payload("V-1", **VICTIM)), "run-12345")
+    assert victim.status == "created"
+    again = write.store_push(validate_push(V3_PUSHES[0][0]), "run-12345")
+    assert (again.id, again.status) == (attacker_run, "duplicate")
+    with pytest.raises(write.IdempotencyConflict):
+        write.store_push(validate_push(sample_payload("A-2", **ATTACKER)), "run-12345")
+    with pytest.raises(write.RunConflict):
+        write.store_push(validate_push(sample_payload("7", sample_count=601)), "k-other")
+    assert write.store_push(validate_push(sample_payload("8")), "k-8").status == "duplicate"
+    assert Run.select().count() == 4
+    assert dbmod.migrate(db) == (4, 4)
+
+
+def test_servers_upgrading_one_database_at_once_upgrade_it_once(v3_database):
+    """Each thread has its own connection: the migration lock (SQLite's write lock, the
+    PostgreSQL advisory lock) lets one upgrade and the other find it done."""
+    import threading
+
+    from resmon.store.models import database_proxy
+
+    barrier = threading.Barrier(2)
+    results: list = [None, None]
+
+    def upgrade(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = dbmod.migrate(v3_database)
+        except Exception as exc:  # collected, asserted on below
+            results[i] = exc
+        finally:
+            database_proxy.close()
+
+    threads = [threading.Thread(target=upgrade, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == [(3, 4), (4, 4)], results
+    assert Run.select().count() == 3 and ContainerStat.select().count() == 3
+
+
+def _column_types(db, schema: str) -> dict[tuple[str, str], tuple]:
+    rows = db.execute_sql(
+        "SELECT table_name, column_name, data_type, character_maximum_length "
+        "FROM information_schema.columns WHERE table_schema = %s",
+        (schema,),
+    ).fetchall()
+    return {(table, column): (kind, length) for table, column, kind, length in rows}
+
+
+@pytest.mark.postgres
+def test_version_3_on_postgres_gets_the_column_types_of_a_fresh_database(postgres_url):
+    db = open_v3(postgres_url)
+    dbmod.migrate(db)
+    upgraded = _column_types(db, "public")
+    assert upgraded[("runs", "sample_count")] == ("bigint", None)
+    assert upgraded[("run_containers", "oom_kills")] == ("bigint", None)
+    assert upgraded[("runs", "cpu_seconds")] == ("double precision", None)
+    assert upgraded[("run_containers", "memory_bytes_avg")] == ("double precision", None)
+    assert upgraded[("runs", "repository")] == ("character varying", 511)
+    # Every column as a database created at version 4 declares it (created beside, in
+    # a schema of its own).
+    db.execute_sql("CREATE SCHEMA fresh")
+    db.execute_sql("SET search_path TO fresh")
+    dbmod.migrate(db)
+    fresh = _column_types(db, "fresh")
+    db.execute_sql("SET search_path TO public")
+    assert fresh == upgraded
+    db.close()
+
+
+def test_columns_hold_every_number_a_push_may_carry(database):
+    """What the validator accepts is stored and read back exactly: whole numbers up to
+    2**62 (3e9 was a 500 in PostgreSQL's int4 columns), fractions to the last digit
+    (PostgreSQL's 4-byte REAL kept seven), and a canonical repository of 511
+    characters (a 255-character organization with a bare 255-character name)."""
+    from resmon.schema import MAX_NUMBER, validate_push
+    from resmon.store import write
+
+    wide = {"organization": "o" * 255, "repository": "r" * 255}
+    for i, (whole, fraction) in enumerate(
+        [(3e9, 123456.789), (3_000_000_000, 1234567891.5), (2**62 - 1, 0.1), (2**62, 2.0**61)]
+    ):
+        body = sample_payload(
+            str(i), **wide, sample_count=whole, duration_seconds=fraction, cpu_seconds=fraction
+        )
+        container = body["run_summary"]["containers"][0]
+        container.update(oom_kills=whole, cpu_throttled_seconds=fraction)
+        container["memory_bytes"]["avg"] = fraction
+        assert whole <= MAX_NUMBER
+        run_pk = write.store_push(validate_push(body), f"k-{i}").id
+        run = Run.get_by_id(run_pk)
+        stored = run.containers[0]
+        assert run.repository == "o" * 255 + "/" + "r" * 255
+        assert (run.sample_count, stored.oom_kills) == (int(whole), int(whole))
+        assert type(run.sample_count) is int and type(stored.oom_kills) is int
+        assert run.duration_seconds == run.cpu_seconds == fraction
+        assert stored.cpu_throttled_seconds == stored.memory_bytes_avg == fraction
+    assert Run.select().count() == 4

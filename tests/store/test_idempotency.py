@@ -47,6 +47,67 @@ def concurrently(fns: list) -> list:
     return results
 
 
+# --- idempotency keys are per scope ---------------------------------------------
+
+ATTACKER = {"organization": "attacker", "repository": "attacker/x"}
+VICTIM = {"organization": "victim", "repository": "victim/y"}
+
+
+def test_a_key_used_in_another_scope_is_a_new_run(database):
+    """Scope attacker/x takes the key first: victim/y's run with it is still stored
+    (it was a 422, and the collector moved the run to failed/)."""
+    attacker = write.store_push(push("A-1", **ATTACKER), "run-12345")
+    victim = write.store_push(push("V-1", **VICTIM), "run-12345")
+    assert (attacker.status, victim.status) == ("created", "created")
+    assert attacker.id != victim.id
+    # Each scope's retry finds its own run, and each scope's conflicts are its own.
+    again = write.store_push(push("V-1", **VICTIM), "run-12345")
+    assert (again.id, again.status) == (victim.id, "duplicate")
+    with pytest.raises(write.IdempotencyConflict) as exc:
+        write.store_push(push("V-2", **VICTIM), "run-12345")
+    assert exc.value.run_id == victim.id
+    assert {r.idempotency_key for r in Run.select()} == {"run-12345"}
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"workflow": "other.yml"},
+        {"job": "test"},
+        {"repository": "my-org/other-repo"},
+        {"organization": "other-org", "repository": "other-org/my-repo"},
+    ],
+    ids=["workflow", "job", "repository", "organization"],
+)
+def test_each_part_of_the_scope_separates_keys(database, other):
+    first = write.store_push(push("1"), "k")
+    second = write.store_push(push("1", **other), "k")
+    assert second.status == "created" and second.id != first.id
+
+
+def test_the_repository_spelling_is_one_scope_for_keys(database):
+    """``my-repo`` under my-org is ``my-org/my-repo``: one scope, so the key is taken."""
+    first = write.store_push(push("1", repository="my-org/my-repo"), "k")
+    again = write.store_push(push("1", repository="my-repo"), "k")
+    assert (again.id, again.status) == (first.id, "duplicate")
+    with pytest.raises(write.IdempotencyConflict):
+        write.store_push(push("2", repository="my-repo"), "k")
+
+
+def test_concurrent_pushes_of_one_key_in_two_scopes_store_both(database):
+    """Four retries of each scope's run with one key, all at once: one run per scope."""
+    scopes = [ATTACKER, VICTIM] * 4
+    results = concurrently(
+        [(lambda scope=scope: write.store_push(push("R-1", **scope), "shared")) for scope in scopes]
+    )
+    assert all(isinstance(r, write.StoreResult) for r in results), results
+    for parity in (0, 1):
+        mine = results[parity::2]
+        assert sorted(r.status for r in mine) == ["created"] + ["duplicate"] * 3
+        assert len({r.id for r in mine}) == 1
+    assert Run.select().count() == 2 and ContainerStat.select().count() == 2
+
+
 # --- another key, or none, for a run already stored ---------------------------
 
 
