@@ -3,15 +3,18 @@
 Byte-compatible with the Go receiver where the contract names bytes (status codes,
 ``{"id": N, "status": "created"}``, ``{"error": "invalid JSON payload"}``,
 ``{"token": ...}``, ``{"status": "ok"}``); resmon adds idempotency (200
-``"duplicate"``, 422 on a reused key), a row cap on queries, and JSON errors for
-everything else.
+``"duplicate"``, 422 on a reused key), ``?limit``/``?since``/``?until`` on the runs
+of a scope (every run without them, streamed as the Go receiver's list, in bounded
+memory), and JSON errors for everything else.
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -27,9 +30,9 @@ from resmon.server.openapi import build_openapi
 from resmon.store import db as dbmod
 from resmon.store import write
 from resmon.store.models import Run
+from resmon.store.scope import scope_where, stream_runs
 from resmon.tokens import (
     bearer_from_header,
-    canonical_repository,
     check_bearer,
     check_push_token,
     push_token,
@@ -41,6 +44,8 @@ bp = Blueprint("api", __name__)
 
 QUERY_PREFIX = "/api/v1/metrics/repo/"
 MAX_QUERY_LIMIT = 10_000
+# The runs list goes out in pieces of about this size (a larger run is one piece).
+STREAM_PIECE_BYTES = 256 * 1024
 MINT_MAX_BODY = 64 * 1024
 SCOPE_FIELDS = ("organization", "repository", "workflow", "job")
 # Printable ASCII only: the key is an opaque client token (UUIDs in practice).
@@ -232,59 +237,80 @@ def loads_or_400(body: bytes) -> Any:
 
 @bp.get("/api/v1/metrics/repo/<path:scope>")
 def query_metrics(scope: str) -> Response:
+    """Every run of the scope, newest first, as the Go receiver answered; ``?limit``
+    takes the first N (and says when more matched).  Streamed: see :func:`_json_array`."""
     require_read_token()
     organization, repository, workflow, job = _scope_from_path(scope)
-    repository = canonical_repository(organization, repository)
-    cap = _state().config.query_cap
     limit = _int_arg("limit", 1, MAX_QUERY_LIMIT)
     since, until = _time_arg("since"), _time_arg("until")
-    where = (
-        (Run.organization == organization)
-        & (Run.repository == repository)
-        & (Run.workflow == workflow)
-        & (Run.job == job)
-    )
+    where = scope_where(organization, repository, workflow, job)
     if since is not None:
         where &= Run.received_at >= since
     if until is not None:
         where &= Run.received_at < until
-    take = limit or cap
-    rows = list(
-        Run.select(
-            Run.id,
-            Run.organization,
-            Run.repository,
-            Run.workflow,
-            Run.job,
-            Run.run_id,
-            Run.received_at,
-            Run.payload,
-        )
-        .where(where)
-        .order_by(Run.received_at.desc(), Run.id.desc())
-        .limit(take + 1)
-        .tuples()
-    )
     headers: dict[str, str] = {}
-    if len(rows) > take:
-        rows = rows[:take]
+    if limit is not None and _more_than(where, limit):
         headers["X-Resmon-Truncated"] = "true"
         headers["X-Total-Count"] = str(Run.select().where(where).count())
-    out = [
+    runs = stream_runs(where, limit)
+    # The first batch is read here, before the status line goes out: a database
+    # that fails now still gets its error answer.
+    first = next(runs, None)
+    return Response(_json_array(first, runs), 200, mimetype="application/json", headers=headers)
+
+
+def _more_than(where: Any, limit: int) -> bool:
+    query = Run.select(Run.id).where(where).order_by(Run.received_at.desc(), Run.id.desc())
+    return bool(list(query.offset(limit).limit(1).tuples()))
+
+
+def _json_array(first: tuple[Any, ...] | None, rest: Iterator[tuple[Any, ...]]) -> Iterator[bytes]:
+    """The runs as a JSON array, in pieces of about ``STREAM_PIECE_BYTES``.
+
+    Each run is serialised on its own, its stored summary spliced in as the JSON
+    text it is (not parsed), so the worker holds one batch of runs
+    (:func:`resmon.store.scope.stream_runs`) and one piece, never the whole list.
+    Should the database fail after the first piece went out, the error is logged
+    and the body ends there, unterminated, so that no client takes it for the
+    whole list.
+    """
+    if first is None:
+        yield b"[]"
+        return
+    pieces: list[bytes] = [b"["]
+    size, separator = 1, b""
+    try:
+        for row in itertools.chain((first,), rest):
+            text = _run_json(row)
+            pieces += (separator, text)
+            size += len(text) + 1
+            separator = b","
+            if size >= STREAM_PIECE_BYTES:
+                yield b"".join(pieces)
+                pieces, size = [], 0
+    except Exception as exc:  # the status line is sent: end the body instead of answering
+        log.error("runs list ended early: %s: %s", type(exc).__name__, exc)
+        yield b"".join(pieces)
+        return
+    pieces.append(b"]")
+    yield b"".join(pieces)
+
+
+def _run_json(row: tuple[Any, ...]) -> bytes:
+    run_pk, organization, repository, workflow, job, run_id, received, payload = row
+    return orjson.dumps(
         {
-            "id": rid,
-            "organization": org,
-            "repository": repo,
-            "workflow": wf,
-            "job": jb,
+            "id": run_pk,
+            "organization": organization,
+            "repository": repository,
+            "workflow": workflow,
+            "job": job,
             "run_id": run_id,
             "received_at": format_time(_as_utc(received)),
             # Stored as the JSON text received: spliced in, not re-parsed.
             "payload": orjson.Fragment(payload or "null"),
         }
-        for rid, org, repo, wf, jb, run_id, received, payload in rows
-    ]
-    return json_response(out, 200, headers)
+    )
 
 
 def _scope_from_path(scope: str) -> tuple[str, str, str, str]:

@@ -114,9 +114,9 @@ def _job_scope(path: str, suffix: str) -> tuple[str, str, str, str]:
 
 @bp.get("/api/v1/jobs")
 def jobs() -> Response:
-    return json_response(
-        history.list_jobs(organization=_arg("organization"), repository=_arg("repository"))
-    )
+    body = history.list_jobs(organization=_arg("organization"), repository=_arg("repository"))
+    headers = {"X-Resmon-Truncated": "true"} if body["truncated"] else None
+    return json_response(body, 200, headers)
 
 
 @bp.get("/api/v1/jobs/<path:scope>/runs")

@@ -53,6 +53,12 @@ MAX_RUNS_LIMIT = 1000
 DEFAULT_TREND_POINTS = 30
 MAX_TREND_POINTS = 1000
 DEFAULT_TOP_LIMIT = 10
+MAX_JOBS = 10_000
+# The rows of a list answer (jobs, runs of a job), serialised: the lists that hold
+# names (each up to 255 characters, the repository 511) are cut here too, and say
+# so with ``truncated``.  Trend points and top rows carry no more than one name
+# each and stay far below it at their row caps.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 MAX_TOP_LIMIT = 100
 DEFAULT_TOP_PERIOD = "7d"
 TREND_BY = ("run", "day")
@@ -122,6 +128,18 @@ def _window(
     return parse_when(since, now, name="since"), parse_when(until, now, name="until")
 
 
+def within_bytes(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """The first rows whose JSON stays within :data:`MAX_ANSWER_BYTES`, and whether
+    any were left out: a list's row cap alone does not bound it, since its names
+    may each be hundreds of characters."""
+    total = 0
+    for n, row in enumerate(rows):
+        total += len(orjson.dumps(row)) + 1
+        if total > MAX_ANSWER_BYTES:
+            return rows[:n], True
+    return rows, False
+
+
 def _bounded(value: int | None, default: int, maximum: int, what: str) -> int:
     if value is None:
         return default
@@ -162,9 +180,18 @@ def list_jobs(organization: str | None = None, repository: str | None = None) ->
         latest = latest.where(Run.repository == repository)
     elif repository and organization:
         latest = latest.where(Run.repository == canonical_repository(organization, repository))
-    groups = list(latest.group_by(Run.organization, Run.repository, Run.workflow, Run.job).dicts())
-    if repository and "/" not in repository and not organization:
-        groups = [g for g in groups if g["repository"].rsplit("/", 1)[-1] == repository]
+    elif repository:  # the bare name under any organization: "widgets" or "*/widgets"
+        tail = fn.substr(Run.repository, fn.length(Run.repository) - len(repository))
+        latest = latest.where((Run.repository == repository) | (tail == "/" + repository))
+    scope = (Run.organization, Run.repository, Run.workflow, Run.job)
+    groups = list(
+        latest.group_by(*scope)
+        .order_by(Run.repository, Run.workflow, Run.job, Run.organization)
+        .limit(MAX_JOBS + 1)
+        .dicts()
+    )
+    more = len(groups) > MAX_JOBS
+    groups = groups[:MAX_JOBS]
 
     last: dict[int, dict[str, Any]] = {}
     ids = [g["last_id"] for g in groups]
@@ -191,7 +218,8 @@ def list_jobs(organization: str | None = None, repository: str | None = None) ->
             entry[f"last_{key}"] = row.get(key)
         jobs.append(entry)
     jobs.sort(key=lambda j: (j["repository"], j["workflow"], j["job"], j["organization"]))
-    return {"jobs": jobs}
+    jobs, cut = within_bytes(jobs)
+    return {"jobs": jobs, "truncated": more or cut}
 
 
 def job_runs(
@@ -217,13 +245,14 @@ def job_runs(
     rows = list(query.order_by(Run.received_at.desc(), Run.id.desc()).limit(limit + 1).dicts())
     if not rows and not job_exists(organization, repository, workflow, job):
         raise _not_found(organization, repository, workflow, job)
+    runs, cut = within_bytes([run_row(r) for r in rows[:limit]])
     return {
         **scope_fields(organization, repository, workflow, job),
         "since": answer_time(start),
         "until": answer_time(end),
         "limit": limit,
-        "truncated": len(rows) > limit,
-        "runs": [run_row(r) for r in rows[:limit]],
+        "truncated": len(rows) > limit or cut,
+        "runs": runs,
     }
 
 

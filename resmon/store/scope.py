@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -133,6 +134,116 @@ def container_exists(
         )
     )
     return query.limit(1).exists()
+
+
+# --- every run of a job, in batches ----------------------------------------------
+
+# A batch of a streamed list: at most this many runs, and once their stored
+# summaries reach STREAM_BATCH_BYTES, no more (a batch holds at least one run).
+STREAM_BATCH_ROWS = 500
+STREAM_BATCH_BYTES = 4 * 1024 * 1024
+# What a streamed run is, in this order.
+STREAM_COLUMNS = (
+    Run.id,
+    Run.organization,
+    Run.repository,
+    Run.workflow,
+    Run.job,
+    Run.run_id,
+    Run.received_at,
+    Run.payload,
+)
+
+
+def stream_runs(where: Any, limit: int | None = None) -> Iterator[tuple[Any, ...]]:
+    """The runs ``where`` selects, newest first (``received_at``, then ``id``), as
+    tuples of :data:`STREAM_COLUMNS`; all of them, or the first ``limit``.
+
+    Read in batches that hold at most :data:`STREAM_BATCH_BYTES` of stored
+    summaries (or one run), each batch its own statement: memory stays bounded
+    however many runs match, and no read transaction stays open while the caller
+    sends a batch to a slow client.  The next batch starts after the last run
+    given (keyset on ``received_at, id``), so runs stored meanwhile never shift it.
+    """
+    after: tuple[Any, Any] | None = None
+    left = limit
+    batch_of = _postgres_batch if _is_postgres() else _sqlite_batch
+    while left is None or left > 0:
+        rows = STREAM_BATCH_ROWS if left is None else min(STREAM_BATCH_ROWS, left)
+        batch, after, done = batch_of(_older_than(where, after), rows)
+        yield from batch
+        if done:
+            return
+        if left is not None:
+            left -= len(batch)
+
+
+def _newest_first(query: Any) -> Any:
+    return query.order_by(Run.received_at.desc(), Run.id.desc())
+
+
+def _older_than(where: Any, after: tuple[Any, Any] | None) -> Any:
+    """``where``, and after the run at ``(received_at, id)`` in newest-first order."""
+    if after is None:
+        return where
+    received, run_pk = after
+    # The first term bounds the index range; the second breaks ties on the time.
+    return (
+        where & (Run.received_at <= received) & ((Run.received_at < received) | (Run.id < run_pk))
+    )
+
+
+# A batch: its runs, the (received_at, id) to continue after, and whether it was the last.
+Batch = tuple[list[tuple[Any, ...]], tuple[Any, Any] | None, bool]
+
+
+def _sqlite_batch(where: Any, rows: int) -> Batch:
+    """SQLite hands rows over one at a time: read until the byte budget is reached,
+    then close the statement (which ends its read transaction)."""
+    query = _newest_first(Run.select(*STREAM_COLUMNS).where(where)).limit(rows).tuples()
+    batch: list[tuple[Any, ...]] = []
+    size = 0
+    wrapper = query.execute()
+    try:
+        for row in wrapper.iterator():
+            batch.append(row)
+            size += len(row[7] or "")
+            if size >= STREAM_BATCH_BYTES and len(batch) < rows:
+                return batch, (row[6], row[0]), False
+    finally:
+        wrapper.cursor.close()
+    last = (batch[-1][6], batch[-1][0]) if batch else None
+    return batch, last, len(batch) < rows
+
+
+def _postgres_batch(where: Any, rows: int) -> Batch:
+    """psycopg2 fetches a whole result at once: first the runs' ids and summary
+    sizes (``octet_length`` reads a stored value's size without fetching it), then
+    the runs that fit the byte budget."""
+    # coerce(False): the size is a number, not text like the column it measures.
+    keys = list(
+        _newest_first(
+            Run.select(Run.id, Run.received_at, fn.octet_length(Run.payload).coerce(False))
+        )
+        .where(where)
+        .limit(rows)
+        .tuples()
+    )
+    chosen: list[tuple[int, Any]] = []
+    size = 0
+    for run_pk, received, length in keys:
+        chosen.append((run_pk, received))
+        size += length or 0
+        if size >= STREAM_BATCH_BYTES:
+            break
+    if not chosen:
+        return [], None, True
+    ids = [run_pk for run_pk, _ in chosen]
+    found = {row[0]: row for row in Run.select(*STREAM_COLUMNS).where(Run.id.in_(ids)).tuples()}
+    # A run deleted between the two queries is simply not there.
+    batch = [found[run_pk] for run_pk in ids if run_pk in found]
+    last_pk, last_received = chosen[-1]
+    return batch, (last_received, last_pk), len(keys) < rows and len(chosen) == len(keys)
 
 
 # --- the time window a question names ------------------------------------------

@@ -485,20 +485,19 @@ def test_query_limit_since_until(client):
         assert r.status_code == 400 and "error" in r.get_json(), bad
 
 
-def test_query_without_limit_is_capped_and_says_so(database):
-    app = make_app(database, query_cap=3)
-    client = app.test_client()
-    try:
-        for n in range(5):
-            push(client, sample_payload(str(n), start_time=f"2026-01-02T03:0{n}:00Z"))
-        r = query(client)
-        assert len(r.get_json()) == 3
-        assert r.headers["X-Resmon-Truncated"] == "true"
-        assert r.headers["X-Total-Count"] == "5"
-        r = query(client, query_string={"limit": "5"})
-        assert len(r.get_json()) == 5 and "X-Resmon-Truncated" not in r.headers
-    finally:
-        state(app).database.close()
+def test_query_without_limit_returns_every_run_as_the_go_receiver(client):
+    """No row cap without ?limit (the Go receiver returned every row): the list is
+    streamed in batches, so 1,001 runs come back whole, newest first."""
+    from resmon.schema import validate_push
+    from resmon.store.write import store_push
+
+    ids = [store_push(validate_push(sample_payload(str(n)))).id for n in range(1001)]
+    r = query(client)
+    assert [row["id"] for row in r.get_json()] == ids[::-1]
+    assert "X-Resmon-Truncated" not in r.headers
+    r = query(client, query_string={"limit": "1000"})
+    assert len(r.get_json()) == 1000
+    assert r.headers["X-Resmon-Truncated"] == "true" and r.headers["X-Total-Count"] == "1001"
 
 
 # --- health, errors, logs ------------------------------------------------------

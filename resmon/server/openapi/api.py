@@ -46,7 +46,8 @@ def _push() -> dict[str, Any]:
             "execution scope (HMAC-SHA256 over v1\\0org\\0repo\\0workflow\\0job; either "
             "repository spelling, `repo` or `org/repo`, verifies). A repeat with the same "
             "Idempotency-Key and body, or without a key the same scope, run_id, run_attempt "
-            "and start_time, answers 200 with the original id."
+            "and start_time, answers 200 with the original id. A body that nests objects or "
+            "lists deeper than 64 levels, or a chunked body that cannot be read, is a 400."
         ),
         "security": [{"pushToken": []}],
         "parameters": [
@@ -123,9 +124,14 @@ def _runs_of_scope() -> dict[str, Any]:
         "summary": "Runs of one job, newest first",
         "description": (
             "Exact match on the scope; the repository is `org%2Frepo`, `org/repo` as two path "
-            "segments, or a bare `repo` (canonicalised to `org/repo`). Without `limit` at most "
-            "the server's cap (default 1000) rows are returned; when rows were cut off the "
-            "response has `X-Resmon-Truncated: true` and `X-Total-Count`."
+            "segments, or a bare `repo` (canonicalised to `org/repo`). Without `limit` every "
+            "matching run is returned, as the Go receiver did; with it the first `limit`, and "
+            "when more matched the response has `X-Resmon-Truncated: true` and "
+            "`X-Total-Count`. The list is streamed (chunked transfer encoding, no "
+            "Content-Length): the server reads the runs in batches of at most 4 MiB of stored "
+            "summaries or 500 runs, so one answer never holds the whole list in memory. Should "
+            "the database fail after the first bytes went out, the body ends early and is not "
+            "valid JSON."
         ),
         "security": [{"readToken": []}],
         "parameters": [
@@ -134,6 +140,7 @@ def _runs_of_scope() -> dict[str, Any]:
                 "name": "limit",
                 "in": "query",
                 "required": False,
+                "description": "Only the newest `limit` runs (without it: every run).",
                 "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
             },
             {

@@ -102,6 +102,12 @@ SCOPE_NOTE = (
 )
 
 
+TRUNCATED_HEADER = {
+    "X-Resmon-Truncated": {
+        "description": "`true` when more rows match than were returned (row or byte cap).",
+        "schema": STRING,
+    }
+}
 UNAUTHORIZED = error_response("Missing or wrong read token.")
 BAD_PARAMETER = error_response("Invalid parameter; the error says which and what to use.")
 UNAVAILABLE = error_response("Database unavailable; retry later (Retry-After).")
@@ -219,7 +225,8 @@ def _jobs() -> dict[str, Any]:
     return _get(
         "listJobs",
         "Every job, with its run count and last run's figures",
-        "Filter by organization and/or repository (`org/repo`, or the bare name).",
+        "Filter by organization and/or repository (`org/repo`, or the bare name). At most "
+        "10,000 jobs and 4 MiB of JSON rows; `truncated` says when more matched.",
         [
             _param("organization", "Only this organization's jobs."),
             _param("repository", "Only this repository's jobs (org/repo or bare name)."),
@@ -229,8 +236,12 @@ def _jobs() -> dict[str, Any]:
             {
                 "type": "object",
                 "required": ["jobs"],
-                "properties": {"jobs": {"type": "array", "items": JOB_ROW}},
+                "properties": {
+                    "jobs": {"type": "array", "items": JOB_ROW},
+                    "truncated": {"type": "boolean"},
+                },
             },
+            TRUNCATED_HEADER,
         ),
     )
 
@@ -239,7 +250,9 @@ def _job_runs() -> dict[str, Any]:
     return _get(
         "listJobRuns",
         "Runs of one job, newest first",
-        "Indexed columns only (no stored summaries parsed)." + SCOPE_NOTE,
+        "Indexed columns only (no stored summaries parsed). At most `limit` runs (default "
+        "20, capped at 1000) and 4 MiB of JSON rows; `truncated` says when more matched."
+        + SCOPE_NOTE,
         [*SCOPE_PARAMS, LIMIT, SINCE, UNTIL],
         json_response(
             "The runs; `truncated` (and the X-Resmon-Truncated header) when more match.",
@@ -254,12 +267,7 @@ def _job_runs() -> dict[str, Any]:
                     "runs": {"type": "array", "items": RUN_ROW},
                 },
             },
-            {
-                "X-Resmon-Truncated": {
-                    "description": "`true` when more runs match than were returned.",
-                    "schema": STRING,
-                }
-            },
+            TRUNCATED_HEADER,
         ),
         "/api/v1/jobs/<path:scope>/runs",
     )
