@@ -411,7 +411,6 @@ MALFORMED_CHUNKED = [
     b"-5\r\nhello\r\n0\r\n\r\n",
     b"0x5\r\nhello\r\n0\r\n\r\n",
     b"5\r\nhelloXX0\r\n\r\n",  # no CRLF after the chunk
-    b"5\r\nhello",  # the body ends early
     b"5;\x01=\r\nhello\r\n0\r\n\r\n",  # a control character in a chunk extension
     b"5;" + b"e" * 9000 + b"\r\nhello\r\n0\r\n\r\n",
     b"5\r\nhello\r\n0\r\nBad Trailer\r\n\r\n",
@@ -450,6 +449,15 @@ def test_malformed_chunked_bodies_are_400_json(live, path, token):
         assert head.startswith(b"HTTP/1.1 400 "), (body[:30], answer[:300])
         assert b"application/json" in head.lower()
         assert payload.startswith(b'{"error":'), (body[:30], payload[:200])
+    # A body cut short by the client closing its side: no request to answer (the
+    # server may close without a word) or a 400, never a 5xx.
+    for body in (b"5\r\nhello", b"5\r\nhel", b"5\r\nhello\r\n"):
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+        ).encode() + body
+        answer = raw_exchange(live.port, request)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 400 "), answer[:300]
     assert requests.get(live.url + "/healthz", timeout=5).status_code == 200
     assert "Traceback" not in live.stderr_text()
 
