@@ -11,7 +11,6 @@ memory), and JSON errors for everything else.
 from __future__ import annotations
 
 import errno
-import itertools
 import logging
 import re
 from collections.abc import Iterator
@@ -253,10 +252,20 @@ def query_metrics(scope: str) -> Response:
         headers["X-Resmon-Truncated"] = "true"
         headers["X-Total-Count"] = str(Run.select().where(where).count())
     runs = stream_runs(where, limit)
-    # The first batch is read here, before the status line goes out: a database
-    # that fails now still gets its error answer.
-    first = next(runs, None)
-    return Response(_json_array(first, runs), 200, mimetype="application/json", headers=headers)
+    # The first piece is read here, before the status line goes out: a database
+    # that fails now still gets its error answer, and a list that fits in one
+    # piece goes out whole, with its Content-Length, as before.
+    head: list[bytes] = []
+    size = 0
+    for row in runs:
+        head.append(_run_json(row))
+        size += len(head[-1]) + 1
+        if size >= STREAM_PIECE_BYTES:
+            body: bytes | Iterator[bytes] = _json_array(head, runs)
+            break
+    else:
+        body = b"[" + b",".join(head) + b"]"
+    return Response(body, 200, mimetype="application/json", headers=headers)
 
 
 def _more_than(where: Any, limit: int) -> bool:
@@ -264,27 +273,25 @@ def _more_than(where: Any, limit: int) -> bool:
     return bool(list(query.offset(limit).limit(1).tuples()))
 
 
-def _json_array(first: tuple[Any, ...] | None, rest: Iterator[tuple[Any, ...]]) -> Iterator[bytes]:
-    """The runs as a JSON array, in pieces of about ``STREAM_PIECE_BYTES``.
+def _json_array(head: list[bytes], rest: Iterator[tuple[Any, ...]]) -> Iterator[bytes]:
+    """The runs as a JSON array: ``head`` (runs already serialised), then the
+    rest, in pieces of about ``STREAM_PIECE_BYTES``.
 
     Each run is serialised on its own, its stored summary spliced in as the JSON
     text it is (not parsed), so the worker holds one batch of runs
     (:func:`resmon.store.scope.stream_runs`) and one piece, never the whole list.
-    Should the database fail after the first piece went out, the error is logged
-    and the body ends there, unterminated, so that no client takes it for the
-    whole list.
+    Should the database fail once the answer has begun, the error is logged and
+    the body ends there, unterminated, so that no client takes it for the whole
+    list.
     """
-    if first is None:
-        yield b"[]"
-        return
-    pieces: list[bytes] = [b"["]
-    size, separator = 1, b""
+    yield b"[" + b",".join(head)
+    pieces: list[bytes] = []
+    size = 0
     try:
-        for row in itertools.chain((first,), rest):
+        for row in rest:
             text = _run_json(row)
-            pieces += (separator, text)
+            pieces += (b",", text)
             size += len(text) + 1
-            separator = b","
             if size >= STREAM_PIECE_BYTES:
                 yield b"".join(pieces)
                 pieces, size = [], 0
