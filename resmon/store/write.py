@@ -64,10 +64,10 @@ class IdempotencyConflict(Exception):
 
 class RunConflict(Exception):
     """The run (same scope, run_id, run_attempt and start_time) is already stored with
-    a different body, under another idempotency key or none."""
+    a different run summary, under another idempotency key or none."""
 
     def __init__(self, run_id: int) -> None:
-        super().__init__(f"run {run_id} is already stored with a different body")
+        super().__init__(f"run {run_id} is already stored with a different run summary")
         self.run_id = run_id
 
 
@@ -275,7 +275,7 @@ def store_push(
     """Store a validated push once; returns the run id and CREATED or DUPLICATE.
 
     Raises :class:`IdempotencyConflict` when the key was used with another body, and
-    :class:`RunConflict` when the run is already stored with another body.
+    :class:`RunConflict` when the run is already stored with another run summary.
     """
     digest = body_digest(payload)
     derived = derive(payload.execution, payload.run_summary, digest)

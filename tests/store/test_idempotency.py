@@ -114,7 +114,9 @@ def test_concurrent_pushes_of_one_key_in_two_scopes_store_both(database):
 def test_a_new_key_for_a_stored_run_with_another_body_is_a_run_conflict(database):
     first = write.store_push(push("R-77"), "K1")
     assert first.status == "created"
-    with pytest.raises(write.RunConflict, match="already stored with a different body") as exc:
+    with pytest.raises(
+        write.RunConflict, match="already stored with a different run summary"
+    ) as exc:
         write.store_push(push("R-77", sample_count=601), "K2")
     assert exc.value.run_id == first.id
     # The stored run and its body are the first push's; nothing of the second is kept.
