@@ -194,19 +194,43 @@ class DatabaseSource:
             self.database = dbmod.open_database(target)
         except dbmod.DatabaseError as exc:
             raise QueryError(str(exc)) from None
-        reason = dbmod.check_ready(self.database)
-        if reason == "database unreachable":
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        """One error line when the target is no resmon database (a text file, another
+        program's SQLite file, an unreachable PostgreSQL) or is at another schema
+        version.  Read here rather than through ``check_ready``, whose log line is
+        meant for a server's log and would print before the error."""
+        dbmod = self._dbmod
+        try:
+            version = dbmod.schema_version(self.database)
+        except Exception as exc:  # any driver error: the reason is its first line
             self.database.close()
+            log.debug("reading the schema version of %s failed: %r", self.label, exc)
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise QueryError(
-                f"cannot open the database {self.label}: check the path or URL, and that "
-                "PostgreSQL is running and accepts this user"
-            )
-        if reason:
-            self.database.close()
+                f"cannot read {self.label} as a database ({reason}): give the file "
+                "`resmon serve --db` uses, or a postgresql:// URL of a running PostgreSQL "
+                "that accepts this user"
+            ) from None
+        latest = dbmod.LATEST_VERSION
+        if version == latest:
+            return
+        self.database.close()
+        if version == 0:
             raise QueryError(
-                f"{self.label}: {reason}; start `resmon serve` on it once to upgrade it "
-                "(or point --db at a resmon database)"
+                f"no resmon schema in {self.label}: point --db at the database "
+                "`resmon serve --db` uses"
             )
+        if version > latest:
+            raise QueryError(
+                f"{self.label}: database schema at version {version}, newer than this "
+                f"resmon's ({latest}): upgrade resmon"
+            )
+        raise QueryError(
+            f"{self.label}: database schema at version {version}, expected {latest}; "
+            "start `resmon serve` on it once to upgrade it"
+        )
 
     def close(self) -> None:
         self.database.close()

@@ -278,6 +278,32 @@ def test_database_that_is_not_resmons(runner, tmp_path):
     result = run(runner, ({}, ["--db", str(path)]), "jobs")
     assert result.exit_code == 1, result.output
     assert "schema" in result.output and "resmon serve" in result.output
+    assert result.output.count("\n") == 1, result.output  # one line: what it is not
+
+
+@pytest.mark.slow
+def test_a_file_that_is_no_database_is_one_error_line(tmp_path):
+    """`--db` on a text file (as `--db /etc/passwd`), in a subprocess as a user runs it:
+    one error line on stderr saying what the file is not, exit code 1, nothing else
+    (the store's log line for a server's log used to print first)."""
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n" * 40)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESMON_")}
+    for args in (["jobs"], ["show", "1", "-o", "json"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "resmon", "query", *args, "--db", str(passwd)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, done.stderr
+        assert done.stdout == ""
+        assert done.stderr.splitlines() == [
+            f"Error: cannot read {passwd} as a database (file is not a database): give the "
+            "file `resmon serve --db` uses, or a postgresql:// URL of a running PostgreSQL "
+            "that accepts this user"
+        ]
 
 
 @pytest.mark.slow
