@@ -32,6 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from resmon import __version__
+from resmon.collect.logging_setup import log_fields
 from resmon.collect.records import RecordWriter
 from resmon.collect.signals import Wakeup, exit_code_from_status, installed
 from resmon.execution import missing_required
@@ -392,7 +393,7 @@ class Collector:
                 body = orjson.dumps({**payload, "idempotency_key": key})
                 result = client.send(body, key, deadline)
                 if result.delivered:
-                    log.info("run summary pushed to %s: %s", cfg.push_endpoint, result.response)
+                    _log_pushed(cfg.push_endpoint, result.response)
                 else:
                     log.error("push to %s failed: %s", cfg.push_endpoint, result.describe())
         finally:
@@ -434,13 +435,18 @@ class Collector:
         report = deliver(spool, client, deadline, entries=[entry, *others])
         result = report.results.get(entry.name)
         if result is not None and result.delivered:
-            log.info("run summary pushed to %s: %s", self.config.push_endpoint, result.response)
+            _log_pushed(self.config.push_endpoint, result.response)
         elif any(e.path == entry.path for e, _ in report.left):
             log.error(
                 "run summary not delivered yet; it is spooled in %s and the next "
                 "`resmon collect` (or `resmon collect --flush-spool`) will deliver it",
                 spool.directory,
             )
+
+
+def _log_pushed(endpoint: str | None, response: Any) -> None:
+    """The server's answer as data (``"response": {"id": 1, "status": "created"}``)."""
+    log.info("run summary pushed to %s", endpoint, extra=log_fields(response=response))
 
 
 def _unexpected(what: str, exc: Exception) -> None:

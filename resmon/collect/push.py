@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resmon import __version__
+from resmon.collect.logging_setup import log_fields
 from resmon.collect.spool import NotAPayload, Spool, SpoolEntry
 
 if TYPE_CHECKING:
@@ -257,7 +258,7 @@ def _deliver_each(
         if result.delivered:
             spool.remove(entry)
             report.delivered.append(entry)
-            log.info("pushed %s: %s", entry.name, result.response)
+            log.info("pushed %s", entry.name, extra=log_fields(response=result.response))
         elif result.permanent:
             report.failed.append((entry, result))
             _refused(spool, entry, f"{endpoint}: {result.describe()}", from_failed=from_failed)

@@ -202,3 +202,32 @@ def test_waiting_for_a_command_after_forwarding_costs_no_cpu(tmp_path):
     assert proc.returncode == 0
     # resmon's own CPU over the run (start-up included), not the command's.
     assert rusage.ru_utime + rusage.ru_stime < 0.8, rusage
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_the_push_log_line_carries_the_servers_answer_as_data(tmp_path, receiver, log_format):
+    proc = subprocess.run(
+        [
+            *RESMON,
+            f"--log-format={log_format}",
+            f"--push-endpoint={receiver.url}",
+            f"--spool-dir={tmp_path / 'spool'}",
+            "--",
+            "true",
+        ],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    [line] = [x for x in proc.stderr.decode().splitlines() if "run summary pushed" in x]
+    assert "{'id'" not in line
+    if log_format == "json":
+        record = orjson.loads(line)
+        assert record["msg"] == f"run summary pushed to {receiver.url}"
+        assert record["response"] == {"id": 1, "status": "created"}
+    else:
+        assert line.endswith(
+            f'msg="run summary pushed to {receiver.url}" logger=resmon.collect.collector '
+            "response.id=1 response.status=created"
+        )

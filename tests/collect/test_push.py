@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
+import orjson
 from collect_receiver import closed_port_url, spool_payload
 
 from resmon.collect.push import PushClient, deliver, retry_after_seconds, retry_failed
@@ -160,3 +162,50 @@ def test_retry_failed_without_a_token_sends_the_one_it_was_spooled_with(tmp_path
     report = retry_failed(spool, PushClient("", None), time.monotonic() + 5)
     assert report.ok and receiver.requests[0].headers["Authorization"] == "Bearer own"
     assert os.listdir(tmp_path / "failed") == []
+
+
+def _logged_push(tmp_path, receiver, log_format: str) -> str:
+    """Deliver one entry with the collector's own log handler and return what it wrote."""
+    import io
+
+    from resmon.collect.logging_setup import configure_logging
+
+    stream = io.StringIO()
+    undo = configure_logging("INFO", log_format, stream)
+    try:
+        spool = Spool(tmp_path)
+        entry = spool.add(spool_payload())
+        assert deliver(spool, PushClient(receiver.url, "t"), time.monotonic() + 5).ok
+    finally:
+        undo()
+    [line] = [x for x in stream.getvalue().splitlines() if f"pushed {entry.name}" in x]
+    return line
+
+
+def test_the_servers_answer_is_logged_as_json_not_a_python_repr(tmp_path, receiver):
+    receiver.script = [(201, b'{"id": 41, "status": "created", "note": "it\'s \\"here\\""}', {})]
+    line = _logged_push(tmp_path, receiver, "json")
+    record = orjson.loads(line)
+    assert record["response"] == {"id": 41, "status": "created", "note": 'it\'s "here"'}
+    assert record["level"] == "INFO" and record["msg"].startswith("pushed ")
+    assert "{'id'" not in line
+
+
+def test_the_servers_answer_is_logged_as_dotted_keys_in_text(tmp_path, receiver):
+    receiver.script = [(201, b'{"id": 41, "status": "created", "note": "a b", "tags": [1]}', {})]
+    line = _logged_push(tmp_path, receiver, "text")
+    assert line.startswith("time=") and ' level=INFO msg="pushed ' in line
+    assert line.endswith(
+        ' response.id=41 response.status=created response.note="a b" response.tags=[1]'
+    )
+    assert "{'id'" not in line
+
+
+def test_an_answer_json_cannot_hold_is_still_one_line(tmp_path, receiver):
+    # Python reads a 100-digit integer; orjson cannot write it: the log line must not fail.
+    receiver.script = [(201, b'{"id": ' + b"9" * 100 + b', "status": "created"}', {})]
+    line = _logged_push(tmp_path, receiver, "json")
+    assert json.loads(line)["response"] == {"id": int("9" * 100), "status": "created"}
+    receiver.script = [(201, b"not json", {})]
+    line = _logged_push(tmp_path / "2", receiver, "text")
+    assert line.endswith(" response=null")
