@@ -6,13 +6,14 @@ switching from ``--output json`` to the HTTP API sees the same field names.
 
 :func:`render` picks the output: the tables of :mod:`resmon.query.tables` (human
 units from :mod:`resmon.query.formats`), or the JSON and CSV here, which carry the
-raw numbers, never the formatted ones.
+raw numbers, never the formatted ones (CSV rounds each to its figure's precision).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -34,15 +35,33 @@ def to_json(body: Any) -> str:
     return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
 
 
+# Decimals a figure is written with, by what its field name says it is: what the
+# collector measures, no more.  Bytes are whole; a mean or a sum of them is rounded.
+CSV_DECIMALS = (("bytes", 0), ("cores", 4), ("percent", 2), ("seconds", 3))
+
+
+def csv_value(field: str, value: Any) -> Any:
+    """A cell as CSV writes it: a float rounded to its figure's precision (so a mean of
+    bytes is ``627465``, not ``627464.5000000001``), missing as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isfinite(value):
+        for word, decimals in CSV_DECIMALS:
+            if word in field:
+                return round(value) if decimals == 0 else round(value, decimals)
+    return value
+
+
 def to_csv(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> str:
-    """Rows as CSV with a header; raw numbers, empty cells for missing values."""
+    """Rows as CSV with a header: the API's raw numbers at their figure's precision
+    (:func:`csv_value`), empty cells for missing values."""
     out = io.StringIO()
     writer = csv.DictWriter(
         out, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n"
     )
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
+        writer.writerow({k: csv_value(k, row.get(k)) for k in fields})
     return out.getvalue()
 
 

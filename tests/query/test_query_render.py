@@ -344,3 +344,30 @@ def test_a_go_collector_run_with_little_in_it_still_renders():
     assert "None" not in text
     assert "–" in shown("runs", {"runs": [bare]})
     assert "None" not in shown("runs", {"runs": [bare]}) + shown("runs", {"runs": [bare]}, "csv")
+
+
+def test_csv_rounds_each_figure_to_its_precision():
+    """Means and sums carry float noise; CSV writes bytes whole, cores to 4 decimals,
+    percent to 2, seconds to 3.  JSON keeps the API's numbers as they are."""
+    row = {
+        "organization": "acme", "repository": "acme/widgets", "workflow": "ci.yml", "job": "build",
+        "runs": 3, "cpu_seconds_total": 0.1 + 0.2, "cpu_percent_p95_avg": 100 / 3,
+        "mem_bytes_peak_max": 4 * 1024**3, "mem_bytes_p95_avg": 627464.5000000001,
+        "duration_seconds_avg": 200.00000000000003, "duration_seconds_total": 600.0,
+    }  # fmt: skip
+    top = {"metric": "cpu", "since": "2026-11-13T12:00:00Z", "jobs": [row]}
+    (line,) = list(csv.DictReader(io.StringIO(shown("top", top, "csv"))))
+    assert line["mem_bytes_p95_avg"] == "627465"
+    assert line["mem_bytes_peak_max"] == str(4 * 1024**3)
+    assert line["cpu_percent_p95_avg"] == "33.33"
+    assert line["cpu_seconds_total"] == "0.3"
+    assert line["duration_seconds_avg"] == "200.0" and line["runs"] == "3"
+    assert (
+        json.loads(shown("top", top, "json"))["jobs"][0]["mem_bytes_p95_avg"] == 627464.5000000001
+    )
+
+    noisy = {**RUN["containers"][0], "cpu_cores_avg": 0.1 + 0.2, "memory_bytes_avg": 1e6 / 3}
+    (line,) = list(csv.DictReader(io.StringIO(shown("run", {**RUN, "containers": [noisy]}, "csv"))))
+    assert line["cpu_cores_avg"] == "0.3" and line["memory_bytes_avg"] == "333333"
+    assert line["cpu_cores_peak"] == "1.9" and line["limit_cpu_cores"] == "2.0"
+    assert line["cpu_throttled_seconds"] == ""  # missing stays empty
