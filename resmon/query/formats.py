@@ -10,9 +10,11 @@ they carry the raw numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from rich.cells import cell_len
 
 from resmon.schema import parse_time
 
@@ -132,15 +134,56 @@ def percent_style(percent: float | None) -> str:
 
 
 def sparkline(values: Sequence[float | None]) -> str:
-    """One block per value, scaled from 0 to the largest (so small changes look small)."""
-    present = [float(v) for v in values if not _missing(v)]
-    top = max(present, default=0.0)
+    """One block per value, scaled from the smallest value to the largest, so a rise
+    from 75 % to 82 % shows as a rise rather than a flat top row; say so next to it
+    (:func:`value_span`).  All values equal are a flat middle row; a missing one is a
+    space."""
+    present = [float(v) for v in values if not _missing(v)]  # type: ignore[arg-type]
+    low, high = min(present, default=0.0), max(present, default=0.0)
     out = []
     for v in values:
         if _missing(v):
             out.append(" ")
-        elif top <= 0:
-            out.append(SPARKS[0])
+        elif high <= low:
+            out.append(SPARKS[len(SPARKS) // 2 - 1])
         else:
-            out.append(SPARKS[min(len(SPARKS) - 1, int(float(v) / top * (len(SPARKS) - 1) + 0.5))])  # type: ignore[arg-type]
+            step = (float(v) - low) / (high - low) * (len(SPARKS) - 1)  # type: ignore[arg-type]
+            out.append(SPARKS[min(len(SPARKS) - 1, int(step + 0.5))])
     return "".join(out)
+
+
+def value_span(values: Sequence[float | None], fmt: Callable[[float | None], str]) -> str:
+    """``75%..82%``: the range a sparkline of ``values`` spans, in the figure's units."""
+    present = [v for v in values if not _missing(v)]
+    if not present:
+        return NONE
+    return f"{fmt(min(present))}..{fmt(max(present))}"  # type: ignore[type-var]
+
+
+ELLIPSIS = "…"
+
+
+def middle_ellipsis(text: str, width: int) -> str:
+    """``text`` in at most ``width`` terminal cells, cut in the middle when it must be:
+    ``/process_api/233b…/4fca91``.  The start says what kind of name it is, the end
+    tells two of them apart (a hash, a job's suffix), so both stay."""
+    if cell_len(text) <= width:
+        return text
+    if width <= 1:
+        return ELLIPSIS[:width]
+    room = width - 1
+    head_room = (room + 1) // 2 + room // 6  # a little more of the start
+    head = _take(text, head_room)
+    tail = _take(text[::-1], room - cell_len(head))[::-1]
+    return f"{head}{ELLIPSIS}{tail}"
+
+
+def _take(text: str, cells: int) -> str:
+    """The longest start of ``text`` within ``cells`` terminal cells (wide characters
+    count two)."""
+    used = 0
+    for i, char in enumerate(text):
+        used += cell_len(char)
+        if used > cells:
+            return text[:i]
+    return text

@@ -30,6 +30,7 @@ from resmon.query.formats import (
     percent_style,
     sparkline,
     to_datetime,
+    value_span,
 )
 
 WIDE = 96  # columns from which `show` has room for p50 too
@@ -254,16 +255,21 @@ def trend_table(body: Mapping[str, Any], now: datetime | None = None) -> Table |
             ("cpu_cores_p95", "cpu_cores_peak"),
             ("memory_bytes_p95", "memory_bytes_peak"),
         )
-        cpu_fmt = fmt_cores
+        cpu_fmt: Any = fmt_cores
     else:
         cpu_keys, mem_keys = (
             ("cpu_percent_p95", "cpu_percent_peak"),
             ("mem_bytes_p95", "mem_bytes_peak"),
         )
         cpu_fmt = fmt_percent
-    cpu_spark = sparkline([p.get(cpu_keys[0]) for p in points])
-    mem_spark = sparkline([p.get(mem_keys[1]) for p in points])
-    caption = f"oldest → newest   CPU p95 {cpu_spark}   Mem peak {mem_spark}"
+    cpu_values = [p.get(cpu_keys[0]) for p in points]
+    mem_values = [p.get(mem_keys[1]) for p in points]
+    cpu_spark, mem_spark = sparkline(cpu_values), sparkline(mem_values)
+    caption = (
+        f"CPU p95  {cpu_spark} {value_span(cpu_values, cpu_fmt)}\n"
+        f"Mem peak {mem_spark} {value_span(mem_values, fmt_bytes)}\n"
+        "oldest → newest; sparklines and trend bars span min..max (not from 0)"
+    )
     per = "per day" if by_day else "per run"
     table = _table(f"Trend of {what}, {per}", caption)
     if by_day:
@@ -275,11 +281,11 @@ def trend_table(body: Mapping[str, Any], now: datetime | None = None) -> Table |
         table.add_column("Received", justify="right", no_wrap=True)
     table.add_column("Duration", justify="right", no_wrap=True)
     table.add_column("CPU p95", justify="right", no_wrap=True)
+    table.add_column("trend", no_wrap=True)
     table.add_column("CPU peak", justify="right", no_wrap=True)
-    table.add_column("", no_wrap=True)
     table.add_column("Mem p95", justify="right", no_wrap=True)
     table.add_column("Mem peak", justify="right", no_wrap=True)
-    table.add_column("", no_wrap=True)
+    table.add_column("trend", no_wrap=True)
     for point, cpu_bar, mem_bar in zip(points, cpu_spark, mem_spark, strict=True):
         cpu_limit = point.get("limit_cpu_cores") if container else None
         mem_limit = point.get("limit_memory_bytes") if container else None
@@ -296,8 +302,8 @@ def trend_table(body: Mapping[str, Any], now: datetime | None = None) -> Table |
             *lead,
             fmt_duration(point.get("duration_seconds")),
             with_limit(cpu_fmt(point.get(cpu_keys[0])), point.get(cpu_keys[0]), cpu_limit),
-            with_limit(cpu_fmt(point.get(cpu_keys[1])), point.get(cpu_keys[1]), cpu_limit),
             cpu_bar,
+            with_limit(cpu_fmt(point.get(cpu_keys[1])), point.get(cpu_keys[1]), cpu_limit),
             with_limit(fmt_bytes(point.get(mem_keys[0])), point.get(mem_keys[0]), mem_limit),
             with_limit(fmt_bytes(point.get(mem_keys[1])), point.get(mem_keys[1]), mem_limit),
             mem_bar,

@@ -174,7 +174,8 @@ def test_show(runner, source, server):
 def test_trend(runner, source, server):
     text = ok(run(runner, source, "trend", *BUILD, "--container", "builder"))
     assert "Trend of container builder of acme/widgets · ci.yml · build, per run" in text
-    assert "CPU p95 ▄▇█" in text  # 0.76, 1.425, 1.805 cores from 0 to the largest
+    # 0.76, 1.425, 1.805 cores, from the smallest to the largest
+    assert "CPU p95  ▁▅█ 0.76..1.80" in text
     rows = [line_with(text, f" {i} ") for i in ("100", "101", "102")]
     assert "1.90 95%" in rows[2] and "0.80 40%" in rows[0]
 

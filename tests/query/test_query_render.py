@@ -96,11 +96,15 @@ def test_limit_colours(percent, style):
     assert formats.percent_style(percent) == style
 
 
-def test_sparkline_scales_from_zero():
-    assert formats.sparkline([1, 2, 4, 8]) == "▂▃▅█"
-    assert formats.sparkline([5, 5, 5]) == "███"  # flat stays flat, not a zig-zag
-    assert formats.sparkline([0, None, 0]) == "▁ ▁"
+def test_sparkline_spans_the_data_range():
+    assert formats.sparkline([1, 2, 4, 8]) == "▁▂▄█"
+    # 75 % -> 82 %: a rise from the bottom row to the top, not four full blocks.
+    assert formats.sparkline([75, 77, 80, 82]) == "▁▃▆█"
+    assert formats.value_span([75, None, 82], formats.fmt_percent) == "75%..82%"
+    assert formats.sparkline([5, 5, 5]) == "▄▄▄"  # flat stays flat, not a zig-zag
+    assert formats.sparkline([0, None, 0]) == "▄ ▄"
     assert formats.sparkline([]) == ""
+    assert formats.value_span([None], formats.fmt_percent) == "–"
 
 
 RUN = {
@@ -261,7 +265,11 @@ def test_trend_table_has_sparklines_oldest_first():
         "points": points,
     }
     text = shown("trend", body)
-    assert "CPU p95 ▃▅█" in text
+    assert "CPU p95  ▁▃█ 10%..40%" in text  # from the smallest to the largest
+    assert "Mem peak ▁▃█ 1.00 GiB..4.00 GiB" in text
+    assert "span min..max" in text
+    header = next(line for line in text.splitlines() if line.split()[:1] == ["ID"])
+    assert header.split().count("trend") == 2  # the bar columns say what they are
     lines = [line for line in text.splitlines() if re.match(r"\s+[124]\s", line)]
     assert [line.split()[0] for line in lines] == ["1", "2", "4"]
     assert "40%" in lines[-1] and "4.00 GiB" in lines[-1] and "█" in lines[-1]
