@@ -112,7 +112,15 @@ def _config_from(ctx, name: str, value: str | None, env: str, parse):
     default="-",
     show_default=True,
     type=click.File("wb"),
-    help="Where the records go (wrapper mode: keep them apart from the command's output).",
+    help="Where the records go. In wrapper mode, giving it also turns the per-sample "
+    "records on, in that file and out of the command's output.",
+)
+@click.option(
+    "--samples/--no-samples",
+    default=None,
+    help="Write a metrics_collected record per interval [default: on in sidecar mode; in "
+    "wrapper mode only with -o, so the build log holds the command's output and one "
+    "run_summary line].",
 )
 @click.option(
     "--push-endpoint",
@@ -183,7 +191,9 @@ def collect(ctx, **options):
 
     Wrapper mode (`-- CMD ARGS`): runs CMD, measures its whole process tree as the
     container `--name` (exact CPU total: resmon is its reaper), forwards SIGINT and
-    SIGTERM to it, and exits with CMD's exit code (128+N if signal N killed it).
+    SIGTERM to it, and exits with CMD's exit code (128+N if signal N killed it). The
+    build log keeps CMD's own output and one `run_summary` record at the end; the
+    per-sample records go to `-o FILE`, or with `--samples` to stdout.
 
     A summary that cannot be pushed stays in the spool; every later start, or
     `--flush-spool`, delivers it (each payload has an Idempotency-Key: no duplicates).
@@ -274,6 +284,17 @@ def _flush(options: dict[str, Any], spool_dir: Path) -> int:
     return 1 if skipped or any(p.refused or p.left for p in passes) else 0
 
 
+def _sample_records(ctx: click.Context, options: dict[str, Any]) -> bool:
+    """A metrics_collected record per interval: as asked, else always in sidecar mode (as
+    the Go collector) and in wrapper mode only when -o sends the records elsewhere: there
+    stdout is the build log, and 8 KB per interval would bury the command's output."""
+    from click.core import ParameterSource
+
+    if options["samples"] is not None:
+        return bool(options["samples"])
+    return not options["command"] or ctx.get_parameter_source("output") != ParameterSource.DEFAULT
+
+
 def _collect_config(
     ctx: click.Context, options: dict[str, Any], spool_dir: Path, log_format: str
 ) -> CollectConfig:
@@ -297,6 +318,7 @@ def _collect_config(
         limits=_config_from(ctx, "limits", options["limits"], "CGROUP_LIMITS", parse_limits),
         top_n=options["top"],
         log_format=log_format,
+        sample_records=_sample_records(ctx, options),
         push_endpoint=options["push_endpoint"] or None,
         push_token=options["push_token"] or None,
         push_timeout=options["push_timeout"],

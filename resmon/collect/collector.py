@@ -68,6 +68,7 @@ class CollectConfig:
     limits: dict[str, Any] = field(default_factory=dict)
     top_n: int = 5
     log_format: str = "json"  # "json" | "text"
+    sample_records: bool = True  # a metrics_collected record per sample (else the summary only)
     push_endpoint: str | None = None
     push_token: str | None = None
     push_timeout: float = 1.5
@@ -139,7 +140,8 @@ class Collector:
             return None
         self._last_sample_at = self.clock()
         self.accumulator.add(sample)
-        self.writer.write("metrics_collected", sample.record())
+        if self.config.sample_records:
+            self.writer.write("metrics_collected", sample.record())
         return sample
 
     def _final_sample(self) -> None:

@@ -234,3 +234,13 @@ def test_flush_spool_counts_what_it_set_aside_and_exits_1(runner, receiver, tmp_
     again = runner.invoke(cli, args)  # set aside once: the next flush is clean
     assert again.exit_code == 0 and "0 left, 0 skipped" in again.output
     assert receiver.requests == []
+
+
+def test_help_says_wrapper_mode_keeps_the_build_log_the_commands(runner):
+    help_text = " ".join(runner.invoke(cli, ["collect", "--help"]).output.split())
+    for text in (
+        "The build log keeps CMD's own output and one `run_summary` record at the end",
+        "--samples / --no-samples",
+        "[default: on in sidecar mode; in wrapper mode only with -o",
+    ):
+        assert text in help_text, text

@@ -204,6 +204,67 @@ def test_waiting_for_a_command_after_forwarding_costs_no_cpu(tmp_path):
     assert rusage.ru_utime + rusage.ru_stime < 0.8, rusage
 
 
+def _lines(data: bytes) -> list[bytes]:
+    return [line for line in data.splitlines() if line.strip()]
+
+
+def test_the_build_log_holds_the_commands_output_and_one_summary(tmp_path):
+    """No -o: stdout is the job's log; per-sample records stay out of it unless asked."""
+    command = ["--", "sh", "-c", "echo hi; sleep 0.7; echo bye"]
+    proc = subprocess.run([*RESMON, *command], capture_output=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = _lines(proc.stdout)
+    assert lines[:2] == [b"hi", b"bye"] and len(lines) == 3, lines
+    summary = orjson.loads(lines[2])
+    assert summary["msg"] == "run_summary" and summary["sample_count"] >= 3
+    assert b"metrics_collected" not in proc.stdout + proc.stderr
+    assert os.listdir(tmp_path) == []  # and nothing written beside it
+
+    asked = subprocess.run([*RESMON, "--samples", *command], capture_output=True, timeout=60)
+    assert asked.returncode == 0, asked.stderr.decode()
+    lines = _lines(asked.stdout)
+    assert lines[0] == b"hi" and b"bye" in lines
+    msgs = [orjson.loads(x)["msg"] for x in lines if x.startswith(b"{")]
+    assert msgs[-1] == "run_summary" and set(msgs[:-1]) == {"metrics_collected"}
+    assert len(msgs) - 1 == orjson.loads(lines[-1])["sample_count"] >= 3
+
+
+def test_o_file_takes_the_samples_and_stdout_keeps_only_the_commands_output(tmp_path):
+    out = tmp_path / "records.jsonl"
+    proc = subprocess.run(
+        [*RESMON, "-o", str(out), "--", "sh", "-c", "echo hi; sleep 0.5"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b"hi\n"
+    msgs = [orjson.loads(x)["msg"] for x in _lines(out.read_bytes())]
+    assert msgs[-1] == "run_summary" and set(msgs[:-1]) == {"metrics_collected"}
+    assert len(msgs) >= 3
+    # --no-samples: the summary alone, in the file too.
+    proc = subprocess.run(
+        [*RESMON, "-o", str(out), "--no-samples", "--", "true"], capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stdout == b""
+    assert [orjson.loads(x)["msg"] for x in _lines(out.read_bytes())] == ["run_summary"]
+
+
+@pytest.mark.parametrize(("flags", "per_sample"), [([], True), (["--no-samples"], False)])
+def test_a_sidecar_prints_a_record_per_interval_as_the_go_collector(tmp_path, flags, per_sample):
+    proc = subprocess.Popen(
+        [*RESMON, *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+    )
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err.decode()
+    msgs = [orjson.loads(x)["msg"] for x in _lines(out)]
+    assert msgs[-1] == "run_summary"
+    samples = orjson.loads(_lines(out)[-1])["sample_count"]
+    assert samples >= 2
+    assert msgs[:-1] == (["metrics_collected"] * samples if per_sample else [])
+
+
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_the_push_log_line_carries_the_servers_answer_as_data(tmp_path, receiver, log_format):
     proc = subprocess.run(
