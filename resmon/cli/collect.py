@@ -140,7 +140,11 @@ def _config_from(ctx, name: str, value: str | None, env: str, parse):
     show_default=True,
     metavar="DURATION",
     callback=_duration_option,
-    help="Total time for pushing, retries included (SIGKILL follows SIGTERM by 2.5 s in CI).",
+    help="Total time for the push at the end, retries included. The default fits a CI "
+    "cancellation (SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after that). A summary not "
+    "pushed in time stays in the spool for the next run, but an ephemeral (hosted) runner's "
+    "spool is lost with its machine: with a slow receiver, raise it there (the Go collector "
+    "waited 30 s), e.g. --push-timeout 30s.",
 )
 @click.option(
     "--spool-dir",

@@ -236,6 +236,20 @@ def test_flush_spool_counts_what_it_set_aside_and_exits_1(runner, receiver, tmp_
     assert receiver.requests == []
 
 
+def test_help_says_what_the_push_budget_means_on_an_ephemeral_runner(runner):
+    help_text = " ".join(runner.invoke(cli, ["collect", "--help"]).output.split())
+    for text in (
+        "--push-timeout DURATION",
+        "[default: 1.5s]",  # short: inside a CI cancellation's SIGTERM-to-SIGKILL
+        "(SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after that)",
+        "stays in the spool for the next run",
+        "spool is lost with its machine",
+        "the Go collector waited 30 s",
+        "--push-timeout 30s",
+    ):
+        assert text in help_text, text
+
+
 def test_help_says_wrapper_mode_keeps_the_build_log_the_commands(runner):
     help_text = " ".join(runner.invoke(cli, ["collect", "--help"]).output.split())
     for text in (
