@@ -1,8 +1,8 @@
 """Every error is JSON: ``{"error": "<what went wrong>"}``, never a traceback.
 
 HTTP errors (404, 405, 413, ...) keep their status and say what happened in a
-short fixed phrase; anything unexpected is logged with its traceback and answered
-with a 500 that carries no detail.
+short fixed phrase; a value the database refuses is a 400; anything unexpected is
+logged with its traceback and answered with a 500 that carries no detail.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, current_app
+from peewee import DataError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,15 @@ def register_error_handlers(app: Flask) -> None:
         if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))  # type: ignore[attr-defined]
         return response
+
+    @app.errorhandler(DataError)
+    def _unstorable(exc: DataError) -> Response:
+        # A value the database refuses (out of range, too long, a NUL in text) that
+        # the request's checks let through: the request's data, so a 400 the
+        # collector does not retry forever.  Logged with its traceback, since a
+        # check is missing.
+        log.exception("the database refused a value of the request")
+        return error_response(400, "a value of the request does not fit the database")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -346,6 +346,26 @@ def test_huge_limits_are_capped_or_refused(client):
     assert r.status_code == 200 and len(r.json) == 2
 
 
+def test_a_value_the_database_refuses_is_a_400_not_a_500(client, monkeypatch, caplog):
+    """Should a check ever miss a value the database cannot hold, the client gets a
+    400 it will not retry forever, and the log the traceback."""
+    from peewee import DataError
+
+    from resmon.server import api
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise DataError("value too long for type character varying(255)")
+
+    monkeypatch.setattr(api.write, "store_push", refuse)
+    payload = _payload("refused")
+    r = client.post("/api/v1/metrics", json=payload, headers=push_headers(payload))
+    assert (r.status_code, r.json) == (
+        400,
+        {"error": "a value of the request does not fit the database"},
+    )
+    assert any(rec.exc_info for rec in caplog.records)
+
+
 @pytest.mark.parametrize("depth", [100, 254, 500, 1022, 5000])
 @pytest.mark.parametrize("where", ["execution", "run_summary"])
 def test_json_nested_past_the_bound_is_400_and_stores_nothing(client, depth, where):
