@@ -99,6 +99,10 @@ RUN_FIELDS = (
     "cpu_percent_peak",
     "mem_bytes_p95",
     "mem_bytes_peak",
+    # Which wrapped step the run was (`resmon collect --name`, the command's base name):
+    # last, so scripts reading the earlier columns by position keep working.
+    "command_container",
+    "command_name",
 )
 CONTAINER_FIELDS = (
     "name",
@@ -200,15 +204,16 @@ def render(
             raise ValueError(f"unknown kind {kind!r}")
         console.file.write(text)
         return
+    width = console.width
     if kind == "jobs":
-        console.print(jobs_table(body, now))
+        console.print(jobs_table(body, now, width))
     elif kind == "runs":
-        console.print(runs_table(body, now))
+        console.print(runs_table(body, now, width))
     elif kind == "run":
-        console.print(run_view(body, now, console.width))
+        console.print(run_view(body, now, width))
     elif kind == "trend":
-        console.print(trend_table(body, now))
+        console.print(trend_table(body, now, width))
     elif kind == "top":
-        console.print(top_table(body))
+        console.print(top_table(body, width))
     else:
         raise ValueError(f"unknown kind {kind!r}")

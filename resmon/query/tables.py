@@ -1,7 +1,11 @@
 """The rich tables ``resmon query`` prints for people, one per kind of answer.
 
-Each takes the read API's response body and returns something a console prints:
-a table, a group of them (``show``), or a sentence when there is nothing to show.
+Each takes the read API's response body and the console's width and returns
+something a console prints: a titled table, a group of them (``show``), or a
+sentence when there is nothing to show.  Every table fits the width without
+breaking a name across lines (:mod:`resmon.query.layout`): optional columns go
+first, then long names are shortened in the middle.
+
 A percent of a container's limit is coloured (green below 70 %, yellow to 90 %,
 red above) next to the figure; colour is only ever an extra, so a table reads the
 same piped into a file or under ``NO_COLOR``.
@@ -9,16 +13,17 @@ same piped into a file or under ``NO_COLOR``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from rich import box
-from rich.console import Group
+from rich.cells import cell_len
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from resmon.query.formats import (
+    ELLIPSIS,
     NONE,
     fmt_ago,
     fmt_bytes,
@@ -26,14 +31,18 @@ from resmon.query.formats import (
     fmt_duration,
     fmt_percent,
     fmt_time,
+    middle_ellipsis,
     percent_of,
     percent_style,
     sparkline,
     to_datetime,
     value_span,
 )
+from resmon.query.layout import Column, fit_table, heading, scope_units
 
-WIDE = 96  # columns from which `show` has room for p50 too
+DEFAULT_WIDTH = 100
+# The container a wrapped command's processes are in unless `collect --name` says otherwise.
+DEFAULT_COMMAND_CONTAINER = "command"
 
 
 def with_limit(text: str, value: float | None, limit: float | None) -> Text:
@@ -46,82 +55,90 @@ def with_limit(text: str, value: float | None, limit: float | None) -> Text:
     return cell
 
 
-def _table(title: str | None = None, caption: str | None = None) -> Table:
-    return Table(
-        title=title,
-        caption=caption,
-        box=box.SIMPLE_HEAD,
-        title_justify="left",
-        caption_justify="left",
-        pad_edge=False,
-        collapse_padding=True,
-        header_style="bold",
-    )
-
-
 def _scope(row: Mapping[str, Any]) -> str:
     return f"{row.get('repository', '')} · {row.get('workflow', '')} · {row.get('job', '')}"
 
 
-def jobs_table(body: Mapping[str, Any], now: datetime | None = None) -> Table | Text:
+def step_name(row: Mapping[str, Any]) -> str:
+    """Which wrapped step a run was: ``resmon collect --name``'s container name, else
+    the command's base name; empty for a sidecar run (no command).
+
+    A whole run has them in its summary's ``command``; a row of ``runs`` or of a
+    per-run trend as ``command_container`` and ``command_name``, where the server's
+    answer includes them."""
+    payload = row.get("payload")
+    command = payload.get("command") if isinstance(payload, Mapping) else None
+    if isinstance(command, Mapping):
+        container, name = command.get("container"), command.get("name")
+    else:
+        container, name = row.get("command_container"), row.get("command_name")
+    if container and container != DEFAULT_COMMAND_CONTAINER:
+        return str(container)
+    return str(name or container or "")
+
+
+def _run_label(row: Mapping[str, Any]) -> str:
+    run = str(row.get("run_id", ""))
+    if row.get("run_attempt"):
+        run += f" #{row['run_attempt']}"
+    return run
+
+
+def jobs_table(
+    body: Mapping[str, Any], now: datetime | None = None, width: int = DEFAULT_WIDTH
+) -> RenderableType:
     jobs = body.get("jobs") or []
     if not jobs:
         return Text("No jobs stored yet: push a run with `resmon collect`.")
-    table = _table(f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}")
-    for name in ("Repository", "Workflow", "Job"):
-        table.add_column(name, overflow="fold", min_width=len(name))
-    table.add_column("Runs", justify="right", no_wrap=True)
-    table.add_column("Last run", justify="right", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    table.add_column("CPU p95", justify="right", no_wrap=True)
-    table.add_column("Mem peak", justify="right", no_wrap=True)
-    for j in jobs:
-        table.add_row(
-            j.get("repository"),
-            j.get("workflow"),
-            j.get("job"),
-            str(j.get("run_count", 0)),
-            fmt_ago(j.get("last_received_at"), now),
-            fmt_duration(j.get("last_duration_seconds")),
-            fmt_percent(j.get("last_cpu_percent_p95")),
-            fmt_bytes(j.get("last_mem_bytes_peak")),
-        )
-    return table
+    columns = [
+        Column("Repository", [j.get("repository") for j in jobs], "left", name=True),
+        Column("Workflow", [j.get("workflow") for j in jobs], "left", name=True),
+        Column("Job", [j.get("job") for j in jobs], "left", name=True),
+        Column("Runs", [str(j.get("run_count", 0)) for j in jobs], drop=2),
+        Column("Last run", [fmt_ago(j.get("last_received_at"), now) for j in jobs], drop=3),
+        Column("Duration", [fmt_duration(j.get("last_duration_seconds")) for j in jobs], drop=1),
+        Column("CPU p95", [fmt_percent(j.get("last_cpu_percent_p95")) for j in jobs]),
+        Column("Mem peak", [fmt_bytes(j.get("last_mem_bytes_peak")) for j in jobs]),
+    ]
+    caption = []
+    if body.get("truncated"):
+        caption.append(f"first {len(jobs)} shown; narrow the list with --org or --repo")
+    title = f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}"
+    return fit_table(columns, width, title=[title], caption=caption)
 
 
-def runs_table(body: Mapping[str, Any], now: datetime | None = None) -> Table | Text:
+def runs_table(
+    body: Mapping[str, Any], now: datetime | None = None, width: int = DEFAULT_WIDTH
+) -> RenderableType:
     runs = body.get("runs") or []
     if not runs:
-        return Text(f"No runs of {_scope(body)} in this period.")
-    caption = None
+        return heading([*scope_units(body, "No runs of"), "in this period."], width, style="")
+    caption = []
     if body.get("truncated"):
-        caption = f"newest {len(runs)} shown; use --limit or --since/--until for others"
-    table = _table(f"Runs of {_scope(body)}", caption)
-    table.add_column("ID", justify="right", no_wrap=True)
-    table.add_column("Run", overflow="fold")
-    table.add_column("Received", justify="right", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    table.add_column("Samples", justify="right", no_wrap=True)
-    table.add_column("CPU p95", justify="right", no_wrap=True)
-    table.add_column("CPU peak", justify="right", no_wrap=True)
-    table.add_column("Mem p95", justify="right", no_wrap=True)
-    table.add_column("Mem peak", justify="right", no_wrap=True)
-    for r in runs:
-        run = str(r.get("run_id", ""))
-        if r.get("run_attempt"):
-            run += f" #{r['run_attempt']}"
-        table.add_row(
-            str(r.get("id")),
-            run,
-            fmt_ago(r.get("received_at"), now),
-            fmt_duration(r.get("duration_seconds")),
-            NONE if r.get("sample_count") is None else str(r["sample_count"]),
-            fmt_percent(r.get("cpu_percent_p95")),
-            fmt_percent(r.get("cpu_percent_peak")),
-            fmt_bytes(r.get("mem_bytes_p95")),
-            fmt_bytes(r.get("mem_bytes_peak")),
-        )
-    return table
+        caption.append(f"newest {len(runs)} shown; use --limit or --since/--until for others")
+    steps = [step_name(r) for r in runs]
+    columns = [
+        Column("ID", [str(r.get("id")) for r in runs]),
+        Column("Run", [_run_label(r) for r in runs], "left", name=True),
+        Column("Step", steps, "left", name=True) if any(steps) else None,
+        Column("Received", [fmt_ago(r.get("received_at"), now) for r in runs], drop=2),
+        Column("Duration", [fmt_duration(r.get("duration_seconds")) for r in runs]),
+        Column("Samples", [_count(r.get("sample_count")) for r in runs], drop=1),
+        Column("CPU p95", [fmt_percent(r.get("cpu_percent_p95")) for r in runs], drop=4),
+        Column("CPU peak", [fmt_percent(r.get("cpu_percent_peak")) for r in runs]),
+        Column("Mem p95", [fmt_bytes(r.get("mem_bytes_p95")) for r in runs], drop=3),
+        Column("Mem peak", [fmt_bytes(r.get("mem_bytes_peak")) for r in runs]),
+    ]
+    return fit_table(
+        [c for c in columns if c is not None],
+        width,
+        title=scope_units(body, "Runs of"),
+        caption=caption,
+    )
+
+
+def _count(value: Any) -> str:
+    return NONE if value is None else str(value)
 
 
 def _stat_line(stat: Any, fmt: Any) -> str:
@@ -130,79 +147,90 @@ def _stat_line(stat: Any, fmt: Any) -> str:
     return " / ".join(fmt(stat.get(k)) for k in ("p50", "p95", "peak"))
 
 
-def run_view(run: Mapping[str, Any], now: datetime | None = None, width: int = 100) -> Group:
+def run_view(
+    run: Mapping[str, Any], now: datetime | None = None, width: int = DEFAULT_WIDTH
+) -> Group:
     """``resmon query show``: the run, then one row per container, then top processes.
 
-    Narrower than ``WIDE`` columns, the p50 columns go (p95 and peak are what a
-    limit is sized from) rather than every cell wrapping."""
+    Where the width is short, the p50 columns go first, then the limit columns (p95
+    and peak, each with its percent of the limit, are what a limit is sized from),
+    then long container names are shortened in the middle."""
     summary = run.get("payload") if isinstance(run.get("payload"), Mapping) else {}
-    parts: list[Any] = [_run_head(run, summary, now)]
+    parts: list[Any] = [_run_head(run, summary, now, width)]
     containers = run.get("containers") or []
     if containers:
-        parts.append(_containers_table(containers, wide=width >= WIDE))
+        parts.append(Text(""))
+        parts.append(_containers_table(containers, width))
         # Below the table rather than a column: the row is already as wide as a terminal.
-        parts.extend(_container_notes(containers))
+        parts.extend(_container_notes(containers, width))
     else:
         parts.append(Text("\nNo per-container statistics in this run."))
-    parts.extend(_process_tables(summary))
+    parts.extend(_process_tables(summary, width))
     return Group(*parts)
 
 
-def _run_head(run: Mapping[str, Any], summary: Mapping[str, Any], now: datetime | None) -> Table:
-    """The run's own figures, one per line: which run, when, how long, system CPU and memory."""
+def _run_head(
+    run: Mapping[str, Any], summary: Mapping[str, Any], now: datetime | None, width: int
+) -> Table:
+    """The run's own figures, one per line: which run, when, how long, system CPU and
+    memory.  Each value stays on its line; a scope too long for one line takes three."""
+    labels_width = len("Memory used")
+    room = max(1, width - labels_width - 2)
     head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
+    head.add_column(style="bold", no_wrap=True, min_width=labels_width)
+    head.add_column(no_wrap=True, overflow="ellipsis")
+
+    def row(label: str, value: str) -> None:
+        head.add_row(label, middle_ellipsis(value, room))
+
     attempt = f" (attempt {run['run_attempt']})" if run.get("run_attempt") else ""
-    head.add_row("Run", f"{run.get('id')} · run id {run.get('run_id')}{attempt}")
-    head.add_row("Job", _scope(run))
-    head.add_row(
-        "Received", f"{fmt_time(run.get('received_at'))} ({fmt_ago(run.get('received_at'), now)})"
-    )
+    row("Run", f"{run.get('id')} · run id {run.get('run_id')}{attempt}")
+    if cell_len(_scope(run)) <= room:
+        row("Job", _scope(run))
+    else:
+        for label, key in (("Repository", "repository"), ("Workflow", "workflow"), ("Job", "job")):
+            row(label, str(run.get(key, "")))
+    if step_name(run):
+        command = summary.get("command") or {}
+        ran = command.get("name")
+        row("Step", step_name(run) + (f" (ran {ran})" if ran and ran != step_name(run) else ""))
+    row("Received", f"{fmt_time(run.get('received_at'))} ({fmt_ago(run.get('received_at'), now)})")
     if run.get("start_time"):
-        head.add_row("Started", fmt_time(run.get("start_time")))
-    head.add_row(
-        "Duration",
-        f"{fmt_duration(run.get('duration_seconds'))}, {run.get('sample_count') or 0} samples",
-    )
-    head.add_row("", "p50 / p95 / peak")
-    head.add_row("System CPU", _stat_line(summary.get("cpu_total_percent"), fmt_percent))
-    head.add_row("Memory used", _stat_line(summary.get("mem_used_bytes"), fmt_bytes))
+        row("Started", fmt_time(run.get("start_time")))
+    samples = run.get("sample_count") or 0
+    row("Duration", f"{fmt_duration(run.get('duration_seconds'))}, {samples} samples")
+    row("", "p50 / p95 / peak")
+    row("System CPU", _stat_line(summary.get("cpu_total_percent"), fmt_percent))
+    row("Memory used", _stat_line(summary.get("mem_used_bytes"), fmt_bytes))
     if run.get("cpu_seconds") is not None:
-        head.add_row("CPU time", fmt_duration(run.get("cpu_seconds")))
+        row("CPU time", fmt_duration(run.get("cpu_seconds")))
     return head
 
 
-def _containers_table(containers: list[Mapping[str, Any]], *, wide: bool) -> Table:
-    table = _table("Containers (percent of limit where known)")
-    table.add_column("Container", overflow="fold", min_width=9)
-    for name in (
-        ("CPU p50", "CPU p95", "CPU peak", "limit") if wide else ("CPU p95", "CPU peak", "limit")
-    ):
-        table.add_column(name, justify="right", no_wrap=True)
-    for name in (
-        ("Mem p50", "Mem p95", "Mem peak", "limit") if wide else ("Mem p95", "Mem peak", "limit")
-    ):
-        table.add_column(name, justify="right", no_wrap=True)
-    for c in containers:
-        cpu_limit, mem_limit = c.get("limit_cpu_cores"), c.get("limit_memory_bytes")
-        cells: list[Any] = [c.get("name")]
-        # p50 plain: the percent that matters for sizing is p95's and the peak's.
-        if wide:
-            cells.append(fmt_cores(c.get("cpu_cores_p50")))
-        for key in ("cpu_cores_p95", "cpu_cores_peak"):
-            cells.append(with_limit(fmt_cores(c.get(key)), c.get(key), cpu_limit))
-        cells.append(fmt_cores(cpu_limit))
-        if wide:
-            cells.append(fmt_bytes(c.get("memory_bytes_p50")))
-        for key in ("memory_bytes_p95", "memory_bytes_peak"):
-            cells.append(with_limit(fmt_bytes(c.get(key)), c.get(key), mem_limit))
-        cells.append(fmt_bytes(mem_limit))
-        table.add_row(*cells)
-    return table
+def _containers_table(containers: list[Mapping[str, Any]], width: int) -> RenderableType:
+    def figures(key: str, fmt: Callable[[Any], str], limit_key: str | None) -> list[Any]:
+        if (
+            limit_key is None
+        ):  # p50 plain: the percent that matters for sizing is p95's and the peak's
+            return [fmt(c.get(key)) for c in containers]
+        return [with_limit(fmt(c.get(key)), c.get(key), c.get(limit_key)) for c in containers]
+
+    cpu_limit, mem_limit = "limit_cpu_cores", "limit_memory_bytes"
+    columns = [
+        Column("Container", [c.get("name") for c in containers], "left", name=True),
+        Column("CPU p50", figures("cpu_cores_p50", fmt_cores, None), drop=1),
+        Column("CPU p95", figures("cpu_cores_p95", fmt_cores, cpu_limit)),
+        Column("CPU peak", figures("cpu_cores_peak", fmt_cores, cpu_limit)),
+        Column("limit", figures(cpu_limit, fmt_cores, None), drop=2, label="CPU limit"),
+        Column("Mem p50", figures("memory_bytes_p50", fmt_bytes, None), drop=1),
+        Column("Mem p95", figures("memory_bytes_p95", fmt_bytes, mem_limit)),
+        Column("Mem peak", figures("memory_bytes_peak", fmt_bytes, mem_limit)),
+        Column("limit", figures(mem_limit, fmt_bytes, None), drop=2, label="Mem limit"),
+    ]
+    return fit_table(columns, width, title=["Containers (percent of limit where known)"])
 
 
-def _container_notes(containers: list[Mapping[str, Any]]) -> list[Text]:
+def _container_notes(containers: list[Mapping[str, Any]], width: int) -> list[Text]:
     """One red line per container that was OOM-killed or CPU-throttled."""
     notes = []
     for c in containers:
@@ -213,102 +241,104 @@ def _container_notes(containers: list[Mapping[str, Any]]) -> list[Text]:
         if c.get("cpu_throttled_seconds"):
             note.append(f"CPU throttled for {fmt_duration(c['cpu_throttled_seconds'])}")
         if note:
-            notes.append(Text(f"{c.get('name')}: {', '.join(note)}", style="red"))
+            notes.append(heading([f"{c.get('name')}:", ", ".join(note)], width, style="red"))
     return notes
 
 
-def _process_tables(summary: Mapping[str, Any]) -> list[Table]:
+def _process_tables(summary: Mapping[str, Any], width: int) -> list[RenderableType]:
     """The top five processes by CPU and by memory, where the run summary has them."""
-    tables = []
+    tables: list[RenderableType] = []
     for key, title in (
         ("top_cpu_processes", "Top processes by CPU"),
         ("top_mem_processes", "Top processes by memory"),
     ):
-        procs = summary.get(key) or []
+        procs = (summary.get(key) or [])[:5]
         if not procs:
             continue
-        table = _table(title)
-        table.add_column("PID", justify="right", no_wrap=True)
-        table.add_column("Process", overflow="fold")
-        table.add_column("Peak CPU", justify="right", no_wrap=True)
-        table.add_column("Peak RSS", justify="right", no_wrap=True)
-        for p in procs[:5]:
-            table.add_row(
-                str(p.get("pid", "")),
-                str(p.get("name", "")),
-                fmt_percent(p.get("peak_cpu_percent")),
-                fmt_bytes(p.get("peak_mem_rss_bytes")),
-            )
-        tables.append(table)
+        columns = [
+            Column("PID", [str(p.get("pid", "")) for p in procs]),
+            Column("Process", [str(p.get("name", "")) for p in procs], "left", name=True),
+            Column("Peak CPU", [fmt_percent(p.get("peak_cpu_percent")) for p in procs]),
+            Column("Peak RSS", [fmt_bytes(p.get("peak_mem_rss_bytes")) for p in procs]),
+        ]
+        tables.append(Text(""))
+        tables.append(fit_table(columns, width, title=[title]))
     return tables
 
 
-def trend_table(body: Mapping[str, Any], now: datetime | None = None) -> Table | Text:
+def _spark_line(label: str, values: list[Any], fmt: Callable[[Any], str], width: int) -> str:
+    """``CPU p95 ▁▃▆█ 75%..82%``; only the newest points when they are more than fit."""
+    span = value_span(values, fmt)
+    room = max(1, width - cell_len(label) - cell_len(span) - 3)
+    spark = sparkline(values)
+    if len(spark) > room:
+        # Scaled over every point, then cut: the bars keep their meaning.
+        spark = ELLIPSIS + spark[-(room - 1) :]
+    return f"{label} {spark} {span}"
+
+
+def trend_table(
+    body: Mapping[str, Any], now: datetime | None = None, width: int = DEFAULT_WIDTH
+) -> RenderableType:
     points = body.get("points") or []
     container = body.get("container")
-    what = f"container {container} of {_scope(body)}" if container else _scope(body)
+    what = ["container", f"{container}", "of"] if container else []
     if not points:
-        return Text(f"No runs of {what} in this period.")
+        units = ["No runs of", *what, *scope_units(body, tail=" in this period.")]
+        return heading(units, width, style="")
     by_day = body.get("by") == "day"
     if container:
-        cpu_keys, mem_keys = (
-            ("cpu_cores_p95", "cpu_cores_peak"),
-            ("memory_bytes_p95", "memory_bytes_peak"),
-        )
-        cpu_fmt: Any = fmt_cores
+        cpu_keys = ("cpu_cores_p95", "cpu_cores_peak")
+        mem_keys = ("memory_bytes_p95", "memory_bytes_peak")
+        cpu_fmt: Callable[[Any], str] = fmt_cores
+        cpu_limits = [p.get("limit_cpu_cores") for p in points]
+        mem_limits = [p.get("limit_memory_bytes") for p in points]
     else:
-        cpu_keys, mem_keys = (
-            ("cpu_percent_p95", "cpu_percent_peak"),
-            ("mem_bytes_p95", "mem_bytes_peak"),
-        )
+        cpu_keys = ("cpu_percent_p95", "cpu_percent_peak")
+        mem_keys = ("mem_bytes_p95", "mem_bytes_peak")
         cpu_fmt = fmt_percent
+        cpu_limits = mem_limits = [None] * len(points)
+    # The bars chart CPU p95 (steady load) and the memory peak (what a limit must hold).
     cpu_values = [p.get(cpu_keys[0]) for p in points]
     mem_values = [p.get(mem_keys[1]) for p in points]
-    cpu_spark, mem_spark = sparkline(cpu_values), sparkline(mem_values)
-    caption = (
-        f"CPU p95  {cpu_spark} {value_span(cpu_values, cpu_fmt)}\n"
-        f"Mem peak {mem_spark} {value_span(mem_values, fmt_bytes)}\n"
-        "oldest → newest; sparklines and trend bars span min..max (not from 0)"
-    )
-    per = "per day" if by_day else "per run"
-    table = _table(f"Trend of {what}, {per}", caption)
+
+    def figure(key: str, fmt: Callable[[Any], str], limits: list[Any]) -> list[Text]:
+        return [
+            with_limit(fmt(p.get(key)), p.get(key), lim)
+            for p, lim in zip(points, limits, strict=True)
+        ]
+
     if by_day:
-        table.add_column("Day")
-        table.add_column("Runs", justify="right", no_wrap=True)
+        lead = [
+            Column("Day", [str(p.get("day")) for p in points], "left"),
+            Column("Runs", [str(p.get("runs", "")) for p in points]),
+        ]
     else:
-        table.add_column("ID", justify="right", no_wrap=True)
-        table.add_column("Run", overflow="fold")
-        table.add_column("Received", justify="right", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    table.add_column("CPU p95", justify="right", no_wrap=True)
-    table.add_column("trend", no_wrap=True)
-    table.add_column("CPU peak", justify="right", no_wrap=True)
-    table.add_column("Mem p95", justify="right", no_wrap=True)
-    table.add_column("Mem peak", justify="right", no_wrap=True)
-    table.add_column("trend", no_wrap=True)
-    for point, cpu_bar, mem_bar in zip(points, cpu_spark, mem_spark, strict=True):
-        cpu_limit = point.get("limit_cpu_cores") if container else None
-        mem_limit = point.get("limit_memory_bytes") if container else None
-        lead = (
-            [str(point.get("day")), str(point.get("runs", ""))]
-            if by_day
-            else [
-                str(point.get("id")),
-                str(point.get("run_id", "")),
-                fmt_ago(point.get("received_at"), now),
-            ]
-        )
-        table.add_row(
-            *lead,
-            fmt_duration(point.get("duration_seconds")),
-            with_limit(cpu_fmt(point.get(cpu_keys[0])), point.get(cpu_keys[0]), cpu_limit),
-            cpu_bar,
-            with_limit(cpu_fmt(point.get(cpu_keys[1])), point.get(cpu_keys[1]), cpu_limit),
-            with_limit(fmt_bytes(point.get(mem_keys[0])), point.get(mem_keys[0]), mem_limit),
-            with_limit(fmt_bytes(point.get(mem_keys[1])), point.get(mem_keys[1]), mem_limit),
-            mem_bar,
-        )
-    return table
+        steps = [step_name(p) for p in points]
+        lead = [
+            Column("ID", [str(p.get("id")) for p in points]),
+            Column("Run", [_run_label(p) for p in points], "left", name=True),
+            Column("Step", steps, "left", name=True) if any(steps) else None,
+            Column("Received", [fmt_ago(p.get("received_at"), now) for p in points], drop=2),
+        ]
+    columns = [
+        *lead,
+        Column("Duration", [fmt_duration(p.get("duration_seconds")) for p in points], drop=1),
+        Column("CPU p95", figure(cpu_keys[0], cpu_fmt, cpu_limits)),
+        Column("trend", list(sparkline(cpu_values)), "left", drop=3, label="CPU p95 trend"),
+        Column("CPU peak", figure(cpu_keys[1], cpu_fmt, cpu_limits)),
+        Column("Mem p95", figure(mem_keys[0], fmt_bytes, mem_limits)),
+        Column("Mem peak", figure(mem_keys[1], fmt_bytes, mem_limits)),
+        Column("trend", list(sparkline(mem_values)), "left", drop=3, label="Mem peak trend"),
+    ]
+    caption = [
+        _spark_line("CPU p95 ", cpu_values, cpu_fmt, width),
+        _spark_line("Mem peak", mem_values, fmt_bytes, width),
+        "oldest → newest; sparklines and trend bars span min..max (not from 0)",
+    ]
+    per = "per day" if by_day else "per run"
+    title = ["Trend of", *what, *scope_units(body, tail=f", {per}")]
+    return fit_table([c for c in columns if c is not None], width, title=title, caption=caption)
 
 
 TOP_METRICS = {
@@ -319,7 +349,7 @@ TOP_METRICS = {
 }
 
 
-def top_table(body: Mapping[str, Any]) -> Table | Text:
+def top_table(body: Mapping[str, Any], width: int = DEFAULT_WIDTH) -> RenderableType:
     rows = body.get("jobs") or []
     metric = body.get("metric", "cpu")
     if not rows:
@@ -327,31 +357,22 @@ def top_table(body: Mapping[str, Any]) -> Table | Text:
     key, title = TOP_METRICS.get(metric, TOP_METRICS["cpu"])
     since = to_datetime(body.get("since"))
     period = f" since {since.strftime('%Y-%m-%d %H:%M')} UTC" if since else ""
-    table = _table(f"Top jobs by {metric}{period}")
-    table.add_column("#", justify="right", no_wrap=True)
-    for name in ("Repository", "Workflow", "Job"):
-        table.add_column(name, overflow="fold", min_width=len(name))
-    table.add_column("Runs", justify="right", no_wrap=True)
-    table.add_column(title, justify="right", style="bold", no_wrap=True)
-    table.add_column("Avg time", justify="right", no_wrap=True)
-    table.add_column("CPU p95", justify="right", no_wrap=True)
     # Ranked by memory, the ranking column is already the memory peak.
     by_memory = key == "mem_bytes_peak_max"
-    if not by_memory:
-        table.add_column("Mem peak", justify="right", no_wrap=True)
-    for rank, r in enumerate(rows, 1):
-        fmt = fmt_bytes if by_memory else fmt_duration
-        cells = [
-            str(rank),
-            r.get("repository"),
-            r.get("workflow"),
-            r.get("job"),
-            str(r.get("runs", 0)),
-            fmt(r.get(key)),
-            fmt_duration(r.get("duration_seconds_avg")),
-            fmt_percent(r.get("cpu_percent_p95_avg")),
-        ]
-        if not by_memory:
-            cells.append(fmt_bytes(r.get("mem_bytes_peak_max")))
-        table.add_row(*cells)
-    return table
+    fmt = fmt_bytes if by_memory else fmt_duration
+    columns = [
+        Column("#", [str(rank) for rank in range(1, len(rows) + 1)]),
+        Column("Repository", [r.get("repository") for r in rows], "left", name=True),
+        Column("Workflow", [r.get("workflow") for r in rows], "left", name=True),
+        Column("Job", [r.get("job") for r in rows], "left", name=True),
+        Column("Runs", [str(r.get("runs", 0)) for r in rows], drop=2),
+        Column(title, [fmt(r.get(key)) for r in rows], style="bold"),
+        Column("Avg time", [fmt_duration(r.get("duration_seconds_avg")) for r in rows], drop=1),
+        Column("CPU p95", [fmt_percent(r.get("cpu_percent_p95_avg")) for r in rows], drop=3),
+        None
+        if by_memory
+        else Column("Mem peak", [fmt_bytes(r.get("mem_bytes_peak_max")) for r in rows], drop=3),
+    ]
+    return fit_table(
+        [c for c in columns if c is not None], width, title=[f"Top jobs by {metric}{period}"]
+    )

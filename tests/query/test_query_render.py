@@ -199,7 +199,9 @@ def test_show_table_reads_at_a_glance():
 
 def test_show_table_narrow_keeps_p95_and_peak():
     text = shown("run", RUN, width=80)
-    assert "CPU p50" not in text and "CPU p95" in text
+    header = next(line for line in text.splitlines() if line.split()[:1] == ["Container"])
+    assert "CPU p50" not in header and "CPU p95" in header and "limit" in header
+    assert "not shown at 80 columns: CPU p50, Mem p50 (-o json has all)" in text
     runner = next(line for line in text.splitlines() if line.lstrip().startswith("runner"))
     assert "1.90 95%" in runner and "0.98 GiB 98%" in runner
     assert all(len(line) <= 80 for line in text.splitlines())
@@ -379,3 +381,42 @@ def test_csv_rounds_each_figure_to_its_precision():
     assert line["cpu_cores_avg"] == "0.3" and line["memory_bytes_avg"] == "333333"
     assert line["cpu_cores_peak"] == "1.9" and line["limit_cpu_cores"] == "2.0"
     assert line["cpu_throttled_seconds"] == ""  # missing stays empty
+
+
+def test_two_wrapped_steps_of_one_job_are_two_rows_told_apart():
+    """`resmon collect --name compile -- make`, then `--name unit-tests -- make` in one
+    job: same job, same run id, same figures; the Step column tells them apart."""
+    plain = {k: v for k, v in RUN.items() if k not in ("containers", "payload")}
+    runs = [
+        {**plain, "id": 8, "command_container": "unit-tests", "command_name": "make"},
+        {**plain, "id": 7, "command_container": "compile", "command_name": "make"},
+        {**plain, "id": 6, "command_container": "command", "command_name": "pytest"},
+    ]
+    body = {"repository": "acme/widgets", "workflow": "ci.yml", "job": "build", "runs": runs}
+    text = shown("runs", body)
+    rows = {line.split()[0]: line for line in text.splitlines() if re.match(r"\s*[678]\s", line)}
+    assert "Step" in text
+    assert "unit-tests" in rows["8"] and "compile" in rows["7"]
+    assert "pytest" in rows["6"]  # the default container name says nothing: the command does
+    assert rows["8"].replace("unit-tests", "") != rows["7"].replace("compile", "")
+
+    # A sidecar run (the Go collector's too) has no wrapped command: no Step column.
+    assert "Step" not in shown("runs", {**body, "runs": [plain]})
+
+    assert "Step" not in shown("run", RUN)  # no wrapped command in this summary
+    command = {"name": "make", "container": "compile", "exit_code": 0}
+    view = shown("run", {**RUN, "payload": {**RUN["payload"], "command": command}})
+    assert re.search(r"^Step\s+compile \(ran make\)", view, re.M), view
+
+    rows = list(csv.DictReader(io.StringIO(shown("runs", body, "csv"))))
+    assert [(r["command_container"], r["command_name"]) for r in rows] == [
+        ("unit-tests", "make"),
+        ("compile", "make"),
+        ("command", "pytest"),
+    ]
+    assert (
+        csv.DictReader(io.StringIO(shown("runs", {"runs": [plain]}, "csv"))).__next__()[
+            "command_name"
+        ]
+        == ""
+    )
