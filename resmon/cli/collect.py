@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from resmon.cli.go_flags import GoFlagCommand
+
 if TYPE_CHECKING:
     from resmon.collect.collector import CollectConfig
 
@@ -48,6 +50,7 @@ def _config_from(ctx, name: str, value: str | None, env: str, parse):
 
 @click.command(
     "collect",
+    cls=GoFlagCommand,
     context_settings={"allow_interspersed_args": False},
     short_help="Sample /proc in a CI job; print and push a run summary at the end.",
 )
@@ -223,6 +226,8 @@ def collect(ctx, **options):
       # sidecar sharing the job's PID namespace
       resmon collect --interval=2s --top=10 \\
           --push-endpoint=http://resmon:8080/api/v1/metrics
+      # the same with the Go collector's spelling, as its manifests have it
+      resmon collect -interval=2s -top=10 -push-endpoint=http://resmon:8080/api/v1/metrics
       # wrap a build step; records to a file, report on the job page
       resmon collect --interval 1s -o resmon.log -- make -j2
       # deliver what earlier runs could not
