@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import re
 import socket
 import struct
 import time
@@ -28,6 +29,9 @@ DEFAULT_BODY_LIMIT = 1024 * 1024
 SEND_SLICE = 256 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _HEX = b"0123456789abcdefABCDEF"
+# The headers that frame a body, in a lower-cased header block (a name with
+# blanks before its colon is none of them: gunicorn refuses it anyway).
+_FRAMING_HEADERS = re.compile(rb"\r\n(content-length|transfer-encoding|expect):([^\r\n]*)")
 
 WAIT, READY, HEAD_TOO_LARGE = 0, 1, 2
 
@@ -93,19 +97,18 @@ class Framing:
         if end > MAX_HEADER_BYTES:
             return HEAD_TOO_LARGE
         self.head_end = end + 4
+        head = bytes(buf[:end]).lower()
         lengths: list[bytes] = []
         codings: list[bytes] = []
-        request_line, *lines = bytes(buf[:end]).split(b"\r\n")
-        for line in lines:
-            name, _, value = line.partition(b":")
-            name = name.lower()
+        for name, value in _FRAMING_HEADERS.findall(head):
             if name == b"content-length":
                 lengths.append(value.strip())
             elif name == b"transfer-encoding":
-                codings += [c.strip().lower() for c in value.split(b",")]
-            elif name == b"expect":
-                self.expect_continue = value.strip().lower() == b"100-continue"
-        self.expect_continue = self.expect_continue and request_line.endswith(b"HTTP/1.1")
+                codings += [c.strip() for c in value.split(b",")]
+            else:
+                self.expect_continue = value.strip() == b"100-continue"
+        if self.expect_continue:
+            self.expect_continue = head[: head.find(b"\r\n")].endswith(b"http/1.1")
         if codings:
             if lengths or codings[-1] != b"chunked":
                 return READY  # gunicorn rejects both, or a coding it cannot frame
@@ -194,7 +197,7 @@ class RequestSocket:
             left = self.deadline - now
             if left <= 0:
                 raise TimeoutError(errno.ETIMEDOUT, "answer not taken within --request-timeout")
-            if left < self.silence:
+            if left + 1.0 < self.silence:  # a send may not wait past the deadline (1 s slack)
                 set_send_timeout(self.raw, left)
                 self.silence = left
             view = view[self.raw.send(view[:SEND_SLICE]) :]

@@ -86,6 +86,7 @@ class FrontConn(TConn):
         self.lingering = 0.0  # when a closing connection is dropped at the latest
         self.drained = 0
         self.generation = 0  # bumped whenever a deadline entry of the connection goes stale
+        self.timed = False  # a deadline entry is due for what the connection waits for now
         self.registered = False
         self.on_readable: Any = None
 
@@ -134,7 +135,7 @@ class BufferingFront:
         conn = FrontConn(self.cfg, sock, client, server)
         set_send_timeout(sock, self.io_timeout)
         conn.on_readable = partial(self._readable, conn)
-        self._wait(conn, b"")
+        self._wait(conn, b"", fresh=True)
 
     def _out_of_descriptors(self) -> None:
         """No file descriptor left for another connection: accept none until one
@@ -149,8 +150,9 @@ class BufferingFront:
 
     # --- gathering a request --------------------------------------------------------
 
-    def _wait(self, conn: FrontConn, data: bytes) -> None:
-        """The connection waits here for its next request, of which ``data`` came already."""
+    def _wait(self, conn: FrontConn, data: bytes, fresh: bool = False) -> None:
+        """The connection (``fresh``: just accepted) waits here for its next request,
+        of which ``data`` came already."""
         now = time.monotonic()
         conn.sock, conn.parser = conn.raw, None
         conn.buf = bytearray(data)
@@ -158,8 +160,8 @@ class BufferingFront:
         conn.continue_sent = False
         conn.waiting_since = now
         conn.first_byte = conn.last_byte = now if data else 0.0
+        conn.timed = False
         self.front_conns.add(conn)
-        self._schedule(conn)
         try:
             conn.raw.setblocking(False)
         except OSError:
@@ -167,7 +169,11 @@ class BufferingFront:
             return
         if data and self._check(conn):
             return
-        self._read(conn)  # often the request is there already: no wait in the poller
+        if fresh:
+            self._read(conn)  # often the request is there already: no wait in the poller
+        else:  # a kept-alive client reads the answer before it sends again
+            self._schedule(conn)
+            self._register(conn)
 
     def _readable(self, conn: FrontConn, _fileobj: Any) -> None:
         if conn.lingering:
@@ -196,13 +202,15 @@ class BufferingFront:
             conn.last_byte = time.monotonic()
             if not conn.first_byte:  # the request's deadlines start (and may be sooner)
                 conn.first_byte = conn.last_byte
-                self._schedule(conn)
+                conn.timed = False
             if self._check(conn):
                 return
         if ended:  # the client left before its request was whole
             self._close(conn)
-        else:
-            self._register(conn)
+            return
+        if not conn.timed:  # only a connection left waiting needs a deadline entry
+            self._schedule(conn)
+        self._register(conn)
 
     def _check(self, conn: FrontConn) -> bool:
         """Hand the request over if it is whole; False while it is not."""
@@ -261,6 +269,7 @@ class BufferingFront:
 
     def _schedule(self, conn: FrontConn) -> None:
         conn.generation += 1
+        conn.timed = True
         entry = (self._deadline(conn), next(self.front_seq), conn.generation, conn)
         heapq.heappush(self.front_heap, entry)
 
@@ -345,6 +354,7 @@ class BufferingFront:
     def _leave(self, conn: FrontConn) -> None:
         """The front lets go of the connection (to a thread, or closed)."""
         conn.generation += 1
+        conn.timed = False
         self.front_conns.discard(conn)
         if conn.registered:
             conn.registered = False
