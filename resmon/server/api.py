@@ -3,9 +3,10 @@
 Byte-compatible with the Go receiver where the contract names bytes (status codes,
 ``{"id": N, "status": "created"}``, ``{"error": "invalid JSON payload"}``,
 ``{"token": ...}``, ``{"status": "ok"}``); resmon adds idempotency (200
-``"duplicate"``, 422 on a reused key), ``?limit``/``?since``/``?until`` on the runs
-of a scope (every run without them, streamed as the Go receiver's list, in bounded
-memory), and JSON errors for everything else.
+``"duplicate"``, 422 on a reused key, 409 for a run already stored with another
+summary), ``?limit``/``?since``/``?until`` on the runs of a scope (every run
+without them, streamed as the Go receiver's list, in bounded memory), and JSON
+errors for everything else.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +33,8 @@ from resmon.store import write
 from resmon.store.models import Run
 from resmon.store.scope import scope_where, stream_runs
 from resmon.tokens import (
+    MAX_LIFETIME,
+    MIN_LIFETIME,
     bearer_from_header,
     check_bearer,
     check_push_token,
@@ -153,7 +157,9 @@ def _store_push(st: ServerState) -> write.StoreResult:
         payload = validate_push(obj)
     except PayloadError as exc:
         raise ApiError(400, str(exc), outcome="rejected_input") from None
-    if not check_push_token(token, st.config.hmac_keys, *payload.scope):
+    if not check_push_token(
+        token, st.config.hmac_keys, *payload.scope, require_expiry=st.config.require_expiry
+    ):
         raise ApiError(
             401,
             "invalid push token for this scope",
@@ -167,6 +173,14 @@ def _store_push(st: ServerState) -> write.StoreResult:
         raise ApiError(
             422,
             "Idempotency-Key was already used with a different payload",
+            outcome="rejected_input",
+        ) from None
+    except write.RunConflict:
+        # Another key (or none) for a run already stored: refused, not a silent 200.
+        raise ApiError(
+            409,
+            "this run (scope, run_id, run_attempt, start_time) is already stored "
+            "with a different run_summary",
             outcome="rejected_input",
         ) from None
     except (OperationalError, InterfaceError):
@@ -216,12 +230,34 @@ def mint_token() -> Response:
         if len(value) > MAX_SCOPE_LEN or _CONTROL.search(value):
             raise ApiError(400, f"invalid field: {name}")
         scope.append(value)
-    keys = _state().config.hmac_keys
-    if not keys:
+    config = _state().config
+    if not config.hmac_keys:
         raise ApiError(400, "no HMAC key configured")
+    expires = _expiry(obj.get("expires_in"), config.require_expiry)
     # Signs the repository exactly as given, like the Go receiver; pushes verify
-    # both spellings, so either form works.
-    return json_response({"token": push_token(keys[0], *scope)})
+    # both spellings, so either form works.  Without expires_in: v1, the Go answer.
+    token = push_token(config.hmac_keys[0], *scope, expires=expires)
+    return json_response(
+        {"token": token} if expires is None else {"token": token, "expires_at": expires}
+    )
+
+
+def _expiry(expires_in: Any, required: bool) -> int | None:
+    """The Unix time a minted token expires at, from the optional ``expires_in``
+    (seconds); a server with --require-expiry mints no token that never expires."""
+    if expires_in is None:
+        if required:
+            raise ApiError(400, "this server accepts only expiring tokens: give expires_in")
+        return None
+    if (
+        not isinstance(expires_in, int)
+        or isinstance(expires_in, bool)
+        or not MIN_LIFETIME <= expires_in <= MAX_LIFETIME
+    ):
+        raise ApiError(
+            400, f"invalid field: expires_in (whole seconds, {MIN_LIFETIME} to {MAX_LIFETIME})"
+        )
+    return int(time.time()) + expires_in
 
 
 def loads_or_400(body: bytes) -> Any:

@@ -14,6 +14,7 @@ import pytest
 from server_proc import sample_payload
 
 from resmon.server import ServerConfig, create_app, state
+from resmon.store import db as dbmod
 from resmon.store.models import ContainerStat, Run
 from resmon.tokens import push_token
 
@@ -524,7 +525,7 @@ def test_readyz_is_503_when_the_schema_is_not_migrated(tmp_path):
     assert r.status_code == 503
     assert r.get_json() == {
         "status": "unavailable",
-        "reason": "database schema at version 1, expected 3",
+        "reason": f"database schema at version 1, expected {dbmod.LATEST_VERSION}",
     }
     assert (
         app.test_client().get("/healthz").status_code == 200
@@ -599,3 +600,46 @@ def test_container_rows_go_with_their_run(client):
     assert ContainerStat.select().where(ContainerStat.run == run_id).count() == 1
     Run.delete_by_id(run_id)
     assert ContainerStat.select().count() == 0  # ON DELETE CASCADE (foreign keys on)
+
+
+# --- idempotency per scope, a run stored with another body, wide numbers -----
+
+
+def test_a_key_is_per_scope_not_global(client):
+    """One scope's Idempotency-Key neither refuses nor reveals another scope's run."""
+    theirs = sample_payload("12345", organization="attacker", repository="attacker/x")
+    ours = sample_payload("12345")
+    first = push(client, theirs, headers={"Idempotency-Key": "run-12345"})
+    assert first.status_code == 201, first.get_json()
+    second = push(client, ours, headers={"Idempotency-Key": "run-12345"})
+    assert second.status_code == 201, second.get_json()
+    assert second.get_json()["id"] != first.get_json()["id"]
+    again = push(client, ours, headers={"Idempotency-Key": "run-12345"})
+    assert (again.status_code, again.get_json()) == (
+        200,
+        {**second.get_json(), "status": "duplicate"},
+    )
+
+
+def test_another_key_for_a_stored_run_with_another_body_is_409(client):
+    stored = sample_payload("77")
+    assert push(client, stored, headers={"Idempotency-Key": "K1"}).status_code == 201
+    changed = copy.deepcopy(stored)
+    changed["run_summary"]["sample_count"] = 601
+    conflict = push(client, changed, headers={"Idempotency-Key": "K2"})
+    assert conflict.status_code == 409, conflict.get_json()
+    assert "already stored with a different run_summary" in conflict.get_json()["error"]
+    same = push(client, stored, headers={"Idempotency-Key": "K2"})
+    assert (same.status_code, same.get_json()["status"]) == (200, "duplicate")
+    assert Run.select().where(Run.run_id == "77").count() == 1
+
+
+def test_numbers_the_validator_allows_fit_the_columns(client):
+    """3e9 overflowed PostgreSQL int4 columns (a 500 the collector retried forever)."""
+    payload = sample_payload("wide", sample_count=3_000_000_000)
+    payload["run_summary"]["containers"][0]["oom_kills"] = 2**62 - 1
+    response = push(client, payload)
+    assert response.status_code == 201, response.get_json()
+    row = Run.get_by_id(response.get_json()["id"])
+    assert row.sample_count == 3_000_000_000
+    assert ContainerStat.get(ContainerStat.run == row).oom_kills == 2**62 - 1

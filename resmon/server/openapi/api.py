@@ -56,7 +56,10 @@ def _push() -> dict[str, Any]:
                 "in": "header",
                 "required": False,
                 "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
-                "description": "Client-chosen key; the payload field idempotency_key is the same.",
+                "description": (
+                    "Client-chosen key, unique per scope (organization, repository, workflow, "
+                    "job); the payload field idempotency_key is the same."
+                ),
             }
         ],
         "requestBody": {
@@ -77,6 +80,10 @@ def _push() -> dict[str, Any]:
                 "413": error_response("Body larger than the server's --max-body."),
                 "408": error_response("Body not received within the server's --io-timeout."),
                 "422": error_response("Idempotency-Key already used with a different payload."),
+                "409": error_response(
+                    "The run (scope, run_id, run_attempt, start_time) is already stored "
+                    "with a different run_summary."
+                ),
                 "503": error_response("Database unavailable; retry after Retry-After seconds."),
             }
         ),
@@ -87,11 +94,35 @@ def _mint_token() -> dict[str, Any]:
     return {
         "operationId": "mintToken",
         "summary": "Mint the push token of a scope",
-        "description": "Signs the repository exactly as given, with the first --hmac-key.",
+        "description": (
+            "Signs the repository exactly as given, with the first HMAC key: a v1 token "
+            "(the Go receiver's, never expires), or with `expires_in` a v2 token "
+            "`v2.<expiry>.<hex MAC>` refused from `expires_at` on.  A server started with "
+            "--require-expiry needs `expires_in`."
+        ),
         "security": [{"readToken": []}],
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Scope"}}},
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "allOf": [
+                            {"$ref": "#/components/schemas/Scope"},
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "expires_in": {
+                                        "type": "integer",
+                                        "minimum": 60,
+                                        "maximum": 3660 * 86400,
+                                        "description": "Lifetime of the token in seconds.",
+                                    }
+                                },
+                            },
+                        ]
+                    }
+                }
+            },
         },
         "responses": with_common(
             {
@@ -100,11 +131,21 @@ def _mint_token() -> dict[str, Any]:
                     {
                         "type": "object",
                         "required": ["token"],
-                        "properties": {"token": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                        "properties": {
+                            "token": {
+                                "type": "string",
+                                "pattern": "^([0-9a-f]{64}|v2\\.[1-9][0-9]{0,11}\\.[0-9a-f]{64})$",
+                            },
+                            "expires_at": {
+                                "type": "integer",
+                                "description": "Unix seconds; only with expires_in.",
+                            },
+                        },
                     },
                 ),
                 "400": error_response(
-                    "A field is missing or invalid, or no HMAC key is configured."
+                    "A field is missing or invalid, no HMAC key is configured, or this "
+                    "server needs expires_in."
                 ),
                 "401": UNAUTHORIZED,
                 "413": error_response("Body too large."),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resmon.server.openapi.common import with_common
+from resmon.server.openapi.common import UNAUTHORIZED, with_common
 
 
 def paths() -> dict[str, Any]:
@@ -15,11 +15,13 @@ def paths() -> dict[str, Any]:
                 "summary": "Prometheus metrics",
                 "description": (
                     "Prometheus text exposition (OpenMetrics when the Accept header asks for "
-                    "it). No authentication, as Prometheus expects: no label names an "
-                    "organization, repository, job, run or token. With `resmon serve "
-                    "--metrics-addr` the metrics are served on that listener only and this path "
-                    "answers 404."
+                    "it), to the read token (Prometheus: `authorization` in the scrape config). "
+                    "No label names an organization, repository, job, run or token. With "
+                    "`resmon serve --no-metrics-on-addr`, or `--metrics-addr` without "
+                    "`--metrics-on-addr`, this path answers 404 (the separate listener has no "
+                    "authentication and answers /metrics only)."
                 ),
+                "security": [{"readToken": []}],
                 "responses": with_common(
                     {
                         "200": {
@@ -28,7 +30,8 @@ def paths() -> dict[str, Any]:
                                 "text/plain": {"schema": {"type": "string"}},
                                 "application/openmetrics-text": {"schema": {"type": "string"}},
                             },
-                        }
+                        },
+                        "401": UNAUTHORIZED,
                     }
                 ),
             }
