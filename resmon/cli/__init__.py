@@ -24,7 +24,7 @@ def cli():
 
     \b
     Examples:
-      export RECEIVER_READ_TOKEN=read-secret RECEIVER_HMAC_KEY=hmac-secret
+      export RECEIVER_READ_TOKEN="$(openssl rand -hex 32)" RECEIVER_HMAC_KEY="$(openssl rand -hex 32)"
       resmon serve --db metrics.db &
       export COLLECTOR_PUSH_TOKEN=$(resmon token --org my-org --repo my-org/my-repo \\
           --workflow ci.yml --job build)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import click
 
+from resmon.cli.go_flags import GoFlagCommand
+
 # Seconds a connection to --metrics-addr may stay open; a scrape takes milliseconds.
 METRICS_TIMEOUT = 10.0
 
@@ -105,7 +107,7 @@ def _memory_option(ctx, param, value):
     return size
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=GoFlagCommand, context_settings={"show_default": True})
 @click.option(
     "--addr",
     default=":8080",
@@ -177,7 +179,9 @@ def _memory_option(ctx, param, value):
     "--query-cap",
     default=1000,
     type=click.IntRange(1, 10000),
-    help="Rows a query returns when it gives no ?limit=.",
+    hidden=True,
+    help="Ignored, accepted so existing command lines still start: the runs of a scope "
+    "are returned whole, streamed, as the Go receiver did (use ?limit= for fewer).",
 )
 @click.option(
     "--workers",
@@ -209,8 +213,8 @@ def _memory_option(ctx, param, value):
 @click.option(
     "--log-level",
     default="info",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    help="Server log level (JSON lines on stderr).",
+    type=click.Choice(["debug", "info", "warn", "warning", "error"], case_sensitive=False),
+    help="Server log level (JSON lines on stderr); warn is warning, as for collect.",
 )
 @click.option(
     "--metrics-on-addr/--no-metrics-on-addr",
@@ -298,13 +302,14 @@ def _run(options, read_token, hmac_keys):
     metrics_on_addr = options["metrics_on_addr"]
     if metrics_on_addr is None:
         metrics_on_addr = metrics_listen is None
-    configure_logging(options["log_level"])
+    log_level = options["log_level"].lower()
+    log_level = "warning" if log_level == "warn" else log_level
+    configure_logging(log_level)
     config = ServerConfig(
         database=options["database"],
         read_token=read_token,
         hmac_keys=hmac_keys,
         max_body=options["max_body"],
-        query_cap=options["query_cap"],
         metrics_path=metrics_on_addr,
         metrics_refresh=options["metrics_refresh"],
         require_expiry=options["require_expiry"],
@@ -316,7 +321,7 @@ def _run(options, read_token, hmac_keys):
         threads=options["threads"],
         graceful_timeout=options["graceful_timeout"],
         io_timeout=options["io_timeout"],
-        log_level=options["log_level"],
+        log_level=log_level,
     )
     try:
         serve_forever(
@@ -327,3 +332,9 @@ def _run(options, read_token, hmac_keys):
         )
     except ServeError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+# Every setting a deployment may set from the environment says so in --help.
+for _param in serve.params:
+    if isinstance(_param, click.Option) and _param.envvar and "[env:" not in (_param.help or ""):
+        _param.show_envvar = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from resmon.cli.go_flags import GoFlagCommand
 from resmon.cli.serve import resolve_hmac_keys, resolve_read_token, warn_secrets_on_command_line
 
 
@@ -23,7 +24,7 @@ def _lifetime_option(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
-@click.command()
+@click.command(cls=GoFlagCommand)
 @click.option(
     "--org",
     "organization",

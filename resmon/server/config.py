@@ -17,7 +17,6 @@ from resmon.store import db as dbmod
 
 MIB = 1024 * 1024
 DEFAULT_MAX_BODY = MIB
-DEFAULT_QUERY_CAP = 1000
 DEFAULT_METRICS_REFRESH = 15.0
 PUSH_OUTCOMES = ("created", "duplicate", "rejected_auth", "rejected_input", "too_large")
 
@@ -29,8 +28,6 @@ class ServerConfig:
     # The first key mints; all of them verify (key rotation).
     hmac_keys: tuple[str, ...] = ()
     max_body: int = DEFAULT_MAX_BODY
-    # Rows a query returns when it gives no limit (the Go receiver returned all).
-    query_cap: int = DEFAULT_QUERY_CAP
     # create_app migrates the schema; ``resmon serve`` does it once before forking.
     migrate: bool = True
     # GET /metrics on the app's own listener, to the read token (--no-metrics-on-addr: off).
@@ -44,7 +41,7 @@ class ServerConfig:
         return (
             f"ServerConfig(database={dbmod.describe_target(self.database)!r}, "
             f"read_token=***, hmac_keys=[{len(self.hmac_keys)} keys], max_body={self.max_body}, "
-            f"query_cap={self.query_cap}, require_expiry={self.require_expiry})"
+            f"require_expiry={self.require_expiry})"
         )
 
 
