@@ -27,6 +27,9 @@ STAT_FIELDS = ("cpu_total_percent", "mem_used_bytes", "mem_used_percent")
 CONTAINER_STAT_FIELDS = ("cpu_cores", "memory_bytes")
 PROCESS_LISTS = ("top_cpu_processes", "top_mem_processes")
 
+# Bytes of UTF-8 in one scope field: PostgreSQL refuses a B-tree entry over 2,704
+# bytes, and the scope index holds all four fields (255 four-byte characters each
+# made 4,112 bytes: a 5xx the collector would retry forever).
 MAX_SCOPE_LEN = 255
 # Large enough for any byte count or CPU-second total a real run produces,
 # small enough to fit a signed 64-bit column and a float exactly enough.
@@ -95,6 +98,11 @@ def format_time(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def scope_too_long(value: str) -> bool:
+    """Whether a scope field is over :data:`MAX_SCOPE_LEN` bytes of UTF-8."""
+    return len(value) > MAX_SCOPE_LEN or len(value.encode("utf-8", "surrogatepass")) > MAX_SCOPE_LEN
+
+
 def _scope_string(value: Any, where: str, *, required: bool) -> str:
     if value is None:
         value = ""
@@ -103,11 +111,11 @@ def _scope_string(value: Any, where: str, *, required: bool) -> str:
     try:
         value = str(value)
     except ValueError:  # an int of more digits than Python converts to text
-        raise PayloadError(f"{where} is longer than {MAX_SCOPE_LEN} characters") from None
+        raise PayloadError(f"{where} is longer than {MAX_SCOPE_LEN} bytes") from None
     if required and not value.strip():
         raise PayloadError(f"{where} is required")
-    if len(value) > MAX_SCOPE_LEN:
-        raise PayloadError(f"{where} is longer than {MAX_SCOPE_LEN} characters")
+    if scope_too_long(value):
+        raise PayloadError(f"{where} is longer than {MAX_SCOPE_LEN} bytes (UTF-8)")
     if _CONTROL.search(value):
         raise PayloadError(f"{where} contains control characters")
     return value

@@ -24,7 +24,14 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 from peewee import InterfaceError, OperationalError
 
-from resmon.schema import MAX_SCOPE_LEN, PayloadError, format_time, loads, parse_time, validate_push
+from resmon.schema import (
+    PayloadError,
+    format_time,
+    loads,
+    parse_time,
+    scope_too_long,
+    validate_push,
+)
 from resmon.server.config import ServerState
 from resmon.server.errors import ApiError
 from resmon.server.openapi import build_openapi
@@ -227,7 +234,7 @@ def mint_token() -> Response:
         value = obj.get(name)
         if not isinstance(value, str) or not value:
             raise ApiError(400, f"missing field: {name}")
-        if len(value) > MAX_SCOPE_LEN or _CONTROL.search(value):
+        if scope_too_long(value) or _CONTROL.search(value):
             raise ApiError(400, f"invalid field: {name}")
         scope.append(value)
     config = _state().config

@@ -643,3 +643,28 @@ def test_numbers_the_validator_allows_fit_the_columns(client):
     row = Run.get_by_id(response.get_json()["id"])
     assert row.sample_count == 3_000_000_000
     assert ContainerStat.get(ContainerStat.run == row).oom_kills == 2**62 - 1
+
+
+def test_scope_fields_are_bounded_in_bytes_not_characters(client):
+    """255 four-byte characters per field made a 4,112-byte index entry, which
+    PostgreSQL refuses (a 5xx); 255 bytes of UTF-8 per field is the bound."""
+    wide = "\U0002000b" * 64  # 256 bytes, 64 characters
+    payload = sample_payload("wide", workflow=wide)
+    response = push(client, payload)
+    assert response.status_code == 400, response.get_json()
+    assert "longer than 255 bytes" in response.get_json()["error"]
+    minted = client.post(
+        "/api/v1/token",
+        json={"organization": "o", "repository": "o/r", "workflow": wide, "job": "j"},
+        headers=auth(READ),
+    )
+    assert minted.status_code == 400
+    at_limit = sample_payload(
+        "edge",
+        organization="o" * 255,
+        repository="r" * 255,
+        workflow="\U0002000b" * 63 + "abc",
+        job="j" * 255,
+    )
+    stored = push(client, at_limit)
+    assert stored.status_code == 201, stored.get_json()
