@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024
-RECV_BYTES = 256 * 1024
+RECV_BYTES = 64 * 1024
 
 _BODY_TIMEOUT = error_response(408, "Request Timeout", "request body not received in time")
 _HEAD_TOO_LARGE = error_response(431, "Request Header Fields Too Large")

@@ -10,6 +10,11 @@ tests/server/test_server_e2e.py or tests/server/test_slow_clients.py):
 - Idle and slow clients cost no thread: each worker's main loop gathers a whole
   request before a thread sees it, under a total deadline (resmon.server.front,
   which says why and how).  Stock gthread gives a connection a thread at once.
+  gunicorn's gevent worker, measured instead (same load, 2 workers, 32 pushing
+  clients): a little less CPU per push, but a push p99 of 750-1,600 ms, since
+  every SQLite call and the writer lock's ``flock`` stop the worker's whole event
+  loop; and its only deadline is on the headers, so slow bodies stayed open for
+  all 60 s of bench/slow_clients.py.
 - Several worker processes use both cores for JSON and HMAC work, while threads
   cover the time a request waits on the database.
 
