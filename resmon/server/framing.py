@@ -27,6 +27,10 @@ MAX_REQUEST_LINE = 4094 + 2  # gunicorn's limit_request_line with its CRLF: long
 MAX_CHUNK_LINE = 8190 + 2  # gunicorn's limit for a chunk-size line
 DEFAULT_BODY_LIMIT = 1024 * 1024
 SEND_SLICE = 256 * 1024
+# An answer has --request-timeout plus one second per 64 KiB it holds: a large
+# streamed read over a slow link finishes, a client that reads a byte now and then
+# frees the thread.
+MIN_ANSWER_RATE = 64 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _HEX = b"0123456789abcdefABCDEF"
 # The headers that frame a body, in a lower-cased header block (a name with
@@ -156,7 +160,8 @@ class RequestSocket:
 
     Reads come from the bytes the front gathered and end there, so a thread never
     waits for a client; writes go to the client's socket, each send bounded by
-    ``SO_SNDTIMEO`` and the whole answer by ``total`` seconds from its first byte.
+    ``SO_SNDTIMEO`` and the whole answer by ``total`` seconds from its first byte
+    plus one second per ``MIN_ANSWER_RATE`` bytes sent.
     Everything else is the real socket's.
     """
 
@@ -200,7 +205,9 @@ class RequestSocket:
             if left + 1.0 < self.silence:  # a send may not wait past the deadline (1 s slack)
                 set_send_timeout(self.raw, left)
                 self.silence = left
-            view = view[self.raw.send(view[:SEND_SLICE]) :]
+            sent = self.raw.send(view[:SEND_SLICE])
+            view = view[sent:]
+            self.deadline += sent / MIN_ANSWER_RATE
             now = time.monotonic()
 
     def shutdown(self, how: int) -> None:

@@ -23,7 +23,8 @@ Deadlines, each kept by the main loop, so none of them costs a thread:
   incomplete the client gets a 408 JSON error;
 - the answer: each send waits at most ``io_timeout`` for the client to read
   (``SO_SNDTIMEO``) and the whole answer must be taken within ``request_timeout``
-  of its first byte;
+  of its first byte, plus one second per 64 KiB it holds (a large streamed read
+  over a slow link still finishes);
 - closing: the front half-closes and drains what the client still sends for at
   most 2 s without blocking (gunicorn itself lingers on the main loop).
 
