@@ -2,7 +2,7 @@
 
 A push (:func:`resmon.store.write.store_push`) and the backfills of older databases
 (:mod:`resmon.store.migrations`: version 2's columns and container rows, version 4's
-scoped idempotency keys) must derive them the same way, or a run stored by one would
+scoped idempotency keys and wrapped step) must derive them the same way, or a run stored by one would
 not be found as a duplicate of the same run stored by the other.  Pure: no database
 here, so the migrations depend on this module and not on the write path.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,11 @@ from resmon.tokens import canonical_repository
 
 # What a BIGINT column holds (PostgreSQL's int8, SQLite's INTEGER).
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+# What a name column holds (CharField(255)).
+_NAME_MAX = 255
+# Characters a name column does not keep: PostgreSQL text cannot hold NUL, and a
+# control character would break the table row it is shown in.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -88,6 +94,47 @@ def scoped_idempotency_key(
     return sha256_hex("\0".join(("key-v1", organization, repository, workflow, job, key)))
 
 
+def _name(value: Any) -> str | None:
+    """A name from a summary for a CharField(255): text only, without control
+    characters, cut to 255 characters; None for anything else or nothing left."""
+    if not isinstance(value, str):
+        return None
+    return _CONTROL.sub("", value)[:_NAME_MAX] or None
+
+
+def command_columns(run_summary: Any) -> dict[str, str | None]:
+    """Which wrapped step a run was, from its summary's ``command`` object:
+    ``command_container`` (``resmon collect --name``, ``command`` by default) and
+    ``command_name`` (the command's base name).  Both None for a sidecar run and for
+    a peer's summary without ``command`` (the Go collector sends none).
+
+    The summary's ``command`` is not checked on a push (a peer may send anything
+    there), so nothing in it can fail a write: what is not a string is left out."""
+    command = run_summary.get("command") if isinstance(run_summary, dict) else None
+    if not isinstance(command, dict):
+        return {"command_container": None, "command_name": None}
+    return {
+        "command_container": _name(command.get("container")),
+        "command_name": _name(command.get("name")),
+    }
+
+
+def command_columns_of_text(payload_text: Any) -> dict[str, str | None]:
+    """:func:`command_columns` of a stored payload (JSON text), for a backfill.
+
+    A payload whose text has no ``"command"`` key is not parsed: a stored summary
+    may be megabytes, and the key is written as is by every writer of stored
+    payloads (orjson here, Go's encoding/json in the receiver's databases).  One
+    that is no JSON object gives None for both."""
+    if not isinstance(payload_text, str) or '"command"' not in payload_text:
+        return command_columns(None)
+    try:
+        summary = orjson.loads(payload_text)
+    except orjson.JSONDecodeError:
+        summary = None
+    return command_columns(summary)
+
+
 def _stat(summary: dict[str, Any], name: str, key: str) -> Any:
     stat = summary.get(name)
     return stat.get(key) if isinstance(stat, dict) else None
@@ -123,6 +170,7 @@ def derive(execution: dict[str, Any], run_summary: dict[str, Any], body_sha256: 
         "cpu_percent_p95": _num(_stat(run_summary, "cpu_total_percent", "p95")),
         "mem_bytes_peak": _int(_stat(run_summary, "mem_used_bytes", "peak")),
         "mem_bytes_p95": _int(_stat(run_summary, "mem_used_bytes", "p95")),
+        **command_columns(run_summary),
     }
     containers = []
     for c in run_summary.get("containers") or ():

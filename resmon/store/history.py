@@ -83,6 +83,8 @@ RUN_COLUMNS = (
     Run.cpu_percent_peak,
     Run.mem_bytes_p95,
     Run.mem_bytes_peak,
+    Run.command_container,
+    Run.command_name,
 )
 CONTAINER_COLUMNS = tuple(
     getattr(ContainerStat, name)
@@ -291,6 +293,7 @@ def trend(
     """p95 and peak of CPU and memory per run (or per UTC day) of one job, oldest first:
     the last ``limit`` points.  Without ``container`` the figures are the runs' system
     CPU percent and memory used; with it, that container's cores and bytes (and limits).
+    A point per run names its wrapped step (``command_container``, ``command_name``).
 
     Per day, p95 and peak are the highest among that day's runs (what to size for),
     ``duration_seconds`` is the mean and ``runs`` the count.
@@ -351,6 +354,8 @@ def _trend_query(by: str, metrics: dict[str, Any], container: str | None, where:
             Run.run_id,
             Run.received_at,
             Run.duration_seconds,
+            Run.command_container,
+            Run.command_name,
             *(col.alias(name) for name, col in metrics.items()),
         )
     else:

@@ -14,17 +14,19 @@ Schema versions (``schema_version`` table, one row):
    Upgrading backfills all of them from the stored payloads.
 3. without the (scope, run_id) index of version 2, which no query used.
 4. idempotency keys unique per scope (``scoped_idempotency_key``, backfilled;
-   ``idempotency_key`` keeps the key as sent, no longer unique), and columns that
-   hold what a push may carry: ``sample_count`` and ``oom_kills`` BIGINT (a push
-   of 3e9 was a 500 on PostgreSQL), fractions DOUBLE PRECISION instead of 4-byte
-   REAL, the canonical ``repository`` up to 511 characters.  PostgreSQL only for
-   the types: SQLite stores 8-byte numbers and any length whatever the declared type.
+   ``idempotency_key`` keeps the key as sent, no longer unique), which wrapped step
+   a run was (``command_container``, ``command_name``, backfilled from the stored
+   summaries' ``command``), and columns that hold what a push may carry:
+   ``sample_count`` and ``oom_kills`` BIGINT (a push of 3e9 was a 500 on
+   PostgreSQL), fractions DOUBLE PRECISION instead of 4-byte REAL, the canonical
+   ``repository`` up to 511 characters.  PostgreSQL only for the types: SQLite
+   stores 8-byte numbers and any length whatever the declared type.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +46,12 @@ from playhouse.migrate import migrate as run_ops
 from resmon.schema import parse_time
 from resmon.stats import STAT_KEYS
 from resmon.store import models
-from resmon.store.derive import derive_legacy, scoped_idempotency_key, sha256_hex
+from resmon.store.derive import (
+    command_columns_of_text,
+    derive_legacy,
+    scoped_idempotency_key,
+    sha256_hex,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +89,8 @@ def _to_v2(db: Database, migrator: SchemaMigrator) -> None:
         if derived.run_key in seen:
             derived.columns["run_key"] = sha256_hex(f"legacy\0{run_pk}")
         seen.add(derived.run_key)
-        columns = dict(derived.columns)
+        # Only the columns version 2 has: later steps add and backfill their own.
+        columns = {k: v for k, v in derived.columns.items() if k not in _V4_RUN_COLUMNS}
         columns["repository"] = derived.repository
         columns["received_at"] = _normalise_time(received_at)
         # The query API splices payload text into its JSON answer: text that is
@@ -138,20 +146,28 @@ def _to_v3(db: Database, migrator: SchemaMigrator) -> None:
         db.execute_sql(f"DROP INDEX IF EXISTS {prefix}_organization_repository_workflow_job_run_id")
 
 
-# Rows read per round while backfilling version 4 (keyset pagination by id).
-_BACKFILL_BATCH = 5000
+# Columns version 4 adds to ``runs``, all nullable: on PostgreSQL adding them
+# changes the catalogue only, and on SQLite it is an ALTER TABLE ADD COLUMN.
+_V4_RUN_COLUMNS: dict[str, Any] = {
+    "scoped_idempotency_key": CharField(max_length=64, null=True),
+    "command_container": CharField(max_length=255, null=True),
+    "command_name": CharField(max_length=255, null=True),
+}
 
 
 def _to_v4(db: Database, migrator: SchemaMigrator) -> None:
-    """Idempotency keys unique per scope, and the columns widened to what a push may
-    carry.  Each part is skipped where already done, so a repeated step is harmless."""
-    if "scoped_idempotency_key" not in {c.name for c in db.get_columns("runs")}:
-        run_ops(
-            migrator.add_column(
-                "runs", "scoped_idempotency_key", CharField(max_length=64, null=True)
-            )
-        )
-    _backfill_scoped_keys(db)
+    """Idempotency keys unique per scope, each run's wrapped step, and the columns
+    widened to what a push may carry.  Each part is skipped where already done, so a
+    repeated step is harmless.
+
+    On PostgreSQL the table is rewritten once, by the widening at the end: the new
+    columns are nullable (no rewrite), and the backfill updates each run at most
+    once, before the rewrite, which then writes only the runs' last versions."""
+    present = {c.name for c in db.get_columns("runs")}
+    missing = [name for name in _V4_RUN_COLUMNS if name not in present]
+    if missing:
+        run_ops(*(migrator.add_column("runs", n, _V4_RUN_COLUMNS[n]) for n in missing))
+    _backfill_v4(db)
     # The global unique index goes: named after the model on a database created at
     # version 2 or 3, after the table on one upgraded from version 1.  The new index
     # gets the name a fresh database gives it.
@@ -207,9 +223,69 @@ def _widen_postgres_columns(db: Database) -> None:
         db.execute_sql(f'ALTER TABLE "{model._meta.table_name}" ' + ", ".join(clauses))
 
 
-def _backfill_scoped_keys(db: Database) -> None:
-    """``scoped_idempotency_key`` of every keyed row, from its stored scope columns (the
-    repository is stored canonical), as a push computes it.
+# A backfill batch: at most this many runs, and once the stored summaries read
+# reach BACKFILL_BATCH_BYTES, no more (a batch holds at least one run).
+BACKFILL_BATCH_ROWS = 5000
+BACKFILL_BATCH_BYTES = 4 * 1024 * 1024
+
+
+def _v4_batches(db: Database) -> Iterator[list[tuple[Any, ...]]]:
+    """Every run as ``(id, organization, repository, workflow, job, key, payload)``
+    in batches by id: ``key`` only where its scoped key is still missing, ``payload``
+    only where its text mentions ``"command"`` (most stored summaries, a sidecar's
+    or a peer's, do not, and may each be megabytes: they stay in the database).
+
+    A scan reads up to :data:`BACKFILL_BATCH_ROWS` runs' ids and the length of the
+    summaries to read, once; then those summaries are read by id, up to
+    :data:`BACKFILL_BATCH_BYTES` a batch: memory stays bounded however large the
+    table and its rows."""
+    p = db.param
+    # PostgreSQL: strpos finds the key faster than LIKE, and octet_length reads a
+    # stored value's size from its header where length() would count characters.
+    # SQLite: LIKE is the faster of the two there (measured), length() cheap.
+    if isinstance(db, PostgresqlDatabase):
+        mentions, pattern = f"strpos(payload, {p}) > 0 THEN octet_length(payload)", '"command"'
+    else:
+        mentions, pattern = f"payload LIKE {p} THEN length(payload)", '%"command"%'
+    scan = (
+        "SELECT id, organization, repository, workflow, job, "
+        "CASE WHEN scoped_idempotency_key IS NULL THEN idempotency_key END, "
+        f"CASE WHEN {mentions} END "
+        f"FROM runs WHERE id > {p} ORDER BY id LIMIT {BACKFILL_BATCH_ROWS}"
+    )
+    last = 0
+    while rows := db.execute_sql(scan, (pattern, last)).fetchall():
+        last = rows[-1][0]
+        batch: list[tuple[Any, ...]] = []
+        size = 0
+        for row in rows:
+            batch.append(row)
+            size += row[6] or 0
+            if size >= BACKFILL_BATCH_BYTES:
+                yield _with_payloads(db, batch)
+                batch, size = [], 0
+        if batch:
+            yield _with_payloads(db, batch)
+
+
+def _with_payloads(db: Database, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Scanned rows with their last field, a summary's length or None, replaced by
+    the summary itself where it has a length."""
+    wanted = [row[0] for row in rows if row[6] is not None]
+    payloads: dict[int, str] = {}
+    for at in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+        part = wanted[at : at + 500]
+        marks = ", ".join([db.param] * len(part))
+        query = f"SELECT id, payload FROM runs WHERE id IN ({marks})"
+        payloads.update(db.execute_sql(query, part).fetchall())
+    return [(*row[:6], payloads.get(row[0])) for row in rows]
+
+
+def _backfill_v4(db: Database) -> int:
+    """``scoped_idempotency_key`` of every keyed run, from its stored scope columns
+    (the repository is stored canonical), and ``command_container`` /
+    ``command_name`` from its stored summary, as a push derives them; returns how
+    many runs were updated.  A run with nothing to fill is not written.
 
     On PostgreSQL a batch is one UPDATE joined to a VALUES list: an UPDATE per row is
     a round trip each (measured, 100,000 runs of which 50,000 keyed: 26 s that way).
@@ -217,30 +293,36 @@ def _backfill_scoped_keys(db: Database) -> None:
     (SQLite 3.33).
     """
     p = db.param
-    select = (
-        "SELECT id, organization, repository, workflow, job, idempotency_key FROM runs "
-        f"WHERE idempotency_key IS NOT NULL AND scoped_idempotency_key IS NULL AND id > {p} "
-        f"ORDER BY id LIMIT {_BACKFILL_BATCH}"
-    )
     postgres = isinstance(db, PostgresqlDatabase)
-    last = 0
-    while rows := db.execute_sql(select, (last,)).fetchall():
-        last = rows[-1][0]
+    updated = 0
+    for batch in _v4_batches(db):
+        updates = []
+        for run_pk, org, repo, workflow, job, key, payload in batch:
+            scoped = scoped_idempotency_key(org, repo, workflow, job, key)
+            command = command_columns_of_text(payload)
+            if scoped is not None or any(command.values()):
+                updates.append(
+                    (run_pk, scoped, command["command_container"], command["command_name"])
+                )
+        updated += len(updates)
+        if not updates:
+            continue
         if not postgres:
-            updates = [(scoped_idempotency_key(*row[1:]), row[0]) for row in rows]
             db.cursor().executemany(
-                f"UPDATE runs SET scoped_idempotency_key = {p} WHERE id = {p}", updates
+                "UPDATE runs SET scoped_idempotency_key = "
+                f"COALESCE({p}, scoped_idempotency_key), command_container = {p}, "
+                f"command_name = {p} WHERE id = {p}",
+                [(*row[1:], row[0]) for row in updates],
             )
             continue
-        values: list[Any] = []
-        for row in rows:
-            values += (row[0], scoped_idempotency_key(*row[1:]))
         db.execute_sql(
-            "UPDATE runs SET scoped_idempotency_key = v.k FROM (VALUES "
-            + ", ".join([f"({p}::integer, {p})"] * len(rows))
-            + ") AS v(id, k) WHERE runs.id = v.id",
-            values,
+            "UPDATE runs SET scoped_idempotency_key = COALESCE(v.k, runs.scoped_idempotency_key),"
+            " command_container = v.c, command_name = v.n FROM (VALUES "
+            + ", ".join([f"({p}::integer, {p}, {p}, {p})"] * len(updates))
+            + ") AS v(id, k, c, n) WHERE runs.id = v.id",
+            [value for row in updates for value in row],
         )
+    return updated
 
 
 STEPS: dict[int, Callable[[Database, SchemaMigrator], None]] = {

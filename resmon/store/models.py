@@ -72,6 +72,13 @@ class Run(BaseModel):
     cpu_percent_p95 = DoubleField(null=True)
     mem_bytes_peak = BigIntegerField(null=True)
     mem_bytes_p95 = BigIntegerField(null=True)
+    # Which wrapped step of the job the run was, from the summary's ``command``
+    # (resmon.store.derive.command_columns): ``collect --name`` (``command`` by
+    # default) and the command's base name.  NULL for a sidecar run and for a peer
+    # that sends no ``command``.  Read with the runs of a job, so that two steps of
+    # one job (``--name compile``, ``--name unit-tests``) are told apart.
+    command_container = CharField(max_length=255, null=True)
+    command_name = CharField(max_length=255, null=True)
     payload = TextField()  # the run_summary object as JSON text
 
     class Meta:

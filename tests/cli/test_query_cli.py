@@ -380,3 +380,82 @@ def test_postgres_server_and_database(runner, postgres_url):  # noqa: F811
         assert max(p["cpu_cores_peak"] for p in trend["points"]) == pytest.approx(1.8)
         text = ok(run(runner, via_db, "show", "3"))
         assert "1.80 90%" in line_with(text, "builder")
+
+
+@pytest.mark.slow
+def test_two_wrapped_steps_of_one_job_are_two_rows(tmp_path):
+    """`resmon collect --name compile -- ...` then `--name unit-tests -- ...` in one job
+    run, pushed to a real `resmon serve`: `resmon query runs` shows two rows that differ
+    by their step, in the table (Step column) and in JSON and CSV."""
+    from resmon.tokens import push_token
+
+    with ServerProcess(tmp_path / "steps.db") as srv:
+        env = {
+            **os.environ,
+            "GITHUB_REPOSITORY_OWNER": ORG,
+            "GITHUB_REPOSITORY": REPO,
+            "GITHUB_WORKFLOW": WORKFLOW,
+            "GITHUB_JOB": "steps",
+            "GITHUB_RUN_ID": "4711",
+            "COLLECTOR_PUSH_TOKEN": push_token(srv.hmac_key, ORG, REPO, WORKFLOW, "steps"),
+            "RESMON_SPOOL_DIR": str(tmp_path / "spool"),
+        }
+        for step, command in (
+            ("compile", ["sh", "-c", "sleep 0.3"]),
+            ("unit-tests", ["sleep", "0.3"]),
+        ):
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "resmon",
+                    "collect",
+                    "--interval=0.1s",
+                    f"--name={step}",
+                    f"--push-endpoint={srv.url}/api/v1/metrics",
+                    "--",
+                    *command,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+        query_env = {
+            **env,
+            "RESMON_SERVER": srv.url,
+            "RESMON_READ_TOKEN": srv.read_token,
+            "COLUMNS": "100",
+        }
+        job = [ORG, REPO, WORKFLOW, "steps"]
+        cmd = [sys.executable, "-m", "resmon", "query", "runs", *job]
+        table = subprocess.run(cmd, env=query_env, capture_output=True, text=True, timeout=60)
+        assert table.returncode == 0, table.stderr
+        rows = [line for line in table.stdout.splitlines() if " 4711 " in line]
+        assert len(rows) == 2, table.stdout
+        assert "unit-tests" in rows[0] and "compile" in rows[1], table.stdout
+        assert "Step" in table.stdout
+        body = json.loads(
+            subprocess.run(
+                [*cmd, "-o", "json"], env=query_env, capture_output=True, text=True, timeout=60
+            ).stdout
+        )
+        assert [(r["run_id"], r["command_container"], r["command_name"]) for r in body["runs"]] == [
+            ("4711", "unit-tests", "sleep"),
+            ("4711", "compile", "sh"),
+        ]
+        csv_rows = list(
+            csv.DictReader(
+                io.StringIO(
+                    subprocess.run(
+                        [*cmd, "-o", "csv"],
+                        env=query_env,
+                        capture_output=True,
+                        text=True,
+                        timeout=60,
+                    ).stdout
+                )
+            )
+        )
+        assert [r["command_container"] for r in csv_rows] == ["unit-tests", "compile"]

@@ -118,3 +118,41 @@ def test_documented_in_openapi(client):
         op = doc["paths"][path]["get"]
         assert op["security"] == [{"readToken": []}]
         assert {"200", "401", "404"} <= set(op["responses"])
+
+
+def _step(run_id: str, start, container: str, name: str) -> dict:
+    summary = run_summary(start=start)
+    summary["command"] = {"name": name, "container": container, "exit_code": 0}
+    return push_body(run_id, summary, job="steps")
+
+
+def test_runs_and_trend_points_name_the_wrapped_step(client):
+    """Two wrapped steps of one job run (`collect --name compile -- make`, then
+    `--name unit-tests -- pytest`) are two rows that say which step each was; a run
+    without a command has nulls."""
+    start = now_utc() - timedelta(hours=1)
+    store_push(validate_push(_step("5", start, "compile", "make")))
+    store_push(validate_push(_step("5", start + timedelta(minutes=5), "unit-tests", "pytest")))
+    store_push(validate_push(push_body("6", run_summary(start=start), job="steps")))
+    job = "/api/v1/jobs/acme/acme%2Fwidgets/ci.yml/steps"
+    runs = client.get(f"{job}/runs", headers=READ).json["runs"]
+    assert [(r["run_id"], r["command_container"], r["command_name"]) for r in runs] == [
+        ("6", None, None),
+        ("5", "unit-tests", "pytest"),
+        ("5", "compile", "make"),
+    ]
+    points = client.get(f"{job}/trend", headers=READ).json["points"]
+    assert [(p["command_container"], p["command_name"]) for p in points] == [
+        ("compile", "make"),
+        ("unit-tests", "pytest"),
+        (None, None),
+    ]
+    # Documented where the rows are.
+    doc = client.get("/api/v1/openapi.json").json
+    runs_op = doc["paths"]["/api/v1/jobs/{organization}/{repository}/{workflow}/{job}/runs"]
+    schema = runs_op["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    row = schema["properties"]["runs"]["items"]["properties"]
+    assert row["command_container"]["type"] == ["string", "null"] and "command_name" in row
+    trend_op = doc["paths"]["/api/v1/jobs/{organization}/{repository}/{workflow}/{job}/trend"]
+    schema = trend_op["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert "command_container" in schema["properties"]["points"]["items"]["properties"]

@@ -299,8 +299,9 @@ def insert_v3_run(db, body: dict, key: str | None) -> None:
 
     payload = validate_push(body)
     derived = derive(payload.execution, payload.run_summary, body_digest(payload))
+    v4_only = ("command_container", "command_name")
     row = {
-        **derived.columns,
+        **{k: v for k, v in derived.columns.items() if k not in v4_only},
         "repository": derived.repository,
         "idempotency_key": key,
         "received_at": "2026-01-05 00:00:00",
@@ -493,3 +494,87 @@ def test_columns_hold_every_number_a_push_may_carry(database):
         assert run.duration_seconds == run.cpu_seconds == fraction
         assert stored.cpu_throttled_seconds == stored.memory_bytes_avg == fraction
     assert Run.select().count() == 4
+
+
+# --- version 3 -> 4: each run's wrapped step, from its stored summary ---
+
+
+def _wrapped(run_id: str, container: str | None, name: str | None) -> dict:
+    body = sample_payload(run_id)
+    if container or name:
+        body["run_summary"]["command"] = {"container": container, "name": name, "exit_code": 0}
+    return body
+
+
+def test_version_3_runs_get_their_wrapped_step(v3_database, monkeypatch):
+    """Backfilled from the stored summaries, in batches of a few runs (here each
+    summary alone passes the byte budget): the steps of one job, the default
+    container, a run that only has "command" as a process name, and runs without any;
+    keyed runs get their scoped key in the same pass."""
+    from resmon.store import history, migrations
+    from resmon.store.derive import scoped_idempotency_key
+
+    db = v3_database
+    steps = [
+        (_wrapped("c1", "compile", "make"), "k-c1"),
+        (_wrapped("t1", "unit-tests", "pytest"), None),
+        (_wrapped("d1", "command", "make"), None),
+        (_wrapped("p1", None, None), "k-p1"),
+    ]
+    steps[3][0]["run_summary"]["top_cpu_processes"][0]["name"] = "command"
+    for body, key in steps:
+        insert_v3_run(db, body, key)
+    payloads = list(Run.select(Run.id, Run.payload).order_by(Run.id).tuples())
+    monkeypatch.setattr(migrations, "BACKFILL_BATCH_ROWS", 3)
+    monkeypatch.setattr(migrations, "BACKFILL_BATCH_BYTES", 1)
+
+    assert dbmod.migrate(db) == (3, 4)
+    stored = {
+        r.run_id: (r.command_container, r.command_name, r.scoped_idempotency_key)
+        for r in Run.select()
+    }
+    key = scoped_idempotency_key
+    assert stored == {
+        "A-1": (None, None, key("attacker", "attacker/x", "ci.yml", "build", "run-12345")),
+        "7": (None, None, key("my-org", "my-org/my-repo", "ci.yml", "build", "k-7")),
+        "8": (None, None, None),
+        "c1": ("compile", "make", key("my-org", "my-org/my-repo", "ci.yml", "build", "k-c1")),
+        "t1": ("unit-tests", "pytest", None),
+        "d1": ("command", "make", None),
+        "p1": (None, None, key("my-org", "my-org/my-repo", "ci.yml", "build", "k-p1")),
+    }
+    assert list(Run.select(Run.id, Run.payload).order_by(Run.id).tuples()) == payloads
+    # What the read side answers for the upgraded runs, and a new push alike.
+    from resmon.schema import validate_push
+    from resmon.store import write
+
+    write.store_push(validate_push(_wrapped("n1", "lint", "ruff")))
+    runs = history.job_runs("my-org", "my-org/my-repo", "ci.yml", "build")["runs"]
+    steps_of = {r["run_id"]: (r["command_container"], r["command_name"]) for r in runs}
+    assert steps_of["c1"] == ("compile", "make") and steps_of["t1"] == ("unit-tests", "pytest")
+    assert steps_of["n1"] == ("lint", "ruff") and steps_of["8"] == (None, None)
+
+
+@pytest.mark.postgres
+def test_version_3_to_4_rewrites_each_postgres_table_once(postgres_url):
+    """The whole step, columns added and backfilled, rewrites ``runs`` once (the type
+    change), as PostgreSQL's table_rewrite event reports it."""
+    db = open_v3(postgres_url)
+    insert_v3_run(db, _wrapped("c1", "compile", "make"), None)
+    db.execute_sql("CREATE TABLE rewrites (name text)")
+    db.execute_sql(
+        "CREATE FUNCTION note_rewrite() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "INSERT INTO rewrites VALUES (pg_event_trigger_table_rewrite_oid()::regclass::text); "
+        "END $$"
+    )
+    db.execute_sql(
+        "CREATE EVENT TRIGGER note_rewrites ON table_rewrite EXECUTE FUNCTION note_rewrite()"
+    )
+    try:
+        assert dbmod.migrate(db) == (3, 4)
+        rewritten = sorted(row[0] for row in db.execute_sql("SELECT name FROM rewrites"))
+        assert rewritten == ["run_containers", "runs"]
+        assert Run.get(Run.run_id == "c1").command_container == "compile"
+    finally:
+        db.execute_sql("DROP EVENT TRIGGER note_rewrites")
+        db.close()

@@ -15,6 +15,22 @@ NUMBER = {"type": ["number", "null"]}
 INTEGER = {"type": ["integer", "null"]}
 TIME = {"type": ["string", "null"], "format": "date-time"}
 STRING = {"type": "string"}
+STEP_PROPERTIES = {
+    "command_container": {
+        "type": ["string", "null"],
+        "maxLength": 255,
+        "description": (
+            "Which wrapped step of the job the run was: the container its command ran in, "
+            "`resmon collect --name` (`command` by default). Null for a sidecar run and for "
+            "a peer whose summary has no `command`."
+        ),
+    },
+    "command_name": {
+        "type": ["string", "null"],
+        "maxLength": 255,
+        "description": "The wrapped command's base name (`make`, `pytest`), or null.",
+    },
+}
 
 SCOPE_PROPERTIES = {
     "organization": STRING,
@@ -41,6 +57,7 @@ RUN_ROW = {
         "cpu_percent_peak": NUMBER,
         "mem_bytes_p95": INTEGER,
         "mem_bytes_peak": INTEGER,
+        **STEP_PROPERTIES,
     },
 }
 CONTAINER_ROW = {
@@ -136,8 +153,9 @@ JOB_ROW = {
 TREND_POINT = {
     "type": "object",
     "description": (
-        "by=run: id, run_id, received_at; by=day: day (UTC, YYYY-MM-DD) and runs. Without "
-        "a container: cpu_percent_p95/peak and mem_bytes_p95/peak of the system; with one: "
+        "by=run: id, run_id, received_at and the run's step (command_container, "
+        "command_name); by=day: day (UTC, YYYY-MM-DD) and runs. Without a container: "
+        "cpu_percent_p95/peak and mem_bytes_p95/peak of the system; with one: "
         "cpu_cores_p95/peak, memory_bytes_p95/peak and its limits. Per day, the highest "
         "of the day's runs and the mean duration."
     ),
@@ -145,6 +163,7 @@ TREND_POINT = {
         "id": {"type": "integer"},
         "run_id": STRING,
         "received_at": TIME,
+        **STEP_PROPERTIES,
         "day": STRING,
         "runs": {"type": "integer"},
         "duration_seconds": NUMBER,
