@@ -230,7 +230,9 @@ def query_show(ctx, run_id, server, read_token, database, output):
     type=click.Choice(["run", "day"]),
     default="run",
     show_default=True,
-    help="One point per run, or per UTC day (the day's highest p95 and peak).",
+    help="One point per run, or per UTC day the runs started (the day's highest p95 and "
+    "peak; a run without a start time counts on the day it was received).  With day, "
+    "--since/--until select runs by that time too.",
 )
 @_window_options(default_limit=30, limit_help="The last this many points.")
 @_query_options

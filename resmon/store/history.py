@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -41,6 +41,7 @@ from resmon.store.scope import (
     parse_period,
     parse_when,
     run_row,
+    run_time,
     scope_fields,
     scope_where,
 )
@@ -64,6 +65,9 @@ DEFAULT_TOP_PERIOD = "7d"
 TREND_BY = ("run", "day")
 TOP_METRICS = ("cpu", "memory", "duration")
 SUGGESTIONS = 5
+# How far a runner's clock may be ahead of the server's for its run to be counted in
+# a trend by day: the start it reports is then later than its arrival.
+RUN_CLOCK_AHEAD = timedelta(days=1)
 
 RUN_COLUMNS = (
     Run.id,
@@ -295,18 +299,28 @@ def trend(
     CPU percent and memory used; with it, that container's cores and bytes (and limits).
     A point per run names its wrapped step (``command_container``, ``command_name``).
 
-    Per day, p95 and peak are the highest among that day's runs (what to size for),
-    ``duration_seconds`` is the mean and ``runs`` the count.
+    Per day, p95 and peak are the highest among the runs started that day (what to
+    size for), ``duration_seconds`` is the mean and ``runs`` the count; a run without
+    a start time counts on the day it was received.
     """
     if by not in TREND_BY:
         raise HistoryError(f"invalid grouping {by!r}: use one of {', '.join(TREND_BY)}")
     limit = _bounded(limit, DEFAULT_TREND_POINTS, MAX_TREND_POINTS, "limit")
     start, end = _window(since, until, now)
     where = scope_where(organization, repository, workflow, job)
+    # A day is the day its runs started (scope.run_time), and so is the window:
+    # runs pushed together from a spool are spread over the days they ran on, and
+    # no day outside the window is shown.  Per run, the window is of arrival, as in
+    # the runs list.
+    when = run_time() if by == "day" else Run.received_at
     if start is not None:
-        where &= Run.received_at >= start
+        where &= when >= start
+        if by == "day":
+            # A run is received after it started: this bound adds nothing to the
+            # answer but lets the (scope, received_at) index skip older runs.
+            where &= Run.received_at >= start - RUN_CLOCK_AHEAD
     if end is not None:
-        where &= Run.received_at < end
+        where &= when < end
 
     query = _trend_query(by, _trend_metrics(container), container, where)
     points = list(query.limit(limit).dicts())
@@ -346,8 +360,8 @@ def _trend_metrics(container: str | None) -> dict[str, Any]:
 
 
 def _trend_query(by: str, metrics: dict[str, Any], container: str | None, where: Any) -> Any:
-    """The trend's points, newest first: one per run, or per UTC day with each figure's
-    highest value, the mean duration and the run count."""
+    """The trend's points, newest first: one per run, or per UTC day the runs started
+    with each figure's highest value, the mean duration and the run count."""
     if by == "run":
         query = Run.select(
             Run.id,
@@ -359,7 +373,7 @@ def _trend_query(by: str, metrics: dict[str, Any], container: str | None, where:
             *(col.alias(name) for name, col in metrics.items()),
         )
     else:
-        day = day_of(Run.received_at)
+        day = day_of(run_time())
         query = Run.select(
             day.alias("day"),
             fn.COUNT(Run.id).alias("runs"),

@@ -9,9 +9,10 @@ same job in every question.
 
 Times are stored naive UTC and answered as RFC 3339 (:func:`answer_time`).  The
 one place SQLite and PostgreSQL differ, the calendar day of a time, is
-:func:`day_of`.  The times and periods a question is asked with (``7d``,
-``2026-11-01``) are read by :func:`parse_when` and :func:`parse_period`; beyond
-what a datetime holds they are a :class:`HistoryError` naming the parameter.
+:func:`day_of`; when a run happened is :func:`run_time`.  The times and periods a
+question is asked with (``7d``, ``2026-11-01``) are read by :func:`parse_when` and
+:func:`parse_period`; beyond what a datetime holds they are a :class:`HistoryError`
+naming the parameter.
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ def day_of(column: Any) -> Any:
     if _is_postgres():
         return fn.to_char(column, "YYYY-MM-DD")
     return fn.date(column)
+
+
+def run_time() -> Any:
+    """When a run happened: its start time, or, for a peer's run that sent none, when
+    it was received.  A spooled run is received when its collector next reaches the
+    server, possibly days later and together with others, so days and windows of a
+    trend by day are of this time, not of ``received_at``."""
+    return fn.COALESCE(Run.start_time, Run.received_at)
 
 
 def scope_where(organization: str, repository: str, workflow: str, job: str) -> Any:

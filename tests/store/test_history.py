@@ -259,3 +259,49 @@ def test_parse_when(text, expected):
 def test_parse_when_rejects_with_advice(text):
     with pytest.raises(history.HistoryError, match="7d"):
         history.parse_when(text, NOW)
+
+
+def test_trend_per_day_groups_runs_by_the_day_they_started(db):
+    """150 runs that ran from 20 Oct to 13 Nov and reached the server together (a
+    spool pushed on 20 Nov) are 25 days of 6 runs, not one day of 150; a peer's run
+    without a start time counts on the day it was received."""
+    first = datetime(2026, 10, 20, 9, 0, tzinfo=UTC)
+    for i in range(150):
+        day, nth = divmod(i, 6)
+        summary = run_summary(
+            start=first + timedelta(days=day, hours=nth), cpu_percent=10 + day + nth / 10
+        )
+        received = NOW - timedelta(seconds=150 - i)
+        store_push(validate_push(push_body(f"3{i:03}", summary)), received_at=received)
+    no_start = run_summary(start=first, cpu_percent=99)
+    del no_start["start_time"], no_start["end_time"]
+    store_push(validate_push(push_body("peer", no_start)), received_at=NOW)
+
+    points = history.trend(*BUILD, by="day", limit=100, now=NOW)["points"]
+    assert len(points) == 26
+    assert points[0]["day"] == "2026-10-20" and points[24]["day"] == "2026-11-13"
+    assert {p["runs"] for p in points[:25]} == {6}
+    assert points[12]["day"] == "2026-11-01"
+    assert points[12]["cpu_percent_peak"] == pytest.approx(10 + 12 + 0.5)  # the day's highest
+    assert (points[25]["day"], points[25]["runs"]) == ("2026-11-20", 1)
+
+    # Per day, the window is of that time too: no day outside it is shown.
+    window = history.trend(*BUILD, by="day", since="2026-11-01", until="2026-11-03", now=NOW)
+    assert [(p["day"], p["runs"]) for p in window["points"]] == [
+        ("2026-11-01", 6),
+        ("2026-11-02", 6),
+    ]
+    # Per run it stays the runs' arrival, as in the runs list.
+    per_run = history.trend(*BUILD, since="2026-11-01", until="2026-11-03", now=NOW)
+    assert per_run["points"] == []
+    assert len(history.trend(*BUILD, since="1h", limit=1000, now=NOW)["points"]) == 151
+
+
+def test_trend_per_day_counts_a_run_whose_clock_is_ahead(db):
+    """A runner's clock an hour ahead of the server's reports a start after the run's
+    arrival; the index bound on arrival (a day before ``since``) still counts it."""
+    received = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    summary = run_summary(start=received + timedelta(hours=1))
+    store_push(validate_push(push_body("ahead", summary)), received_at=received)
+    body = history.trend(*BUILD, by="day", since="2026-11-02T10:30:00Z", now=NOW)
+    assert [(p["day"], p["runs"]) for p in body["points"]] == [("2026-11-02", 1)]

@@ -154,7 +154,8 @@ TREND_POINT = {
     "type": "object",
     "description": (
         "by=run: id, run_id, received_at and the run's step (command_container, "
-        "command_name); by=day: day (UTC, YYYY-MM-DD) and runs. Without a container: "
+        "command_name); by=day: day (UTC, YYYY-MM-DD: the day the runs started, or were "
+        "received when a run has no start time) and runs. Without a container: "
         "cpu_percent_p95/peak and mem_bytes_p95/peak of the system; with one: "
         "cpu_cores_p95/peak, memory_bytes_p95/peak and its limits. Per day, the highest "
         "of the day's runs and the mean duration."
@@ -302,7 +303,9 @@ def _job_trend() -> dict[str, Any]:
             _param("container", "One container's figures instead of the system's."),
             _param(
                 "by",
-                "Group per run or per UTC day.",
+                "Group per run or per UTC day the runs started (received, for a run "
+                "without a start time); per day, `since` and `until` select by that "
+                "time too.",
                 {"type": "string", "enum": ["run", "day"]},
             ),
             LIMIT,
