@@ -68,7 +68,8 @@ def _window_options(default_limit: int, limit_help: str):
             "--since",
             callback=_when_option,
             metavar="WHEN",
-            help="Only runs received since: 7d, 12h, 2026-11-01 or 2026-11-01T12:00:00Z.",
+            help="Only runs received since: 7d, 12h, 2026-11-01 or 2026-11-01T12:00:00Z "
+            "(before --until).",
         )(f)
         f = click.option(
             "--limit",
@@ -84,13 +85,24 @@ def _window_options(default_limit: int, limit_help: str):
 
 
 def _period_option(ctx, param, value):
-    from resmon.store.history import HistoryError, parse_period
+    from resmon.store.history import HistoryError, parse_positive_period
 
     try:
-        parse_period(value)
+        parse_positive_period(value)
     except HistoryError as exc:
         raise click.BadParameter(str(exc)) from None
     return value
+
+
+def _check_window(ctx, since, until):
+    """--since must be before --until: a window the other way round (--since 1d
+    --until 2d) holds no run, so it is a usage error rather than an empty table."""
+    from resmon.store.history import HistoryError, parse_window
+
+    try:
+        parse_window(since, until, names=("--since", "--until"))
+    except HistoryError as exc:
+        raise click.UsageError(str(exc), ctx=ctx) from None
 
 
 def _ask(ctx, kind, server, read_token, database, output, question):
@@ -186,6 +198,7 @@ def query_runs(
       resmon query runs my-org my-repo ci.yml build
       resmon query runs my-org my-org/my-repo ci.yml build --since 7d --limit 50 -o csv
     """
+    _check_window(ctx, since, until)
     scope = (org, repo, workflow, job)
     _ask(
         ctx,
@@ -261,6 +274,7 @@ def query_trend(
       resmon query trend my-org my-repo ci.yml build
       resmon query trend my-org my-repo ci.yml build --container runner --by day --since 30d
     """
+    _check_window(ctx, since, until)
     scope = (org, repo, workflow, job)
     _ask(
         ctx,
@@ -287,7 +301,7 @@ def query_trend(
     show_default=True,
     callback=_period_option,
     metavar="PERIOD",
-    help="How far back: 30m, 12h, 7d, 2w.",
+    help="How far back: 30m, 12h, 7d, 2w (more than 0).",
 )
 @click.option(
     "--limit",

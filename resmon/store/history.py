@@ -12,9 +12,10 @@ it returns.  Works on SQLite and PostgreSQL; the one place they differ, the
 calendar day of a time, is :func:`resmon.store.scope.day_of`.
 
 The time and period a user writes (``--since 7d``, ``--period 2w``) are parsed
-by :func:`resmon.store.scope.parse_when` and :func:`~resmon.store.scope.parse_period`
-(importable from here too): every question takes them as text, and the CLI checks
-them with the same functions before asking.
+by :func:`resmon.store.scope.parse_window` and
+:func:`~resmon.store.scope.parse_positive_period` (importable from here too): every
+question takes them as text, and the CLI checks them with the same functions before
+asking.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from resmon.store.scope import (
     describe_job,
     job_exists,
     job_name,
-    parse_period,
+    parse_positive_period,
     parse_when,
+    parse_window,
     run_row,
     run_time,
     scope_fields,
@@ -125,13 +127,6 @@ class NotFound(LookupError):
 
 
 # --- parameters ----------------------------------------------------------------
-
-
-def _window(
-    since: str | None, until: str | None, now: datetime | None
-) -> tuple[datetime | None, datetime | None]:
-    """``since`` and ``until`` as stored times, each error naming its parameter."""
-    return parse_when(since, now, name="since"), parse_when(until, now, name="until")
 
 
 def within_bytes(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
@@ -242,7 +237,7 @@ def job_runs(
     """The runs of one job, newest first, at most ``limit``; ``truncated`` says whether
     more runs match.  Raises :class:`NotFound` (with close job names) for an unknown job."""
     limit = _bounded(limit, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, "limit")
-    start, end = _window(since, until, now)
+    start, end = parse_window(since, until, now)
     query = Run.select(*RUN_COLUMNS).where(scope_where(organization, repository, workflow, job))
     if start is not None:
         query = query.where(Run.received_at >= start)
@@ -306,7 +301,7 @@ def trend(
     if by not in TREND_BY:
         raise HistoryError(f"invalid grouping {by!r}: use one of {', '.join(TREND_BY)}")
     limit = _bounded(limit, DEFAULT_TREND_POINTS, MAX_TREND_POINTS, "limit")
-    start, end = _window(since, until, now)
+    start, end = parse_window(since, until, now)
     where = scope_where(organization, repository, workflow, job)
     # A day is the day its runs started (scope.run_time), and so is the window:
     # runs pushed together from a spool are spread over the days they ran on, and
@@ -441,7 +436,7 @@ def top(
     now = now or datetime.now(UTC)
     end = parse_when(until, now, name="until") if until else None
     reference = end.replace(tzinfo=UTC) if end else now
-    length = parse_period(period or DEFAULT_TOP_PERIOD, name="period")
+    length = parse_positive_period(period or DEFAULT_TOP_PERIOD, name="period")
     try:
         start = (reference - length).replace(tzinfo=None)
     except OverflowError:

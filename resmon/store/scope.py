@@ -10,9 +10,10 @@ same job in every question.
 Times are stored naive UTC and answered as RFC 3339 (:func:`answer_time`).  The
 one place SQLite and PostgreSQL differ, the calendar day of a time, is
 :func:`day_of`; when a run happened is :func:`run_time`.  The times and periods a
-question is asked with (``7d``, ``2026-11-01``) are read by :func:`parse_when` and
-:func:`parse_period`; beyond what a datetime holds they are a :class:`HistoryError`
-naming the parameter.
+question is asked with (``7d``, ``2026-11-01``) are read by :func:`parse_when`,
+:func:`parse_window` and :func:`parse_positive_period`; beyond what a datetime
+holds, a window that ends before it starts or an empty period, they are a
+:class:`HistoryError` naming the parameter.
 """
 
 from __future__ import annotations
@@ -281,6 +282,43 @@ def parse_period(text: str, *, name: str | None = None) -> timedelta:
         return timedelta(seconds=float(m.group(1)) * _PERIOD_SECONDS[m.group(2)])
     except OverflowError:  # over 999,999,999 days, or more digits than a float holds
         raise HistoryError(_named(name, f"period {text!r} is too long")) from None
+
+
+def parse_positive_period(text: str, *, name: str | None = None) -> timedelta:
+    """:func:`parse_period` of a length that must be more than nothing: a window of
+    ``0d`` holds no run, so asking for one is a mistake to name, not an empty answer."""
+    length = parse_period(text, name=name)
+    if length <= timedelta(0):
+        raise HistoryError(
+            _named(name, f"{text.strip()!r} is an empty period: use one above 0, e.g. 7d")
+        )
+    return length
+
+
+def parse_window(
+    since: str | None,
+    until: str | None,
+    now: datetime | None = None,
+    *,
+    names: tuple[str, str] = ("since", "until"),
+) -> tuple[datetime | None, datetime | None]:
+    """``since`` and ``until`` as stored times, each error naming its parameter as
+    the asker spelt it (``names``: ``--since`` on the command line).  A window that
+    ends where or before it starts (``since=1d`` with ``until=2d``: one day ago is
+    after two days ago) holds no run: a :class:`HistoryError` naming both, rather
+    than an empty answer that reads as "no runs then"."""
+    now = now or datetime.now(UTC)
+    first, second = names
+    start = parse_when(since, now, name=first)
+    end = parse_when(until, now, name=second)
+    if start is not None and end is not None and start >= end:
+        order = "the same time as" if start == end else "after"
+        shown = [answer_time(t.replace(microsecond=0)) for t in (start, end)]
+        raise HistoryError(
+            f"{first} {since} ({shown[0]}) is {order} {second} {until} ({shown[1]}): "
+            f"{first} must be earlier than {second}"
+        )
+    return start, end
 
 
 def parse_when(

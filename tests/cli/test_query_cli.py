@@ -461,3 +461,44 @@ def test_two_wrapped_steps_of_one_job_are_two_rows(tmp_path):
             )
         )
         assert [r["command_container"] for r in csv_rows] == ["unit-tests", "compile"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs", *BUILD, "--since", "1d", "--until", "2d"],
+        ["trend", *BUILD, "--since", "2026-11-02", "--until", "2026-11-01"],
+        ["trend", *BUILD, "--by", "day", "--until", "7d", "--since", "7d"],
+    ],
+)
+def test_a_window_that_ends_before_it_starts_is_a_usage_error(runner, source, args):
+    result = run(runner, source, *args)
+    assert result.exit_code == 2, result.output
+    assert "Usage: " in result.output
+    assert "--since must be earlier than --until" in result.output
+    assert "Error: --since " in result.output
+
+
+@pytest.mark.parametrize("period", ["0d", "0s", "0.0000001s"])
+def test_an_empty_period_is_a_usage_error(runner, source, period):
+    result = run(runner, source, "top", "--period", period)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--period'" in result.output
+    assert "empty period: use one above 0" in result.output
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("jobs/acme/acme%2Fwidgets/ci.yml/build/runs?since=1d&until=2d", "since 1d ("),
+        ("jobs/acme/acme%2Fwidgets/ci.yml/build/trend?since=2d&until=2d", "same time as until"),
+        ("top?period=0d", "period: '0d' is an empty period"),
+    ],
+)
+def test_the_server_refuses_them_too(server, query, words):
+    import requests
+
+    response = requests.get(f"{server.url}/api/v1/{query}", headers=server.read_headers, timeout=10)
+    assert response.status_code == 400
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert words in response.json()["error"]

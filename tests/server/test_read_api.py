@@ -156,3 +156,26 @@ def test_runs_and_trend_points_name_the_wrapped_step(client):
     trend_op = doc["paths"]["/api/v1/jobs/{organization}/{repository}/{workflow}/{job}/trend"]
     schema = trend_op["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert "command_container" in schema["properties"]["points"]["items"]["properties"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "runs?since=1d&until=2d",
+        "trend?since=2026-11-02&until=2026-11-01",
+        "trend?by=day&since=2026-11-01T12:00:00Z&until=2026-11-01T12:00:00Z",
+    ],
+)
+def test_a_window_that_ends_before_it_starts_is_400(client, query):
+    response = client.get(f"{JOB}/{query}", headers=READ)
+    assert response.status_code == 400
+    error = response.json["error"]
+    assert error.startswith("since ") and "until " in error, error
+    assert "since must be earlier than until" in error
+
+
+@pytest.mark.parametrize("period", ["0d", "0s", "0.0000001s", " 0w "])
+def test_an_empty_top_period_is_400(client, period):
+    response = client.get("/api/v1/top", query_string={"period": period}, headers=READ)
+    assert response.status_code == 400
+    assert response.json["error"].startswith("period: ") and "above 0" in response.json["error"]

@@ -305,3 +305,29 @@ def test_trend_per_day_counts_a_run_whose_clock_is_ahead(db):
     store_push(validate_push(push_body("ahead", summary)), received_at=received)
     body = history.trend(*BUILD, by="day", since="2026-11-02T10:30:00Z", now=NOW)
     assert [(p["day"], p["runs"]) for p in body["points"]] == [("2026-11-02", 1)]
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "words"),
+    [
+        ("1d", "2d", "since 1d (2026-11-19T12:00:00Z) is after until 2d (2026-11-18T12:00:00Z)"),
+        ("2026-11-02", "2026-11-01", "is after until 2026-11-01"),
+        ("2026-11-01", "2026-11-01T00:00:00Z", "is the same time as until"),
+    ],
+)
+def test_a_window_that_ends_before_it_starts_is_refused(db, since, until, words):
+    for ask in (history.job_runs, history.trend):
+        with pytest.raises(history.HistoryError, match="since must be earlier than until") as err:
+            ask(*BUILD, since=since, until=until, now=NOW)
+        assert words in str(err.value)
+    with pytest.raises(history.HistoryError, match="^--since 1d .* --until 2d .*--until$"):
+        history.parse_window("1d", "2d", NOW, names=("--since", "--until"))
+    # One side alone, or the right way round, is a window.
+    assert history.parse_window("2d", "1d", NOW)[0] == datetime(2026, 11, 18, 12)
+    assert history.parse_window(None, "2d", NOW) == (None, datetime(2026, 11, 18, 12))
+
+
+@pytest.mark.parametrize("period", ["0d", "0s", "0.0000001s"])
+def test_an_empty_period_is_refused(db, period):
+    with pytest.raises(history.HistoryError, match=f"^period: '{period}' is an empty period"):
+        history.top("cpu", period=period, now=NOW)

@@ -106,7 +106,9 @@ def _param(name: str, description: str, schema: dict[str, Any] | None = None) ->
 
 LIMIT = _param("limit", "At most this many rows (capped).", {"type": "integer", "minimum": 1})
 SINCE = _param(
-    "since", "Runs received at or after: a period back from now (7d, 12h) or a date/time."
+    "since",
+    "Runs received at or after: a period back from now (7d, 12h) or a date/time. Must be "
+    "before `until` (since=1d&until=2d is a 400).",
 )
 UNTIL = _param("until", "Runs received before: a period back from now or a date/time.")
 SCOPE_PARAMS = [
@@ -373,7 +375,11 @@ def _top() -> dict[str, Any]:
                 "What to rank by.",
                 {"type": "string", "enum": ["cpu", "memory", "duration"]},
             ),
-            _param("period", "How far back from `until` (default 7d): 30m, 12h, 7d, 2w."),
+            _param(
+                "period",
+                "How far back from `until` (default 7d): 30m, 12h, 7d, 2w; more than 0 "
+                "(period=0d is a 400).",
+            ),
             UNTIL,
             LIMIT,
         ],
