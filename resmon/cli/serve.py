@@ -211,6 +211,16 @@ def _memory_option(ctx, param, value):
     "the answer before its connection is dropped (slow clients).",
 )
 @click.option(
+    "--request-timeout",
+    default=30.0,
+    type=click.FloatRange(0.5, 3600),
+    envvar="RESMON_REQUEST_TIMEOUT",
+    help="Seconds a client has, from a request's first byte, to send all of it "
+    "(headers and body), and to take the whole answer (plus 1 s per 64 KiB).  Past it "
+    "an incomplete body gets 408 and the connection closes, so a client sending a byte "
+    "a second cannot keep it open.",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warn", "warning", "error"], case_sensitive=False),
@@ -321,6 +331,7 @@ def _run(options, read_token, hmac_keys):
         threads=options["threads"],
         graceful_timeout=options["graceful_timeout"],
         io_timeout=options["io_timeout"],
+        request_timeout=options["request_timeout"],
         log_level=log_level,
     )
     try:

@@ -1,9 +1,8 @@
 """Idle and slow clients against a real ``resmon serve``: none of them stalls the
 server, and every request has a total deadline (resmon.server.front).
 
-The server runs with small deadlines: ``--io-timeout=1`` and a request deadline of
-2 s, given through ``ServeOptions.request_timeout`` by a launcher that runs the
-real ``resmon serve`` command (tests/server_proc.py) with that one option replaced.
+The server is the real ``resmon serve`` command (tests/server_proc.py) with small
+deadlines: ``--io-timeout=1`` and ``--request-timeout=2``.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import time
 
 import pytest
 import requests
-import server_proc
 from server_proc import ServerProcess, sample_payload
 
 from resmon.server.framing import (
@@ -31,25 +29,13 @@ from resmon.server.framing import (
 from resmon.server.front import BufferingFront
 
 REQUEST_TIMEOUT = 2.0
-LAUNCHER = """
-import dataclasses, os, sys
-from resmon.server import main, wsgi
-timeout = float(os.environ["TEST_REQUEST_TIMEOUT"])
-main.run = lambda app, options: wsgi.run(
-    app, dataclasses.replace(options, request_timeout=timeout)
-)
-from resmon.cli import cli
-cli(sys.argv[1:], prog_name="resmon")
-"""
 
 
 @pytest.fixture
-def server(tmp_path, monkeypatch):
-    monkeypatch.setattr(server_proc, "RESMON", [server_proc.sys.executable, "-c", LAUNCHER])
+def server(tmp_path):
     proc = ServerProcess(
         tmp_path / "m.db",
-        extra_args=("--io-timeout=1", "--max-body=64Ki"),
-        env={"TEST_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)},
+        extra_args=("--io-timeout=1", f"--request-timeout={REQUEST_TIMEOUT}", "--max-body=64Ki"),
     )
     with proc:
         yield proc
