@@ -310,9 +310,10 @@ def trend(
     when = run_time() if by == "day" else Run.received_at
     if start is not None:
         where &= when >= start
-        if by == "day":
-            # A run is received after it started: this bound adds nothing to the
-            # answer but lets the (scope, received_at) index skip older runs.
+        # A run is received after it started: this bound adds nothing to the answer
+        # but lets the (scope, received_at) index skip older runs.  A start within a
+        # day of year 1 has nothing older to skip (and cannot go back a day).
+        if by == "day" and start - start.min > RUN_CLOCK_AHEAD:
             where &= Run.received_at >= start - RUN_CLOCK_AHEAD
     if end is not None:
         where &= when < end
