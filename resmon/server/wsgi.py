@@ -81,7 +81,8 @@ class AddressError(ValueError):
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
-    """Go's listen address forms -> (host, port); ``:8080`` listens on every IPv4 address."""
+    """Go's listen address forms -> (host, port); ``:8080`` gives host ``""``, every
+    address, IPv4 and IPv6 alike, as Go listens (see :func:`listen_binds`)."""
     text = addr.strip()
     m = re.fullmatch(r"\[([0-9A-Fa-f:.%a-zA-Z]+)\]:(\d+)", text) or re.fullmatch(
         r"([^:\[\]\s]*):(\d+)", text
@@ -93,12 +94,52 @@ def parse_addr(addr: str) -> tuple[str, int]:
     host, port = m.group(1), int(m.group(2))
     if not 0 <= port <= 65535:
         raise AddressError(f"invalid port {port} in {addr!r}: must be 0-65535")
-    return host or "0.0.0.0", port
+    return host, port
+
+
+def _ipv6_usable() -> bool:
+    """Whether this host can listen on IPv6 at all (a container may have it off)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _v6_sockets_are_v6_only() -> bool:
+    """net.ipv6.bindv6only: when set, a socket on ``::`` takes no IPv4 clients."""
+    try:
+        with open("/proc/sys/net/ipv6/bindv6only", "rb") as f:
+            return f.read().strip() == b"1"
+    except OSError:
+        return False
+
+
+def listen_hosts(host: str) -> list[str]:
+    """The hosts to listen on for a parsed --addr host.
+
+    ``""`` (``:8080``) is every address, as Go's ``:8080`` is: one IPv6 socket on
+    ``::``, which Linux makes dual-stack (IPv4 clients arrive as ``::ffff:a.b.c.d``),
+    plus ``0.0.0.0`` where the host's sockets are IPv6-only; IPv4 alone where the
+    host has no IPv6.  Any other host is listened on as given."""
+    if host:
+        return [host]
+    if not _ipv6_usable():
+        return ["0.0.0.0"]
+    return ["0.0.0.0", "::"] if _v6_sockets_are_v6_only() else ["::"]
 
 
 def check_listen(host: str, port: int) -> None:
     """Fail fast with a clear message when the address cannot be bound (gunicorn
     would retry for 5 s and exit with log lines)."""
+    for each in listen_hosts(host):
+        _check_one(each, port)
+
+
+def _check_one(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -115,6 +156,9 @@ def check_listen(host: str, port: int) -> None:
 
 
 def gunicorn_bind(host: str, port: int) -> str:
+    """gunicorn's spelling of one address; ``""`` (every address) as Go writes it."""
+    if not host:
+        return f":{port}"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -187,7 +231,7 @@ class DrainingThreadWorker(BufferingFront, ThreadWorker):
 
 @dataclass(frozen=True)
 class ServeOptions:
-    host: str = "0.0.0.0"
+    host: str = ""  # every address (--addr :PORT)
     port: int = 8080
     workers: int = DEFAULT_WORKERS
     threads: int = DEFAULT_THREADS
@@ -211,7 +255,7 @@ class ResmonServer(BaseApplication):
         _io_timeout = o.io_timeout
         _request_timeout = o.request_timeout
         settings: dict[str, Any] = {
-            "bind": [gunicorn_bind(o.host, o.port)],
+            "bind": [gunicorn_bind(h, o.port) for h in listen_hosts(o.host)],
             "workers": o.workers,
             "threads": o.threads,
             "worker_class": f"{__name__}.DrainingThreadWorker",

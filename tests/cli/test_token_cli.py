@@ -204,7 +204,7 @@ def test_serve_reports_an_unreachable_database_clearly(runner):
 @pytest.mark.parametrize(
     "addr, expected",
     [
-        (":8080", ("0.0.0.0", 8080)),
+        (":8080", ("", 8080)),
         ("127.0.0.1:8080", ("127.0.0.1", 8080)),
         ("[::1]:8080", ("::1", 8080)),
         ("localhost:0", ("localhost", 0)),
