@@ -1,12 +1,17 @@
 """Load test of ``resmon serve`` on SQLite, against a floor app on the same server.  (issue 7)
 
 Three phases of ``--duration`` seconds each, on loopback, all with the same
-gunicorn set-up (``--workers`` gthread workers x ``--threads`` threads) and the
-same SQLite settings (resmon.store.db.open_database: WAL, synchronous=NORMAL, busy
-timeout, BEGIN IMMEDIATE, one connection per thread):
+workers and threads (``--workers`` gthread workers x ``--threads`` threads):
 
-1. floor: a minimal Flask app that only parses the body (orjson), checks the
-   scoped HMAC push token and inserts one row -- the cost of any receiver;
+1. floor: the project's ingest floor, ``../shared/bench/floor_app.py`` (``--floor-app``),
+   run as it is under stock gunicorn (``python -m gunicorn -k gthread --workers W
+   --threads T --keep-alive 5 floor_app:app``, resmon serve's keep-alive; no resmon
+   code in the process, no front), its SQLite
+   database in the bench's temporary directory (FLOOR_DB, created by ``python
+   floor_app.py DB``), FLOOR_HMAC_KEY the bench's key, and FLOOR_SWITCH the GIL
+   switch interval resmon serve sets (``--floor-switch``): it parses the body
+   (orjson), checks the scoped HMAC push token and inserts one row -- the cost of
+   any receiver;
 2. resmon, pushes only: ``--connections`` clients POST run summaries, each one a
    new run (distinct run ids) of one of ``--scopes`` distinct org/repo/workflow/job
    scopes, each with its own push token;
@@ -48,6 +53,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from resmon.server.wsgi import GIL_SWITCH_INTERVAL  # noqa: E402
 from resmon.tokens import push_token  # noqa: E402
 
 HMAC_KEY = "load-test-hmac-key"
@@ -57,46 +63,47 @@ PLACEHOLDER = "\u0001{}\u0001"
 
 # --- the floor app ---------------------------------------------------------------------
 
+FLOOR_APP = ROOT.parent / "shared" / "bench" / "floor_app.py"
 
-def serve_floor(port: int, database: str, workers: int, threads: int) -> None:
-    """The floor: parse, check the HMAC, insert one row; on resmon's own WSGI runner."""
-    import hmac
 
-    from flask import Flask, Response, request
-
-    from resmon.server.wsgi import ServeOptions, run
-    from resmon.store.db import open_database
-
-    db = open_database(database, bind=False)
-    db.execute_sql(
-        "CREATE TABLE IF NOT EXISTS floor_runs (id INTEGER PRIMARY KEY, organization TEXT, "
-        "repository TEXT, workflow TEXT, job TEXT, run_id TEXT, payload TEXT)"
+def start_floor(
+    floor_app: Path, port: int, database: Path, args: argparse.Namespace, tmp: Path, log
+) -> subprocess.Popen:
+    """floor_app.py, unmodified, under stock gunicorn gthread: its table created by its
+    own ``python floor_app.py DB``, then served with the workers and threads resmon gets."""
+    env = {k: v for k, v in os.environ.items() if k != "GUNICORN_CMD_ARGS"}
+    env.update(FLOOR_DB=str(database), FLOOR_HMAC_KEY=HMAC_KEY)
+    if args.floor_switch:
+        env["FLOOR_SWITCH"] = f"{args.floor_switch:g}"
+    subprocess.run(
+        [sys.executable, str(floor_app), str(database)],
+        cwd=floor_app.parent,
+        env=env,
+        check=True,
     )
-    db.close()  # no connection crosses the fork into the workers
-    app = Flask("floor")
-
-    @app.post("/api/v1/metrics")
-    def push() -> Response:
-        obj = orjson.loads(request.get_data())
-        e = obj["execution"]
-        scope = (e["organization"], e["repository"], e["workflow"], e["job"])
-        presented = request.headers.get("Authorization", "")[len("Bearer ") :]
-        if not hmac.compare_digest(presented.encode(), push_token(HMAC_KEY, *scope).encode()):
-            return Response(b'{"error":"unauthorized"}', 401, mimetype="application/json")
-        with db.atomic():
-            cursor = db.execute_sql(
-                "INSERT INTO floor_runs (organization, repository, workflow, job, run_id, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (*scope, e["run_id"], orjson.dumps(obj["run_summary"]).decode()),
-            )
-        body = orjson.dumps({"id": cursor.lastrowid, "status": "created"})
-        return Response(body, 201, mimetype="application/json")
-
-    @app.get("/health")
-    def health() -> Response:
-        return Response(b'{"status":"ok"}', 200, mimetype="application/json")
-
-    run(app, ServeOptions(host="127.0.0.1", port=port, workers=workers, threads=threads))
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "gthread",
+            f"--workers={args.workers}",
+            f"--threads={args.threads}",
+            f"--bind=127.0.0.1:{port}",
+            # resmon serve's keep-alive (resmon.server.wsgi), instead of gunicorn's 2 s:
+            # the bench's quiet GRACE_SECONDS after a phase would otherwise see every
+            # idle connection closed, which wrk counts as a socket error.
+            "--keep-alive=5",
+            f"--chdir={floor_app.parent}",
+            f"{floor_app.stem}:app",
+        ],
+        cwd=tmp,  # no ./gunicorn.conf.py picked up: stock settings
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        env=env,
+        start_new_session=True,
+    )
 
 
 # --- wrk scripts -------------------------------------------------------------------------
@@ -417,11 +424,23 @@ def main() -> int:
     parser.add_argument("--scopes", type=int, default=500, help="distinct push scopes")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--serve-floor", nargs=2, metavar=("PORT", "DB"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--floor-app",
+        type=Path,
+        default=FLOOR_APP,
+        help="the ingest floor, served by stock gunicorn (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--floor-switch",
+        type=float,
+        default=GIL_SWITCH_INTERVAL,
+        help="FLOOR_SWITCH for floor_app.py: its GIL switch interval in seconds, by default "
+        "the one resmon serve sets (%(default)g); 0 leaves Python's 5 ms",
+    )
     args = parser.parse_args()
-    if args.serve_floor:
-        serve_floor(int(args.serve_floor[0]), args.serve_floor[1], args.workers, args.threads)
-        return 0
+    args.floor_app = args.floor_app.resolve()
+    if not args.floor_app.is_file():
+        sys.exit(f"no floor app at {args.floor_app}")
 
     wrk = ensure_wrk()
     results: list[Result] = []
@@ -435,21 +454,7 @@ def main() -> int:
         # 1. the floor
         port, floor_db, floor_log = free_port(), tmp / "floor.db", tmp / "floor.log"
         with floor_log.open("wb") as log:
-            floor = subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "--serve-floor",
-                    str(port),
-                    str(floor_db),
-                    f"--workers={args.workers}",
-                    f"--threads={args.threads}",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                env=env,
-                start_new_session=True,
-            )
+            floor = start_floor(args.floor_app, port, floor_db, args, tmp, log)
         try:
             wait_ready(f"http://127.0.0.1:{port}/health", floor, floor_log)
             wait_workers(floor, args.workers)
@@ -466,9 +471,7 @@ def main() -> int:
             results.append(finish_wrk("floor: push", load))
         finally:
             stop(floor)
-        floor_rows = (
-            sqlite3.connect(floor_db).execute("SELECT count(*) FROM floor_runs").fetchone()[0]
-        )
+        floor_rows = sqlite3.connect(floor_db).execute("SELECT count(*) FROM runs").fetchone()[0]
 
         # 2. and 3. resmon serve
         port, db, log_path = free_port(), tmp / "metrics.db", tmp / "resmon.log"
@@ -518,7 +521,12 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     print(
         f"\nresmon serve load test: {os.cpu_count()} cores, {args.workers} workers x {args.threads} "
         f"threads, SQLite, {args.connections} push clients ({args.read_connections} readers in "
-        f"the mixed phase), {args.scopes} scopes, {args.duration:g} s per phase, client wrk\n"
+        f"the mixed phase), {args.scopes} scopes, {args.duration:g} s per phase, client wrk"
+    )
+    switch = f"{args.floor_switch * 1000:g} ms" if args.floor_switch else "Python's default"
+    print(
+        f"floor: {args.floor_app.name} under stock gunicorn gthread {args.workers} x "
+        f"{args.threads} (no front; keep-alive 5 s; GIL switch interval {switch}; {args.floor_app})\n"
     )
     header = f"{'phase':<22} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'requests':>9} {'201':>7} {'200':>6} {'non-2xx':>8} {'sock err':>8}"
     print(header)
