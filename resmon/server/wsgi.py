@@ -45,6 +45,7 @@ from flask import Flask
 from gunicorn import glogging
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
+from gunicorn.http.errors import ParseException
 from gunicorn.workers.gthread import ThreadWorker
 
 from resmon.server.framing import error_response
@@ -196,6 +197,16 @@ class DrainingThreadWorker(BufferingFront, ThreadWorker):
         self.io_timeout = _io_timeout
         self.request_timeout = _request_timeout
         super().init_process()
+
+    def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
+        """gunicorn drains a body the app left unread before keeping the connection;
+        when that body does not parse (a GET /health with a bad chunk), where the next
+        request starts is unknown: close, instead of letting the parse error answer
+        a second, unrequested 400 after the app's answer."""
+        try:
+            return bool(super()._keepalive_after(conn, keepalive))  # type: ignore[misc]
+        except (ParseException, OSError):
+            return False
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         app = self.wsgi

@@ -483,6 +483,19 @@ def test_malformed_chunked_bodies_are_400_json(live, path, token):
 
 
 @pytest.mark.slow
+def test_a_bad_body_the_app_did_not_read_gets_no_second_answer(live):
+    """GET /health answers without reading its body; gunicorn then drains the body to
+    keep the connection, and a malformed chunk there answered a second, unrequested
+    400 after the 200.  Exactly one answer, then the connection closes."""
+    for body in MALFORMED_CHUNKED:
+        request = b"GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+        answer = raw_exchange(live.port, request)
+        assert answer.count(b"HTTP/1.1 ") == 1, (body[:30], answer[:400])
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"status":"ok"}')
+    assert "Traceback" not in live.stderr_text()
+
+
+@pytest.mark.slow
 def test_sweep_live_server(live):
     failures = []
     session = requests.Session()
