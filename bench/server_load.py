@@ -46,6 +46,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import requests
@@ -305,6 +306,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_resmon(
+    port: int, db: Path, log: Any, workers: int, threads: int, *options: str
+) -> subprocess.Popen:
+    """A real ``resmon serve`` of this checkout on 127.0.0.1:PORT, in its own session
+    (so :func:`stop` can end it whole), its stderr in ``log``."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RECEIVER_READ_TOKEN": READ_TOKEN,
+        "RECEIVER_HMAC_KEY": HMAC_KEY,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "resmon", "serve", f"--addr=127.0.0.1:{port}", f"--db={db}",
+         f"--workers={workers}", f"--threads={threads}", *options],
+        stdout=subprocess.DEVNULL, stderr=log, env=env, start_new_session=True,
+    )  # fmt: skip
+
+
 def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -449,7 +468,6 @@ def main() -> int:
         push_lua, read_lua = tmp / "push.lua", tmp / "read.lua"
         push_lua.write_text(push_script(args.scopes))
         read_lua.write_text(read_script(args.scopes))
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
         # 1. the floor
         port, floor_db, floor_log = free_port(), tmp / "floor.db", tmp / "floor.log"
@@ -475,25 +493,8 @@ def main() -> int:
 
         # 2. and 3. resmon serve
         port, db, log_path = free_port(), tmp / "metrics.db", tmp / "resmon.log"
-        server_env = {**env, "RECEIVER_READ_TOKEN": READ_TOKEN, "RECEIVER_HMAC_KEY": HMAC_KEY}
         with log_path.open("wb") as log:
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "resmon",
-                    "serve",
-                    f"--addr=127.0.0.1:{port}",
-                    f"--db={db}",
-                    f"--workers={args.workers}",
-                    f"--threads={args.threads}",
-                    "--log-level=info",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                env=server_env,
-                start_new_session=True,
-            )
+            server = start_resmon(port, db, log, args.workers, args.threads, "--log-level=info")
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url + "/readyz", server, log_path)

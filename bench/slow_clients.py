@@ -35,7 +35,6 @@ import resource
 import selectors
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,9 +52,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from server_load import (  # noqa: E402
     HMAC_KEY,
     READ_TOKEN,
-    ROOT,
     free_port,
     run_summary,
+    start_resmon,
     stop,
     wait_ready,
     wait_workers,
@@ -312,18 +311,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="resmon-slow-") as tmp_name:
         tmp = Path(tmp_name)
         port, log_path = free_port(), tmp / "resmon.log"
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "RECEIVER_READ_TOKEN": READ_TOKEN,
-            "RECEIVER_HMAC_KEY": HMAC_KEY,
-        }
         with log_path.open("wb") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "resmon", "serve", f"--addr=127.0.0.1:{port}",
-                 f"--db={tmp / 'metrics.db'}", f"--workers={args.workers}",
-                 f"--threads={args.threads}", "--log-level=warning", *args.serve_arg],
-                stdout=subprocess.DEVNULL, stderr=log, env=env, start_new_session=True,
+            server = start_resmon(
+                port, tmp / "metrics.db", log, args.workers, args.threads,
+                "--log-level=warning", *args.serve_arg,
             )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         slow = SlowClients(port, counts)
