@@ -64,6 +64,9 @@ class SampleWork:
     timestamp: float
     clock: float
     elapsed: float | None
+    # The span a CPU rate is taken over: since the last reading a rate was taken at
+    # (a gap too short for a rate is merged into the next one); None: no rate this time.
+    rate_elapsed: float | None
     uptime: float | None
     cpu: procfs.CpuTimes
     mem: procfs.MemInfo

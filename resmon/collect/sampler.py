@@ -193,6 +193,7 @@ class Sampler:
             timestamp=timestamp,
             clock=clock,
             elapsed=elapsed,
+            rate_elapsed=elapsed,
             uptime=uptime,
             cpu=cpu,
             mem=mem,

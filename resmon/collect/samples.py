@@ -55,7 +55,7 @@ resmon's ``cpu_seconds`` in ticks, which counts reaped children too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -207,6 +207,9 @@ class Sample:
     # Wrapper mode: the name of the command's container (its cpu_seconds is the run's scope).
     command_container: str | None = None
     pressure: dict[str, dict[str, dict[str, float]]] | None = None
+    # Containers renamed this sample (old name -> new name): a group got its mapped
+    # name; the run's figures under the old name belong to the new one.
+    renamed: dict[str, str] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """The body of a ``metrics_collected`` record (the caller adds ``msg`` and ``time``):
