@@ -43,14 +43,20 @@ class JsonFormatter(logging.Formatter):
 
 
 class ClientTimeoutFilter(logging.Filter):
-    """gunicorn logs a client that went silent past --io-timeout (EAGAIN from the
-    socket timeout) as a socket error with a traceback; it is an expected event,
-    so it becomes one warning line."""
+    """gunicorn logs a client that stopped taking its answer (the send timed out:
+    EAGAIN from the socket timeout, or the answer's deadline of --request-timeout
+    plus a second per 64 KiB) as a socket error with a traceback; it is an expected
+    event, so it becomes one warning line.  A request that is not received in time
+    never reaches a worker: the front answers it (:mod:`resmon.server.front`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, (BlockingIOError, TimeoutError)):
-            record.msg, record.args = "client silent past --io-timeout, connection closed", ()
+            record.msg, record.args = (
+                "client did not take the answer in time (--io-timeout silence, or "
+                "--request-timeout plus 1 s per 64 KiB), connection closed",
+                (),
+            )
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info = record.exc_text = None
         return True

@@ -475,3 +475,31 @@ def test_a_silent_client_is_dropped_after_io_timeout(tmp_path):
     logs = server.stderr_text()
     assert "client silent past --io-timeout" in logs
     assert "Traceback" not in logs
+
+
+def test_a_client_that_stops_reading_its_answer_is_one_warning_line(tmp_path):
+    """A GET whose client never reads the answer: the worker's send gives up after
+    --io-timeout without progress, the log says so in one line (no traceback), and
+    the server keeps answering others."""
+    with ServerProcess(tmp_path / "m.db", extra_args=("--io-timeout=1",)) as server:
+        pad = "x" * 700_000
+        for run in range(12):
+            payload = sample_payload(str(run), note=pad)
+            assert server.push(payload).status_code == 201
+        path = "/api/v1/metrics/repo/my-org/my-org%2Fmy-repo/ci.yml/build"
+        head = (
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.read_token}\r\n\r\n"
+        ).encode()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", server.port))
+            s.sendall(head)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if "did not take the answer in time" in server.stderr_text():
+                    break
+                time.sleep(0.2)
+        assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
+    logs = server.stderr_text()
+    assert "client did not take the answer in time" in logs
+    assert "Traceback" not in logs
