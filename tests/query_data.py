@@ -108,3 +108,70 @@ def push_body(
 
 def now_utc() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+SLEEP_RSS = 1_400 * 1024  # what a `sleep` holds resident
+SLEEP_PSS = 420 * 1024  # its share once libc's pages are counted once
+HOST_MEM = int(1.28 * GiB)  # the runner's memory used, other jobs included
+
+
+def wrapped_sleep_summary(*, start: datetime, job_block: bool = True) -> dict[str, Any]:
+    """``resmon collect -- sleep 1`` on a busy runner: the machine at 100 % CPU and
+    1.28 GiB used (another job's compiler), the command's container idle at
+    1.4 MiB RSS.  With ``job_block`` the summary carries the ``job`` block of the
+    collector that measures the job (PSS, a peak range); without it, it is what an
+    older resmon pushed, and the job figures come from the ``command`` container."""
+    flat = [1.0] * 4
+    other = "/process_api/0081fb1baf75c823dae16c5af714bbf2"
+    summary: dict[str, Any] = {
+        "start_time": start.isoformat().replace("+00:00", "Z"),
+        "end_time": (start + timedelta(seconds=1.02)).isoformat().replace("+00:00", "Z"),
+        "duration_seconds": 1.02,
+        "sample_count": 4,
+        "cpu_total_percent": stat([100.0 * v for v in flat]),
+        "mem_used_bytes": stat([HOST_MEM * v for v in flat]),
+        "mem_used_percent": stat([64.0 * v for v in flat]),
+        "top_cpu_processes": [
+            {"pid": 9, "name": "cc1plus", "peak_cpu_percent": 99.0, "peak_mem_rss_bytes": GiB}
+        ],
+        "top_mem_processes": [],
+        "containers": [
+            {
+                "name": other,
+                "cpu_cores": stat([1.9 * v for v in flat]),
+                "memory_bytes": stat([GiB * v for v in flat]),
+                "cpu_seconds": 1.9,
+            },
+            {
+                "name": "command",
+                "cpu_cores": stat([0.0] * 4),
+                "memory_bytes": stat([SLEEP_RSS] * 4),
+                "cpu_seconds": 0.0,
+            },
+        ],
+        "cpu_seconds": 0.001,
+        "command": {
+            "name": "sleep",
+            "container": "command",
+            "exit_code": 0,
+            "rusage_cpu_seconds": 0.001,
+        },
+    }
+    if job_block:
+        summary["job"] = {
+            "scope": "command",
+            "containers": ["command"],
+            "cpu_cores": stat([0.0, 0.0, 0.0, 0.01]),
+            "cpu_seconds": 0.001,
+            "memory_bytes": stat([SLEEP_PSS] * 4),
+            "memory_kind": "pss",
+            "memory_peak": {
+                "headline": SLEEP_PSS,
+                "low": SLEEP_PSS,
+                "high": SLEEP_RSS,
+                "basis": "sampled",
+            },
+            "limit_cpu_cores": None,
+            "limit_memory_bytes": None,
+        }
+    return summary

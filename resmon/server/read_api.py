@@ -4,13 +4,17 @@
     GET /api/v1/jobs/{org}/{repo}/{workflow}/{job}/runs?limit=&since=&until=
     GET /api/v1/jobs/{org}/{repo}/{workflow}/{job}/trend?container=&by=run|day&limit=&since=&until=
     GET /api/v1/runs/{id}
-    GET /api/v1/top?metric=cpu|memory|duration&period=7d&until=&limit=
+    GET /api/v1/top?metric=cpu|memory|duration&scope=job|host&period=7d&until=&limit=
 
 Every answer comes from :mod:`resmon.store.history` (indexed columns; only one run's
 stored summary is ever parsed), exactly as ``resmon query --db`` gets it.  The
 repository in a job path is ``org%2Frepo`` (one segment) or ``org/repo`` (two),
 as in the wire API's query route.  A job or run that does not exist is a 404 whose
 ``suggestions`` lists the closest job (or container) names.
+
+Rows carry the job's own figures (``job_*``) beside the host's (``cpu_percent_*``,
+``mem_bytes_*``: the whole machine); ``top`` ranks by the job's unless
+``scope=host``.
 """
 
 from __future__ import annotations
@@ -158,6 +162,10 @@ def run(run_pk: str) -> Response:
 def top() -> Response:
     return json_response(
         history.top(
-            _arg("metric") or "cpu", period=_arg("period"), until=_arg("until"), limit=_limit()
+            _arg("metric") or "cpu",
+            scope=_arg("scope") or "job",
+            period=_arg("period"),
+            until=_arg("until"),
+            limit=_limit(),
         )
     )

@@ -2,16 +2,15 @@
 
 A push (:func:`resmon.store.write.store_push`) and the backfills of older databases
 (:mod:`resmon.store.migrations`: version 2's columns and container rows, version 4's
-scoped idempotency keys and wrapped step) must derive them the same way, or a run stored by one would
-not be found as a duplicate of the same run stored by the other.  Pure: no database
-here, so the migrations depend on this module and not on the write path.
+scoped idempotency keys and wrapped step, version 5's job figures) must derive them the
+same way, or a run stored by one would not be found as a duplicate of the same run stored
+by the other.  Pure: no database here, so the migrations depend on this module and not on
+the write path.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,15 +19,11 @@ import orjson
 
 from resmon.schema import parse_time
 from resmon.stats import STAT_KEYS
+from resmon.store.job_figures import job_columns
+from resmon.store.values import bigint as _int
+from resmon.store.values import name as _name
+from resmon.store.values import number as _num
 from resmon.tokens import canonical_repository
-
-# What a BIGINT column holds (PostgreSQL's int8, SQLite's INTEGER).
-_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
-# What a name column holds (CharField(255)).
-_NAME_MAX = 255
-# Characters a name column does not keep: PostgreSQL text cannot hold NUL, and a
-# control character would break the table row it is shown in.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -57,27 +52,6 @@ def _naive_utc(value: Any) -> datetime | None:
         return None
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _int(value: Any) -> int | None:
-    """A whole number for a BIGINT column, or None.  An int stays as it is (through a
-    float 2**62 - 1 would become 2**62); past the signed 64-bit range, which only an
-    unvalidated version-1 row can hold (a push is capped at 2**62), the column is
-    left empty rather than failing the write: the payload keeps the figure."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        number: int | None = value
-    else:
-        real = _num(value)
-        number = None if real is None else int(round(real))
-    if number is None or not _BIGINT_MIN <= number <= _BIGINT_MAX:
-        return None
-    return number
-
-
 def scoped_idempotency_key(
     organization: str, repository: str, workflow: str, job: str, key: str | None
 ) -> str | None:
@@ -92,14 +66,6 @@ def scoped_idempotency_key(
     if not key:
         return None
     return sha256_hex("\0".join(("key-v1", organization, repository, workflow, job, key)))
-
-
-def _name(value: Any) -> str | None:
-    """A name from a summary for a CharField(255): text only, without control
-    characters, cut to 255 characters; None for anything else or nothing left."""
-    if not isinstance(value, str):
-        return None
-    return _CONTROL.sub("", value)[:_NAME_MAX] or None
 
 
 def command_columns(run_summary: Any) -> dict[str, str | None]:
@@ -171,6 +137,7 @@ def derive(execution: dict[str, Any], run_summary: dict[str, Any], body_sha256: 
         "mem_bytes_peak": _int(_stat(run_summary, "mem_used_bytes", "peak")),
         "mem_bytes_p95": _int(_stat(run_summary, "mem_used_bytes", "p95")),
         **command_columns(run_summary),
+        **job_columns(run_summary),
     }
     containers = []
     for c in run_summary.get("containers") or ():

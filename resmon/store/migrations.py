@@ -21,6 +21,10 @@ Schema versions (``schema_version`` table, one row):
    PostgreSQL), fractions DOUBLE PRECISION instead of 4-byte REAL, the canonical
    ``repository`` up to 511 characters.  PostgreSQL only for the types: SQLite
    stores 8-byte numbers and any length whatever the declared type.
+5. each run's job figures (``job_*``: CPU cores p95/peak, CPU seconds, memory
+   p95/peak, its kind and range, the job's limits; :mod:`resmon.store.job_figures`),
+   backfilled from the stored summaries: the ``cpu_percent_*`` / ``mem_bytes_*``
+   columns are the host's, the whole machine's.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from resmon.store.derive import (
     scoped_idempotency_key,
     sha256_hex,
 )
+from resmon.store.job_figures import JOB_COLUMNS, job_columns_of_text
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +95,11 @@ def _to_v2(db: Database, migrator: SchemaMigrator) -> None:
             derived.columns["run_key"] = sha256_hex(f"legacy\0{run_pk}")
         seen.add(derived.run_key)
         # Only the columns version 2 has: later steps add and backfill their own.
-        columns = {k: v for k, v in derived.columns.items() if k not in _V4_RUN_COLUMNS}
+        columns = {
+            k: v
+            for k, v in derived.columns.items()
+            if k not in _V4_RUN_COLUMNS and k not in JOB_COLUMNS
+        }
         columns["repository"] = derived.repository
         columns["received_at"] = _normalise_time(received_at)
         # The query API splices payload text into its JSON answer: text that is
@@ -271,14 +280,19 @@ def _v4_batches(db: Database) -> Iterator[list[tuple[Any, ...]]]:
 def _with_payloads(db: Database, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Scanned rows with their last field, a summary's length or None, replaced by
     the summary itself where it has a length."""
-    wanted = [row[0] for row in rows if row[6] is not None]
+    payloads = _payloads_by_id(db, [row[0] for row in rows if row[6] is not None])
+    return [(*row[:6], payloads.get(row[0])) for row in rows]
+
+
+def _payloads_by_id(db: Database, wanted: list[int]) -> dict[int, str]:
+    """The stored summaries of the runs ``wanted``, by id."""
     payloads: dict[int, str] = {}
     for at in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
         part = wanted[at : at + 500]
         marks = ", ".join([db.param] * len(part))
         query = f"SELECT id, payload FROM runs WHERE id IN ({marks})"
         payloads.update(db.execute_sql(query, part).fetchall())
-    return [(*row[:6], payloads.get(row[0])) for row in rows]
+    return payloads
 
 
 def _backfill_v4(db: Database) -> int:
@@ -325,10 +339,92 @@ def _backfill_v4(db: Database) -> int:
     return updated
 
 
+def _to_v5(db: Database, migrator: SchemaMigrator) -> None:
+    """The job's own figures beside the host's: the ``job_*`` columns, nullable (on
+    PostgreSQL a catalogue change, no rewrite), backfilled from the stored summaries
+    as a push derives them.  Columns already there are kept, so a repeated step is
+    harmless."""
+    present = {c.name for c in db.get_columns("runs")}
+    fields = models.Run._meta.columns
+    missing = [name for name in JOB_COLUMNS if name not in present]
+    if missing:
+        run_ops(*(migrator.add_column("runs", n, fields[n]) for n in missing))
+    _backfill_v5(db)
+
+
+def _payload_batches(db: Database) -> Iterator[list[tuple[int, str]]]:
+    """Every run as ``(id, payload)``, by id, in batches of at most
+    :data:`BACKFILL_BATCH_ROWS` runs and :data:`BACKFILL_BATCH_BYTES` of stored
+    summaries (or one run): a scan reads ids and sizes, then the summaries of one
+    batch are read by id, so memory stays bounded however large the table."""
+    p = db.param
+    size = "octet_length(payload)" if isinstance(db, PostgresqlDatabase) else "length(payload)"
+    scan = f"SELECT id, {size} FROM runs WHERE id > {p} ORDER BY id LIMIT {BACKFILL_BATCH_ROWS}"
+    last = 0
+    while rows := db.execute_sql(scan, (last,)).fetchall():
+        last = rows[-1][0]
+        batch: list[int] = []
+        total = 0
+        for run_pk, length in rows:
+            batch.append(run_pk)
+            total += length or 0
+            if total >= BACKFILL_BATCH_BYTES:
+                yield list(_payloads_by_id(db, batch).items())
+                batch, total = [], 0
+        if batch:
+            yield list(_payloads_by_id(db, batch).items())
+
+
+# The PostgreSQL type of each job column in a VALUES list (NULLs need one).
+_V5_CASTS = {
+    name: "text"
+    if name in ("job_scope", "job_memory_kind")
+    else ("bigint" if "bytes" in name else "double precision")
+    for name in JOB_COLUMNS
+}
+
+
+def _backfill_v5(db: Database) -> int:
+    """The ``job_*`` columns of every run from its stored summary; returns how many
+    runs were updated (one with nothing to fill, a summary without containers, is
+    not written).  One UPDATE joined to a VALUES list per batch on PostgreSQL,
+    executemany on SQLite, as :func:`_backfill_v4`."""
+    p = db.param
+    names = list(JOB_COLUMNS)
+    updated = 0
+    for batch in _payload_batches(db):
+        updates = []
+        for run_pk, payload in batch:
+            figures = job_columns_of_text(payload)
+            if any(value is not None for value in figures.values()):
+                updates.append((run_pk, *(figures[n] for n in names)))
+        updated += len(updates)
+        if not updates:
+            continue
+        if not isinstance(db, PostgresqlDatabase):
+            assignments = ", ".join(f"{n} = {p}" for n in names)
+            db.cursor().executemany(
+                f"UPDATE runs SET {assignments} WHERE id = {p}",
+                [(*row[1:], row[0]) for row in updates],
+            )
+            continue
+        marks = ", ".join([f"{p}::integer", *(f"{p}::{_V5_CASTS[n]}" for n in names)])
+        db.execute_sql(
+            "UPDATE runs SET "
+            + ", ".join(f"{n} = v.{n}" for n in names)
+            + " FROM (VALUES "
+            + ", ".join([f"({marks})"] * len(updates))
+            + f") AS v(id, {', '.join(names)}) WHERE runs.id = v.id",
+            [value for row in updates for value in row],
+        )
+    return updated
+
+
 STEPS: dict[int, Callable[[Database, SchemaMigrator], None]] = {
     2: _to_v2,
     3: _to_v3,
     4: _to_v4,
+    5: _to_v5,
 }
 
 

@@ -6,7 +6,7 @@ Both the server and ``resmon query --db`` use these names; they are a contract.
 
 A run keeps the run summary as received (``payload``, JSON text) and, next to it,
 the columns a query filters or sorts on (scope, times, peak and p95 of CPU and
-memory), so history, trends and recommendations never have to parse every blob.
+memory, the host's and the job's own), so history, trends and recommendations never have to parse every blob.
 
 Every column that holds a payload's number holds any value the wire allows
 (:data:`resmon.schema.MAX_NUMBER`, 2**62) as sent: whole numbers are BIGINT, fractions
@@ -79,6 +79,20 @@ class Run(BaseModel):
     # one job (``--name compile``, ``--name unit-tests``) are told apart.
     command_container = CharField(max_length=255, null=True)
     command_name = CharField(max_length=255, null=True)
+    # The job's own figures (resmon.store.job_figures): the summary's ``job`` block,
+    # else the wrapped command's container, else the sum over the containers.  The
+    # cpu_percent_* and mem_bytes_* columns above are the host's (the whole machine).
+    job_scope = CharField(max_length=16, null=True)  # "command" or "containers"
+    job_cpu_cores_p95 = DoubleField(null=True)
+    job_cpu_cores_peak = DoubleField(null=True)
+    job_cpu_seconds = DoubleField(null=True)
+    job_memory_bytes_p95 = BigIntegerField(null=True)
+    job_memory_bytes_peak = BigIntegerField(null=True)
+    job_memory_kind = CharField(max_length=16, null=True)  # pss, rss, cgroup or mixed
+    job_memory_peak_low_bytes = BigIntegerField(null=True)
+    job_memory_peak_high_bytes = BigIntegerField(null=True)
+    job_limit_cpu_cores = DoubleField(null=True)
+    job_limit_memory_bytes = BigIntegerField(null=True)
     payload = TextField()  # the run_summary object as JSON text
 
     class Meta:

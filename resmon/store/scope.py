@@ -18,6 +18,7 @@ holds, a window that ends before it starts or an empty period, they are a
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 from collections.abc import Iterator
@@ -144,6 +145,38 @@ def container_exists(
         )
     )
     return query.limit(1).exists()
+
+
+# --- what is not there ----------------------------------------------------------
+
+SUGGESTIONS = 5
+
+
+class NotFound(LookupError):
+    """Nothing stored under what was asked for; ``suggestions`` are the closest names."""
+
+    def __init__(self, message: str, suggestions: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.suggestions = suggestions or []
+
+
+def job_not_found(organization: str, repository: str, workflow: str, job: str) -> NotFound:
+    """The error for a job never stored, with the closest stored job names."""
+    wanted = job_name(organization, repository, workflow, job)
+    close = difflib.get_close_matches(wanted, all_job_names(), n=SUGGESTIONS, cutoff=0.4)
+    return NotFound(
+        f"no runs stored for {describe_job(organization, repository, workflow, job)}", close
+    )
+
+
+def bounded(value: int | None, default: int, maximum: int, what: str) -> int:
+    """A row count asked for: the default when not given, at most ``maximum``."""
+    if value is None:
+        return default
+    if value < 1:
+        raise HistoryError(f"{what} must be at least 1")
+    return min(value, maximum)
 
 
 # --- every run of a job, in batches ----------------------------------------------

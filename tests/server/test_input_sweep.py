@@ -149,7 +149,11 @@ READ_ROUTES: list[tuple[str, dict[str, str], dict[str, str]]] = [
         {"container": "runner", "by": "day", "limit": "5", "since": "3650d", "until": "1d"},
     ),
     ("/api/v1/runs/{id}", {"id": "1"}, {}),
-    ("/api/v1/top", {}, {"metric": "cpu", "period": "3650d", "until": "2999-01-01", "limit": "5"}),
+    (
+        "/api/v1/top",
+        {},
+        {"metric": "cpu", "scope": "host", "period": "3650d", "until": "2999-01-01", "limit": "5"},
+    ),
     ("/health", {}, {"x": "1"}),
     ("/healthz", {}, {"x": "1"}),
     ("/readyz", {}, {"x": "1"}),
@@ -176,12 +180,33 @@ PUSH_FIELDS: list[tuple[str, ...]] = [
     ("run_summary", "containers", 0, "limit_memory_bytes"),
     ("run_summary", "containers", 0, "cpu_throttled_seconds"),
     ("run_summary", "containers", 0, "oom_kills"),
+    # Not checked on a push (a peer may send anything there): the job figures the
+    # store derives from them must still never fail a write.
+    ("run_summary", "job"),
+    ("run_summary", "job", "cpu_cores", "p95"),
+    ("run_summary", "job", "memory_bytes", "peak"),
+    ("run_summary", "job", "memory_peak", "high"),
+    ("run_summary", "job", "memory_kind"),
+    ("run_summary", "job", "scope"),
+    ("run_summary", "job", "limit_cpu_cores"),
+    ("run_summary", "command"),
     ("idempotency_key",),
 ]
 
 
 def _payload(run_id: str) -> dict[str, Any]:
-    return sample_payload(run_id, **SCOPE)
+    body = sample_payload(run_id, **SCOPE)
+    # The job block of a collector that measures the job (resmon.store.job_figures).
+    stat = {"peak": 1.0, "p99": 1.0, "p95": 0.5, "p75": 0.5, "p50": 0.5, "avg": 0.5}
+    body["run_summary"]["job"] = {
+        "scope": "containers",
+        "cpu_cores": stat,
+        "memory_bytes": {k: v * 2**20 for k, v in stat.items()},
+        "memory_peak": {"headline": 2**20, "low": 2**19, "high": 2**21, "basis": "sampled"},
+        "memory_kind": "pss",
+        "limit_cpu_cores": 2.0,
+    }
+    return body
 
 
 def _set(obj: Any, where: tuple[Any, ...], value: Any) -> None:

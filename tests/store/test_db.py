@@ -10,6 +10,7 @@ import pytest
 from server_proc import ServerProcess, sample_payload
 
 from resmon.store import db as dbmod
+from resmon.store.job_figures import JOB_COLUMNS
 from resmon.store.models import ContainerStat, Run
 
 V1_SCHEMA = """
@@ -92,9 +93,9 @@ def check_upgraded():
 def test_a_fresh_database_is_created_at_the_latest_version(tmp_path):
     db = dbmod.open_database(str(tmp_path / "m.db"))
     assert dbmod.schema_version(db) == 0
-    assert dbmod.check_ready(db) == "database schema at version 0, expected 4"
+    assert dbmod.check_ready(db) == f"database schema at version 0, expected {dbmod.LATEST_VERSION}"
     assert dbmod.migrate(db) == (0, dbmod.LATEST_VERSION)
-    assert dbmod.migrate(db) == (4, 4)  # idempotent
+    assert dbmod.migrate(db) == (dbmod.LATEST_VERSION,) * 2  # idempotent
     assert dbmod.check_ready(db) is None
     db.close()
 
@@ -108,7 +109,7 @@ def test_version_2_loses_the_unused_scope_run_id_index(tmp_path):
         "ON runs (organization, repository, workflow, job, run_id)"
     )
     db.execute_sql("UPDATE schema_version SET version = 2")
-    assert dbmod.migrate(db) == (2, 4)
+    assert dbmod.migrate(db) == (2, dbmod.LATEST_VERSION)
     assert {ix.name for ix in db.get_indexes("runs")} == {
         "run_scoped_idempotency_key",
         "run_run_key",
@@ -131,7 +132,7 @@ def test_v1_sqlite_database_is_upgraded_and_rows_survive(tmp_path):
     make_v1_sqlite(path)
     db = dbmod.open_database(str(path))
     assert dbmod.schema_version(db) == 1
-    assert dbmod.migrate(db) == (1, 4)
+    assert dbmod.migrate(db) == (1, dbmod.LATEST_VERSION)
     check_upgraded()
     # The upgraded schema enforces what a fresh one does.
     assert {ix.name for ix in db.get_indexes("runs") if ix.unique} == {
@@ -151,7 +152,7 @@ def test_v1_postgres_database_is_upgraded_and_rows_survive(postgres_url):  # noq
             "VALUES (%s, %s, %s, %s, %s, %s, %s)",
             row,
         )
-    assert dbmod.migrate(db) == (1, 4)
+    assert dbmod.migrate(db) == (1, dbmod.LATEST_VERSION)
     check_upgraded()
     # The id sequence continues after the old rows.
     from resmon.schema import validate_push
@@ -178,7 +179,9 @@ def test_server_started_on_an_old_database_upgrades_it(tmp_path):
             server.push(sample_payload("1", start_time="2026-01-02T03:04:05Z")).json()["status"]
             == "duplicate"
         )
-    assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (4,)
+    assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (
+        dbmod.LATEST_VERSION,
+    )
 
 
 def test_a_newer_schema_is_refused(tmp_path):
@@ -299,9 +302,9 @@ def insert_v3_run(db, body: dict, key: str | None) -> None:
 
     payload = validate_push(body)
     derived = derive(payload.execution, payload.run_summary, body_digest(payload))
-    v4_only = ("command_container", "command_name")
+    later = ("command_container", "command_name", *JOB_COLUMNS)
     row = {
-        **{k: v for k, v in derived.columns.items() if k not in v4_only},
+        **{k: v for k, v in derived.columns.items() if k not in later},
         "repository": derived.repository,
         "idempotency_key": key,
         "received_at": "2026-01-05 00:00:00",
@@ -370,7 +373,7 @@ def test_version_3_is_upgraded_with_its_rows_and_keys_are_per_scope(v3_database)
     db = v3_database
     stored = Run.select(Run.id, Run.run_key, Run.body_sha256, Run.payload).order_by(Run.id)
     before = list(stored.tuples())
-    assert dbmod.migrate(db) == (3, 4)
+    assert dbmod.migrate(db) == (3, dbmod.LATEST_VERSION)
     # Rows, containers and their figures kept.
     assert list(stored.tuples()) == before
     assert ContainerStat.select().count() == 3
@@ -405,7 +408,7 @@ def test_version_3_is_upgraded_with_its_rows_and_keys_are_per_scope(v3_database)
         write.store_push(validate_push(sample_payload("7", sample_count=601)), "k-other")
     assert write.store_push(validate_push(sample_payload("8")), "k-8").status == "duplicate"
     assert Run.select().count() == 4
-    assert dbmod.migrate(db) == (4, 4)
+    assert dbmod.migrate(db) == (dbmod.LATEST_VERSION,) * 2
 
 
 def test_servers_upgrading_one_database_at_once_upgrade_it_once(v3_database):
@@ -432,7 +435,8 @@ def test_servers_upgrading_one_database_at_once_upgrade_it_once(v3_database):
         t.start()
     for t in threads:
         t.join(60)
-    assert sorted(results) == [(3, 4), (4, 4)], results
+    latest = dbmod.LATEST_VERSION
+    assert sorted(results) == [(3, latest), (latest, latest)], results
     assert Run.select().count() == 3 and ContainerStat.select().count() == 3
 
 
@@ -528,7 +532,7 @@ def test_version_3_runs_get_their_wrapped_step(v3_database, monkeypatch):
     monkeypatch.setattr(migrations, "BACKFILL_BATCH_ROWS", 3)
     monkeypatch.setattr(migrations, "BACKFILL_BATCH_BYTES", 1)
 
-    assert dbmod.migrate(db) == (3, 4)
+    assert dbmod.migrate(db) == (3, dbmod.LATEST_VERSION)
     stored = {
         r.run_id: (r.command_container, r.command_name, r.scoped_idempotency_key)
         for r in Run.select()
@@ -571,7 +575,7 @@ def test_version_3_to_4_rewrites_each_postgres_table_once(postgres_url):
         "CREATE EVENT TRIGGER note_rewrites ON table_rewrite EXECUTE FUNCTION note_rewrite()"
     )
     try:
-        assert dbmod.migrate(db) == (3, 4)
+        assert dbmod.migrate(db) == (3, dbmod.LATEST_VERSION)
         rewritten = sorted(row[0] for row in db.execute_sql("SELECT name FROM rewrites"))
         assert rewritten == ["run_containers", "runs"]
         assert Run.get(Run.run_id == "c1").command_container == "compile"

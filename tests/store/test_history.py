@@ -226,7 +226,14 @@ def test_top_ranks_jobs_over_the_period(seeded):
     assert build["runs"] == 6 and build["cpu_seconds_total"] == pytest.approx(1510.0)
     assert cpu["since"] == "2026-11-13T12:00:00Z"
 
+    # The job's own memory (builder 900 MiB + db 100 MiB at their peaks) is the same
+    # for both jobs; the machines they ran on were not.
     memory = history.top("memory", period="30d", now=NOW)
+    assert memory["scope"] == "job" and memory["ranked_by"] == ["job_memory_bytes_peak_max"]
+    assert [j["job_memory_bytes_peak_max"] for j in memory["jobs"][:2]] == [1000 * MiB] * 2
+    assert isinstance(memory["jobs"][0]["job_memory_bytes_peak_max"], int)
+    assert memory["jobs"][0]["job_memory_kind"] == "rss"
+    memory = history.top("memory", scope="host", period="30d", now=NOW)
     assert [j["job"] for j in memory["jobs"]][:1] == ["test"]
     assert memory["jobs"][0]["mem_bytes_peak_max"] == 8 * GiB
     assert isinstance(memory["jobs"][0]["mem_bytes_peak_max"], int)
@@ -239,6 +246,8 @@ def test_top_ranks_jobs_over_the_period(seeded):
 
     with pytest.raises(history.HistoryError):
         history.top("disk")
+    with pytest.raises(history.HistoryError, match="scope: invalid scope 'machine'"):
+        history.top("cpu", scope="machine")
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,59 @@ STEP_PROPERTIES = {
     },
 }
 
+HOST = "The host's, the whole machine the job ran on (/proc/stat, MemTotal - MemAvailable): "
+JOB = (
+    "The job's own processes (wrapper mode: the command's tree; sidecar: the measured containers): "
+)
+MEMORY_KIND = {
+    "type": ["string", "null"],
+    "enum": ["pss", "rss", "cgroup", "mixed", None],
+    "description": (
+        "What the job's memory figures measure: pss (shared pages counted once), rss "
+        "(resident pages summed per process), cgroup (the container's own kernel "
+        "counter), mixed (several of these)."
+    ),
+}
+# The job's figures of a run, and where a collector that sent no `job` block gets them.
+JOB_PROPERTIES = {
+    "job_scope": {
+        "type": ["string", "null"],
+        "enum": ["command", "containers", None],
+        "description": (
+            "Which processes the job figures cover: command (a wrapped command's "
+            "container), containers (the sum over the run's containers: a sidecar run, or "
+            "a collector that sent no `job` block, such as the Go collector, where p95 "
+            "and peak are the sums of the containers' own, at least those of the summed "
+            "series). Null when the summary says nothing about the job."
+        ),
+    },
+    "job_cpu_cores_p95": {**NUMBER, "description": JOB + "CPU p95, in cores (1.0 = one core)."},
+    "job_cpu_cores_peak": {**NUMBER, "description": JOB + "CPU peak, in cores."},
+    "job_cpu_seconds": {**NUMBER, "description": JOB + "CPU time, in seconds."},
+    "job_memory_bytes_p95": {**INTEGER, "description": JOB + "memory p95, in bytes."},
+    "job_memory_bytes_peak": {
+        **INTEGER,
+        "description": JOB + "memory peak (the headline), in bytes; what it is: job_memory_kind.",
+    },
+    "job_memory_kind": MEMORY_KIND,
+    "job_memory_peak_low_bytes": {
+        **INTEGER,
+        "description": "The range the job's true memory peak lies in: its low end.",
+    },
+    "job_memory_peak_high_bytes": {**INTEGER, "description": "... and its high end."},
+    "job_limit_cpu_cores": {**NUMBER, "description": "The job's CPU limit in cores, where known."},
+    "job_limit_memory_bytes": {
+        **INTEGER,
+        "description": "The job's memory limit in bytes, where known.",
+    },
+}
+HOST_PROPERTIES = {
+    "cpu_percent_p95": {**NUMBER, "description": HOST + "CPU p95, percent of all its CPUs."},
+    "cpu_percent_peak": {**NUMBER, "description": HOST + "CPU peak, percent of all its CPUs."},
+    "mem_bytes_p95": {**INTEGER, "description": HOST + "memory used p95, in bytes."},
+    "mem_bytes_peak": {**INTEGER, "description": HOST + "memory used peak, in bytes."},
+}
+
 SCOPE_PROPERTIES = {
     "organization": STRING,
     "repository": {**STRING, "description": "Canonical org/repo."},
@@ -40,7 +93,10 @@ SCOPE_PROPERTIES = {
 }
 RUN_ROW = {
     "type": "object",
-    "description": "A stored run's indexed columns (system CPU in percent, memory in bytes).",
+    "description": (
+        "A stored run's indexed columns: the job's own figures (job_*: cores, bytes) and the "
+        "host's (cpu_percent_*, mem_bytes_*: the whole machine, percent and bytes)."
+    ),
     "required": ["id", "run_id", "received_at"],
     "properties": {
         "id": {"type": "integer", "description": "The stored run's id (GET /api/v1/runs/{id})."},
@@ -52,12 +108,10 @@ RUN_ROW = {
         "end_time": TIME,
         "duration_seconds": NUMBER,
         "sample_count": INTEGER,
-        "cpu_seconds": NUMBER,
-        "cpu_percent_p95": NUMBER,
-        "cpu_percent_peak": NUMBER,
-        "mem_bytes_p95": INTEGER,
-        "mem_bytes_peak": INTEGER,
+        "cpu_seconds": {**NUMBER, "description": "The run summary's cpu_seconds, as sent."},
+        **HOST_PROPERTIES,
         **STEP_PROPERTIES,
+        **JOB_PROPERTIES,
     },
 }
 CONTAINER_ROW = {
@@ -139,28 +193,33 @@ JOB_ROW = {
         "last_id": {"type": "integer"},
         "last_run_id": {"type": ["string", "null"]},
         "last_received_at": TIME,
-        **{
-            f"last_{k}": NUMBER
-            for k in (
-                "duration_seconds",
-                "cpu_seconds",
-                "cpu_percent_p95",
-                "cpu_percent_peak",
-                "mem_bytes_p95",
-                "mem_bytes_peak",
-            )
-        },
+        "last_duration_seconds": NUMBER,
+        "last_cpu_seconds": NUMBER,
+        **{f"last_{k}": v for k, v in HOST_PROPERTIES.items()},
+        **{f"last_{k}": v for k, v in JOB_PROPERTIES.items()},
     },
 }
+TREND_JOB_FIELDS = (
+    "job_cpu_cores_p95",
+    "job_cpu_cores_peak",
+    "job_cpu_seconds",
+    "job_memory_bytes_p95",
+    "job_memory_bytes_peak",
+    "job_memory_kind",
+    "job_limit_cpu_cores",
+    "job_limit_memory_bytes",
+)
 TREND_POINT = {
     "type": "object",
     "description": (
         "by=run: id, run_id, received_at and the run's step (command_container, "
         "command_name); by=day: day (UTC, YYYY-MM-DD: the day the runs started, or were "
         "received when a run has no start time) and runs. Without a container: "
-        "cpu_percent_p95/peak and mem_bytes_p95/peak of the system; with one: "
+        "the job's own figures (job_cpu_cores_p95/peak, job_cpu_seconds, "
+        "job_memory_bytes_p95/peak, job_memory_kind, the job's limits) and the host's "
+        "(cpu_percent_p95/peak, mem_bytes_p95/peak: the whole machine); with one: "
         "cpu_cores_p95/peak, memory_bytes_p95/peak and its limits. Per day, the highest "
-        "of the day's runs and the mean duration."
+        "of the day's runs (job_memory_kind mixed when they differ) and the mean duration."
     ),
     "properties": {
         "id": {"type": "integer"},
@@ -170,13 +229,11 @@ TREND_POINT = {
         "day": STRING,
         "runs": {"type": "integer"},
         "duration_seconds": NUMBER,
+        **HOST_PROPERTIES,
+        **{k: v for k, v in JOB_PROPERTIES.items() if k in TREND_JOB_FIELDS},
         **{
             k: NUMBER
             for k in (
-                "cpu_percent_p95",
-                "cpu_percent_peak",
-                "mem_bytes_p95",
-                "mem_bytes_peak",
                 "cpu_cores_p95",
                 "cpu_cores_peak",
                 "memory_bytes_p95",
@@ -192,17 +249,18 @@ TOP_ROW = {
     "properties": {
         **SCOPE_PROPERTIES,
         "runs": {"type": "integer"},
-        **{
-            k: NUMBER
-            for k in (
-                "cpu_seconds_total",
-                "cpu_percent_p95_avg",
-                "mem_bytes_peak_max",
-                "mem_bytes_p95_avg",
-                "duration_seconds_total",
-                "duration_seconds_avg",
-            )
-        },
+        "job_cpu_seconds_total": {**NUMBER, "description": JOB + "CPU time of all runs."},
+        "job_cpu_cores_p95_avg": {**NUMBER, "description": JOB + "mean CPU p95, in cores."},
+        "job_cpu_cores_peak_max": {**NUMBER, "description": JOB + "highest CPU peak, in cores."},
+        "job_memory_bytes_peak_max": {**NUMBER, "description": JOB + "highest memory peak."},
+        "job_memory_bytes_p95_avg": {**NUMBER, "description": JOB + "mean memory p95."},
+        "job_memory_kind": MEMORY_KIND,
+        "cpu_seconds_total": {**NUMBER, "description": "The runs' summaries' cpu_seconds, summed."},
+        "cpu_percent_p95_avg": {**NUMBER, "description": HOST + "mean CPU p95, percent."},
+        "mem_bytes_peak_max": {**NUMBER, "description": HOST + "highest memory used."},
+        "mem_bytes_p95_avg": {**NUMBER, "description": HOST + "mean memory used p95."},
+        "duration_seconds_total": NUMBER,
+        "duration_seconds_avg": NUMBER,
     },
 }
 
@@ -302,7 +360,7 @@ def _job_trend() -> dict[str, Any]:
         "The last `limit` points (default 30)." + SCOPE_NOTE,
         [
             *SCOPE_PARAMS,
-            _param("container", "One container's figures instead of the system's."),
+            _param("container", "One container's figures instead of the job's and the host's."),
             _param(
                 "by",
                 "Group per run or per UTC day the runs started (received, for a run "
@@ -366,14 +424,24 @@ def _top() -> dict[str, Any]:
         "topJobs",
         "Jobs ranked by cost over a period",
         (
-            "metric=cpu ranks by total CPU time (then mean system CPU p95), memory by the "
-            "highest memory peak, duration by total run time. Every row carries all figures."
+            "By the job's own figures (scope=job, the default): metric=cpu ranks by the "
+            "job's total CPU time (then its mean CPU p95 in cores), memory by the highest "
+            "job memory peak. By the host's, the whole machine's (scope=host): cpu by the "
+            "mean host CPU p95 (then CPU time), memory by the highest host memory used. "
+            "duration ranks by total run time either way. Every row carries all figures, "
+            "the job's (job_*) and the host's."
         ),
         [
             _param(
                 "metric",
                 "What to rank by.",
                 {"type": "string", "enum": ["cpu", "memory", "duration"]},
+            ),
+            _param(
+                "scope",
+                "Whose figures rank: job (the job's own processes, the default) or host (the "
+                "whole machine the job ran on). Anything else is a 400.",
+                {"type": "string", "enum": ["job", "host"]},
             ),
             _param(
                 "period",
@@ -387,9 +455,15 @@ def _top() -> dict[str, Any]:
             "The ranking.",
             {
                 "type": "object",
-                "required": ["metric", "jobs"],
+                "required": ["metric", "scope", "jobs"],
                 "properties": {
                     "metric": STRING,
+                    "scope": {"type": "string", "enum": ["job", "host"]},
+                    "ranked_by": {
+                        "type": "array",
+                        "items": STRING,
+                        "description": "The row fields the ranking sorts on, in order.",
+                    },
                     **WINDOW,
                     "limit": {"type": "integer"},
                     "jobs": {"type": "array", "items": TOP_ROW},

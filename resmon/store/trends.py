@@ -1,0 +1,216 @@
+"""Is a job getting heavier?  p95 and peak per run or per day of one job.
+
+Without a container a point carries the job's own figures (``job_*``: cores,
+CPU seconds, bytes and its memory kind, the job's limits) and the host's
+(``cpu_percent_*``, ``mem_bytes_*``: the whole machine); with one, that
+container's cores and bytes and its limits.  Asked through
+:func:`resmon.store.history.trend`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from peewee import fn
+
+from resmon.store.models import ContainerStat, Run
+from resmon.store.scope import (
+    SUGGESTIONS,
+    HistoryError,
+    NotFound,
+    answer_time,
+    bounded,
+    container_exists,
+    container_names,
+    day_of,
+    describe_job,
+    job_exists,
+    job_not_found,
+    parse_window,
+    run_time,
+    scope_fields,
+    scope_where,
+)
+
+DEFAULT_TREND_POINTS = 30
+MAX_TREND_POINTS = 1000
+TREND_BY = ("run", "day")
+# How far a runner's clock may be ahead of the server's for its run to be counted in
+# a trend by day: the start it reports is then later than its arrival.
+RUN_CLOCK_AHEAD = timedelta(days=1)
+# The job's figures a point carries, by answer field (its memory kind apart).
+JOB_TREND_COLUMNS = (
+    "job_cpu_cores_p95",
+    "job_cpu_cores_peak",
+    "job_cpu_seconds",
+    "job_memory_bytes_p95",
+    "job_memory_bytes_peak",
+    "job_limit_cpu_cores",
+    "job_limit_memory_bytes",
+)
+# One day's runs may differ in memory kind: the day says "mixed" then.
+_KIND_LOW, _KIND_HIGH = "job_memory_kind_min", "job_memory_kind_max"
+
+
+def trend(
+    organization: str,
+    repository: str,
+    workflow: str,
+    job: str,
+    *,
+    container: str | None = None,
+    by: str = "run",
+    limit: int | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """p95 and peak of CPU and memory per run (or per UTC day) of one job, oldest first:
+    the last ``limit`` points.  Without ``container`` a point has the job's own figures
+    (``job_*``) and the host's (``cpu_percent_*``, ``mem_bytes_*``, the whole
+    machine); with it, that container's cores and bytes (and limits).  A point per run
+    names its wrapped step (``command_container``, ``command_name``).
+
+    Per day, p95 and peak are the highest among the runs started that day (what to
+    size for), ``duration_seconds`` is the mean and ``runs`` the count; a run without
+    a start time counts on the day it was received.
+    """
+    if by not in TREND_BY:
+        raise HistoryError(f"invalid grouping {by!r}: use one of {', '.join(TREND_BY)}")
+    limit = bounded(limit, DEFAULT_TREND_POINTS, MAX_TREND_POINTS, "limit")
+    start, end = parse_window(since, until, now)
+    where = scope_where(organization, repository, workflow, job)
+    # A day is the day its runs started (scope.run_time), and so is the window:
+    # runs pushed together from a spool are spread over the days they ran on, and
+    # no day outside the window is shown.  Per run, the window is of arrival, as in
+    # the runs list.
+    when = run_time() if by == "day" else Run.received_at
+    if start is not None:
+        where &= when >= start
+        # A run is received after it started: this bound adds nothing to the answer
+        # but lets the (scope, received_at) index skip older runs.  A start within a
+        # day of year 1 has nothing older to skip (and cannot go back a day).
+        if by == "day" and start - start.min > RUN_CLOCK_AHEAD:
+            where &= Run.received_at >= start - RUN_CLOCK_AHEAD
+    if end is not None:
+        where &= when < end
+
+    query = _trend_query(by, _trend_metrics(container), container, where)
+    points = list(query.limit(limit).dicts())
+    points.reverse()
+    if not points:
+        _check_trend_target(organization, repository, workflow, job, container)
+    for p in points:
+        _trend_point_json(p)
+    return {
+        **scope_fields(organization, repository, workflow, job),
+        "container": container or None,
+        "by": by,
+        "since": answer_time(start),
+        "until": answer_time(end),
+        "points": points,
+    }
+
+
+def _trend_metrics(container: str | None) -> dict[str, Any]:
+    """The figures a trend shows, by answer field: the container's, else the job's
+    and the host's."""
+    if container:
+        c = ContainerStat
+        return {
+            "cpu_cores_p95": c.cpu_cores_p95,
+            "cpu_cores_peak": c.cpu_cores_peak,
+            "memory_bytes_p95": c.memory_bytes_p95,
+            "memory_bytes_peak": c.memory_bytes_peak,
+            "limit_cpu_cores": c.limit_cpu_cores,
+            "limit_memory_bytes": c.limit_memory_bytes,
+        }
+    return {
+        **{name: getattr(Run, name) for name in JOB_TREND_COLUMNS},
+        "cpu_percent_p95": Run.cpu_percent_p95,
+        "cpu_percent_peak": Run.cpu_percent_peak,
+        "mem_bytes_p95": Run.mem_bytes_p95,
+        "mem_bytes_peak": Run.mem_bytes_peak,
+    }
+
+
+def _trend_query(by: str, metrics: dict[str, Any], container: str | None, where: Any) -> Any:
+    """The trend's points, newest first: one per run, or per UTC day the runs started
+    with each figure's highest value, the mean duration and the run count."""
+    if by == "run":
+        kinds = [] if container else [Run.job_memory_kind]
+        query = Run.select(
+            Run.id,
+            Run.run_id,
+            Run.received_at,
+            Run.duration_seconds,
+            Run.command_container,
+            Run.command_name,
+            *(col.alias(name) for name, col in metrics.items()),
+            *kinds,
+        )
+    else:
+        day = day_of(run_time())
+        kinds = (
+            []
+            if container
+            else [
+                fn.MIN(Run.job_memory_kind).alias(_KIND_LOW),
+                fn.MAX(Run.job_memory_kind).alias(_KIND_HIGH),
+            ]
+        )
+        query = Run.select(
+            day.alias("day"),
+            fn.COUNT(Run.id).alias("runs"),
+            fn.AVG(Run.duration_seconds).alias("duration_seconds"),
+            *(fn.MAX(col).alias(name) for name, col in metrics.items()),
+            *kinds,
+        )
+    if container:
+        query = query.join(ContainerStat, on=(ContainerStat.run == Run.id)).where(
+            ContainerStat.name == container
+        )
+    query = query.where(where)
+    if by == "run":
+        return query.order_by(Run.received_at.desc(), Run.id.desc())
+    return query.group_by(day).order_by(day.desc())
+
+
+def _check_trend_target(
+    organization: str, repository: str, workflow: str, job: str, container: str | None
+) -> None:
+    """Raises :class:`NotFound` when a trend has no points because the job, or the
+    container in it, was never stored (rather than no run in the period)."""
+    if not job_exists(organization, repository, workflow, job):
+        raise job_not_found(organization, repository, workflow, job)
+    if container and not container_exists(organization, repository, workflow, job, container):
+        names = container_names(organization, repository, workflow, job)
+        close = difflib.get_close_matches(container, names, n=SUGGESTIONS, cutoff=0.3)
+        raise NotFound(
+            f"no container {container!r} in any run of "
+            f"{describe_job(organization, repository, workflow, job)}",
+            close or names[:SUGGESTIONS],
+        )
+
+
+def combined_kind(low: Any, high: Any) -> str | None:
+    """The memory kind of several runs from the least and greatest of theirs."""
+    if low is None or high is None:
+        return low or high
+    return str(low) if low == high else "mixed"
+
+
+def _trend_point_json(point: dict[str, Any]) -> None:
+    """A point as JSON wants it, whatever types the driver answered: RFC 3339 times,
+    ``YYYY-MM-DD`` days, float durations (PostgreSQL's AVG is a Decimal), and per
+    day one memory kind."""
+    if "received_at" in point:
+        point["received_at"] = answer_time(point["received_at"])
+    if "day" in point and isinstance(point["day"], (date, datetime)):
+        point["day"] = point["day"].strftime("%Y-%m-%d")
+    if "duration_seconds" in point and point["duration_seconds"] is not None:
+        point["duration_seconds"] = float(point["duration_seconds"])
+    if _KIND_LOW in point:
+        point["job_memory_kind"] = combined_kind(point.pop(_KIND_LOW), point.pop(_KIND_HIGH))
