@@ -3,8 +3,10 @@
 A process belongs, for its whole life (keyed by ``(pid, starttime)``), to one
 *group*: its identifying cgroup path (see :func:`resmon.procfs.parse_cgroup`), or
 in wrapper mode the command's tree (``command_pid`` and every process whose parent
-chain reaches it when first seen).  A *container* is the groups that carry one
-name: a group's name comes from ``CGROUP_PROCESS_MAP`` once a process with a mapped
+chain reaches it when first seen, or reaches resmon through another process than the
+command: resmon is the tree's child subreaper, so an orphan of the tree, a daemon or
+an immediate double fork, is reparented to it; see :mod:`resmon.collect.reaper`).
+A *container* is the groups that carry one name: a group's name comes from ``CGROUP_PROCESS_MAP`` once a process with a mapped
 name is seen in it (and stays), else from the path
 (:func:`resmon.collect.containers.container_name_for_path`).  ``exclude_pids`` (resmon
 itself) belong to no group and appear nowhere.
@@ -137,14 +139,20 @@ class Grouping:
         prev: dict[Key, ProcessState],
         current: dict[Key, ProcessState],
     ) -> bool:
-        """Whether a newly seen process descends from the command (membership is then sticky)."""
+        """Whether a newly seen process descends from the command (membership is then sticky).
+
+        resmon (``exclude_pids``) starts nothing but the command, and is its tree's child
+        subreaper: any other process whose chain reaches resmon is an orphan of the tree.
+        """
         command_pid = self.command_pid
         exclude = self.exclude_pids
         pid = st.pid
         for _ in range(MAX_PARENT_WALK):
             if pid == command_pid:
                 return True
-            if pid in exclude or pid <= 1:
+            if pid in exclude:
+                return pid != st.pid
+            if pid <= 1:
                 return False
             key = by_pid.get(pid)
             if key is None:
