@@ -187,6 +187,14 @@ def _config_from(ctx, name: str, value: str | None, env: str, parse):
     is_flag=True,
     help="Record the wrapped command's full arguments (default: its base name only; arguments can hold secrets).",
 )
+@click.option(
+    "--kill-left-running",
+    is_flag=True,
+    help="Wrapper mode: when CMD exits, end the processes its tree left running (daemons, "
+    "background jobs): SIGTERM, then SIGKILL to those still there 0.4 s later. Off by "
+    "default: they are named in a warning and in the summary (left_running), and keep "
+    "running after resmon exits. Either way their CPU until CMD exited counts.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD [ARGS]...]")
 @click.pass_context
 def collect(ctx, **options):
@@ -197,8 +205,11 @@ def collect(ctx, **options):
     SIGINT, a `run_summary` record; then writes it to the spool and pushes it.
 
     Wrapper mode (`-- CMD ARGS`): runs CMD, measures its whole process tree as the
-    container `--name` (exact CPU total: resmon is its reaper), forwards SIGINT and
-    SIGTERM to it, and exits with CMD's exit code (128+N if signal N killed it). The
+    container `--name` (exact CPU total: resmon is its reaper, and the subreaper of
+    the orphans its tree leaves, so a daemon or a double fork is counted too),
+    forwards SIGINT and SIGTERM to it, and exits with CMD's exit code (128+N if
+    signal N killed it). What CMD's tree leaves running when CMD exits is named
+    (`left_running`); `--kill-left-running` ends it. The
     build log keeps CMD's own output and one `run_summary` record at the end; the
     per-sample records go to `-o FILE`, or with `--samples` to stdout.
 
@@ -336,6 +347,7 @@ def _collect_config(
         markdown_file=options["markdown_file"],
         command=list(command) if command else None,
         command_name=options["name"],
+        kill_left_running=options["kill_left_running"],
         record_command=options["record_command"],
         execution=execution_from_env(),
     )

@@ -14,6 +14,23 @@ later delivery, never the run.
 
 A signal ends the loop's sleep at once, not at the next tick, and SIGCHLD wakes
 it the same way when the wrapped command exits (see :mod:`resmon.collect.signals`).
+
+Wrapper mode, in more detail (the command's side is :mod:`resmon.collect.command_run`):
+
+- resmon makes itself the child subreaper of what it starts, so an orphan of the
+  command's tree (a daemon, an immediate double fork) is reparented to resmon, not
+  init: the sampler keeps it in the command's container, and resmon reaps it on the
+  SIGCHLD wakeup, adding up its rusage (:mod:`resmon.collect.reaper`);
+- when the command exits, before it is reaped, the tree's processes still there are
+  read from /proc: their CPU so far counts, and those running are ``left_running``
+  (named in a warning line and in ``command.left_running``; ended with
+  ``--kill-left-running``, SIGTERM then SIGKILL within 0.5 s; else left alone);
+- then the last sample, then the wait: the run's ``cpu_seconds`` is the kernel's
+  rusage of the command plus its orphans' CPU, whatever the interval; the sampled
+  figure stays beside it as ``command.sampled_cpu_seconds``, with the wait's
+  ``ru_maxrss`` as ``command.rusage_maxrss_bytes``;
+- the exit code is the command's (128+N when signal N killed it); resmon's own
+  trouble costs a log line, never the job's exit code.
 """
 
 from __future__ import annotations
@@ -34,13 +51,12 @@ import orjson
 from resmon import __version__
 from resmon.collect.logging_setup import log_fields
 from resmon.collect.records import RecordWriter
-from resmon.collect.signals import Wakeup, exit_code_from_status, installed
+from resmon.collect.signals import Wakeup, installed
 from resmon.execution import missing_required
 from resmon.schema import push_payload
 
 if TYPE_CHECKING:
-    import subprocess  # imported when a command is run: a sidecar never needs it
-
+    from resmon.collect.command_run import CommandRun
     from resmon.collect.push import PushClient
     from resmon.collect.spool import Spool, SpoolEntry
 
@@ -77,6 +93,7 @@ class CollectConfig:
     markdown_file: Path | None = None
     command: list[str] | None = None  # wrapper mode
     command_name: str = "command"  # the wrapped command's container
+    kill_left_running: bool = False  # end what the command's tree left when it exits
     record_command: bool = False
     execution: dict[str, str] = field(default_factory=dict)
 
@@ -105,9 +122,10 @@ class Collector:
         self._sampler_config_cls = SamplerConfig
         self.accumulator = RunAccumulator(top_n=config.top_n)
         self.sampler: Any = None
-        self.child: subprocess.Popen[bytes] | None = None
-        self.child_exit_code: int | None = None
-        self.child_rusage_cpu: float | None = None
+        self.command_run: CommandRun | None = None
+        # The last sample taken, and the command container's cpu_seconds in it.
+        self._last_sample: Any = None
+        self._sampled_command_cpu: float | None = None
         self.exit_started: float | None = None
         self._background: threading.Thread | None = None
         self.spool: Spool | None = None
@@ -139,6 +157,10 @@ class Collector:
             log.error("sample failed, skipped: %s", exc)
             return None
         self._last_sample_at = self.clock()
+        self._last_sample = sample
+        figures = sample.containers.get(self.config.command_name)
+        if self.config.command is not None and figures is not None:
+            self._sampled_command_cpu = figures.cpu_seconds
         self.accumulator.add(sample)
         if self.config.sample_records:
             self.writer.write("metrics_collected", sample.record())
@@ -229,71 +251,38 @@ class Collector:
         self._finish()
         return 0
 
-    def _start_command(self) -> subprocess.Popen[bytes] | int:
-        import subprocess
-
-        argv = self.config.command or []
-        try:
-            return subprocess.Popen(argv)
-        except FileNotFoundError:
-            log.error("cannot run %r: command not found", argv[0])
-            return 127
-        except PermissionError:
-            log.error("cannot run %r: permission denied", argv[0])
-            return 126
-        except OSError as exc:
-            log.error("cannot run %r: %s", argv[0], exc)
-            return 126
-
-    def _child_exited(self) -> bool:
-        """True once the command has exited (WNOWAIT: not reaped yet, so no pid reuse races)."""
-        assert self.child is not None
-        try:
-            info = os.waitid(os.P_PID, self.child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True
-        return info is not None
-
-    def _reap_child(self) -> None:
-        assert self.child is not None
-        try:
-            _, status, rusage = os.wait4(self.child.pid, 0)
-        except ChildProcessError:
-            return
-        self.child_exit_code = exit_code_from_status(status)
-        # The kernel's own total for the command and every descendant it reaped: exact.
-        self.child_rusage_cpu = rusage.ru_utime + rusage.ru_stime
-        self.child.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
-
     def _run_wrapper(self) -> int:
-        started = self._start_command()
-        if isinstance(started, int):
-            return started
-        self.child = started
-        self.sampler = self._make_sampler(started.pid)
+        cfg = self.config
+        from resmon.collect.command_run import CommandRun
+
+        run = self.command_run = CommandRun(cfg.command or [], cfg.proc_path, cfg.kill_left_running)
+        cannot = run.start()
+        if cannot is not None:
+            return cannot
+        self.sampler = self._make_sampler(run.pid)
         forwarded = 0
         term_deadline: float | None = None
-        next_at = self.clock() + self.config.interval
+        next_at = self.clock() + cfg.interval
         self._take_sample()
         while True:
-            if self._child_exited():
+            if self.wakeup.take_child_exited():
+                run.reap_orphans()
+            if run.exited():
                 self.exit_started = self.clock()
-                # Not reaped yet: the zombie's /proc/PID/stat still holds its own times and
-                # those of every child it reaped, so the last sample counts the command to
-                # the tick.  Then the wait's rusage, the kernel's own total, is the check
-                # (build_summary takes the larger: a tick lost to rounding is not lost).
+                # Not reaped yet: the zombie's /proc/PID/stat still holds its own times
+                # and those of every child it reaped, so the last sample counts the
+                # command to the tick; the wait's rusage then gives the run's total.
+                run.at_exit(self._sampled_command_tree())
                 self._final_sample()
-                self._reap_child()
+                run.reap()
                 break
             # Forward each new SIGINT/SIGTERM to the command; it decides how to end.
             for signum in self.wakeup.received[forwarded:]:
                 log.info(
-                    "forwarding %s to the command (pid %d)",
-                    signal.Signals(signum).name,
-                    self.child.pid,
+                    "forwarding %s to the command (pid %d)", signal.Signals(signum).name, run.pid
                 )
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.child.pid, signum)
+                    os.kill(run.pid, signum)
                 if signum == signal.SIGTERM and term_deadline is None:
                     term_deadline = self.clock() + TERM_GRACE_SECONDS
                 forwarded += 1
@@ -302,7 +291,8 @@ class Collector:
                 log.warning("the command did not exit after SIGTERM; finishing without it")
                 self.exit_started = self.clock()
                 self._final_sample()
-                self.child_exit_code = 128 + signal.SIGTERM
+                run.abandoned()
+                run.exit_code = 128 + signal.SIGTERM
                 break
             if self.clock() >= next_at:
                 self._take_sample()
@@ -310,8 +300,31 @@ class Collector:
                 continue  # check for exit and signals again before sleeping
             wake_at = next_at if term_deadline is None else min(next_at, term_deadline)
             self.wakeup.wait(wake_at - self.clock())
+        run.finish()
+        self._command_rusage()
         self._finish()
-        return self.child_exit_code if self.child_exit_code is not None else 0
+        return run.exit_code if run.exit_code is not None else 0
+
+    def _sampled_command_tree(self) -> list[int]:
+        """The pids the last sample placed in the command's container."""
+        sample = self._last_sample
+        if sample is None:
+            return []
+        name = self.config.command_name
+        return [p.pid for p in sample.processes if p.container == name]
+
+    def _command_rusage(self) -> None:
+        """Hand the accumulator the reaped command's kernel figures (before run_summary)."""
+        run = self.command_run
+        if run is None or run.rusage_cpu is None:
+            return
+        command_rusage = getattr(self.accumulator, "command_rusage", None)
+        if command_rusage is None:
+            return  # an accumulator without it: build_summary still sets the CPU total
+        try:
+            command_rusage(run.rusage_cpu, run.rusage_maxrss, run.orphans_cpu_seconds)
+        except Exception as exc:  # resmon's own trouble never costs the summary
+            _unexpected("adding the command's rusage", exc)
 
     # -- the exit path --
 
@@ -335,15 +348,10 @@ class Collector:
             }
             if self.config.record_command:
                 command["argv"] = list(argv)
-            if self.child_exit_code is not None:
-                command["exit_code"] = self.child_exit_code
-            if self.child_rusage_cpu is not None:
-                rusage = round(self.child_rusage_cpu, 3)
-                command["rusage_cpu_seconds"] = rusage
-                for c in summary.get("containers", []):
-                    if c.get("name") == self.config.command_name:
-                        c["cpu_seconds"] = max(c.get("cpu_seconds") or 0.0, rusage)
-                        summary["cpu_seconds"] = c["cpu_seconds"]
+            if self.command_run is not None:
+                self.command_run.add_to_summary(
+                    summary, command, self.config.command_name, self._sampled_command_cpu
+                )
             summary["command"] = command
         return summary
 

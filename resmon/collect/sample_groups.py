@@ -6,9 +6,9 @@ in wrapper mode the command's tree (``command_pid`` and every process whose pare
 chain reaches it when first seen, or reaches resmon through another process than the
 command: resmon is the tree's child subreaper, so an orphan of the tree, a daemon or
 an immediate double fork, is reparented to it; see :mod:`resmon.collect.reaper`).
-A *container* is the groups that carry one name: a group's name comes from ``CGROUP_PROCESS_MAP`` once a process with a mapped
-name is seen in it (and stays), else from the path
-(:func:`resmon.collect.containers.container_name_for_path`).  ``exclude_pids`` (resmon
+A *container* is the groups that carry one name: a group's name comes from
+``CGROUP_PROCESS_MAP`` once a process with a mapped name is seen in it (and stays),
+else from the path (:func:`resmon.collect.containers.container_name_for_path`).  ``exclude_pids`` (resmon
 itself) belong to no group and appear nowhere.
 """
 

@@ -5,7 +5,9 @@ self-pipe that the interpreter writes to when a signal arrives
 (``signal.set_wakeup_fd``), so a signal ends the sleep at once rather than at
 the next tick.  (A ``threading.Event`` set from a handler can deadlock if the
 signal lands while the main thread holds the Event's lock; the pipe cannot.)
-SIGCHLD wakes the loop the same way when the wrapped command exits.
+SIGCHLD wakes the loop the same way when the wrapped command exits, and when an
+orphan of its tree that resmon adopted as subreaper exits
+(:meth:`Wakeup.take_child_exited` tells the loop to reap it).
 """
 
 from __future__ import annotations
@@ -67,6 +69,14 @@ class Wakeup:
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._r, 512):
                 pass
+
+    def take_child_exited(self) -> bool:
+        """Whether a SIGCHLD came since the last call (and forget it).
+
+        Cleared before the caller reaps: a child that exits while it reaps sets it
+        again, so no exit waits for the next one to be noticed."""
+        came, self.child_exited = self.child_exited, False
+        return came
 
     @property
     def stop_requested(self) -> bool:
