@@ -1,197 +1,310 @@
-"""How exact is resmon's CPU accounting on fork-heavy CI workloads?  (issue 5)
+"""How exact are resmon's CPU-seconds and memory peak of a wrapped job?  (issues 5 and 12)
 
-Runs real workloads under ``resmon collect --interval N -- sh -c 'WORKLOAD; cat
-/proc/$$/stat > truth'`` and compares, per workload and interval:
+Each workload runs, per interval, ONCE as
 
-- truth: the wrapping shell's own utime+stime+cutime+cstime read at its end (the
-  kernel's count of everything the workload ran: every reaped child's whole time
-  moves into its parent's cutime+cstime);
-- resmon: the run summary's ``cpu_seconds`` (what resmon prints and pushes);
-- sampled: the command container's ``cpu_seconds`` in the last sample record, i.e.
-  from the /proc readings alone, before the wait's rusage is applied;
-- naive: the method of summing per-process utime+stime deltas over the processes
-  seen alive in two consecutive samples, computed on the same samples (resmon runs
-  with ``--top 1000`` so every process is in the records).  This is what a
-  collector that reads only utime+stime sees (the Go collector does no better: it
-  also drops a sample when a process exits).
+    resmon collect --interval N --log-format json --summary-file F --top 1000 -o RECORDS \\
+        -- python bench/accuracy_workloads/truth_wrapper.py TRUTH -- sh -c WORKLOAD
 
-Run by hand (a few minutes at most, two cores):
+so resmon and the truth measure the same process tree in the same run. The truth wrapper
+(bench/accuracy_workloads/truth_wrapper.py) is independent of resmon: a child subreaper
+(PR_SET_CHILD_SUBREAPER) that reaps every process of the tree with os.wait4 and reads
+RUSAGE_CHILDREN at the end, while a thread sums the tree's memory every 20 ms. resmon
+wraps the wrapper, so resmon's figures include the wrapper's own small python process; the
+truth columns include it too (its own CPU is RUSAGE_SELF, its RSS and PSS are read with the
+tree's), so both sides measure the same processes; the line under the table gives the
+wrapper's own share.
 
-    .venv/bin/python bench/accuracy.py            # intervals 1s and 5s
-    .venv/bin/python bench/accuracy.py --interval 1s
+Columns:
 
-Target: resmon/truth within 0.97-1.03 for every workload at 1 s and at 5 s.
+- workload, int: the workload and resmon's ``--interval``.
+- truth CPU-s: the wrapper's RUSAGE_CHILDREN utime+stime after everything was reaped
+  (the kernel's count of every process of the tree, orphans included) plus its own
+  RUSAGE_SELF (its 20 ms sampler).
+- resmon CPU-s: the run summary's ``cpu_seconds``; ratio = resmon / truth.
+- naive CPU-s: summing per-process utime+stime deltas over processes seen alive in two
+  consecutive samples (a pid in the command container's ``top_cpu_processes`` of two
+  consecutive ``metrics_collected`` records, percent x elapsed), computed on resmon's own
+  samples. It is what a collector reading only utime+stime sees.
+- true RSS / true PSS: the peak over the 20 ms samples of the tree's summed RSS
+  (/proc/PID/statm) and summed PSS (/proc/PID/smaps_rollup; "-" if some process's could
+  not be read).
+- ru_maxrss: the wrapper's RUSAGE_CHILDREN ru_maxrss, the largest single process's
+  high-water mark (a lower bound for the tree's peak).
+- resmon peak: the command container's ``memory_peak.headline`` (else ``memory_bytes.peak``)
+  and its ``kind`` (pss, rss or cgroup); low..high its ``memory_peak`` range; in: the true
+  peak of the headline's kind (true PSS for pss, true RSS for rss; none for cgroup) inside
+  low..high; hl/true: headline / that true peak.
+
+A field the run summary lacks prints as "-" (and fails the target that needs it).
+Memory in MiB.
+
+Targets (printed with PASS/FAIL and the failing rows under the table):
+
+- CPU within 2 % of truth on every row (0.98 <= resmon / truth <= 1.02);
+- the true peak inside resmon's range on every row;
+- the headline within 10 % of the true peak of the same kind at 1 s on every row.
+
+Run by hand (two cores: the full run takes about 15 minutes, --quick about 4 at one
+interval):
+
+    .venv/bin/python bench/accuracy.py                      # every workload at 1s, 5s, 10s
+    .venv/bin/python bench/accuracy.py --quick --interval 1s
+    .venv/bin/python bench/accuracy.py --workload make --workload daemon --interval 5s
+    .venv/bin/python bench/accuracy.py --quick --json > rows.json
+
+The exit code is 0 when every target passes, 1 otherwise. The pip-wheel workload needs an
+interpreter with setuptools and bdist_wheel (setuptools >= 70.1, or the wheel package):
+the venv's, else /usr/bin/python3's; with neither it is skipped with the reason printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+from accuracy_workloads import generate
+from accuracy_workloads.table import print_table, targets
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parent.parent
-
-# Each workload is a shell fragment; {dir} is a scratch directory.
-SHORT_AWK = "awk 'BEGIN{for(i=0;i<300000;i++)s+=i}'"
-WORKLOADS = {
-    # Short processes one after another: each lives far less than an interval.
-    "shell loop, 500 x awk": f"for i in $(seq 500); do {SHORT_AWK}; done",
-    # A small C project built in parallel: make forks sh, gcc, cc1, as, collect2, ld.
-    "make -j2, 80 C files": "make -s -j2 -C {dir}/cproj",
-    # Short processes two at a time next to a long busy process.
-    "mix: 400 x awk -P2 + 6 s busy": (
-        f"timeout 6 sh -c 'while :; do :; done' & seq 400 | xargs -P2 -I{{}} {SHORT_AWK}; wait"
-    ),
-}
+HELPERS = Path(__file__).resolve().parent / "accuracy_workloads"
+PY = shlex.quote(sys.executable)
+AWK = "awk 'BEGIN{for(i=0;i<20000;i++)s+=i}'"
+BUSY_AWK = "awk 'BEGIN{for(i=0;i<%d;i++)s+=i}'"
 
 
-def make_c_project(directory: Path, files: int = 80) -> None:
-    """Generated C sources that take gcc -O2 a noticeable moment each."""
-    directory.mkdir(parents=True, exist_ok=True)
-    objs = []
-    for i in range(files):
-        body = "\n".join(
-            f"static double f{i}_{j}(double x) {{ double s = 0; for (int k = 0; k < {j + 3}; k++) "
-            f"s += x * k / (k + {j + 1}.0); return s; }}"
-            for j in range(100)
-        )
-        calls = " + ".join(f"f{i}_{j}(x)" for j in range(100))
-        (directory / f"unit{i}.c").write_text(
-            f"{body}\ndouble unit{i}(double x) {{ return {calls}; }}\n"
-        )
-        objs.append(f"unit{i}.o")
-    decls = "\n".join(f"double unit{i}(double);" for i in range(files))
-    total = " + ".join(f"unit{i}(1.0)" for i in range(files))
-    (directory / "main.c").write_text(
-        f'#include <stdio.h>\n{decls}\nint main(void) {{ printf("%f\\n", {total}); return 0; }}\n'
+@dataclass
+class Workload:
+    key: str
+    command: str  # a shell fragment, run in the scratch directory
+    setup: list = field(default_factory=list)  # callables (scratch) -> None, once
+    reset: str = ""  # a shell fragment run before each run, outside the measurement
+    skip: str = ""  # why it cannot run here
+
+
+def workloads(quick: bool) -> list[Workload]:
+    q = 3 if quick else 1  # quick variants do about a third of the work
+    alloc = f"{PY} {shlex.quote(str(HELPERS / 'alloc.py'))}"
+    wheel_py, why = generate.wheel_python()
+    pip = Workload(
+        "pip-wheel",
+        f"cd ext && {shlex.quote(wheel_py or 'python3')} -m pip wheel -q --no-deps "
+        "--no-build-isolation --no-index -w ../dist .",
+        setup=[lambda d: generate.make_c_extension(d / "ext")],
+        reset="rm -rf dist ext/build ext/*.egg-info",
+        skip="" if wheel_py else f"no interpreter with setuptools and bdist_wheel ({why})",
     )
-    (directory / "Makefile").write_text(
-        textwrap.dedent(
-            f"""\
-            CFLAGS = -O2
-            prog: main.o {" ".join(objs)}
-            \t$(CC) -o $@ $^
-            %.o: %.c
-            \t$(CC) $(CFLAGS) -c -o $@ $<
-            clean:
-            \trm -f *.o prog
-            """
-        )
-    )
-
-
-def stat_seconds(path: Path) -> float:
-    fields = path.read_text().rsplit(")", 1)[1].split()
-    # After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
-    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+    files = 3000 // q
+    return [
+        pip,
+        Workload(
+            "make-j2",
+            "make -s -j2 -C cproj >/dev/null",
+            setup=[lambda d: generate.make_c_project(d / "cproj", 60 // q)],
+            reset="make -s -C cproj clean",
+        ),
+        Workload(
+            f"py_compile-{files}",
+            f"find pyfiles -name '*.py' | xargs -P2 -n 40 {PY} -m py_compile",
+            setup=[lambda d: generate.make_py_files(d / "pyfiles", files)],
+            reset="rm -rf pyfiles/__pycache__",
+        ),
+        Workload(f"procs-{1000 // q}", f"for i in $(seq {1000 // q}); do {AWK}; done"),
+        Workload(f"procs-{4000 // q}", f"for i in $(seq {4000 // q}); do {AWK}; done"),
+        Workload(f"grow-{500 // q}MiB", f"{alloc} grow {500 // q}"),
+        Workload("threads", f"{alloc} threads 4 {80 // q}"),
+        Workload(
+            f"xz-T2-{100 // q}MiB",
+            "xz -T2 -1 -c xzdata > /dev/null",
+            setup=[lambda d: generate.make_text(d / "xzdata", 100 // q)],
+        ),
+        Workload(f"fork-{300 // q}MiB", f"{alloc} fork {300 // q} 3"),
+        Workload(
+            "daemon",
+            # Finding 7's shape: a sleeping daemon, and a busy process orphaned by a
+            # subshell that exits before it (re-parented to the subreaper).
+            f"sleep {10 // q} & ( {BUSY_AWK % (120_000_000 // q)} & sleep 2 ); "
+            f"{BUSY_AWK % (40_000_000 // q)}; exit 0",
+        ),
+    ]
 
 
 def naive_seconds(records: list[dict], container: str) -> float:
-    """Sum of per-process utime+stime deltas of processes seen in consecutive samples."""
+    """utime+stime deltas of processes seen in two consecutive samples, summed."""
     total = 0.0
+    seen: set[int] = set()
     for r in records:
-        if r.get("msg") != "metrics_collected" or not r.get("elapsed_seconds"):
+        if r.get("msg") != "metrics_collected":
             continue
-        for p in r.get("top_cpu_processes", []):
-            if p.get("container") == container and p.get("cpu_percent") is not None:
-                total += p["cpu_percent"] / 100.0 * r["elapsed_seconds"]
+        procs = [p for p in r.get("top_cpu_processes") or [] if p.get("container") == container]
+        elapsed = r.get("elapsed_seconds")
+        for p in procs:
+            if p.get("pid") in seen and elapsed and p.get("cpu_percent") is not None:
+                total += p["cpu_percent"] / 100.0 * elapsed
+        seen = {p.get("pid") for p in procs}
     return total
 
 
-def run_one(name: str, fragment: str, interval: str, scratch: Path) -> dict:
-    truth_file = scratch / "truth"
-    truth_file.unlink(missing_ok=True)
-    records_file = scratch / "records.jsonl"
-    if "make" in fragment:
-        subprocess.run(["make", "-s", "-C", str(scratch / "cproj"), "clean"], check=True)
-    script = f"{fragment.replace('{dir}', str(scratch))}; cat /proc/$$/stat > {truth_file}"
-    start = time.monotonic()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "resmon",
-            "collect",
-            f"--interval={interval}",
-            "--top=1000",
-            f"--output={records_file}",
-            "--log-level=warning",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        check=False,
-    )
-    wall = time.monotonic() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{name}: resmon collect exited {proc.returncode}")
-    records = [
-        orjson.loads(line) for line in records_file.read_bytes().splitlines() if line.strip()
-    ]
-    summary = records[-1]
-    assert summary["msg"] == "run_summary"
-    samples = [r for r in records if r["msg"] == "metrics_collected"]
-    sampled = next(c for c in samples[-1]["containers"] if c["name"] == "command")["cpu_seconds"]
-    truth = stat_seconds(truth_file)
+def load_json(path: Path) -> dict | None:
+    try:
+        return orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+
+
+def load_records(path: Path) -> list[dict]:
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            continue
+    return out
+
+
+def resmon_figures(summary: dict | None) -> dict:
+    """The command container's figures from a run summary; None where a field is missing."""
+    summary = summary or {}
+    containers = summary.get("containers") or []
+    box = next((c for c in containers if c.get("name") == "command"), {})
+    peak = box.get("memory_peak") or {}
+    command = summary.get("command") or {}
     return {
-        "workload": name,
-        "interval": interval,
-        "wall": wall,
-        "samples": len(samples),
-        "truth": truth,
-        "resmon": summary["cpu_seconds"],
-        "sampled": sampled,
-        "naive": naive_seconds(records, "command"),
+        "cpu_seconds": summary.get("cpu_seconds"),
+        "sampled_cpu_seconds": command.get("sampled_cpu_seconds"),
+        "rusage_maxrss_bytes": command.get("rusage_maxrss_bytes"),
+        "left_running": command.get("left_running"),
+        "samples": summary.get("sample_count"),
+        "cpu_source": box.get("cpu_source"),
+        "headline": peak.get("headline", (box.get("memory_bytes") or {}).get("peak")),
+        "kind": peak.get("kind", box.get("memory_kind")),
+        "low": peak.get("low"),
+        "high": peak.get("high"),
+        "basis": peak.get("basis"),
+        "figures": peak.get("figures"),
     }
+
+
+def compare(row: dict) -> None:
+    """The derived columns: ratios and the same-kind truth."""
+    truth, res = row["truth"], row["resmon"]
+    cpu = res["cpu_seconds"]
+    row["cpu_ratio"] = (
+        cpu / truth["cpu_seconds"] if cpu is not None and truth["cpu_seconds"] else None
+    )
+    same = {"pss": truth["pss_peak"], "rss": truth["rss_peak"]}.get(res["kind"] or "")
+    row["true_same_kind"] = same
+    low, high, headline = res["low"], res["high"], res["headline"]
+    row["in_range"] = None if same is None or low is None or high is None else low <= same <= high
+    row["headline_ratio"] = headline / same if headline is not None and same else None
+
+
+def truth_figures(truth: dict | None) -> dict:
+    truth = truth or {}
+    sampler = truth.get("sampler") or {}
+    tree_cpu, own_cpu = truth.get("tree_cpu_seconds"), truth.get("wrapper_cpu_seconds")
+    return {
+        "cpu_seconds": None if tree_cpu is None else tree_cpu + (own_cpu or 0.0),
+        "tree_cpu_seconds": tree_cpu,
+        "wrapper_cpu_seconds": own_cpu,
+        "rss_peak": sampler.get("rss_peak_bytes"),
+        "pss_peak": None if sampler.get("pss_denied", 1) else sampler.get("pss_peak_bytes"),
+        "ru_maxrss": truth.get("tree_ru_maxrss_bytes"),
+        "sampler": sampler,
+        "exit_code": truth.get("exit_code"),
+    }
+
+
+def run_one(work: Workload, interval: str, scratch: Path) -> dict:
+    if work.reset:
+        subprocess.run(["sh", "-c", work.reset], cwd=scratch, check=False)
+    out = scratch / "out"
+    out.mkdir(exist_ok=True)
+    for name in ("summary.json", "records.jsonl", "truth.json"):
+        (out / name).unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESMON_", "GITHUB_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    argv = [
+        sys.executable, "-m", "resmon", "collect", f"--interval={interval}",
+        "--log-format=json", f"--summary-file={out / 'summary.json'}", "--top=1000",
+        f"--output={out / 'records.jsonl'}", "--log-level=error",
+        f"--spool-dir={out / 'spool'}", "--",
+        sys.executable, str(HELPERS / "truth_wrapper.py"), str(out / "truth.json"), "--",
+        "sh", "-c", work.command,
+    ]  # fmt: skip
+    start = time.monotonic()
+    done = subprocess.run(argv, cwd=scratch, env=env, stdout=subprocess.DEVNULL, check=False)
+    row = {
+        "workload": work.key,
+        "interval": interval,
+        "wall_seconds": time.monotonic() - start,
+        "exit_code": done.returncode,
+        "truth": truth_figures(load_json(out / "truth.json")),
+        "resmon": resmon_figures(load_json(out / "summary.json")),
+        "naive_cpu_seconds": naive_seconds(load_records(out / "records.jsonl"), "command"),
+    }
+    compare(row)
+    return row
+
+
+def select(all_work: list[Workload], names: list[str] | None) -> list[Workload]:
+    if not names:
+        return all_work
+    chosen = [w for w in all_work if any(n.lower() in w.key.lower() for n in names)]
+    if not chosen:
+        raise SystemExit(f"no workload matches {names}; there are {[w.key for w in all_work]}")
+    return chosen
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--interval", action="append", help="sampling interval(s), default 1s and 5s"
-    )
+    parser.add_argument("--interval", action="append", help="1s, 5s, 10s unless given")
+    parser.add_argument("--workload", action="append", help="by name (a part of it will do)")
+    parser.add_argument("--quick", action="store_true", help="about a third of each workload")
+    parser.add_argument("--json", action="store_true", help="the rows as JSON on stdout")
     args = parser.parse_args()
-    intervals = args.interval or ["1s", "5s"]
-    rows = []
+    intervals = args.interval or ["1s", "5s", "10s"]
+    chosen = select(workloads(args.quick), args.workload)
+    rows: list[dict] = []
+    skipped: list[str] = []
     with tempfile.TemporaryDirectory(prefix="resmon-accuracy-") as tmp:
         scratch = Path(tmp)
-        make_c_project(scratch / "cproj")
-        for interval in intervals:
-            for name, fragment in WORKLOADS.items():
-                rows.append(run_one(name, fragment, interval, scratch))
+        for work in chosen:
+            if work.skip:
+                skipped.append(f"{work.key}: skipped, {work.skip}")
+                print(skipped[-1], file=sys.stderr)
+                continue
+            for make in work.setup:
+                make(scratch)
+            for interval in intervals:
+                rows.append(run_one(work, interval, scratch))
                 r = rows[-1]
                 print(
-                    f"  ran {r['workload']} at {interval}: {r['wall']:.1f} s wall", file=sys.stderr
+                    f"  {work.key} at {interval}: {r['wall_seconds']:.1f} s wall, "
+                    f"exit {r['exit_code']}",
+                    file=sys.stderr,
+                    flush=True,
                 )
-    header = (
-        f"{'workload':<32} {'interval':>8} {'samples':>7} {'truth s':>8} {'resmon s':>9} "
-        f"{'ratio':>6} {'sampled':>8} {'ratio':>6} {'naive s':>8} {'ratio':>6}"
-    )
-    print(header)
-    print("-" * len(header))
-    ok = True
-    for r in rows:
-        t = r["truth"] or float("nan")
-        ratio = r["resmon"] / t
-        ok &= 0.97 <= ratio <= 1.03
-        print(
-            f"{r['workload']:<32} {r['interval']:>8} {r['samples']:>7} {r['truth']:>8.2f} "
-            f"{r['resmon']:>9.2f} {ratio:>6.3f} {r['sampled']:>8.2f} {r['sampled'] / t:>6.3f} "
-            f"{r['naive']:>8.2f} {r['naive'] / t:>6.3f}"
-        )
-    print(f"\nresmon within 0.97-1.03 of truth for every workload: {'yes' if ok else 'NO'}")
-    return 0 if ok else 1
+    verdicts = targets(rows)
+    if args.json:
+        sys.stdout.buffer.write(
+            orjson.dumps({"rows": rows, "targets": verdicts, "skipped": skipped},
+                         option=orjson.OPT_INDENT_2) + b"\n"
+        )  # fmt: skip
+    else:
+        print_table(rows, verdicts, skipped)
+    return 0 if all(v["pass"] for v in verdicts) else 1
 
 
 if __name__ == "__main__":
