@@ -102,6 +102,27 @@ def parse_cpu_max(text: str) -> float | None:
         return None
 
 
+def parse_cpu_list(text: str) -> int | None:
+    """How many CPUs a kernel CPU list names (``"0-3,6"`` -> 5, as in ``cpuset.cpus.effective``
+    and ``/sys/devices/system/cpu/online``); None when empty or not a list."""
+    count = 0
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        first, sep, last = part.partition("-")
+        try:
+            count += int(last) - int(first) + 1 if sep else 1
+        except ValueError:
+            return None
+    return count or None
+
+
+def online_cpus(sys_root: str = "/sys") -> int | None:
+    """The machine's online CPUs from ``<sys_root>/devices/system/cpu/online``; None if unreadable."""
+    text = _read_text(os.path.join(sys_root, "devices", "system", "cpu", "online"))
+    return parse_cpu_list(text) if text else None
+
+
 def parse_memory_max(text: str) -> int | None:
     """Bytes from v2 ``memory.max`` or v1 ``memory.limit_in_bytes``; None when unlimited."""
     s = text.strip()
@@ -132,6 +153,8 @@ class CgroupReading:
     memory_peak_bytes: int | None = None
     limit_memory_bytes: int | None = None
     limit_cpu_cores: float | None = None
+    # The CPUs its cpuset lets it use (v2 cpuset.cpus.effective).
+    cpuset_cpus: int | None = None
     oom_kills: int | None = None
     pressure: dict[str, dict[str, Pressure]] = field(default_factory=dict)
 
@@ -194,6 +217,9 @@ class CgroupFS:
             text = _read_text(os.path.join(directory, "cpu.max"))
             if text is not None:
                 reading.limit_cpu_cores = parse_cpu_max(text)
+            text = _read_text(os.path.join(directory, "cpuset.cpus.effective"))
+            if text is not None:
+                reading.cpuset_cpus = parse_cpu_list(text)
         if memory:
             reading.memory_bytes = _read_int(os.path.join(directory, "memory.current"))
             reading.memory_peak_bytes = _read_int(os.path.join(directory, "memory.peak"))
@@ -305,6 +331,7 @@ def read_container(fs: CgroupFS, dirs: dict[str, list[str]]) -> CgroupReading:
         else readings_cpu
     )
     out.limit_cpu_cores = _single([r.limit_cpu_cores for r in lim_src])
+    out.cpuset_cpus = _single([r.cpuset_cpus for r in readings_v2])
     # Memory: v2 when its memory controller is enabled (memory.current exists), else v1.
     mem_src = _v2_if(readings_v2, "memory_bytes", readings_mem)
     out.memory_bytes = _sum([r.memory_bytes for r in mem_src])

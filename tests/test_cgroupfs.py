@@ -177,3 +177,16 @@ def test_live_v1_memory_controller_of_this_process():
     # The machine-wide root is refused in every hierarchy this host has.
     for hierarchy in fs.mounts:
         assert fs.directory(hierarchy, "/") is None
+
+
+def test_cpu_lists_and_online_cpus(tmp_path):
+    from resmon.cgroupfs import online_cpus, parse_cpu_list
+
+    assert parse_cpu_list("0-3,6\n") == 5
+    assert parse_cpu_list("0\n") == 1
+    assert parse_cpu_list("\n") is None and parse_cpu_list("x-y") is None
+    cpu = tmp_path / "devices" / "system" / "cpu"
+    cpu.mkdir(parents=True)
+    (cpu / "online").write_text("0-1\n")
+    assert online_cpus(str(tmp_path)) == 2
+    assert online_cpus(str(tmp_path / "none")) is None

@@ -35,10 +35,13 @@ class KernelFigures:
 
     # CPU seconds used since the previous reading; None without a comparable one.
     cpu_seconds: float | None = None
+    # The CPU counter was read (this reading is a baseline when cpu_seconds is None).
+    cpu_read: bool = False
     memory_bytes: int | None = None
     memory_peak_bytes: int | None = None
     limit_cpu_cores: float | None = None
     limit_memory_bytes: int | None = None
+    cpuset_cpus: int | None = None
     cpu_throttled_seconds: float | None = None
     throttled_periods_percent: float | None = None
     oom_kills: int | None = None
@@ -108,6 +111,8 @@ class KernelCounters:
             oom = max(0, reading.oom_kills - base["oom_kills"])
         return KernelFigures(
             cpu_seconds=cpu_seconds,
+            cpu_read=usage is not None,
+            cpuset_cpus=reading.cpuset_cpus,
             memory_bytes=reading.memory_bytes,
             memory_peak_bytes=peak,
             limit_cpu_cores=reading.limit_cpu_cores,
