@@ -6,90 +6,49 @@ Markdown goes to ``$GITHUB_STEP_SUMMARY`` (GitHub and Forgejo show it on the run
 page) or ``--markdown-file``; its charts are Mermaid ``xychart-beta`` blocks, which
 those pages render themselves: no image service sees the data.
 
-What the charts show.  A reader opens the job summary to see *the job*, so the
-charts draw the job's containers and nothing else of their own:
+What the figures are, in the order a reader needs them:
 
-- wrapper mode (the summary has ``command.container``): the wrapped command's
-  container alone;
-- sidecar mode: every container with a given name, i.e. one named by
-  ``CGROUP_PROCESS_MAP`` or by a container runtime's id; not ``host`` (the root
-  cgroup), not ``unknown``, and not a container named by its raw cgroup path
-  (``/user.slice/...``, ``/process_api/...``): nobody named those, they are the
-  machine's own services and sessions.  At most five, busiest (CPU-seconds) first.
+- the job first (the summary's ``job`` block): wrapper mode, the wrapped command's
+  process tree (orphans included); sidecar mode, the job's containers.  CPU p95 and
+  peak in cores, CPU-seconds, and the memory peak with its kind (PSS: shared pages
+  counted once; RSS; cgroup: the kernel's own count) and the range that must hold
+  the true peak, with the figure the headline is;
+- what the command left running when it exited (``command.left_running``);
+- each container, with the kind its memory figures are;
+- the host (whole machine): /proc/stat's CPU busy and MemTotal - MemAvailable,
+  which include every other job and service on the machine.
 
-Everything else appears once, as one grey "other processes, summed" line on the
-CPU chart, where it explains a slow job (the cores were busy elsewhere); it is left
-off the memory chart, where a host's gigabytes would flatten a job's megabytes and
-say nothing about the job.  With no job container in the timeline the charts fall
-back to the machine's CPU busy and memory used.
-
-Colours.  xychart's default theme gives its first line the palest colour, and it
-has no legend.  So each block sets ``plotColorPalette`` (one colour per line, in
-drawing order): the job's first container gets a strong blue and is drawn last (on
-top where lines cross), further containers orange, green, purple, brown, the other
-processes a light grey.  Under each chart a Markdown legend line names each line
-with a square emoji of its hue and the colour's word: GitHub and Forgejo strip
-``style`` from HTML, so coloured text or swatches cannot be made in Markdown, but
-emoji are plain text and render everywhere, and the word serves where an emoji's
-shade differs from the line's.
+A summary without these fields (an older resmon, the Go collector) renders what
+it has.  The charts are drawn by :mod:`resmon.collect.report_charts`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from resmon.collect.containers import HOST_CONTAINER, UNKNOWN_CONTAINER
-
-# Mermaid draws every point; more than this makes a chart slow and no clearer.
-CHART_POINTS = 100
-MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Colour:
-    """A line's colour, and how the Markdown legend shows it."""
-
-    hex: str
-    square: str  # the emoji square of the same hue
-    word: str
-
-
-# Strongest first.  Mid-dark hues that read on GitHub's white and dark pages alike
-# and stay apart for the common colour-vision deficiencies (blue against orange first).
-JOB_COLOURS = (
-    Colour("#1F6FEB", "🟦", "blue"),
-    Colour("#D55E00", "🟧", "orange"),
-    Colour("#1A7F37", "🟩", "green"),
-    Colour("#8250DF", "🟪", "purple"),
-    Colour("#8C564B", "🟫", "brown"),
+from resmon.collect.report_charts import (
+    JOB_COLOURS,
+    OTHERS_COLOUR,
+    charts,
+    job_containers,
 )
-OTHERS_COLOUR = Colour("#8C959F", "⬜", "grey")
-OTHERS_LABEL = "other processes, summed"
-# Containers that are never the job's (see the module docstring).
-UNNAMED = frozenset({HOST_CONTAINER, UNKNOWN_CONTAINER})
+from resmon.collect.report_charts import md_cell as _cell
 
-
-@dataclass(frozen=True)
-class _Line:
-    label: str
-    colour: Colour
-    values: list[float | None]
-    plain: bool = False  # a sum or the machine, not a container: the legend does not bold it
-
-    def of(self, values: Sequence[float | None]) -> _Line:
-        return replace(self, values=list(values))
-
-    def legend(self) -> str:
-        name = _cell(self.label) if self.plain else f"**{_cell(self.label)}**"
-        return f"{self.colour.square} {name} ({self.colour.word})"
+__all__ = [
+    "JOB_COLOURS",
+    "OTHERS_COLOUR",
+    "append_markdown",
+    "format_bytes",
+    "job_containers",
+    "render_markdown",
+    "write_summary_file",
+]
 
 
 def write_summary_file(path: str | os.PathLike[str], summary: Mapping[str, Any]) -> None:
@@ -112,19 +71,6 @@ def append_markdown(path: str | os.PathLike[str], text: str) -> None:
 
 
 # --- formatting --------------------------------------------------------------
-
-
-def _cell(text: Any) -> str:
-    """Table-cell text: process and container names come from the job and may hold anything."""
-    s = str(text)
-    for a, b in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("|", "\\|"), ("`", "\\`")):
-        s = s.replace(a, b)
-    return " ".join(s.split())
-
-
-def _label(text: Any) -> str:
-    # Mermaid quoted strings cannot contain a double quote.
-    return str(text).replace('"', "'").replace("\n", " ")
 
 
 def format_bytes(value: float | None) -> str:
@@ -166,6 +112,25 @@ def _stat(obj: Mapping[str, Any] | None, key: str) -> float | None:
     return value if isinstance(value, (int, float)) else None
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+# What a memory figure is, by the summary's memory_kind.
+MEMORY_KINDS = {"pss": "PSS", "rss": "RSS", "cgroup": "cgroup", "mixed": "mixed"}
+# Which figure a memory peak's headline is, by its basis.
+PEAK_BASES = {
+    "sampled": "the largest sampled total",
+    "process_hwm": "one process's high-water mark (VmHWM)",
+    "ru_maxrss": "the wait's ru_maxrss",
+    "cgroup_peak": "the cgroup's own peak",
+}
+
+
+def _kind(value: Any) -> str:
+    return MEMORY_KINDS.get(str(value), _cell(value)) if value else ""
+
+
 # --- the Markdown section ----------------------------------------------------
 
 
@@ -173,22 +138,33 @@ def render_markdown(summary: Mapping[str, Any], execution: Mapping[str, Any] | N
     """The job-summary section for one run."""
     lines: list[str] = []
     title = "Resource usage"
-    command = summary.get("command")
-    if isinstance(command, Mapping) and command.get("name"):
+    command = _mapping(summary.get("command"))
+    if command.get("name"):
         title += f": {_cell(command['name'])}"
     lines += [f"### {title}", ""]
     lines.append(_headline(summary, execution))
     lines.append("")
+    lines += _job_table(summary)
+    lines += _left_running(command)
     containers = [c for c in summary.get("containers") or [] if isinstance(c, Mapping)]
-    if isinstance(command, Mapping) and command.get("container"):
+    if command.get("container"):
         # Wrapper mode: the wrapped command is what the reader came for; it goes first.
         containers.sort(key=lambda c: c.get("name") != command["container"])
-    if containers:
-        lines += _container_table(containers)
-        lines += _container_notes(containers)
+    mine, others = _split_containers(summary, containers)
+    if mine:
+        lines += _container_table(mine)
+    lines += _container_notes(containers)
+    if others:
+        lines += [
+            f"<details><summary>Other containers on the host ({len(others)})</summary>",
+            "",
+            *_container_table(others),
+            "</details>",
+            "",
+        ]
     lines += _system_table(summary)
     lines += _process_tables(summary)
-    lines += _charts(summary)
+    lines += charts(summary)
     return "\n".join(lines).rstrip("\n") + "\n\n"
 
 
@@ -207,26 +183,141 @@ def _headline(summary: Mapping[str, Any], execution: Mapping[str, Any] | None) -
                 + (f" attempt {_cell(attempt)}" if attempt else "")
             )
     parts.append(f"{format_duration(summary.get('duration_seconds'))}")
-    collector = summary.get("collector") if isinstance(summary.get("collector"), Mapping) else {}
-    interval = collector.get("interval_seconds")
+    interval = _mapping(summary.get("collector")).get("interval_seconds")
     samples = summary.get("sample_count")
     if samples is not None:
         parts.append(f"{samples} samples" + (f" every {interval:g}s" if interval else ""))
-    if isinstance(summary.get("cpu_seconds"), (int, float)):
+    # With a job block the CPU-seconds are in the job's table, said whose they are.
+    if not isinstance(summary.get("job"), Mapping) and isinstance(
+        summary.get("cpu_seconds"), (int, float)
+    ):
         parts.append(f"{summary['cpu_seconds']:.1f} CPU-seconds")
-    command = summary.get("command")
-    if isinstance(command, Mapping) and command.get("exit_code") is not None:
-        parts.append(f"exit code {command['exit_code']}")
+    command = _mapping(summary.get("command"))
+    if command.get("exit_code") is not None:
+        parts.append(f"exit code {_cell(command['exit_code'])}")
     start, end = summary.get("start_time"), summary.get("end_time")
     if start and end:
         parts.append(f"{_cell(start)} → {_cell(end)}")
     return " · ".join(parts)
 
 
+def _job_table(summary: Mapping[str, Any]) -> list[str]:
+    """The job's own figures, each said what it is."""
+    job = summary.get("job")
+    if not isinstance(job, Mapping):
+        return []
+    names = [str(n) for n in job.get("containers") or []]
+    if job.get("scope") == "command":
+        whose = "the wrapped command's process tree"
+    else:
+        whose = "its containers: " + ", ".join(_cell(n) for n in names) if names else "none seen"
+    cpu, mem = _mapping(job.get("cpu_cores")), _mapping(job.get("memory_bytes"))
+    cpu_limit, mem_limit = job.get("limit_cpu_cores"), job.get("limit_memory_bytes")
+    p95, peak = _stat(cpu, "p95"), _stat(cpu, "peak")
+    rows = [
+        (
+            "CPU p95 · peak (cores)",
+            f"{format_cores(p95)}{_of_limit(p95, cpu_limit)} · "
+            f"**{format_cores(peak)}**{_of_limit(peak, cpu_limit)}"
+            + (f" of {format_cores(cpu_limit)}" if cpu_limit else ""),
+        ),
+    ]
+    if isinstance(job.get("cpu_seconds"), (int, float)):
+        rows.append(("CPU time", f"**{job['cpu_seconds']:.1f} CPU-seconds**"))
+    rows += _memory_rows(job, mem, mem_limit)
+    lines = [f"| **job**: {whose} | |", "| --- | --- |"]
+    lines += [f"| {label} | {value} |" for label, value in rows]
+    return [*lines, ""]
+
+
+def _memory_rows(
+    job: Mapping[str, Any], mem: Mapping[str, Any], limit: float | None
+) -> list[tuple[str, str]]:
+    kind = _kind(job.get("memory_kind"))
+    label = f"memory peak ({kind})" if kind else "memory peak"
+    peak = _mapping(job.get("memory_peak"))
+    headline = _stat(peak, "headline")
+    if headline is None:
+        headline = _stat(mem, "peak")
+    value = f"**{format_bytes(headline)}**{_of_limit(headline, limit)}"
+    if limit:
+        value += f" of {format_bytes(limit)}"
+    low, high = _stat(peak, "low"), _stat(peak, "high")
+    if low is not None and high is not None:
+        value += f"; the true peak is {format_bytes(low)} .. {format_bytes(high)}"
+    basis = PEAK_BASES.get(str(peak.get("basis")))
+    if basis:
+        value += f" (headline: {basis})"
+    rows = [(label, value)]
+    p95 = _stat(mem, "p95")
+    if p95 is not None:
+        rows.append((f"memory p95 ({kind})" if kind else "memory p95", format_bytes(p95)))
+    return rows
+
+
+def _left_running(command: Mapping[str, Any]) -> list[str]:
+    left = command.get("left_running")
+    if not isinstance(left, Mapping) or not left.get("count"):
+        return []
+    count = left["count"]
+    procs = [p for p in left.get("processes") or [] if isinstance(p, Mapping)]
+    named = ", ".join(_left_process(p) for p in procs[:8])
+    more = count - min(len(procs), 8)
+    if more > 0:
+        named += f" and {more} more"
+    cpu = left.get("cpu_seconds")
+    counted = (
+        f"; their {cpu:.1f} CPU-seconds until then are in the job's CPU time"
+        if isinstance(cpu, (int, float))
+        else ""
+    )
+    fate = (
+        "ended by --kill-left-running"
+        if left.get("killed")
+        else "not ended (--kill-left-running ends them)"
+    )
+    plural = "es" if count != 1 else ""
+    return [
+        f"- ⚠️ **left running** when the command exited: {count} process{plural}: "
+        f"{named}{counted}; {fate}",
+        "",
+    ]
+
+
+def _split_containers(
+    summary: Mapping[str, Any], containers: list[Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The job's containers, and the rest of the machine's (folded away): by the job
+    block's list, else the wrapped command's container; an older summary keeps all."""
+    job = summary.get("job")
+    if isinstance(job, Mapping) and isinstance(job.get("containers"), list):
+        names = {str(n) for n in job["containers"]}
+    else:
+        command = _mapping(summary.get("command"))
+        if not command.get("container"):
+            return containers, []
+        names = {str(command["container"])}
+    mine = [c for c in containers if str(c.get("name")) in names]
+    if not mine:
+        return containers, []
+    return mine, [c for c in containers if str(c.get("name")) not in names]
+
+
+def _left_process(p: Mapping[str, Any]) -> str:
+    cpu = p.get("cpu_seconds")
+    spent = f", {cpu:.2f} CPU-s" if isinstance(cpu, (int, float)) and cpu > 0 else ""
+    return f"{_cell(p.get('name', '?'))} (pid {_cell(p.get('pid', '?'))}{spent})"
+
+
 def _container_table(containers: Sequence[Mapping[str, Any]]) -> list[str]:
+    kinds = any(c.get("memory_kind") for c in containers)
     lines = [
-        "| container | CPU p50 | CPU p95 | CPU peak | CPU limit | memory p50 | memory p95 | memory peak | memory limit | CPU-seconds |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| container | CPU p50 | CPU p95 | CPU peak | CPU limit | "
+        + ("memory is | " if kinds else "")
+        + "memory p50 | memory p95 | memory peak | memory limit | CPU-seconds |",
+        "| --- | ---: | ---: | ---: | ---: | "
+        + ("--- | " if kinds else "")
+        + "---: | ---: | ---: | ---: | ---: |",
     ]
     for c in containers:
         cpu, mem = c.get("cpu_cores"), c.get("memory_bytes")
@@ -238,6 +329,7 @@ def _container_table(containers: Sequence[Mapping[str, Any]]) -> list[str]:
             format_cores(_stat(cpu, "p95")) + _of_limit(_stat(cpu, "p95"), cpu_limit),
             format_cores(cpu_peak) + _of_limit(cpu_peak, cpu_limit),
             format_cores(cpu_limit) if cpu_limit else "none",
+            *([_kind(c.get("memory_kind")) or "–"] if kinds else []),
             format_bytes(_stat(mem, "p50")),
             format_bytes(_stat(mem, "p95")) + _of_limit(_stat(mem, "p95"), mem_limit),
             format_bytes(mem_peak) + _of_limit(mem_peak, mem_limit),
@@ -245,8 +337,13 @@ def _container_table(containers: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{c['cpu_seconds']:.1f}" if isinstance(c.get("cpu_seconds"), (int, float)) else "–",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "CPU in cores (1.00 = one core busy); percentages are of the limit.", ""]
-    return lines
+    note = "CPU in cores (1.00 = one core busy); percentages are of the limit."
+    if kinds:
+        note += (
+            " Memory is PSS (shared pages counted once), RSS, or the cgroup's own count"
+            " (page cache included)."
+        )
+    return [*lines, "", note, ""]
 
 
 def _container_notes(containers: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -280,7 +377,11 @@ def _system_table(summary: Mapping[str, Any]) -> list[str]:
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{v:.1f}%"
 
-    lines = ["| system | p50 | p95 | peak | avg |", "| --- | ---: | ---: | ---: | ---: |"]
+    # The machine's figures (every job and service on it), not the job's.
+    lines = [
+        "| host (whole machine) | p50 | p95 | peak | avg |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     lines.append(
         "| CPU busy | "
         + " | ".join(pct(_stat(cpu, k)) for k in ("p50", "p95", "peak", "avg"))
@@ -299,142 +400,32 @@ def _system_table(summary: Mapping[str, Any]) -> list[str]:
 
 
 def _process_tables(summary: Mapping[str, Any]) -> list[str]:
+    """The top processes: the job's own where they carry their container (a summary
+    from before that listed the whole machine's, and says so)."""
     lines: list[str] = []
-    for key, title in (
-        ("top_cpu_processes", "Top processes by CPU"),
-        ("top_mem_processes", "Top processes by memory"),
-    ):
+    for key, by in (("top_cpu_processes", "CPU"), ("top_mem_processes", "memory")):
         procs = [p for p in summary.get(key) or [] if isinstance(p, Mapping)]
         if not procs:
             continue
+        own = all("container" in p for p in procs)
+        title = f"The job's top processes by {by}" if own else f"Top processes by {by} (host)"
         lines += [
             f"<details><summary>{title}</summary>",
             "",
-            "| pid | process | peak CPU (100% = one core) | peak RSS |",
-            "| ---: | --- | ---: | ---: |",
+            "| pid | process | "
+            + ("container | " if own else "")
+            + "peak CPU (100% = one core) | peak RSS |",
+            "| ---: | --- | " + ("--- | " if own else "") + "---: | ---: |",
         ]
         for p in procs:
             cpu = p.get("peak_cpu_percent")
-            lines.append(
-                f"| {_cell(p.get('pid', ''))} | {_cell(p.get('name', ''))} | "
-                f"{'–' if cpu is None else f'{cpu:.1f}%'} | {format_bytes(p.get('peak_mem_rss_bytes'))} |"
-            )
+            cells = [
+                _cell(p.get("pid", "")),
+                _cell(p.get("name", "")),
+                *([_cell(p.get("container", ""))] if own else []),
+                "–" if not isinstance(cpu, (int, float)) else f"{cpu:.1f}%",
+                format_bytes(_stat(p, "peak_mem_rss_bytes")),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "</details>", ""]
     return lines
-
-
-def _downsample(points: Sequence[Mapping[str, Any]], n: int) -> list[Mapping[str, Any]]:
-    if len(points) <= n:
-        return list(points)
-    step = (len(points) - 1) / (n - 1)
-    return [points[round(i * step)] for i in range(n)]
-
-
-def job_containers(summary: Mapping[str, Any]) -> list[str]:
-    """The job's containers in the timeline, the one that gets the strongest colour first.
-
-    Wrapper mode: the wrapped command's container alone.  Sidecar mode: every
-    container with a given name (not ``host``, ``unknown`` or a raw cgroup path),
-    busiest (CPU-seconds) first.  The module docstring gives the reasons.
-    """
-    points = [p for p in summary.get("timeline") or [] if isinstance(p, Mapping)]
-    seen = {str(n) for p in points for n in (p.get("containers") or {})}
-    command = summary.get("command")
-    if isinstance(command, Mapping) and command.get("container"):
-        return [str(command["container"])] if str(command["container"]) in seen else []
-    cpu_seconds: dict[str, float] = {}
-    for c in summary.get("containers") or []:
-        if isinstance(c, Mapping) and isinstance(c.get("cpu_seconds"), (int, float)):
-            cpu_seconds[str(c.get("name"))] = float(c["cpu_seconds"])
-    named = [n for n in seen if n not in UNNAMED and not n.startswith("/")]
-    return sorted(named, key=lambda n: (-cpu_seconds.get(n, 0.0), n))
-
-
-def _number(value: float) -> str:
-    return f"{value:.3f}".rstrip("0").rstrip(".")
-
-
-def _axis_top(peak: float) -> str:
-    """10 % above the peak, rounded up to two significant digits and written without
-    an exponent (``1.5e+03`` is not a number to Mermaid's parser)."""
-    target = max(peak, 0.0) * 1.1 or 1.0
-    exponent = math.floor(math.log10(target)) - 1
-    top = math.ceil(round(target / 10**exponent, 9)) * 10**exponent
-    return f"{top:.{max(0, -exponent)}f}"
-
-
-def _chart(title: str, y_label: str, x_max: float, lines: Sequence[_Line]) -> list[str]:
-    """One xychart block and its legend; ``lines`` come most important first.
-
-    The most important line is drawn last, so it lies on top where lines cross; the
-    palette lists the colours in drawing order (xychart colours plots by position).
-    """
-    drawn = list(reversed(lines))
-    peak = max((v or 0 for line in lines for v in line.values), default=0)
-    palette = ", ".join(line.colour.hex for line in drawn)
-    out = [
-        "```mermaid",
-        # Mermaid reads a directive anywhere in the block; after the type line the
-        # block still opens with its diagram type, as tools that sniff it expect.
-        "xychart-beta",
-        '%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "' + palette + '"}}}}%%',
-        f'    title "{_label(title)}"',
-        f'    x-axis "seconds since start" 0 --> {_number(round(max(x_max, 1), 1))}',
-        f'    y-axis "{_label(y_label)}" 0 --> {_axis_top(peak)}',
-    ]
-    # A missing value (no CPU delta on the first sample) is drawn as 0: xychart has no gaps.
-    out += [f"    line [{', '.join(_number(v or 0) for v in line.values)}]" for line in drawn]
-    out += ["```", "", "Lines: " + " · ".join(line.legend() for line in lines), ""]
-    return out
-
-
-def _charts(summary: Mapping[str, Any]) -> list[str]:
-    timeline = [p for p in summary.get("timeline") or [] if isinstance(p, Mapping)]
-    if len(timeline) < 2:
-        return []
-    points = _downsample(timeline, CHART_POINTS)
-    x_max = float(points[-1].get("t") or 0)
-    lines = ["#### Over time", ""]
-    job = job_containers(summary)
-    if not job:
-        machine = _Line("the whole machine", JOB_COLOURS[0], [], plain=True)
-        cpu = [p.get("cpu_percent") for p in points]
-        mem = [(p.get("mem_used_bytes") or 0) / MIB for p in points]
-        lines += _chart("Machine CPU busy (%)", "percent", x_max, [machine.of(cpu)])
-        lines += _chart("Machine memory used (MiB)", "MiB", x_max, [machine.of(mem)])
-        return lines
-    # Five colours: the quietest of more containers are named below the charts instead.
-    charted = list(zip(job, JOB_COLOURS, strict=False))
-    left_out = job[len(charted) :]
-
-    def values(name: str, field: str, scale: float = 1.0) -> list[float | None]:
-        out: list[float | None] = []
-        for p in points:
-            v = ((p.get("containers") or {}).get(name) or {}).get(field)
-            out.append(v / scale if isinstance(v, (int, float)) else None)
-        return out
-
-    cpu_lines = [_Line(n, colour, values(n, "cpu_cores")) for n, colour in charted]
-    others = _others_cpu(points, set(job))
-    if any(others):
-        cpu_lines.append(_Line(OTHERS_LABEL, OTHERS_COLOUR, others, plain=True))
-    mem_lines = [_Line(n, colour, values(n, "memory_bytes", MIB)) for n, colour in charted]
-    lines += _chart("CPU (cores)", "cores", x_max, cpu_lines)
-    lines += _chart("Memory (MiB)", "MiB", x_max, mem_lines)
-    if left_out:
-        lines += ["Not charted (less CPU): " + ", ".join(_cell(n) for n in left_out), ""]
-    return lines
-
-
-def _others_cpu(points: Sequence[Mapping[str, Any]], job: set[str]) -> list[float | None]:
-    """Per point, the CPU cores of every container that is not the job's, summed."""
-    out: list[float | None] = []
-    for p in points:
-        cores = [
-            figures.get("cpu_cores")
-            for name, figures in (p.get("containers") or {}).items()
-            if name not in job and isinstance(figures, Mapping)
-        ]
-        known = [c for c in cores if isinstance(c, (int, float))]
-        out.append(sum(known) if known else None)
-    return out

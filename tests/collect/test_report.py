@@ -294,3 +294,143 @@ def test_a_real_wrapper_run_renders():
     cpu_chart = chart(mermaid_blocks(md)[0])
     assert len(cpu_chart["lines"]) == 2
     assert all(len(line) == len(summary["timeline"]) for line in cpu_chart["lines"])
+
+
+# --- the job's figures first, each said what it is (issue #12) -----------------------
+
+STATS = ("peak", "p99", "p95", "p75", "p50", "avg")
+
+
+def stats(peak: float, p95: float) -> dict:
+    return {k: (peak if k == "peak" else p95) for k in STATS}
+
+
+def with_job(**job) -> dict:
+    """The stored sidecar run as the current collector reports it: a job block, memory
+    kinds per container, the job's own top processes with their container."""
+    summary = stored()
+    summary["containers"][0].update(memory_kind="cgroup")
+    summary["containers"][1].update(memory_kind="pss")
+    summary["job"] = {
+        "scope": "containers",
+        "containers": ["runner", "sidecar<script>"],
+        "cpu_cores": stats(2.1, 1.95),
+        "cpu_seconds": 12.75,
+        "memory_bytes": stats(805306368 + 33554432, 733554432),
+        "memory_kind": "mixed",
+        "memory_peak": {
+            "headline": 838860800,
+            "low": 838860800,
+            "high": 943718400,
+            "basis": "cgroup_peak",
+        },
+        "limit_cpu_cores": None,
+        "limit_memory_bytes": None,
+    } | job
+    for p in summary["top_cpu_processes"] + summary["top_mem_processes"]:
+        p["container"] = "runner"
+    return summary
+
+
+def table(md: str, first_cell: str) -> list[list[str]]:
+    """The rows of the table whose header starts with ``first_cell``."""
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_cell}"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split(" | ")])
+    return rows
+
+
+def test_the_jobs_figures_come_first_and_say_what_they_are():
+    md = render_markdown(with_job())
+    job = table(md, "**job**")
+    assert job[0][0] == "**job**: its containers: runner, sidecar&lt;script&gt;"
+    assert job[2:] == [
+        ["CPU p95 · peak (cores)", "1.95 · **2.10**"],
+        ["CPU time", "**12.8 CPU-seconds**"],
+        [
+            "memory peak (mixed)",
+            "**800.0 MiB**; the true peak is 800.0 MiB .. 900.0 MiB "
+            "(headline: the cgroup's own peak)",
+        ],
+        ["memory p95 (mixed)", "699.6 MiB"],
+    ]
+    # Before every other table; the headline no longer has a CPU total of unsaid scope.
+    assert md.index("| **job**") < md.index("| container |") < md.index("| host (whole machine)")
+    assert "CPU-seconds ·" not in md.splitlines()[2]
+    containers = table(md, "container")
+    assert containers[0][5] == "memory is"
+    assert [row[5] for row in containers[2:]] == ["cgroup", "PSS"]
+    assert "Memory is PSS (shared pages counted once)" in md
+
+
+def test_a_wrapped_commands_job_against_its_limits():
+    summary = with_job(
+        scope="command",
+        containers=["runner"],
+        memory_kind="pss",
+        limit_cpu_cores=2.0,
+        limit_memory_bytes=1073741824,
+        memory_peak={"headline": 805306368, "low": 800000000, "high": 900000000},
+    )
+    summary["command"] = {"name": "make", "container": "runner", "exit_code": 0}
+    md = render_markdown(summary)
+    job = table(md, "**job**")
+    assert job[0][0] == "**job**: the wrapped command's process tree"
+    assert job[2][1] == "1.95 (98%) · **2.10** (105%) of 2.00"
+    assert job[4] == [
+        "memory peak (PSS)",
+        "**768.0 MiB** (75%) of 1.0 GiB; the true peak is 762.9 MiB .. 858.3 MiB",
+    ]
+    # The job's container in the table; the rest of the machine folded away.
+    assert [row[0] for row in table(md, "container")[2:]] == ["**runner**"]
+    assert "<details><summary>Other containers on the host (1)</summary>" in md
+    assert md.index("Other containers") < md.index("| host (whole machine)")
+
+
+def test_what_the_command_left_running_is_named():
+    summary = with_job(scope="command", containers=["runner"])
+    summary["command"] = {
+        "name": "sh",
+        "container": "runner",
+        "exit_code": 0,
+        "left_running": {
+            "count": 10,
+            "processes": [
+                {"pid": 12, "name": "awk", "cpu_seconds": 1.094},
+                {"pid": 11, "name": "sleep", "cpu_seconds": 0.0},
+                {"pid": 13, "name": "a|<b>", "cpu_seconds": 0.0},
+            ],
+            "cpu_seconds": 1.094,
+            "killed": False,
+        },
+    }
+    md = render_markdown(summary)
+    assert (
+        "- ⚠️ **left running** when the command exited: 10 processes: awk (pid 12, 1.09 CPU-s), "
+        "sleep (pid 11), a\\|&lt;b&gt; (pid 13) and 7 more; their 1.1 CPU-seconds until then "
+        "are in the job's CPU time; not ended (--kill-left-running ends them)"
+    ) in md
+    summary["command"]["left_running"] |= {"count": 1, "processes": [], "killed": True}
+    assert "1 process: " in render_markdown(summary)
+    assert "ended by --kill-left-running" in render_markdown(summary)
+
+
+def test_the_jobs_top_processes_carry_their_container_and_the_hosts_say_so():
+    md = render_markdown(with_job())
+    assert "<details><summary>The job's top processes by CPU</summary>" in md
+    assert table(md, "pid")[2] == ["4242", "cc1", "runner", "99.5%", "100.0 MiB"]
+    old = render_markdown(stored())
+    assert "<details><summary>Top processes by CPU (host)</summary>" in old
+    assert table(old, "pid")[2] == ["4242", "cc1", "99.5%", "100.0 MiB"]
+
+
+def test_a_summary_without_the_new_fields_renders_as_before():
+    md = render_markdown(stored())
+    assert "| **job**" not in md and "left running" not in md and "memory is" not in md
+    assert "14.2 CPU-seconds" in md.splitlines()[2]
+    assert "| host (whole machine) | p50 | p95 | peak | avg |" in md
+    assert "Other containers" not in md
