@@ -2,14 +2,19 @@
 
 Memory stays linear in the number of samples and small: every series is an
 ``array('d')`` (8 bytes a value), the top-process table only keeps processes that
-are alive or still among the top N (a dead process's peaks are final, and the top
-N's thresholds only rise, so a dead process outside them can never get back in),
-and the timeline is a fixed number of buckets that merge pairwise when full.
+are alive or still among the top N of their container (a dead process's peaks are
+final, and the top N's thresholds only rise, so a dead process outside them can
+never get back in), and the timeline is a fixed number of buckets that merge
+pairwise when full.
 
 Statistics (resmon.stats): peak, p99, p95, p75, p50, avg with ``sorted[int((n-1)*p)]``.
 A CPU sample without a valid delta (the first, or a container first seen with old
 processes) is left out of CPU statistics; its memory counts.  Containers are
-summarised in name order, each over the samples it was seen in.
+summarised in name order, each over the samples it was seen in, each with ONE
+definition of its memory and CPU for the whole run
+(:mod:`resmon.collect.container_run`).  The job (:mod:`resmon.collect.job`) is the
+command's container in wrapper mode, every container in sidecar mode; the top
+process lists are the job's processes.
 """
 
 from __future__ import annotations
@@ -18,76 +23,22 @@ from array import array
 from datetime import UTC, datetime
 from typing import Any
 
-from resmon.collect.samples import ContainerSample, Sample, add_cgroup_counters
+from resmon.collect.container_run import (
+    KIND_CGROUP,
+    KIND_PSS,
+    KIND_RSS,
+    ContainerRun,
+    readings,
+)
+from resmon.collect.job import SCOPE_COMMAND, SCOPE_CONTAINERS, job_block
+from resmon.collect.samples import SOURCE_CGROUPFS, Sample, add_cgroup_counters
 from resmon.schema import format_time
 from resmon.stats import Series
 
-
-class _ContainerRun:
-    __slots__ = (
-        "cpu",
-        "cpu_seconds",
-        "cpu_throttled_seconds",
-        "limit_cpu_cores",
-        "limit_memory_bytes",
-        "memory",
-        "memory_peak_bytes",
-        "oom_kills",
-        "source_cpu",
-        "source_memory",
-        "throttled_periods_percent",
-    )
-
-    def __init__(self) -> None:
-        self.cpu = Series()
-        self.memory = Series()
-        self.cpu_seconds = 0.0
-        self.limit_cpu_cores: float | None = None
-        self.limit_memory_bytes: int | None = None
-        self.memory_peak_bytes: int | None = None
-        self.cpu_throttled_seconds: float | None = None
-        self.throttled_periods_percent: float | None = None
-        self.oom_kills: int | None = None
-        self.source_cpu: set[str] = set()
-        self.source_memory: set[str] = set()
-
-    def add(self, c: ContainerSample) -> None:
-        if c.cpu_cores is not None:
-            self.cpu.add(c.cpu_cores)
-            self.source_cpu.add(c.source_cpu)
-        if c.memory_bytes is not None:  # None: only zombies this sample, no reading
-            self.memory.add(float(c.memory_bytes))
-            self.source_memory.add(c.source_memory)
-        # cpu_seconds is cumulative and never decreases; keep the largest seen.
-        self.cpu_seconds = max(self.cpu_seconds, c.cpu_seconds)
-        if c.limit_cpu_cores is not None:
-            self.limit_cpu_cores = c.limit_cpu_cores
-        if c.limit_memory_bytes is not None:
-            self.limit_memory_bytes = c.limit_memory_bytes
-        if c.memory_peak_bytes is not None:
-            self.memory_peak_bytes = max(self.memory_peak_bytes or 0, c.memory_peak_bytes)
-        if c.cpu_throttled_seconds is not None:
-            self.cpu_throttled_seconds = c.cpu_throttled_seconds
-        if c.throttled_periods_percent is not None:
-            self.throttled_periods_percent = c.throttled_periods_percent
-        if c.oom_kills is not None:
-            self.oom_kills = max(self.oom_kills or 0, c.oom_kills)
-
-    def summary(self, name: str) -> dict[str, Any]:
-        memory = self.memory.summary_or_zero()
-        # The kernel's high-water mark sees peaks between samples.
-        if self.memory_peak_bytes is not None and self.memory_peak_bytes > memory["peak"]:
-            memory["peak"] = float(self.memory_peak_bytes)
-        out: dict[str, Any] = {
-            "name": name,
-            "cpu_cores": self.cpu.summary_or_zero(),
-            "memory_bytes": memory,
-            "cpu_seconds": round(self.cpu_seconds, 3),
-            "limit_cpu_cores": self.limit_cpu_cores,
-            "limit_memory_bytes": self.limit_memory_bytes,
-        }
-        add_cgroup_counters(out, self)
-        return out
+# A timeline bucket's per-container sums and counts, by position.
+_T_CPU_PROCFS, _T_CPU_CGROUP, _T_RSS, _T_PSS, _T_CGROUP = 0, 2, 4, 6, 8
+_T_SLOTS = 10
+_T_MEMORY = {KIND_RSS: _T_RSS, KIND_PSS: _T_PSS, KIND_CGROUP: _T_CGROUP}
 
 
 class _Timeline:
@@ -98,13 +49,14 @@ class _Timeline:
         self.points = max(2, points)
         self.width = 1  # samples per bucket
         # Per bucket: t of its first sample, sample count, CPU sum and count, memory sum,
-        # and per container [cpu sum, cpu count, memory sum, memory count].
+        # and per container the sum and count of each definition (the _T_ slots), so
+        # that a container's points use the definition its summary reports.
         self.t: list[float] = []
         self.n: list[int] = []
         self.cpu_sum: list[float] = []
         self.cpu_n: list[int] = []
         self.mem_sum: list[float] = []
-        self.containers: list[dict[str, list[float]]] = []
+        self.containers: list[dict[str, array]] = []
 
     def add(self, t: float, sample: Sample) -> None:
         if not self.n or self.n[-1] >= self.width:
@@ -123,13 +75,32 @@ class _Timeline:
         self.mem_sum[-1] += sample.mem_used_bytes
         bucket = self.containers[-1]
         for name, c in sample.containers.items():
-            acc = bucket.setdefault(name, [0.0, 0.0, 0.0, 0.0])
-            if c.cpu_cores is not None:
-                acc[0] += c.cpu_cores
-                acc[1] += 1
-            if c.memory_bytes is not None:
-                acc[2] += c.memory_bytes
-                acc[3] += 1
+            acc = bucket.get(name)
+            if acc is None:
+                acc = bucket[name] = array("d", bytes(8 * _T_SLOTS))
+            rss, pss, cgroup, cores_procfs, cores_cgroup, _ = readings(c)
+            for slot, value in (
+                (_T_CPU_PROCFS, cores_procfs),
+                (_T_CPU_CGROUP, cores_cgroup),
+                (_T_RSS, rss),
+                (_T_PSS, pss),
+                (_T_CGROUP, cgroup),
+            ):
+                if value is not None:
+                    acc[slot] += value
+                    acc[slot + 1] += 1
+
+    def rename(self, old: str, new: str) -> None:
+        for bucket in self.containers:
+            acc = bucket.pop(old, None)
+            if acc is None:
+                continue
+            into = bucket.get(new)
+            if into is None:
+                bucket[new] = acc
+            else:
+                for i in range(_T_SLOTS):
+                    into[i] += acc[i]
 
     def _merge(self) -> None:
         def pairs(values: list) -> list:
@@ -137,11 +108,14 @@ class _Timeline:
 
         merged_containers = []
         for pair in pairs(self.containers):
-            out: dict[str, list[float]] = {}
+            out: dict[str, array] = {}
             for bucket in pair:
                 for name, acc in bucket.items():
-                    into = out.setdefault(name, [0.0, 0.0, 0.0, 0.0])
-                    for i in range(4):
+                    into = out.get(name)
+                    if into is None:
+                        out[name] = array("d", acc)
+                        continue
+                    for i in range(_T_SLOTS):
                         into[i] += acc[i]
             merged_containers.append(out)
         self.t = [p[0] for p in pairs(self.t)]
@@ -152,12 +126,16 @@ class _Timeline:
         self.containers = merged_containers
         self.width *= 2
 
-    def points_list(self) -> list[dict[str, Any]]:
+    def points_list(self, slots: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
+        """The points; ``slots``: per container, its CPU and memory definitions' slots."""
         out = []
         for i, n in enumerate(self.n):
             containers = {}
             for name in sorted(self.containers[i]):
-                cpu_sum, cpu_n, mem_sum, mem_n = self.containers[i][name]
+                acc = self.containers[i][name]
+                cpu_slot, mem_slot = slots.get(name, (_T_CPU_PROCFS, _T_RSS))
+                cpu_sum, cpu_n = acc[cpu_slot], acc[cpu_slot + 1]
+                mem_sum, mem_n = acc[mem_slot], acc[mem_slot + 1]
                 containers[name] = {
                     "cpu_cores": round(cpu_sum / cpu_n, 4) if cpu_n else None,
                     "memory_bytes": round(mem_sum / mem_n) if mem_n else None,
@@ -175,6 +153,10 @@ class _Timeline:
         return out
 
 
+# The top-process table's figures, by position.
+_PEAK_CPU, _PEAK_RSS, _HWM = 0, 1, 2
+
+
 class RunAccumulator:
     """Keeps what a run summary needs from every sample, compactly."""
 
@@ -186,17 +168,22 @@ class RunAccumulator:
         self.cpu_total = Series()
         self.mem_used = Series()
         self.mem_percent = Series()
-        self.containers: dict[str, _ContainerRun] = {}
+        self.containers: dict[str, ContainerRun] = {}
         self.cpu_seconds_total = 0.0
         self.command_container: str | None = None
-        # (pid, name) -> [peak cpu percent (-1: none yet), peak rss]
+        # (pid, name) -> [peak cpu percent (-1: none yet), peak rss, VmHWM (-1: none)],
+        # and the container it was last seen in.
         self._top: dict[tuple[int, str], array] = {}
+        self._top_container: dict[tuple[int, str], str] = {}
         self._timeline = _Timeline(timeline_points)
+        # Wrapper mode, from the wait for the command (command_rusage).
+        self._rusage: tuple[float, int | None, float] | None = None
 
     def add(self, sample: Sample) -> None:
         if self.start is None:
             self.start = sample.timestamp
         self.end = sample.timestamp
+        index = self.count
         self.count += 1
         if sample.cpu_total_percent is not None:
             self.cpu_total.add(sample.cpu_total_percent)
@@ -205,24 +192,62 @@ class RunAccumulator:
         self.cpu_seconds_total = max(self.cpu_seconds_total, sample.cpu_seconds_total)
         if sample.command_container is not None:
             self.command_container = sample.command_container
+        for old, new in sample.renamed.items():
+            self._rename(old, new)
         for name, c in sample.containers.items():
             run = self.containers.get(name)
             if run is None:
-                run = self.containers[name] = _ContainerRun()
-            run.add(c)
+                run = self.containers[name] = ContainerRun(index)
+            run.add(c, index)
+        self._add_processes(sample)
+        self._timeline.add(sample.timestamp - self.start, sample)
+
+    def _add_processes(self, sample: Sample) -> None:
         alive = set()
+        top, containers = self._top, self._top_container
         for p in sample.processes:
             key = (p.pid, p.name)
             alive.add(key)
-            entry = self._top.get(key)
+            entry = top.get(key)
             if entry is None:
-                entry = self._top[key] = array("d", (-1.0, 0.0))
-            if p.cpu_percent is not None and p.cpu_percent > entry[0]:
-                entry[0] = p.cpu_percent
-            if p.rss_bytes > entry[1]:
-                entry[1] = float(p.rss_bytes)
+                entry = top[key] = array("d", (-1.0, 0.0, -1.0))
+            if p.cpu_percent is not None and p.cpu_percent > entry[_PEAK_CPU]:
+                entry[_PEAK_CPU] = p.cpu_percent
+            if p.rss_bytes > entry[_PEAK_RSS]:
+                entry[_PEAK_RSS] = float(p.rss_bytes)
+            hwm = p.memory_hwm_bytes
+            if hwm is not None and hwm > entry[_HWM]:
+                entry[_HWM] = float(hwm)
+            containers[key] = p.container
         self._prune_top(alive)
-        self._timeline.add(sample.timestamp - self.start, sample)
+
+    def command_rusage(
+        self, cpu_seconds: float, maxrss_bytes: int | None, orphans_cpu_seconds: float = 0.0
+    ) -> None:
+        """Wrapper mode: the kernel's figures for the command when it was reaped (the
+        wait's user+sys and ru_maxrss) and the CPU of the orphans of its tree.  The
+        job's and the command container's cpu_seconds become their sum; ru_maxrss goes
+        into the memory peak ranges."""
+        self._rusage = (float(cpu_seconds), maxrss_bytes, float(orphans_cpu_seconds))
+
+    def _rename(self, old: str, new: str) -> None:
+        """A container renamed (a group got its mapped name): its figures so far are the
+        new name's."""
+        if old == new:
+            return
+        run = self.containers.pop(old, None)
+        if run is not None:
+            into = self.containers.get(new)
+            if into is None:
+                self.containers[new] = run
+            else:
+                into.absorb(run)
+        self._timeline.rename(old, new)
+        for key, name in self._top_container.items():
+            if name == old:
+                self._top_container[key] = new
+        if self.command_container == old:
+            self.command_container = new
 
     def _prune_top(self, alive: set[tuple[int, str]]) -> None:
         # Prune only when the table has grown well past what must be kept, so the
@@ -230,39 +255,99 @@ class RunAccumulator:
         if len(self._top) <= 2 * len(alive) + 4 * self.top_n + 64:
             return
         keep = set(alive)
-        keep.update(self._ranked(0)[: self.top_n])
-        keep.update(self._ranked(1)[: self.top_n])
+        for keys in self._by_container().values():
+            keep.update(self._ranked(keys, _PEAK_CPU)[: self.top_n])
+            keep.update(self._ranked(keys, _PEAK_RSS)[: self.top_n])
         self._top = {k: v for k, v in self._top.items() if k in keep}
+        self._top_container = {k: v for k, v in self._top_container.items() if k in keep}
 
-    def _ranked(self, index: int) -> list[tuple[int, str]]:
-        candidates = [k for k, v in self._top.items() if index == 1 or v[0] >= 0]
-        return sorted(candidates, key=lambda k: (-self._top[k][index], k[0]))
-
-    def _process_list(self, index: int) -> list[dict[str, Any]]:
-        out = []
-        for pid, name in self._ranked(index)[: self.top_n]:
-            peak_cpu, peak_rss = self._top[(pid, name)]
-            out.append(
-                {
-                    "pid": pid,
-                    "name": name,
-                    "peak_cpu_percent": round(max(0.0, peak_cpu), 2),
-                    "peak_mem_rss_bytes": int(peak_rss),
-                }
-            )
+    def _by_container(self) -> dict[str, list[tuple[int, str]]]:
+        out: dict[str, list[tuple[int, str]]] = {}
+        for key, name in self._top_container.items():
+            out.setdefault(name, []).append(key)
         return out
 
-    def cpu_seconds(self) -> float:
-        """The run's CPU seconds for the measured scope: the command's in wrapper mode,
-        else the sum over every container seen (all visible processes but resmon)."""
+    def _ranked(self, keys: list[tuple[int, str]], index: int) -> list[tuple[int, str]]:
+        top = self._top
+        candidates = [k for k in keys if index != _PEAK_CPU or top[k][_PEAK_CPU] >= 0]
+        return sorted(candidates, key=lambda k: (-top[k][index], k[0]))
+
+    def _item(self, key: tuple[int, str]) -> dict[str, Any]:
+        peak_cpu, peak_rss, hwm = self._top[key]
+        return {
+            "pid": key[0],
+            "name": key[1],
+            "peak_cpu_percent": round(max(0.0, peak_cpu), 2),
+            "peak_mem_rss_bytes": int(peak_rss),
+        }
+
+    def _process_list(self, index: int, keys: list[tuple[int, str]]) -> list[dict[str, Any]]:
+        """The wire's top list by CPU or memory, over ``keys``, each with its container."""
+        return [
+            self._item(key) | {"container": self._top_container.get(key, "")}
+            for key in self._ranked(keys, index)[: self.top_n]
+        ]
+
+    def _container_top(self, keys: list[tuple[int, str]]) -> list[dict[str, Any]]:
+        """A container's top processes: the top by CPU and the top by memory taken in
+        turn (the ones that matter by either), top_n at most."""
+        chosen: list[tuple[int, str]] = []
+        for pair in zip(self._ranked(keys, _PEAK_CPU), self._ranked(keys, _PEAK_RSS), strict=False):
+            for key in pair:
+                if key not in chosen and len(chosen) < self.top_n:
+                    chosen.append(key)
+        if len(chosen) < self.top_n:
+            for key in self._ranked(keys, _PEAK_RSS):
+                if key not in chosen and len(chosen) < self.top_n:
+                    chosen.append(key)
+        out = []
+        for key in chosen:
+            hwm = self._top[key][_HWM]
+            out.append(self._item(key) | {"memory_hwm_bytes": int(hwm) if hwm >= 0 else None})
+        return out
+
+    def job_containers(self) -> list[str]:
+        """The job's containers: the command's in wrapper mode, else every one seen."""
         if self.command_container is not None:
+            return [self.command_container] if self.command_container in self.containers else []
+        return sorted(self.containers)
+
+    def cpu_seconds(self) -> float:
+        """The job's CPU seconds: in wrapper mode the wait's rusage of the command plus
+        its orphans' (where given), else the command container's; in sidecar mode the
+        sum over every container seen (all visible processes but resmon)."""
+        if self.command_container is not None:
+            if self._rusage is not None:
+                return self._rusage[0] + self._rusage[2]
             run = self.containers.get(self.command_container)
-            return run.cpu_seconds if run else 0.0
-        return sum(run.cpu_seconds for run in self.containers.values())
+            return run.total_cpu_seconds() if run else 0.0
+        return sum(run.total_cpu_seconds() for run in self.containers.values())
 
     def run_summary(self) -> dict[str, Any] | None:
         if self.count == 0 or self.start is None or self.end is None:
             return None
+        command = self.containers.get(self.command_container or "")
+        if command is not None and self._rusage is not None:
+            command.ru_maxrss = self._rusage[1]
+        by_container = self._by_container()
+        containers = []
+        for name in sorted(self.containers):
+            entry = self.containers[name].summary(name)
+            if command is not None and name == self.command_container and self._rusage:
+                entry["cpu_seconds"] = round(self.cpu_seconds(), 3)
+            add_cgroup_counters(entry, self.containers[name])
+            entry["top_processes"] = self._container_top(by_container.get(name, []))
+            containers.append(entry)
+        job_names = self.job_containers()
+        # The job's processes: the command's tree in wrapper mode, else every one.
+        job_keys = (
+            by_container.get(self.command_container, [])
+            if self.command_container is not None
+            else list(self._top)
+        )
+        scope = SCOPE_COMMAND if self.command_container is not None else SCOPE_CONTAINERS
+        cpu_seconds = self.cpu_seconds()
+        job_runs = {name: self.containers[name] for name in job_names}
         return {
             "start_time": format_time(datetime.fromtimestamp(self.start, UTC)),
             "end_time": format_time(datetime.fromtimestamp(self.end, UTC)),
@@ -271,17 +356,27 @@ class RunAccumulator:
             "cpu_total_percent": self.cpu_total.summary_or_zero(),
             "mem_used_bytes": self.mem_used.summary_or_zero(),
             "mem_used_percent": self.mem_percent.summary_or_zero(),
-            "top_cpu_processes": self._process_list(0),
-            "top_mem_processes": self._process_list(1),
-            "containers": [self.containers[name].summary(name) for name in sorted(self.containers)],
-            "cpu_seconds": round(self.cpu_seconds(), 3),
-            "timeline": self._timeline.points_list(),
+            "top_cpu_processes": self._process_list(_PEAK_CPU, job_keys),
+            "top_mem_processes": self._process_list(_PEAK_RSS, job_keys),
+            "containers": containers,
+            "cpu_seconds": round(cpu_seconds, 3),
+            "job": job_block(job_runs, scope, self.count, cpu_seconds),
+            "timeline": self._timeline.points_list(self._timeline_slots()),
+        }
+
+    def _timeline_slots(self) -> dict[str, tuple[int, int]]:
+        return {
+            name: (
+                _T_CPU_CGROUP if run.cpu_source == SOURCE_CGROUPFS else _T_CPU_PROCFS,
+                _T_MEMORY[run.memory_kind],
+            )
+            for name, run in self.containers.items()
         }
 
     def sources(self) -> dict[str, dict[str, list[str]]]:
-        """Per container, the sources its CPU and memory figures came from (for B's
-        ``collector.sources`` block)."""
+        """Per container, the one source of its CPU and memory figures over the run (for
+        the ``collector.sources`` block)."""
         return {
-            name: {"cpu": sorted(run.source_cpu), "memory": sorted(run.source_memory)}
+            name: {"cpu": [run.cpu_source], "memory": [run.memory_source]}
             for name, run in sorted(self.containers.items())
         }

@@ -1,15 +1,28 @@
 """A sample's per-container figures.
 
 A container's CPU and memory are the sums over its processes (the CPU credit of
-:mod:`resmon.collect.sampler`, the RSS), replaced by its kernel counters where its
-cgroup directories are its own (:mod:`resmon.collect.kernel_counters`); its limits
-are ``CGROUP_LIMITS`` where set, else its cgroup's; its ``cpu_seconds`` is the
-running total over the run.
+:mod:`resmon.collect.sampler`, the RSS, and for the job's containers the PSS and the
+high-water marks of :mod:`resmon.collect.memory_peaks`), and its kernel counters
+where its cgroup directories are its own (:mod:`resmon.collect.kernel_counters`).
+Both definitions are kept per sample (``memory_rss_bytes``, ``memory_pss_bytes``,
+``memory_cgroup_bytes``, ``cpu_cores_procfs``, ``cpu_cores_cgroup``) so that the run
+summary reports one for the whole run; ``memory_bytes`` / ``cpu_cores`` stay this
+sample's choice (the kernel's where read).  Its limits are ``CGROUP_LIMITS`` where
+set, else its cgroup's; its ``cpu_seconds`` is the running total over the run.
+
+CPU rates: a CPU rate is taken over ``SampleWork.rate_elapsed`` (the sampler merges a
+gap too short for a rate into the next one): a sample without a rate carries its
+credit into the next rated one, and a rate never exceeds the CPUs the container can
+use (the online CPUs, its cpuset, its CPU quota): the excess is carried into the next
+rate (up to one interval's worth) and the sample counted as capped.  The running
+``cpu_seconds`` totals count every credit when it comes.
 """
 
 from __future__ import annotations
 
-from resmon.cgroupfs import CgroupFS
+import os
+
+from resmon.cgroupfs import CgroupFS, online_cpus
 from resmon.collect.containers import Limits
 from resmon.collect.kernel_counters import (
     NO_KERNEL_FIGURES,
@@ -18,33 +31,54 @@ from resmon.collect.kernel_counters import (
     KernelFigures,
     exclusive_dirs,
 )
+from resmon.collect.memory_peaks import DEFAULT_BUDGET_SECONDS, MemoryFigures, ProcessMemory
 from resmon.collect.sample_state import EXCLUDED, Paths, SampleWork
 from resmon.collect.samples import SOURCE_CGROUPFS, SOURCE_PROCFS, ContainerSample
 from resmon.procfs import CLK_TCK, PAGE_SIZE
 
 # /proc/PID/stat states of a process that has exited: zombie, dead.
 _DEAD_STATES = frozenset({"Z", "X", "x"})
+# The two CPU sources' slots in the per-container carries.
+_PROCFS, _CGROUP = 0, 1
+# A rate above the CPUs a container can use by less than a tick of credit is rounding.
+_TICK = 1.0 / CLK_TCK
 
 
 class ContainerFigures:
     """Makes each sample's ContainerSamples, and keeps what spans samples: the running
-    CPU totals, the kernel counters' previous readings, the containers' own directories."""
+    CPU totals and carried credit, the kernel counters' previous readings, the
+    containers' own directories, the processes' memory (:class:`ProcessMemory`)."""
 
     def __init__(
-        self, cgroupfs: CgroupFS | None, limits: dict[str, Limits], command: str | None
+        self,
+        cgroupfs: CgroupFS | None,
+        limits: dict[str, Limits],
+        command: str | None,
+        proc_path: str = "/proc",
+        pss_budget_seconds: float = DEFAULT_BUDGET_SECONDS,
     ) -> None:
         self._cgroupfs = cgroupfs
         self._limits = limits
         # Wrapper mode: the command's container, which is there even before its processes.
         self._command = command
+        # Running totals: this sample's choice (the kernel's where read), and each source's.
         self._cpu_seconds: dict[str, float] = {}
+        self._procfs_seconds: dict[str, float] = {}
+        self._cgroup_seconds: dict[str, float] = {}
+        # Per container, per source: credit waiting for a rate (see the module docstring).
+        self._carry: dict[str, list[float]] = {}
         self._kernel: dict[str, KernelCounters] = {}
+        # Per container: the CPUs its cpuset and its quota let it use, as last read.
+        self._room: dict[str, tuple[int | None, float | None]] = {}
         # The distinct (group, cgroup paths) pairs of the live processes; they only
         # change when processes come or go.
         self._distinct: set[tuple[str, Paths]] | None = None
         # (group names, exclusive cgroup directories per container) of the last sample.
         self._dirs_cache: tuple[dict[str, str], ContainerDirs] | None = None
         self._command_final: float | None = None
+        self._group_names: dict[str, str] = {}
+        self.memory = ProcessMemory(proc_path, pss_budget_seconds)
+        self.online_cpus = _online_cpus(proc_path, cgroupfs)
 
     def processes_changed(self) -> None:
         """Processes came or went: the containers' own directories are to be found again."""
@@ -54,6 +88,11 @@ class ContainerFigures:
         """The command's exact CPU total, for its container's next (last) sample."""
         self._command_final = cpu_seconds
 
+    def measured(self, name: str) -> bool:
+        """Whether a container is the job's (its processes' PSS and VmHWM are read):
+        wrapper mode the command's, sidecar mode every one."""
+        return self._command is None or name == self._command
+
     def make(self, work: SampleWork) -> dict[str, ContainerSample]:
         """Each container's figures (a container is the groups that carry one name)."""
         by_container: dict[str, list[str]] = {}
@@ -61,12 +100,44 @@ class ContainerFigures:
             by_container.setdefault(name, []).append(group)
         if self._command is not None:
             by_container.setdefault(self._command, [])
+        renamed = self._follow_renames(work)
         fs = self._cgroupfs
         dirs_by_container = self._own_dirs(fs, work) if fs is not None else {}
+        memory = self.memory.update(work, by_container, self.measured, renamed)
         return {
-            name: self._container(name, groups, work, dirs_by_container.get(name))
+            name: self._container(name, groups, work, dirs_by_container.get(name), memory.get(name))
             for name, groups in by_container.items()
         }
+
+    def _follow_renames(self, work: SampleWork) -> dict[str, str]:
+        """Containers renamed this sample (old -> new: a group got its mapped name): what
+        spans samples moves to the new name.  The sampler's ``work.renamed`` where it
+        says so, else the groups whose name changed and whose old name is gone."""
+        names = work.group_names
+        if names == self._group_names:
+            return {}
+        renamed = dict(getattr(work, "renamed", None) or {})
+        if not renamed:
+            now = set(names.values())
+            for group, name in names.items():
+                old = self._group_names.get(group)
+                if old is not None and old != name and old not in now:
+                    renamed[old] = name
+        self._group_names = dict(names)
+        for old, new in renamed.items():
+            for totals in (self._cpu_seconds, self._procfs_seconds, self._cgroup_seconds):
+                if old in totals:
+                    totals[new] = totals.get(new, 0.0) + totals.pop(old)
+            if old in self._carry:
+                carried = self._carry.pop(old)
+                into = self._carry.setdefault(new, [0.0, 0.0])
+                into[_PROCFS] += carried[_PROCFS]
+                into[_CGROUP] += carried[_CGROUP]
+            for per_name in (self._kernel, self._room):
+                if old in per_name:
+                    value = per_name.pop(old)
+                    per_name.setdefault(new, value)  # type: ignore[arg-type]
+        return renamed
 
     def _own_dirs(self, fs: CgroupFS, work: SampleWork) -> ContainerDirs:
         """The containers' own cgroup directories; they only change when processes come
@@ -82,30 +153,57 @@ class ContainerFigures:
         return dirs
 
     def _container(
-        self, name: str, groups: list[str], work: SampleWork, dirs: dict[str, list[str]] | None
+        self,
+        name: str,
+        groups: list[str],
+        work: SampleWork,
+        dirs: dict[str, list[str]] | None,
+        mem: MemoryFigures | None,
     ) -> ContainerSample:
-        """One container: the sums over its processes, replaced by its kernel counters
-        where it has directories of its own, and its limits."""
+        """One container: the sums over its processes and, where it has directories of
+        its own, its kernel counters; each sample's choice the kernel's; its limits."""
         members = [m for g in groups for m in work.group_members.get(g, [])]
-        elapsed = work.elapsed
         credit = sum(work.group_credit.get(g, 0) for g in groups) / CLK_TCK
-        valid = elapsed is not None and work.invalid_groups.isdisjoint(groups)
-        source_cpu = source_memory = SOURCE_PROCFS
-        memory: int | None = sum(state.stat.rss_pages for state in members) * PAGE_SIZE
-        if not memory and all(state.stat.state in _DEAD_STATES for state in members):
+        valid = work.elapsed is not None and work.invalid_groups.isdisjoint(groups)
+        rss: int | None = sum(state.stat.rss_pages for state in members) * PAGE_SIZE
+        if not rss and all(state.stat.state in _DEAD_STATES for state in members):
             # Only zombies (or nobody): a zombie has no RSS, so 0 would be a false
             # reading (the wrapped command read as a zombie in the last sample would
             # pull a short run's p50 down).  No memory reading; its CPU still counts.
-            memory = None
-        kernel = self._kernel_figures(name, dirs, elapsed)
+            rss = None
+        kernel = self._kernel_figures(name, dirs, work.elapsed)
+        room = self._cpu_room(name, kernel)
+        final = self._command_final if name == self._command else None
+        if final is not None:
+            # Wrapper mode, the command reaped: the tail since the last reading.
+            self._command_final = None
+            credit += max(0.0, final - self._procfs_seconds.get(name, 0.0) - credit)
+        rate_elapsed = work.rate_elapsed
+        procfs_total = self._procfs_seconds[name] = self._procfs_seconds.get(name, 0.0) + credit
+        cores_procfs, capped_procfs = self._rate(name, _PROCFS, credit, rate_elapsed, valid, room)
+        cgroup_total = cores_cgroup = None
+        capped_cgroup = False
+        if kernel.cpu_read:
+            kernel_credit = kernel.cpu_seconds or 0.0
+            cgroup_total = self._cgroup_seconds.get(name, 0.0) + kernel_credit
+            self._cgroup_seconds[name] = cgroup_total
+            cores_cgroup, capped_cgroup = self._rate(
+                name, _CGROUP, kernel_credit, rate_elapsed, kernel.cpu_seconds is not None, room
+            )
+        source_cpu = source_memory = SOURCE_PROCFS
+        cpu_cores = cores_procfs
         if kernel.cpu_seconds is not None:
-            credit, valid, source_cpu = kernel.cpu_seconds, True, SOURCE_CGROUPFS
+            credit, cpu_cores, source_cpu = kernel.cpu_seconds, cores_cgroup, SOURCE_CGROUPFS
+        memory = rss
         if kernel.memory_bytes is not None:
             memory, source_memory = kernel.memory_bytes, SOURCE_CGROUPFS
-        credit, cumulative = self._count_cpu_seconds(name, credit)
+        # This sample's choice, summed (the per-sample records' running total).
+        cumulative = self._cpu_seconds.get(name, 0.0) + credit
+        if final is not None:
+            cumulative = max(cumulative, final)
+        self._cpu_seconds[name] = cumulative
         limit_cpu, limit_mem = self._limits_of(name, kernel)
-        cpu_cores = credit / elapsed if valid and elapsed else None
-        return ContainerSample(
+        out = ContainerSample(
             name=name,
             cpu_cores=cpu_cores,
             memory_bytes=memory,
@@ -126,7 +224,60 @@ class ContainerFigures:
             source_cpu=source_cpu,
             source_memory=source_memory,
             pressure=kernel.pressure,
+            memory_rss_bytes=rss,
+            memory_cgroup_bytes=kernel.memory_bytes,
+            cpu_cores_procfs=cores_procfs,
+            cpu_cores_cgroup=cores_cgroup,
+            cpu_seconds_procfs=procfs_total,
+            cpu_seconds_cgroup=cgroup_total,
+            cpu_capped_procfs=capped_procfs,
+            cpu_capped_cgroup=capped_cgroup,
         )
+        if mem is not None:
+            out.memory_pss_bytes = mem.pss_bytes if rss is not None else None
+            out.memory_hwm_bytes = mem.hwm_bytes
+            out.memory_hwm_pss_bytes = mem.hwm_pss_bytes
+            out.memory_hwm_sum_bytes = mem.hwm_sum_bytes
+            out.memory_shared_min_bytes = mem.shared_min_bytes
+        return out
+
+    def _rate(
+        self,
+        name: str,
+        source: int,
+        credit: float,
+        rate_elapsed: float | None,
+        valid: bool,
+        room: float | None,
+    ) -> tuple[float | None, bool]:
+        """Cores over the rate's span: the credit carried from samples without a rate
+        plus this one's; cut to ``room`` (the excess carried, up to one span's worth).
+        Returns (cores or None, whether it was cut)."""
+        carry = self._carry.get(name)
+        if carry is None:
+            carry = self._carry[name] = [0.0, 0.0]
+        if rate_elapsed is None or rate_elapsed <= 0:
+            carry[source] += credit
+            return None, False
+        total = carry[source] + credit
+        carry[source] = 0.0
+        if not valid:
+            return None, False
+        if room is not None and total > room * rate_elapsed:
+            allowed = room * rate_elapsed
+            excess = total - allowed
+            carry[source] = min(excess, allowed)
+            return room, excess > _TICK
+        return total / rate_elapsed, False
+
+    def _cpu_room(self, name: str, kernel: KernelFigures) -> float | None:
+        """The CPUs a container can use: the online CPUs, its cpuset, its CPU quota (the
+        kernel's, as last read: they outlive a sample without its directories)."""
+        if kernel.cpu_read:
+            self._room[name] = (kernel.cpuset_cpus, kernel.limit_cpu_cores)
+        cpuset, quota = self._room.get(name, (None, None))
+        candidates = [float(v) for v in (self.online_cpus, cpuset, quota) if v]
+        return min(candidates) if candidates else None
 
     def _kernel_figures(
         self, name: str, dirs: dict[str, list[str]] | None, elapsed: float | None
@@ -137,19 +288,6 @@ class ContainerFigures:
         if name in self._kernel:
             self._kernel[name].forget()
         return NO_KERNEL_FIGURES
-
-    def _count_cpu_seconds(self, name: str, credit: float) -> tuple[float, float]:
-        """Add this interval's CPU seconds to the container's total: the interval's and
-        the total, both raised in wrapper mode to the wait's rusage total (the tail
-        since the last reading) in the command container's last sample."""
-        cumulative = self._cpu_seconds.get(name, 0.0) + credit
-        if name == self._command and self._command_final is not None:
-            if self._command_final > cumulative:
-                credit += self._command_final - cumulative
-                cumulative = self._command_final
-            self._command_final = None
-        self._cpu_seconds[name] = cumulative
-        return credit, cumulative
 
     def _limits_of(self, name: str, kernel: KernelFigures) -> tuple[float | None, int | None]:
         """The container's CPU and memory limits: CGROUP_LIMITS where it sets them, else
@@ -162,3 +300,17 @@ class ContainerFigures:
             if configured.memory_bytes is not None:
                 limit_mem = configured.memory_bytes
         return limit_cpu, limit_mem
+
+
+def _online_cpus(proc_path: str, cgroupfs: CgroupFS | None) -> int | None:
+    """The machine's online CPUs: /sys/devices/system/cpu/online under the sysfs root the
+    cgroupfs root is in (``/sys/fs/cgroup`` -> ``/sys``; ``/host/sys/fs/cgroup`` ->
+    ``/host/sys``), else, reading this machine's /proc, the CPUs resmon may run on."""
+    root = cgroupfs.root.rstrip("/") if cgroupfs is not None else ""
+    sys_root = root[: -len("/fs/cgroup")] if root.endswith("/fs/cgroup") else None
+    if sys_root is None and proc_path.rstrip("/") == "/proc":
+        sys_root = "/sys"
+    count = online_cpus(sys_root) if sys_root else None
+    if count is None and proc_path.rstrip("/") == "/proc" and hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    return count or os.cpu_count()

@@ -86,6 +86,8 @@ class ProcessSample:
     container: str = ""
     ppid: int = 0
     threads: int = 0
+    # Its VmHWM (RSS high-water mark), read when its stat changed; measured containers only.
+    memory_hwm_bytes: int | None = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -128,6 +130,29 @@ class ContainerSample:
     source_cpu: str = SOURCE_PROCFS
     source_memory: str = SOURCE_PROCFS
     pressure: dict[str, dict[str, dict[str, float]]] | None = None
+    # Each definition of the figures separately, so that the run summary can report one
+    # for the whole run (``memory_bytes`` / ``cpu_cores`` above are this sample's choice):
+    # memory as the RSS sum, the PSS sum (None: not readable for one of its processes,
+    # or not measured), the cgroup's own figure (None: no directories of its own).
+    memory_rss_bytes: int | None = None
+    memory_pss_bytes: int | None = None
+    memory_cgroup_bytes: int | None = None
+    # The processes' high-water marks (measured containers): the largest VmHWM, the
+    # largest less its shared part (RSS - PSS), the sum over the processes alive at
+    # this sample or the previous one, the smallest shared part (RSS - PSS) seen.
+    memory_hwm_bytes: int | None = None
+    memory_hwm_pss_bytes: int | None = None
+    memory_hwm_sum_bytes: int | None = None
+    memory_shared_min_bytes: int | None = None
+    # CPU from the processes' credit and from the kernel's counter (None: no rate), and
+    # each one's running total (cpu_seconds_cgroup None: no counter read this sample).
+    cpu_cores_procfs: float | None = None
+    cpu_cores_cgroup: float | None = None
+    cpu_seconds_procfs: float | None = None
+    cpu_seconds_cgroup: float | None = None
+    # That source's rate was above the CPUs the container can use, and cut to them.
+    cpu_capped_procfs: bool = False
+    cpu_capped_cgroup: bool = False
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -152,12 +152,36 @@ def test_top_processes_keyed_by_pid_and_name():
     acc.add(sample(2, processes=[p(1, "z", 70.0, 10), p(2, "b", 20.0, 40)]))
     s = acc.run_summary()
     assert s["top_cpu_processes"] == [
-        {"pid": 2, "name": "b", "peak_cpu_percent": 90.0, "peak_mem_rss_bytes": 60},
-        {"pid": 1, "name": "z", "peak_cpu_percent": 70.0, "peak_mem_rss_bytes": 10},
+        {
+            "pid": 2,
+            "name": "b",
+            "peak_cpu_percent": 90.0,
+            "peak_mem_rss_bytes": 60,
+            "container": "",
+        },
+        {
+            "pid": 1,
+            "name": "z",
+            "peak_cpu_percent": 70.0,
+            "peak_mem_rss_bytes": 10,
+            "container": "",
+        },
     ]
     assert s["top_mem_processes"] == [
-        {"pid": 3, "name": "c", "peak_cpu_percent": 10.0, "peak_mem_rss_bytes": 500},
-        {"pid": 1, "name": "a", "peak_cpu_percent": 50.0, "peak_mem_rss_bytes": 100},
+        {
+            "pid": 3,
+            "name": "c",
+            "peak_cpu_percent": 10.0,
+            "peak_mem_rss_bytes": 500,
+            "container": "",
+        },
+        {
+            "pid": 1,
+            "name": "a",
+            "peak_cpu_percent": 50.0,
+            "peak_mem_rss_bytes": 100,
+            "container": "",
+        },
     ]
 
 

@@ -503,13 +503,14 @@ def test_static_fixture_tree_with_v2_cgroupfs(tmp_path):
     )
     s.sample(now=1.0)
     k8s = next(cg.glob("kubepods.slice/*/*/cri-containerd-*.scope"))
+    # 1 CPU-s in 2 s: the container's quota (cpu.max 50000 100000) is half a core.
     (k8s / "cpu.stat").write_text(
-        "usage_usec 7000000\nnr_periods 120\nnr_throttled 15\nthrottled_usec 450000\n"
+        "usage_usec 6000000\nnr_periods 120\nnr_throttled 15\nthrottled_usec 450000\n"
     )
     second = s.sample(now=3.0)
     node = second.containers["0123456789ab"]
     assert node.source_cpu == node.source_memory == "cgroupfs"
-    assert node.cpu_cores == pytest.approx(1.0)
+    assert node.cpu_cores == pytest.approx(0.5) and not node.cpu_capped_cgroup
     assert node.memory_bytes == 104857600
     # CGROUP_LIMITS names the CPU; memory.max supplies the memory limit.
     assert node.limit_cpu_cores == 4.0 and node.limit_memory_bytes == 268435456
