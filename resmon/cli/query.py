@@ -105,7 +105,20 @@ def _check_window(ctx, since, until):
         raise click.UsageError(str(exc), ctx=ctx) from None
 
 
-def _ask(ctx, kind, server, read_token, database, output, question):
+def _scope_option(f):
+    """--scope: the job's own figures (the default) or the host's, the whole machine."""
+    return click.option(
+        "--scope",
+        type=click.Choice(["job", "host"]),
+        default="job",
+        show_default=True,
+        help="job: the job's own processes (CPU in cores, memory with its kind: pss, rss or "
+        "cgroup); host: the whole machine it ran on (CPU percent, memory used by everything, "
+        "other jobs included).  JSON and CSV carry both.",
+    )(f)
+
+
+def _ask(ctx, kind, server, read_token, database, output, question, scope="job"):
     """Open the source, ask, render; every failure becomes a message that says what to do."""
     from click.core import ParameterSource
 
@@ -132,7 +145,7 @@ def _ask(ctx, kind, server, read_token, database, output, question):
         raise click.ClickException("\n".join(lines)) from None
     except QueryError as exc:
         raise click.ClickException(str(exc)) from None
-    render(kind, body, output, make_console())
+    render(kind, body, output, make_console(), scope=scope)
 
 
 @click.group(short_help="Show run history as tables, JSON or CSV.")
@@ -157,15 +170,18 @@ def query():
 @query.command("jobs", short_help="Every job, with its last run's figures.")
 @click.option("--org", "organization", help="Only this organization's jobs.")
 @click.option("--repo", "repository", help="Only this repository's jobs (org/repo or bare name).")
+@_scope_option
 @_query_options
 @click.pass_context
-def query_jobs(ctx, organization, repository, server, read_token, database, output):
-    """Every job, with its run count and its last run's figures.
+def query_jobs(ctx, organization, repository, scope, server, read_token, database, output):
+    """Every job, with its run count and its last run's figures: the job's own CPU
+    (cores, CPU time) and memory peak, or with --scope host the machine's.
 
     \b
     Examples:
       resmon query jobs
       resmon query jobs --org my-org --repo my-repo -o json
+      resmon query jobs --scope host
     """
     _ask(
         ctx,
@@ -175,6 +191,7 @@ def query_jobs(ctx, organization, repository, server, read_token, database, outp
         database,
         output,
         lambda s: s.jobs(organization, repository),
+        scope,
     )
 
 
@@ -184,12 +201,14 @@ def query_jobs(ctx, organization, repository, server, read_token, database, outp
 @click.argument("workflow")
 @click.argument("job")
 @_window_options(default_limit=20, limit_help="At most this many runs, newest first.")
+@_scope_option
 @_query_options
 @click.pass_context
 def query_runs(
-    ctx, org, repo, workflow, job, limit, since, until, server, read_token, database, output
+    ctx, org, repo, workflow, job, limit, since, until, scope, server, read_token, database, output
 ):
-    """The last runs of one job: duration, samples, CPU and memory p95/peak.
+    """The last runs of one job: duration, samples, the job's own CPU p95/peak (cores)
+    and CPU time, memory p95/peak (with its kind); --scope host: the machine's.
 
     The ID column is what `resmon query show` takes.
 
@@ -199,7 +218,7 @@ def query_runs(
       resmon query runs my-org my-org/my-repo ci.yml build --since 7d --limit 50 -o csv
     """
     _check_window(ctx, since, until)
-    scope = (org, repo, workflow, job)
+    target = (org, repo, workflow, job)
     _ask(
         ctx,
         "runs",
@@ -207,7 +226,8 @@ def query_runs(
         read_token,
         database,
         output,
-        lambda s: s.runs(scope, limit, since, until),
+        lambda s: s.runs(target, limit, since, until),
+        scope,
     )
 
 
@@ -248,6 +268,7 @@ def query_show(ctx, run_id, server, read_token, database, output):
     "--since/--until select runs by that time too.",
 )
 @_window_options(default_limit=30, limit_help="The last this many points.")
+@_scope_option
 @_query_options
 @click.pass_context
 def query_trend(
@@ -261,13 +282,15 @@ def query_trend(
     limit,
     since,
     until,
+    scope,
     server,
     read_token,
     database,
     output,
 ):
     """Is this job getting heavier?  p95 and peak of CPU and memory per run or per
-    day, oldest first, with sparklines.
+    day, oldest first, with sparklines: the job's own, the machine's with --scope
+    host, or one container's with --container.
 
     \b
     Examples:
@@ -275,7 +298,13 @@ def query_trend(
       resmon query trend my-org my-repo ci.yml build --container runner --by day --since 30d
     """
     _check_window(ctx, since, until)
-    scope = (org, repo, workflow, job)
+    if container and scope == "host":
+        raise click.UsageError(
+            "--container shows that container's own figures: give either --container or "
+            "--scope host, not both",
+            ctx=ctx,
+        )
+    target = (org, repo, workflow, job)
     _ask(
         ctx,
         "trend",
@@ -283,7 +312,8 @@ def query_trend(
         read_token,
         database,
         output,
-        lambda s: s.trend(scope, container, by, limit, since, until),
+        lambda s: s.trend(target, container, by, limit, since, until),
+        scope,
     )
 
 
@@ -293,7 +323,9 @@ def query_trend(
     type=click.Choice(["cpu", "memory", "duration"]),
     default="cpu",
     show_default=True,
-    help="cpu: total CPU time; memory: highest peak; duration: total run time.",
+    help="cpu: the job's total CPU time (--scope host: the machine's mean CPU p95); "
+    "memory: the highest peak (the job's, or the machine's memory used); duration: total "
+    "run time.",
 )
 @click.option(
     "--period",
@@ -311,14 +343,26 @@ def query_trend(
     show_default=True,
     help="How many jobs.",
 )
+@_scope_option
 @_query_options
 @click.pass_context
-def query_top(ctx, metric, period, limit, server, read_token, database, output):
-    """What costs the most?  Jobs ranked over a period, with run counts.
+def query_top(ctx, metric, period, limit, scope, server, read_token, database, output):
+    """What costs the most?  Jobs ranked over a period by the job's own figures (or
+    with --scope host by the machine's), with run counts.
 
     \b
     Examples:
       resmon query top
       resmon query top --metric memory --period 30d --limit 20
+      resmon query top --scope host
     """
-    _ask(ctx, "top", server, read_token, database, output, lambda s: s.top(metric, period, limit))
+    _ask(
+        ctx,
+        "top",
+        server,
+        read_token,
+        database,
+        output,
+        lambda s: s.top(metric, period, limit, scope),
+        scope,
+    )

@@ -54,7 +54,9 @@ class Source(Protocol):
         until: str | None,
     ) -> dict[str, Any]: ...
 
-    def top(self, metric: str, period: str, limit: int | None) -> dict[str, Any]: ...
+    def top(
+        self, metric: str, period: str, limit: int | None, scope: str = "job"
+    ) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
 
@@ -168,8 +170,11 @@ class HttpSource:
         params = {"container": container, "by": by, "limit": limit, "since": since, "until": until}
         return self._get(self._job_path(scope, "trend"), params)
 
-    def top(self, metric: str, period: str, limit: int | None) -> dict[str, Any]:
-        return self._get("/api/v1/top", {"metric": metric, "period": period, "limit": limit})
+    def top(
+        self, metric: str, period: str, limit: int | None, scope: str = "job"
+    ) -> dict[str, Any]:
+        params = {"metric": metric, "period": period, "limit": limit, "scope": scope}
+        return self._get("/api/v1/top", params)
 
 
 # --- straight from a database --------------------------------------------------------
@@ -280,10 +285,12 @@ class DatabaseSource:
             until=until,
         )
 
-    def top(self, metric: str, period: str, limit: int | None) -> dict[str, Any]:
+    def top(
+        self, metric: str, period: str, limit: int | None, scope: str = "job"
+    ) -> dict[str, Any]:
         from resmon.store import history
 
-        return self._call(history.top, metric, period=period, limit=limit)
+        return self._call(history.top, metric, scope=scope, period=period, limit=limit)
 
 
 def open_source(server: str | None, read_token: str | None, database: str | None) -> Source:

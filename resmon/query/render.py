@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
+from resmon.query.scopes import DEFAULT_SCOPE
 from resmon.query.tables import jobs_table, run_view, runs_table, top_table, trend_table
 
 OUTPUTS = ("table", "json", "csv")
@@ -80,6 +81,16 @@ JOB_FIELDS = (
     "last_cpu_percent_peak",
     "last_mem_bytes_p95",
     "last_mem_bytes_peak",
+    # The job's own figures (the four above are the host's): after the earlier
+    # columns, so scripts reading those by position keep working.
+    "last_job_cpu_cores_p95",
+    "last_job_cpu_cores_peak",
+    "last_job_cpu_seconds",
+    "last_job_memory_bytes_p95",
+    "last_job_memory_bytes_peak",
+    "last_job_memory_kind",
+    "last_job_limit_cpu_cores",
+    "last_job_limit_memory_bytes",
 )
 RUN_FIELDS = (
     "id",
@@ -103,6 +114,18 @@ RUN_FIELDS = (
     # last, so scripts reading the earlier columns by position keep working.
     "command_container",
     "command_name",
+    # The job's own figures; cpu_percent_* and mem_bytes_* above are the host's.
+    "job_scope",
+    "job_cpu_cores_p95",
+    "job_cpu_cores_peak",
+    "job_cpu_seconds",
+    "job_memory_bytes_p95",
+    "job_memory_bytes_peak",
+    "job_memory_kind",
+    "job_memory_peak_low_bytes",
+    "job_memory_peak_high_bytes",
+    "job_limit_cpu_cores",
+    "job_limit_memory_bytes",
 )
 CONTAINER_FIELDS = (
     "name",
@@ -122,7 +145,21 @@ CONTAINER_FIELDS = (
 )
 TREND_RUN_FIELDS = ("id", "run_id", "received_at", "duration_seconds")
 TREND_DAY_FIELDS = ("day", "runs", "duration_seconds")
-JOB_TREND_METRICS = ("cpu_percent_p95", "cpu_percent_peak", "mem_bytes_p95", "mem_bytes_peak")
+JOB_TREND_METRICS = (
+    # The host's, then the job's own.
+    "cpu_percent_p95",
+    "cpu_percent_peak",
+    "mem_bytes_p95",
+    "mem_bytes_peak",
+    "job_cpu_cores_p95",
+    "job_cpu_cores_peak",
+    "job_cpu_seconds",
+    "job_memory_bytes_p95",
+    "job_memory_bytes_peak",
+    "job_memory_kind",
+    "job_limit_cpu_cores",
+    "job_limit_memory_bytes",
+)
 CONTAINER_TREND_METRICS = (
     "cpu_cores_p95",
     "cpu_cores_peak",
@@ -143,6 +180,12 @@ TOP_FIELDS = (
     "mem_bytes_p95_avg",
     "duration_seconds_total",
     "duration_seconds_avg",
+    "job_cpu_seconds_total",
+    "job_cpu_cores_p95_avg",
+    "job_cpu_cores_peak_max",
+    "job_memory_bytes_peak_max",
+    "job_memory_bytes_p95_avg",
+    "job_memory_kind",
 )
 
 
@@ -181,10 +224,17 @@ def make_console(**kwargs: Any) -> Console:
 
 
 def render(
-    kind: str, body: Any, output: str, console: Console, now: datetime | None = None
+    kind: str,
+    body: Any,
+    output: str,
+    console: Console,
+    now: datetime | None = None,
+    scope: str = DEFAULT_SCOPE,
 ) -> None:
     """Print ``body`` (an API response of ``kind``: jobs, runs, run, trend, top) as
-    ``output`` (table, json, csv) on ``console``."""
+    ``output`` (table, json, csv) on ``console``; a table of jobs, runs or a trend
+    shows the job's own figures or the host's (``scope``; top's answer names its own).
+    JSON and CSV carry both."""
     if output == "json":
         # Straight to the file: rich would wrap long lines and interpret markup.
         console.file.write(to_json(body) + "\n")
@@ -206,13 +256,13 @@ def render(
         return
     width = console.width
     if kind == "jobs":
-        console.print(jobs_table(body, now, width))
+        console.print(jobs_table(body, now, width, scope))
     elif kind == "runs":
-        console.print(runs_table(body, now, width))
+        console.print(runs_table(body, now, width, scope))
     elif kind == "run":
         console.print(run_view(body, now, width))
     elif kind == "trend":
-        console.print(trend_table(body, now, width))
+        console.print(trend_table(body, now, width, scope))
     elif kind == "top":
         console.print(top_table(body, width))
     else:

@@ -39,6 +39,7 @@ from resmon.query.formats import (
     value_span,
 )
 from resmon.query.layout import Column, fit_table, heading, scope_units
+from resmon.query.scopes import CAPTIONS, DEFAULT_SCOPE, figures, memory_text
 
 DEFAULT_WIDTH = 100
 # The container a wrapped command's processes are in unless `collect --name` says otherwise.
@@ -85,11 +86,16 @@ def _run_label(row: Mapping[str, Any]) -> str:
 
 
 def jobs_table(
-    body: Mapping[str, Any], now: datetime | None = None, width: int = DEFAULT_WIDTH
+    body: Mapping[str, Any],
+    now: datetime | None = None,
+    width: int = DEFAULT_WIDTH,
+    scope: str = DEFAULT_SCOPE,
 ) -> RenderableType:
+    """Every job and its last run's figures: the job's own, or the host's (``scope``)."""
     jobs = body.get("jobs") or []
     if not jobs:
         return Text("No jobs stored yet: push a run with `resmon collect`.")
+    f = figures(scope, "last_")
     columns = [
         Column("Repository", [j.get("repository") for j in jobs], "left", name=True),
         Column("Workflow", [j.get("workflow") for j in jobs], "left", name=True),
@@ -97,23 +103,36 @@ def jobs_table(
         Column("Runs", [str(j.get("run_count", 0)) for j in jobs], drop=2),
         Column("Last run", [fmt_ago(j.get("last_received_at"), now) for j in jobs], drop=3),
         Column("Duration", [fmt_duration(j.get("last_duration_seconds")) for j in jobs], drop=1),
-        Column("CPU p95", [fmt_percent(j.get("last_cpu_percent_p95")) for j in jobs]),
-        Column("Mem peak", [fmt_bytes(j.get("last_mem_bytes_peak")) for j in jobs]),
+        Column("CPU p95", [f.fmt_cpu(j.get(f.cpu_p95)) for j in jobs]),
+        _cpu_time_column(jobs, f.cpu_seconds, drop=4),
+        Column("Mem peak", [memory_text(j, f.mem_peak, f.kind) for j in jobs]),
     ]
-    caption = []
+    caption = [CAPTIONS[scope]]
     if body.get("truncated"):
         caption.append(f"first {len(jobs)} shown; narrow the list with --org or --repo")
     title = f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}"
-    return fit_table(columns, width, title=[title], caption=caption)
+    return fit_table([c for c in columns if c is not None], width, title=[title], caption=caption)
+
+
+def _cpu_time_column(rows: list[Mapping[str, Any]], key: str | None, drop: int) -> Column | None:
+    """The job's CPU time, in the job's scope (the host has none of its own)."""
+    if key is None:
+        return None
+    return Column("CPU time", [fmt_duration(r.get(key)) for r in rows], drop=drop)
 
 
 def runs_table(
-    body: Mapping[str, Any], now: datetime | None = None, width: int = DEFAULT_WIDTH
+    body: Mapping[str, Any],
+    now: datetime | None = None,
+    width: int = DEFAULT_WIDTH,
+    scope: str = DEFAULT_SCOPE,
 ) -> RenderableType:
+    """The runs of one job with the job's own figures, or the host's (``scope``)."""
     runs = body.get("runs") or []
     if not runs:
         return heading([*scope_units(body, "No runs of"), "in this period."], width, style="")
-    caption = []
+    f = figures(scope)
+    caption = [CAPTIONS[scope]]
     if body.get("truncated"):
         caption.append(f"newest {len(runs)} shown; use --limit or --since/--until for others")
     steps = [step_name(r) for r in runs]
@@ -124,10 +143,11 @@ def runs_table(
         Column("Received", [fmt_ago(r.get("received_at"), now) for r in runs], drop=2),
         Column("Duration", [fmt_duration(r.get("duration_seconds")) for r in runs]),
         Column("Samples", [_count(r.get("sample_count")) for r in runs], drop=1),
-        Column("CPU p95", [fmt_percent(r.get("cpu_percent_p95")) for r in runs], drop=4),
-        Column("CPU peak", [fmt_percent(r.get("cpu_percent_peak")) for r in runs]),
-        Column("Mem p95", [fmt_bytes(r.get("mem_bytes_p95")) for r in runs], drop=3),
-        Column("Mem peak", [fmt_bytes(r.get("mem_bytes_peak")) for r in runs]),
+        Column("CPU p95", [f.fmt_cpu(r.get(f.cpu_p95)) for r in runs], drop=4),
+        Column("CPU peak", [f.fmt_cpu(r.get(f.cpu_peak)) for r in runs]),
+        _cpu_time_column(runs, f.cpu_seconds, drop=5),
+        Column("Mem p95", [fmt_bytes(r.get(f.mem_p95)) for r in runs], drop=3),
+        Column("Mem peak", [memory_text(r, f.mem_peak, f.kind) for r in runs]),
     ]
     return fit_table(
         [c for c in columns if c is not None],
@@ -172,8 +192,8 @@ def run_view(
 def _run_head(
     run: Mapping[str, Any], summary: Mapping[str, Any], now: datetime | None, width: int
 ) -> Table:
-    """The run's own figures, one per line: which run, when, how long, system CPU and
-    memory.  Each value stays on its line; a scope too long for one line takes three."""
+    """The run's own figures, one per line: which run, when, how long, system (host)
+    CPU and memory, the job's own CPU and memory.  Each value stays on its line; a scope too long for one line takes three."""
     labels_width = len("Memory used")
     room = max(1, width - labels_width - 2)
     head = Table.grid(padding=(0, 2))
@@ -204,7 +224,28 @@ def _run_head(
     row("Memory used", _stat_line(summary.get("mem_used_bytes"), fmt_bytes))
     if run.get("cpu_seconds") is not None:
         row("CPU time", fmt_duration(run.get("cpu_seconds")))
+    for label, value in _job_lines(run):
+        row(label, value)
     return head
+
+
+def _job_lines(run: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The job's own figures (the lines above are the host's, the whole machine)."""
+    if run.get("job_scope") is None and run.get("job_memory_bytes_peak") is None:
+        return []
+    cpu = (
+        f"p95 {fmt_cores(run.get('job_cpu_cores_p95'))}, "
+        f"peak {fmt_cores(run.get('job_cpu_cores_peak'))} cores, "
+        f"{fmt_duration(run.get('job_cpu_seconds'))} CPU time"
+    )
+    memory = (
+        f"p95 {fmt_bytes(run.get('job_memory_bytes_p95'))}, "
+        f"peak {memory_text(run, 'job_memory_bytes_peak', 'job_memory_kind')}"
+    )
+    low, high = run.get("job_memory_peak_low_bytes"), run.get("job_memory_peak_high_bytes")
+    if low is not None and high is not None:
+        memory += f" (within {fmt_bytes(low)}..{fmt_bytes(high)})"
+    return [("Job CPU", cpu), ("Job memory", memory)]
 
 
 def _containers_table(containers: list[Mapping[str, Any]], width: int) -> RenderableType:
@@ -278,8 +319,12 @@ def _spark_line(label: str, values: list[Any], fmt: Callable[[Any], str], width:
 
 
 def trend_table(
-    body: Mapping[str, Any], now: datetime | None = None, width: int = DEFAULT_WIDTH
+    body: Mapping[str, Any],
+    now: datetime | None = None,
+    width: int = DEFAULT_WIDTH,
+    scope: str = DEFAULT_SCOPE,
 ) -> RenderableType:
+    """p95 and peak per run or day: a container's, else the job's own or the host's."""
     points = body.get("points") or []
     container = body.get("container")
     what = ["container", f"{container}", "of"] if container else []
@@ -287,6 +332,7 @@ def trend_table(
         units = ["No runs of", *what, *scope_units(body, tail=" in this period.")]
         return heading(units, width, style="")
     by_day = body.get("by") == "day"
+    kind_key: str | None = None
     if container:
         cpu_keys = ("cpu_cores_p95", "cpu_cores_peak")
         mem_keys = ("memory_bytes_p95", "memory_bytes_peak")
@@ -294,10 +340,15 @@ def trend_table(
         cpu_limits = [p.get("limit_cpu_cores") for p in points]
         mem_limits = [p.get("limit_memory_bytes") for p in points]
     else:
-        cpu_keys = ("cpu_percent_p95", "cpu_percent_peak")
-        mem_keys = ("mem_bytes_p95", "mem_bytes_peak")
-        cpu_fmt = fmt_percent
-        cpu_limits = mem_limits = [None] * len(points)
+        f = figures(scope)
+        cpu_keys, mem_keys, cpu_fmt, kind_key = (
+            (f.cpu_p95, f.cpu_peak),
+            (f.mem_p95, f.mem_peak),
+            f.fmt_cpu,
+            f.kind,
+        )
+        cpu_limits = [p.get(f.cpu_limit) if f.cpu_limit else None for p in points]
+        mem_limits = [p.get(f.mem_limit) if f.mem_limit else None for p in points]
     # The bars chart CPU p95 (steady load) and the memory peak (what a limit must hold).
     cpu_values = [p.get(cpu_keys[0]) for p in points]
     mem_values = [p.get(mem_keys[1]) for p in points]
@@ -307,6 +358,11 @@ def trend_table(
             with_limit(fmt(p.get(key)), p.get(key), lim)
             for p, lim in zip(points, limits, strict=True)
         ]
+
+    mem_peaks = [
+        with_limit(memory_text(p, mem_keys[1], kind_key), p.get(mem_keys[1]), lim)
+        for p, lim in zip(points, mem_limits, strict=True)
+    ]
 
     if by_day:
         lead = [
@@ -327,8 +383,8 @@ def trend_table(
         Column("CPU p95", figure(cpu_keys[0], cpu_fmt, cpu_limits)),
         Column("trend", list(sparkline(cpu_values)), "left", drop=3, label="CPU p95 trend"),
         Column("CPU peak", figure(cpu_keys[1], cpu_fmt, cpu_limits)),
-        Column("Mem p95", figure(mem_keys[0], fmt_bytes, mem_limits)),
-        Column("Mem peak", figure(mem_keys[1], fmt_bytes, mem_limits)),
+        Column("Mem p95", figure(mem_keys[0], fmt_bytes, mem_limits), drop=4),
+        Column("Mem peak", mem_peaks),
         Column("trend", list(sparkline(mem_values)), "left", drop=3, label="Mem peak trend"),
     ]
     caption = [
@@ -336,43 +392,77 @@ def trend_table(
         _spark_line("Mem peak", mem_values, fmt_bytes, width),
         "oldest → newest; sparklines and trend bars span min..max (not from 0)",
     ]
+    if not container:
+        caption.append(CAPTIONS[scope])
     per = "per day" if by_day else "per run"
     title = ["Trend of", *what, *scope_units(body, tail=f", {per}")]
     return fit_table([c for c in columns if c is not None], width, title=title, caption=caption)
 
 
 TOP_METRICS = {
-    # metric -> (the field jobs are ranked by, its column title)
-    "cpu": ("cpu_seconds_total", "CPU time"),
-    "memory": ("mem_bytes_peak_max", "Mem peak"),
-    "duration": ("duration_seconds_total", "Total time"),
+    # (scope, metric) -> (the field jobs are ranked by, its column title)
+    ("job", "cpu"): ("job_cpu_seconds_total", "CPU time"),
+    ("job", "memory"): ("job_memory_bytes_peak_max", "Mem peak"),
+    ("host", "cpu"): ("cpu_percent_p95_avg", "CPU p95"),
+    ("host", "memory"): ("mem_bytes_peak_max", "Mem peak"),
+    ("job", "duration"): ("duration_seconds_total", "Total time"),
+    ("host", "duration"): ("duration_seconds_total", "Total time"),
+}
+# Per scope, the figures every row shows beside the ranking: (field, title, drop rank).
+TOP_FIGURES = {
+    "job": (
+        ("job_cpu_seconds_total", "CPU time", 4),
+        ("job_cpu_cores_p95_avg", "CPU p95", 3),
+        ("job_memory_bytes_peak_max", "Mem peak", 3),
+    ),
+    "host": (("cpu_percent_p95_avg", "CPU p95", 3), ("mem_bytes_peak_max", "Mem peak", 3)),
 }
 
 
+TOP_LABELS = {"job": "(the job's own figures)", "host": "(host: the whole machine)"}
+
+
+def _top_cell(row: Mapping[str, Any], key: str) -> str:
+    if key == "job_memory_bytes_peak_max":
+        return memory_text(row, key, "job_memory_kind")
+    if "bytes" in key:
+        return fmt_bytes(row.get(key))
+    if "percent" in key:
+        return fmt_percent(row.get(key))
+    if "cores" in key:
+        return fmt_cores(row.get(key))
+    return fmt_duration(row.get(key))
+
+
 def top_table(body: Mapping[str, Any], width: int = DEFAULT_WIDTH) -> RenderableType:
+    """Jobs ranked by the job's own figures, or the host's, as the answer says (an
+    answer without ``scope``, from a server before job figures, is the host's)."""
     rows = body.get("jobs") or []
     metric = body.get("metric", "cpu")
+    scope = "job" if body.get("scope") == "job" else "host"
     if not rows:
         return Text("No runs in this period.")
-    key, title = TOP_METRICS.get(metric, TOP_METRICS["cpu"])
+    key, title = TOP_METRICS.get((scope, metric), TOP_METRICS[(scope, "cpu")])
     since = to_datetime(body.get("since"))
     period = f" since {since.strftime('%Y-%m-%d %H:%M')} UTC" if since else ""
-    # Ranked by memory, the ranking column is already the memory peak.
-    by_memory = key == "mem_bytes_peak_max"
-    fmt = fmt_bytes if by_memory else fmt_duration
     columns = [
         Column("#", [str(rank) for rank in range(1, len(rows) + 1)]),
         Column("Repository", [r.get("repository") for r in rows], "left", name=True),
         Column("Workflow", [r.get("workflow") for r in rows], "left", name=True),
         Column("Job", [r.get("job") for r in rows], "left", name=True),
         Column("Runs", [str(r.get("runs", 0)) for r in rows], drop=2),
-        Column(title, [fmt(r.get(key)) for r in rows], style="bold"),
+        Column(title, [_top_cell(r, key) for r in rows], style="bold"),
         Column("Avg time", [fmt_duration(r.get("duration_seconds_avg")) for r in rows], drop=1),
-        Column("CPU p95", [fmt_percent(r.get("cpu_percent_p95_avg")) for r in rows], drop=3),
-        None
-        if by_memory
-        else Column("Mem peak", [fmt_bytes(r.get("mem_bytes_peak_max")) for r in rows], drop=3),
+        *(
+            Column(header, [_top_cell(r, field) for r in rows], drop=drop)
+            for field, header, drop in TOP_FIGURES[scope]
+            # The ranking column is already this figure.
+            if field != key
+        ),
     ]
     return fit_table(
-        [c for c in columns if c is not None], width, title=[f"Top jobs by {metric}{period}"]
+        columns,
+        width,
+        title=[f"Top jobs by {metric}{period}", TOP_LABELS[scope]],
+        caption=[CAPTIONS[scope]],
     )

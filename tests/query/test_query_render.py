@@ -24,9 +24,9 @@ def console(**kwargs) -> tuple[Console, io.StringIO]:
     return Console(file=out, highlight=False, **kwargs), out
 
 
-def shown(kind: str, body, output: str = "table", **kwargs) -> str:
+def shown(kind: str, body, output: str = "table", scope: str = "job", **kwargs) -> str:
     c, out = console(**kwargs)
-    render.render(kind, body, output, c, now=NOW)
+    render.render(kind, body, output, c, now=NOW, scope=scope)
     return out.getvalue()
 
 
@@ -125,6 +125,18 @@ RUN = {
     "cpu_percent_peak": 97.5,
     "mem_bytes_p95": 3 * 1024**3,
     "mem_bytes_peak": 4 * 1024**3,
+    # The job's own figures: the runner container's (the host's above include others).
+    "job_scope": "command",
+    "job_cpu_cores_p95": 0.9,
+    "job_cpu_cores_peak": 1.4,
+    "job_cpu_seconds": 150.0,
+    "job_memory_bytes_p95": 700 * 1024**2,
+    "job_memory_bytes_peak": 900 * 1024**2,
+    "job_memory_kind": "pss",
+    "job_memory_peak_low_bytes": 900 * 1024**2,
+    "job_memory_peak_high_bytes": 1100 * 1024**2,
+    "job_limit_cpu_cores": 2.0,
+    "job_limit_memory_bytes": 1024**3,
     "containers": [
         {
             "name": "runner",
@@ -178,6 +190,10 @@ def test_show_table_reads_at_a_glance():
     assert "3m 20s, 100 samples" in text
     assert "40% / 81% / 98%" in text  # system CPU p50 / p95 / peak
     assert "1.00 GiB / 3.00 GiB / 4.00 GiB" in text
+    assert re.search(r"^Job CPU\s+p95 0.90, peak 1.40 cores, 2m 30s CPU time\s*$", text, re.M)
+    assert re.search(
+        r"^Job memory\s+p95 700 MiB, peak 900 MiB pss \(within 900 MiB..1.07 GiB\)\s*$", text, re.M
+    )
     runner = next(line for line in text.splitlines() if line.lstrip().startswith("runner"))
     for cell in (
         "0.50",
@@ -243,10 +259,21 @@ def test_runs_table():
         "truncated": True,
         "runs": [{k: v for k, v in RUN.items() if k not in ("containers", "payload")}],
     }
+    # By default the job's own figures: cores, CPU time, memory with its kind.
     text = shown("runs", body)
+    row = next(line for line in text.splitlines() if line.lstrip().startswith("7 "))
+    for cell in ("1234 #2", "2h ago", "3m 20s", "100", "0.90", "1.40", "2m 30s", "700 MiB"):
+        assert cell in row, (cell, row)
+    assert "900 MiB pss" in row and "%" not in row and "GiB" not in row
+    caption = " ".join(line.strip() for line in text.splitlines())
+    assert "job: its own processes" in caption and "--scope host: the whole machine" in caption
+    # --scope host: the machine's, and the table says so.
+    text = shown("runs", body, scope="host")
     row = next(line for line in text.splitlines() if line.lstrip().startswith("7 "))
     for cell in ("1234 #2", "2h ago", "3m 20s", "100", "81%", "98%", "3.00 GiB", "4.00 GiB"):
         assert cell in row, (cell, row)
+    assert "pss" not in row and "2m 30s" not in row
+    assert "host (whole machine)" in text
     assert "newest 1 shown" in text
     assert "No runs of acme/widgets" in shown("runs", {**body, "runs": []})
 
@@ -266,7 +293,8 @@ def test_trend_table_has_sparklines_oldest_first():
         "container": None,
         "points": points,
     }
-    text = shown("trend", body)
+    text = shown("trend", body, scope="host")
+    assert "host (whole machine)" in text
     assert "CPU p95  ▁▃█ 10%..40%" in text  # from the smallest to the largest
     assert "Mem peak ▁▃█ 1.00 GiB..4.00 GiB" in text
     assert "span min..max" in text
@@ -297,11 +325,17 @@ def test_jobs_and_top_tables():
         "run_count": 12, "last_id": 7, "last_run_id": "1234", "last_received_at": "2026-11-20T09:00:00Z",
         "last_duration_seconds": 200.0, "last_cpu_percent_p95": 81.0, "last_mem_bytes_peak": 4 * 1024**3,
     }  # fmt: skip
-    row = next(
-        line for line in shown("jobs", {"jobs": [job]}).splitlines() if "acme/widgets" in line
-    )
+    text = shown("jobs", {"jobs": [job]}, scope="host")
+    row = next(line for line in text.splitlines() if "acme/widgets" in line)
     for cell in ("ci.yml", "build", "12", "3h ago", "3m 20s", "81%", "4.00 GiB"):
         assert cell in row
+    assert "host (whole machine)" in text
+    mine = {**job, "last_job_cpu_cores_p95": 0.02, "last_job_cpu_seconds": 0.5,
+            "last_job_memory_bytes_peak": 3 * 1024**2, "last_job_memory_kind": "rss"}  # fmt: skip
+    row = next(line for line in shown("jobs", {"jobs": [mine]}).splitlines() if "build" in line)
+    for cell in ("12", "3h ago", "3m 20s", "0.02", "500ms", "3.00 MiB rss"):
+        assert cell in row, (cell, row)
+    assert "81%" not in row and "GiB" not in row
     assert "No jobs stored yet" in shown("jobs", {"jobs": []})
 
     top = {
@@ -315,8 +349,19 @@ def test_jobs_and_top_tables():
     assert row.split()[0] == "1" and "4.00 GiB" in row and "12" in row
     # Ranked by memory, the peak is the ranking column and is not repeated.
     assert text.count("Mem peak") == 1 and row.count("4.00 GiB") == 1
-    by_cpu = shown("top", {**top, "metric": "cpu"})
-    assert "CPU time" in by_cpu and by_cpu.count("Mem peak") == 1
+    by_host_cpu = shown("top", {**top, "metric": "cpu"})  # an answer without scope: the host's
+    assert "CPU p95" in by_host_cpu and by_host_cpu.count("Mem peak") == 1
+    assert "(host: the whole machine)" in by_host_cpu
+
+    # The job's own figures: ranked by the job's CPU time, its memory with its kind.
+    top["jobs"][0].update(job_cpu_seconds_total=4000.0, job_cpu_cores_p95_avg=1.25,
+                          job_memory_bytes_peak_max=900 * 1024**2, job_memory_kind="mixed")  # fmt: skip
+    text = shown("top", {**top, "metric": "cpu", "scope": "job"})
+    assert "Top jobs by cpu since 2026-11-13 12:00 UTC (the job's own figures)" in text
+    row = next(line for line in text.splitlines() if "acme/widgets" in line)
+    for cell in ("1h 06m", "1.25", "900 MiB mixed"):
+        assert cell in row, (cell, row)
+    assert "4.00 GiB" not in row and "50%" not in row
 
 
 def test_json_is_the_body_with_raw_numbers():

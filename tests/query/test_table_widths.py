@@ -56,6 +56,20 @@ STEPS = ["unit-tests-with-coverage-and-junit-report", "compile", "lint"]
 PROCESSES = ["x86_64-linux-gnu-gcc-12", "java-language-server-worker", "cc1plus"]
 
 
+# The job's own figures, as wide as they get: two-digit cores, a memory kind.
+JOB_FIGURES = {
+    "job_scope": "command",
+    "job_cpu_cores_p95": 11.25,
+    "job_cpu_cores_peak": 15.75,
+    "job_cpu_seconds": 12345.6,
+    "job_memory_bytes_p95": 900 * MiB,
+    "job_memory_bytes_peak": 1000 * MiB,
+    "job_memory_kind": "cgroup",
+    "job_limit_cpu_cores": 16.0,
+    "job_limit_memory_bytes": 2 * GiB,
+}
+
+
 def run_row(i: int, step: str | None = None) -> dict:
     row = {
         **SCOPE,
@@ -72,6 +86,8 @@ def run_row(i: int, step: str | None = None) -> dict:
         "cpu_percent_peak": 97.5,
         "mem_bytes_p95": 3 * GiB,
         "mem_bytes_peak": 4 * GiB + i * 100 * MiB,
+        **JOB_FIGURES,
+        "job_memory_bytes_peak": 1000 * MiB + i * 10 * MiB,
     }
     if step:
         row["command_container"], row["command_name"] = step, "make"
@@ -108,6 +124,7 @@ JOBS = {
             "last_duration_seconds": 627.4,
             "last_cpu_percent_p95": 81.0,
             "last_mem_bytes_peak": 4 * GiB,
+            **{f"last_{k}": v for k, v in JOB_FIGURES.items()},
         }
         for s in SCOPES
     ]
@@ -146,8 +163,17 @@ TREND = {
         for i in range(8)
     ],
 }
+JOB_TREND = {
+    **TREND,
+    "container": None,
+    "points": [
+        {**p, **JOB_FIGURES, "cpu_percent_p95": 81.0, "mem_bytes_peak": 4 * GiB}
+        for p in TREND["points"]
+    ],
+}
 TOP = {
     "metric": "cpu",
+    "scope": "job",
     "since": "2026-11-13T12:00:00Z",
     "jobs": [
         {
@@ -157,6 +183,10 @@ TOP = {
             "cpu_percent_p95_avg": 50.0,
             "mem_bytes_peak_max": 4 * GiB,
             "duration_seconds_avg": 600.0,
+            "job_cpu_seconds_total": 1234567.0,
+            "job_cpu_cores_p95_avg": 11.25,
+            "job_memory_bytes_peak_max": 1000 * MiB,
+            "job_memory_kind": "mixed",
         }
         for s in SCOPES
     ],
@@ -199,13 +229,28 @@ CASES = {
         },
     ),
     "top": ("top", TOP, {n: 1 for n in ALL_SCOPE_NAMES}),
+    "trend-job": (
+        "trend",
+        JOB_TREND,
+        {**{n: 1 for n in SCOPE_NAMES}, **{str(9000049 + i): 1 for i in range(8)}},
+    ),
+    "top-host": ("top", {**TOP, "scope": "host"}, {n: 1 for n in ALL_SCOPE_NAMES}),
 }
+# Each table of jobs, runs and a trend in both scopes: the job's and the host's.
+for _name in ("jobs", "runs", "trend-job"):
+    CASES[f"{_name}@host"] = CASES[_name]
 
 
-def table_text(kind: str, body: dict, width: int) -> str:
+def table_text(kind: str, body: dict, width: int, scope: str = "job") -> str:
     out = io.StringIO()
-    render.render(kind, body, "table", Console(file=out, width=width, highlight=False), now=NOW)
+    console = Console(file=out, width=width, highlight=False)
+    render.render(kind, body, "table", console, now=NOW, scope=scope)
     return out.getvalue()
+
+
+def case_text(case: str, width: int) -> str:
+    kind, body, _ = CASES[case]
+    return table_text(kind, body, width, "host" if case.endswith("@host") else "job")
 
 
 def shortened_form(name: str, line: str) -> str | None:
@@ -228,8 +273,8 @@ def lines_showing(name: str, lines: list[str]) -> list[str]:
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_no_name_is_split_and_the_table_fits(case, width):
-    kind, body, names = CASES[case]
-    text = table_text(kind, body, width)
+    names = CASES[case][2]
+    text = case_text(case, width)
     lines = text.splitlines()
     print(f"--- {case} at {width} columns ---\n{text}")  # shown with pytest -s
     assert max(cell_len(line) for line in lines) <= width
@@ -243,8 +288,8 @@ def test_no_name_is_split_and_the_table_fits(case, width):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_at_200_columns_every_name_is_whole(case):
-    kind, body, names = CASES[case]
-    text = table_text(kind, body, 200)
+    names = CASES[case][2]
+    text = case_text(case, 200)
     assert "…" not in text
     for name, at_least in names.items():
         assert sum(name in line for line in text.splitlines()) >= at_least, name
@@ -278,14 +323,27 @@ def test_80_columns_leave_out_optional_columns_before_cutting_names():
         assert cell in row, (cell, row)
 
 
-def test_runs_at_80_columns_keep_the_step_and_the_peaks():
-    text = table_text("runs", RUNS, 80)
+@pytest.mark.parametrize("width", (80, 200))
+def test_runs_keep_the_step_and_the_peaks(width):
+    """The job's figures by default (cores, CPU time, memory with its kind), the host's
+    with --scope host, each saying whose they are, at 80 and 200 columns."""
+    text = table_text("runs", RUNS, width)
     rows = [line for line in text.splitlines() if re.match(r"\s*12345\d\d\s", line)]
     assert len(rows) == 6
     for row in rows:
-        assert "98%" in row and "GiB" in row and re.search(r"\b90000[45]\d #\d\b", row)
+        assert re.search(r"\b90000[45]\d #\d\b", row)
+        assert "15.75" in row and re.search(r"\d[\d.]* [MG]iB cgroup", row) and "%" not in row
     assert sum(STEPS[1] in row for row in rows) == 2  # the two steps are two rows, told apart
-    assert "not shown at 80 columns:" in text
+    assert ("not shown at 80 columns:" in text) == (width == 80)
+    assert "job: its own processes" in " ".join(text.splitlines())
+    if width == 200:
+        assert "11.25" in rows[0] and "3h 25m" in rows[0]  # p95 and CPU time
+
+    text = table_text("runs", RUNS, width, scope="host")
+    rows = [line for line in text.splitlines() if re.match(r"\s*12345\d\d\s", line)]
+    for row in rows:
+        assert "98%" in row and "GiB" in row and "cgroup" not in row
+    assert "host (whole machine)" in " ".join(text.splitlines())
 
 
 def test_a_name_wider_than_the_terminal_is_cut_in_the_middle_in_a_title():
