@@ -318,11 +318,10 @@ class Collector:
         run = self.command_run
         if run is None or run.rusage_cpu is None:
             return
-        command_rusage = getattr(self.accumulator, "command_rusage", None)
-        if command_rusage is None:
-            return  # an accumulator without it: build_summary still sets the CPU total
         try:
-            command_rusage(run.rusage_cpu, run.rusage_maxrss, run.orphans_cpu_seconds)
+            self.accumulator.command_rusage(
+                run.rusage_cpu, run.rusage_maxrss, run.orphans_cpu_seconds
+            )
         except Exception as exc:  # resmon's own trouble never costs the summary
             _unexpected("adding the command's rusage", exc)
 

@@ -26,7 +26,13 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from resmon import procfs
-from resmon.collect.reaper import LeftRunning, Reaper, become_subreaper, descendants
+from resmon.collect.reaper import (
+    LeftRunning,
+    Reaper,
+    become_subreaper,
+    descendants,
+    stop_subreaper,
+)
 from resmon.collect.signals import exit_code_from_status
 
 if TYPE_CHECKING:
@@ -45,7 +51,8 @@ class CommandRun:
         self.kill_left_running = kill_left_running
         self.popen: subprocess.Popen[bytes] | None = None
         self.reaper: Reaper | None = None
-        self.subreaper = False
+        # True: resmon became the subreaper (and stops at finish); None: it already was.
+        self.subreaper: bool | None = False
         self.exit_code: int | None = None
         self.rusage_cpu: float | None = None
         self.rusage_maxrss: int | None = None
@@ -107,7 +114,9 @@ class CommandRun:
         if self.reaper is None:
             return
         try:
-            self.left = self.reaper.at_command_exit(() if self.subreaper else sampled_tree)
+            self.left = self.reaper.at_command_exit(
+                () if self.subreaper is not False else sampled_tree
+            )
         except Exception as exc:
             _unexpected("reading what the command left running", exc)
 
@@ -156,6 +165,9 @@ class CommandRun:
                 reaper.reap_orphans()
         except Exception as exc:
             _unexpected("ending what the command left running", exc)
+        if self.subreaper:
+            stop_subreaper()
+            self.subreaper = False
         if reaper is not None and reaper.reaped:
             log.debug(
                 "reaped %d orphans of the command's tree; their CPU and that of the tree's "

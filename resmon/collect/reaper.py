@@ -44,6 +44,7 @@ from resmon.procfs import CLK_TCK
 log = logging.getLogger(__name__)
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 # The whole of --kill-left-running: SIGTERM, this long for them to exit, SIGKILL,
 # then a little for the kernel to finish them.  GitHub Actions gives the exit path
 # about 2 s after the command ends a cancelled step.
@@ -57,19 +58,42 @@ NAMED_IN_LOG = 8
 MAX_DEPTH = 256
 
 
-def become_subreaper() -> bool:
-    """Make this process the child subreaper of what it starts; False when it cannot."""
+def _prctl(option: int, arg: Any) -> None:
+    import ctypes
+
+    # dlopen(NULL): the interpreter's own libc, without find_library's subprocesses.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, arg, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
+def become_subreaper() -> bool | None:
+    """Make this process the child subreaper of what it starts.
+
+    Returns True when it became one, None when it already was (so :func:`stop_subreaper`
+    is not for it to call), False when it cannot (logged at debug: wrapper mode goes on,
+    and orphans of the command go to init)."""
     try:
         import ctypes
 
-        # dlopen(NULL): the interpreter's own libc, without find_library's subprocesses.
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        was = ctypes.c_int(0)
+        _prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(was))
+        if was.value:
+            return None
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
     except (OSError, AttributeError, ImportError) as exc:
         log.debug("cannot become a child subreaper (orphans of the command go to init): %s", exc)
         return False
     return True
+
+
+def stop_subreaper() -> None:
+    """Leave the process as it was (a caller that runs wrapper mode in-process, a test)."""
+    try:
+        _prctl(PR_SET_CHILD_SUBREAPER, 0)
+    except (OSError, AttributeError, ImportError) as exc:
+        log.debug("cannot stop being a child subreaper: %s", exc)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ of the command's exit code."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -105,3 +106,34 @@ def test_the_cpu_total_is_rusage_plus_orphans_and_the_sampled_figure_is_kept():
             "killed": False,
         },
     }
+
+
+def _is_subreaper() -> bool:
+    import ctypes
+
+    value = ctypes.c_int(0)
+    assert ctypes.CDLL(None, use_errno=True).prctl(37, ctypes.byref(value), 0, 0, 0) == 0
+    return bool(value.value)
+
+
+@pytest.mark.slow
+def test_an_in_process_run_leaves_the_process_as_it_found_it(tmp_path):
+    """Collector.run in a test (or any host process) is the subreaper only for the run:
+    afterwards orphans of the host's other children go where they went before."""
+    from resmon.collect.collector import CollectConfig, Collector
+
+    assert not _is_subreaper()
+    config = CollectConfig(
+        interval=0.1,
+        command=["sh", "-c", "(sleep 20 &) ; exit 4"],
+        summary_file=tmp_path / "summary.json",
+        kill_left_running=True,
+    )
+    with (tmp_path / "records.jsonl").open("wb") as out:
+        assert Collector(config, out).run() == 4
+    assert not _is_subreaper()
+    left = orjson.loads((tmp_path / "summary.json").read_bytes())["command"]["left_running"]
+    assert [p["name"] for p in left["processes"]] == ["sleep"] and left["killed"] is True
+    # Ended and reaped by the run: no zombie left to this process.
+    with pytest.raises(ChildProcessError):
+        os.waitpid(left["processes"][0]["pid"], os.WNOHANG)
