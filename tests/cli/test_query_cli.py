@@ -100,7 +100,7 @@ def line_with(text: str, needle: str) -> str:
 
 
 def test_jobs(runner, source, server):
-    text = ok(run(runner, source, "jobs"))
+    text = ok(run(runner, source, "jobs", "--scope", "host"))  # the machine's figures
     build = line_with(text, " build ")
     last = BUILD_RUNS[-1]
     for cell in ("acme/widgets", "ci.yml", " 3 ", "just now", "5m 00s"):
@@ -118,7 +118,7 @@ def test_jobs(runner, source, server):
 
 
 def test_runs(runner, source, server):
-    text = ok(run(runner, source, "runs", *BUILD, "--limit", "2"))
+    text = ok(run(runner, source, "runs", *BUILD, "--limit", "2", "--scope", "host"))
     assert "Runs of acme/widgets · ci.yml · build" in text
     newest = line_with(text, " 102 ")
     assert newest.split()[0] == str(server.ids[2])
