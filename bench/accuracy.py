@@ -27,7 +27,9 @@ Columns:
   samples. It is what a collector reading only utime+stime sees.
 - true RSS / true PSS: the peak over the 20 ms samples of the tree's summed RSS
   (/proc/PID/statm) and summed PSS (/proc/PID/smaps_rollup; "-" if some process's could
-  not be read).
+  not be read). The sampler thread runs at nice -10 where allowed (on two busy cores a
+  plain thread missed 250 ms), and reads a step again when the tree changed while it read
+  it (a parent read before a fork and its child after it sum to 1.5 times the PSS).
 - ru_maxrss: the wrapper's RUSAGE_CHILDREN ru_maxrss, the largest single process's
   high-water mark (a lower bound for the tree's peak).
 - resmon peak: the command container's ``memory_peak.headline`` (else ``memory_bytes.peak``)
@@ -44,8 +46,18 @@ Targets (printed with PASS/FAIL and the failing rows under the table):
 - the true peak inside resmon's range on every row;
 - the headline within 10 % of the true peak of the same kind at 1 s on every row.
 
-Run by hand (two cores: the full run takes about 15 minutes, --quick about 4 at one
-interval):
+Workloads (``--quick``: about a third of each): pip-wheel (``pip wheel --no-deps
+--no-build-isolation --no-index`` of a generated setup.py with one C file), make-j2 (60
+generated C files), py_compile-3000 (``xargs -P2 -n 40 python -m py_compile``), procs-1000
+and procs-4000 (short awk processes one after another), grow-500MiB (python allocating in
+20 steps, then freeing), threads (4 python threads, 80 MiB each, touched), xz-T2-100MiB
+(``xz -T2 -1`` of generated text), fork-300MiB (a parent touches 300 MiB and forks 3
+sleeping children: shared pages), daemon (finding 7's shape: a sleeping daemon, ``sleep
+10`` here, not 30, since the truth waits for it; a busy awk orphaned by its subshell; a
+second awk). All local: nothing from the network.
+
+Run by hand (two cores: the full run takes about 7 minutes, --quick at one interval
+about 1):
 
     .venv/bin/python bench/accuracy.py                      # every workload at 1s, 5s, 10s
     .venv/bin/python bench/accuracy.py --quick --interval 1s

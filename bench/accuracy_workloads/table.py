@@ -67,8 +67,10 @@ def label(row: dict) -> str:
 def outside(row: dict) -> str:
     """Why a row's true peak is not inside resmon's range, and by how much."""
     true, low, high = row["true_same_kind"], row["resmon"]["low"], row["resmon"]["high"]
-    if true is None or low is None or high is None:
-        return f"no {'true peak of its kind' if true is None else 'range'}"
+    if low is None or high is None:
+        return "no range in the run summary"
+    if true is None:
+        return f"no true peak of kind {row['resmon']['kind'] or '-'}"
     edge, side = (low, "below low") if true < low else (high, "above high")
     return f"true {mib(true)} {side} {mib(edge)}, {(true / edge - 1) * 100:+.1f}%"
 

@@ -87,6 +87,7 @@ class TreeSampler(threading.Thread):
         self.max_processes = 0
         self.pss_denied = 0
         self.nice: int | None = None
+        self.reread = 0
 
     def classify(self, pid: int, alive: set[int], depth: int = 0) -> bool | None:
         if pid in self.known:
@@ -109,11 +110,13 @@ class TreeSampler(threading.Thread):
             self.known[pid] = answer
         return answer
 
-    def tick(self) -> None:
+    def tree_now(self) -> list[int]:
         alive = {int(n) for n in os.listdir("/proc") if n[0] in "123456789"}
         for pid in [p for p in self.known if p not in alive and p != self.root]:
             del self.known[pid]
-        tree = [pid for pid in alive if pid != self.root and self.classify(pid, alive)]
+        return [pid for pid in alive if pid != self.root and self.classify(pid, alive)]
+
+    def read_pass(self, tree: list[int]) -> tuple[int, int, int, int]:
         rss = pss = 0
         for pid in tree:
             rss += read_rss(pid) or 0
@@ -123,8 +126,21 @@ class TreeSampler(threading.Thread):
             pss += p or 0
         # Read with the tree at every tick: this process's PSS moves when a process that
         # shares its pages (another python) starts or ends.
-        own_rss = read_rss(self.root) or 0
-        own_pss = read_pss(self.root) or 0
+        return rss, pss, read_rss(self.root) or 0, read_pss(self.root) or 0
+
+    def tick(self) -> None:
+        # The processes are read one after another: a fork or an exit in between makes the
+        # PSS sum wrong (a parent read before a fork owns its pages alone, its child read
+        # after owns half of them: 1.5 times the truth). A pass during which the tree
+        # changed is read again (at most twice more).
+        tree = self.tree_now()
+        for _ in range(3):
+            rss, pss, own_rss, own_pss = self.read_pass(tree)
+            after = self.tree_now()
+            if set(after) == set(tree):
+                break
+            self.reread += 1
+            tree = after
         sums = {
             "rss": rss + own_rss,
             "pss": pss + own_pss,
@@ -203,6 +219,7 @@ def main(argv: list[str]) -> None:
         "sampler": {
             "period_seconds": PERIOD,
             "nice": sampler.nice,
+            "reread_passes": sampler.reread,
             "ticks": sampler.ticks,
             "max_gap_seconds": sampler.max_gap,
             "max_processes": sampler.max_processes,
