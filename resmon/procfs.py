@@ -491,14 +491,26 @@ def parse_pss(smaps_rollup: bytes) -> int | None:
 
 
 # /proc/PID/status is ~1.5 KiB, smaps_rollup ~1 KiB: one read each.
-_STATUS_READ_SIZE = 8192
+_MEMORY_READ_SIZE = 4096
 
 
 def read_vm_hwm_at(dir_fd: int, pid: int) -> int | None:
     """VmHWM of ``pid`` in bytes, read relative to an open /proc directory; None when it
     vanished, is unreadable, or has no high-water mark (kernel thread, zombie)."""
     try:
-        return parse_vm_hwm(read_at(dir_fd, f"{pid}/status", _STATUS_READ_SIZE))
+        data = read_at(dir_fd, f"{pid}/status", _MEMORY_READ_SIZE)
+        hwm = parse_vm_hwm(data)
+        if hwm is None and len(data) == _MEMORY_READ_SIZE:
+            # A long Groups: line pushed it past the first read.
+            fd = os.open(f"{pid}/status", os.O_RDONLY, dir_fd=dir_fd)
+            try:
+                chunks = [os.read(fd, _READ_SIZE)]
+                while chunks[-1]:
+                    chunks.append(os.read(fd, _READ_SIZE))
+            finally:
+                os.close(fd)
+            hwm = parse_vm_hwm(b"".join(chunks))
+        return hwm
     except OSError:
         return None
 
@@ -516,7 +528,7 @@ def read_pss_at(dir_fd: int, pid: int) -> int | None:
     The kernel walks the process's page tables to produce the file: about 10 us per
     MiB of RSS, so callers read it sparingly."""
     try:
-        data = read_at(dir_fd, f"{pid}/smaps_rollup", _STATUS_READ_SIZE)
+        data = read_at(dir_fd, f"{pid}/smaps_rollup", _MEMORY_READ_SIZE)
     except PermissionError as exc:
         raise PssUnreadable(str(exc)) from exc
     except FileNotFoundError:

@@ -153,8 +153,8 @@ class _Timeline:
         return out
 
 
-# The top-process table's figures, by position.
-_PEAK_CPU, _PEAK_RSS, _HWM = 0, 1, 2
+# The top-process table's figures, by position (_CONTAINER: an index in the names).
+_PEAK_CPU, _PEAK_RSS, _HWM, _CONTAINER = 0, 1, 2, 3
 
 
 class RunAccumulator:
@@ -171,10 +171,11 @@ class RunAccumulator:
         self.containers: dict[str, ContainerRun] = {}
         self.cpu_seconds_total = 0.0
         self.command_container: str | None = None
-        # (pid, name) -> [peak cpu percent (-1: none yet), peak rss, VmHWM (-1: none)],
-        # and the container it was last seen in.
+        # (pid, name) -> [peak cpu percent (-1: none yet), peak rss, VmHWM (-1: none),
+        # the container it was last seen in (an index in _names)].
         self._top: dict[tuple[int, str], array] = {}
-        self._top_container: dict[tuple[int, str], str] = {}
+        self._names: list[str] = []
+        self._name_index: dict[str, int] = {}
         self._timeline = _Timeline(timeline_points)
         # Wrapper mode, from the wait for the command (command_rusage).
         self._rusage: tuple[float, int | None, float] | None = None
@@ -204,13 +205,15 @@ class RunAccumulator:
 
     def _add_processes(self, sample: Sample) -> None:
         alive = set()
-        top, containers = self._top, self._top_container
+        top, index_of = self._top, self._name_index
+        last_container, last_index = None, 0.0
+        command, measured = sample.command_container, True
         for p in sample.processes:
             key = (p.pid, p.name)
             alive.add(key)
             entry = top.get(key)
             if entry is None:
-                entry = top[key] = array("d", (-1.0, 0.0, -1.0))
+                entry = top[key] = array("d", (-1.0, 0.0, -1.0, 0.0))
             if p.cpu_percent is not None and p.cpu_percent > entry[_PEAK_CPU]:
                 entry[_PEAK_CPU] = p.cpu_percent
             if p.rss_bytes > entry[_PEAK_RSS]:
@@ -218,7 +221,18 @@ class RunAccumulator:
             hwm = p.memory_hwm_bytes
             if hwm is not None and hwm > entry[_HWM]:
                 entry[_HWM] = float(hwm)
-            containers[key] = p.container
+            elif hwm is None and measured and p.rss_bytes > entry[_HWM]:
+                entry[_HWM] = float(p.rss_bytes)  # its high-water mark was its RSS
+            if p.container is not last_container:  # processes come in runs of one container
+                last_container = p.container
+                found = index_of.get(last_container)
+                if found is None:
+                    found = index_of[last_container] = len(self._names)
+                    self._names.append(last_container)
+                last_index = float(found)
+                # Only the job's processes have their high-water marks read.
+                measured = command is None or last_container == command
+            entry[_CONTAINER] = last_index
         self._prune_top(alive)
 
     def command_rusage(
@@ -243,9 +257,16 @@ class RunAccumulator:
             else:
                 into.absorb(run)
         self._timeline.rename(old, new)
-        for key, name in self._top_container.items():
-            if name == old:
-                self._top_container[key] = new
+        old_index = self._name_index.pop(old, None)
+        if old_index is not None:
+            new_index = self._name_index.get(new)
+            if new_index is None:
+                self._names[old_index] = new
+                self._name_index[new] = old_index
+            else:
+                for entry in self._top.values():
+                    if entry[_CONTAINER] == old_index:
+                        entry[_CONTAINER] = new_index
         if self.command_container == old:
             self.command_container = new
 
@@ -259,12 +280,15 @@ class RunAccumulator:
             keep.update(self._ranked(keys, _PEAK_CPU)[: self.top_n])
             keep.update(self._ranked(keys, _PEAK_RSS)[: self.top_n])
         self._top = {k: v for k, v in self._top.items() if k in keep}
-        self._top_container = {k: v for k, v in self._top_container.items() if k in keep}
+
+    def _container_of(self, key: tuple[int, str]) -> str:
+        return self._names[int(self._top[key][_CONTAINER])]
 
     def _by_container(self) -> dict[str, list[tuple[int, str]]]:
         out: dict[str, list[tuple[int, str]]] = {}
-        for key, name in self._top_container.items():
-            out.setdefault(name, []).append(key)
+        names = self._names
+        for key, entry in self._top.items():
+            out.setdefault(names[int(entry[_CONTAINER])], []).append(key)
         return out
 
     def _ranked(self, keys: list[tuple[int, str]], index: int) -> list[tuple[int, str]]:
@@ -273,7 +297,7 @@ class RunAccumulator:
         return sorted(candidates, key=lambda k: (-top[k][index], k[0]))
 
     def _item(self, key: tuple[int, str]) -> dict[str, Any]:
-        peak_cpu, peak_rss, hwm = self._top[key]
+        peak_cpu, peak_rss = self._top[key][_PEAK_CPU], self._top[key][_PEAK_RSS]
         return {
             "pid": key[0],
             "name": key[1],
@@ -284,7 +308,7 @@ class RunAccumulator:
     def _process_list(self, index: int, keys: list[tuple[int, str]]) -> list[dict[str, Any]]:
         """The wire's top list by CPU or memory, over ``keys``, each with its container."""
         return [
-            self._item(key) | {"container": self._top_container.get(key, "")}
+            self._item(key) | {"container": self._container_of(key)}
             for key in self._ranked(keys, index)[: self.top_n]
         ]
 

@@ -15,8 +15,8 @@ keeps, per process (by ``(pid, starttime)``, pruned to the live ones):
   RSS moved by more than 10 % since the last read; otherwise the PSS is estimated as
   the last reading scaled by current RSS / RSS at that reading.  A sample spends at
   most ``budget_seconds`` on these reads; the ones left over are read first next
-  time (never-read ones, then the oldest), estimated meanwhile (a never-read one at
-  its RSS, an upper figure).
+  time (in the order they became due), estimated meanwhile (a never-read one at its
+  RSS, an upper figure).
 
 Per container and sample it gives :class:`MemoryFigures`: the PSS sum (None when the
 kernel did not give the PSS of one of its processes), the largest high-water mark
@@ -59,16 +59,23 @@ class MemoryFigures:
 class _Mem:
     """What is kept of one process of a measured container."""
 
-    __slots__ = ("container", "hwm", "pss", "pss_rss", "read_at", "readable", "stat")
+    # (Kept small: in sidecar mode there is one per process of the machine.  The stat
+    # readings are the sampler's own objects, so holding them costs a reference.)
+    __slots__ = ("container", "hwm", "pss", "pss_stat", "readable", "stat")
 
     def __init__(self, container: str) -> None:
         self.container = container
         self.stat: procfs.PidStat | None = None  # the stat reading VmHWM was last read at
-        self.hwm = 0
+        self.hwm = 0  # 0 while it is no more than the RSS
         self.pss: int | None = None  # at the last read
-        self.pss_rss = 0  # the RSS at that read
-        self.read_at = 0.0
+        self.pss_stat: procfs.PidStat | None = None  # the stat reading at that read
         self.readable = True
+
+    @property
+    def pss_rss(self) -> int:
+        """The RSS when the PSS was last read."""
+        st = self.pss_stat
+        return st.rss_pages * PAGE_SIZE if st is not None else 0
 
 
 class ProcessMemory:
@@ -81,11 +88,14 @@ class ProcessMemory:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.proc_path = proc_path
+        # Off: no files read, no figures (a procfs root that is not the sampler's).
+        self.enabled = True
         self.budget_seconds = budget_seconds
         self._clock = clock
         self._mem: dict[Key, _Mem] = {}
-        # Processes whose PSS is to be read (again): new, stale or left over.
-        self._pending: set[Key] = set()
+        # Processes whose PSS is to be read (again): new, stale or left over, in the
+        # order they became due (a dict as an ordered set: left-overs stay in front).
+        self._pending: dict[Key, None] = {}
         # PSS reads made, for the benchmark and tests.
         self.pss_reads = 0
         self.hwm_reads = 0
@@ -99,6 +109,8 @@ class ProcessMemory:
     ) -> dict[str, MemoryFigures]:
         """Read what changed and return the figures of each measured container
         (``renamed``: containers renamed this sample, old name -> new)."""
+        if not self.enabled:
+            return {}
         groups = {g: name for name, gs in containers.items() if measured(name) for g in gs}
         mem = self._mem
         if not groups and not mem:
@@ -138,7 +150,7 @@ class ProcessMemory:
             m = mem.get(key)
             if m is None:
                 m = mem[key] = _Mem(name)
-                pending.add(key)
+                pending[key] = None
             m.container = name
             st = state.stat
             rss = st.rss_pages * PAGE_SIZE
@@ -146,12 +158,16 @@ class ProcessMemory:
                 m.stat = st
                 hwm = procfs.read_vm_hwm_at(dir_fd, st.pid) if dir_fd >= 0 else None
                 self.hwm_reads += 1
-                m.hwm = max(m.hwm, hwm or 0, rss)
+                if hwm is not None and hwm > rss and hwm > m.hwm:
+                    m.hwm = hwm
+                elif rss > m.hwm and m.hwm:
+                    m.hwm = rss
                 if m.pss is not None and abs(rss - m.pss_rss) > PSS_DRIFT * m.pss_rss:
-                    pending.add(key)
+                    pending[key] = None
             sample = state.sample
-            if sample is not None:
-                # A slow process's sample is made this sample, not yet handed out.
+            if sample is not None and m.hwm > rss:
+                # A slow process's sample is made this sample, not yet handed out.  (Left
+                # None while the high-water mark is its RSS: the summary takes the RSS.)
                 sample.memory_hwm_bytes = m.hwm
 
     def _prune(self, work: SampleWork, groups: dict[str, str]) -> dict[str, int]:
@@ -164,14 +180,16 @@ class ProcessMemory:
         touched_pids: set[int] = set()  # parents whose family changed
         for key in [k for k, m in mem.items() if k not in current]:
             m = mem.pop(key)
-            pending.discard(key)
-            gone_hwm[m.container] = gone_hwm.get(m.container, 0) + m.hwm
+            pending.pop(key, None)
+            last = m.stat or m.pss_stat
+            hwm = max(m.hwm, last.rss_pages * PAGE_SIZE if last is not None else 0)
+            gone_hwm[m.container] = gone_hwm.get(m.container, 0) + hwm
             if m.stat is not None:
                 touched_pids.add(m.stat.ppid)
             touched_pids.add(key[0])  # its children were reparented
         for key in [k for k in mem if groups.get(current[k].group) is None]:
             del mem[key]
-            pending.discard(key)
+            pending.pop(key, None)
         for key in work.new_stats:
             state = current.get(key)
             if state is not None and state.group in groups:
@@ -186,22 +204,20 @@ class ProcessMemory:
         for key, state in work.current.items():
             # (The cheap test first: this runs over every process when processes churn.)
             if (key[0] in parents or state.ppid in parents) and state.group in groups:
-                pending.add(key)
+                pending[key] = None
 
     def _read_pss(self, work: SampleWork, groups: dict[str, str], dir_fd: int) -> None:
-        """Read the pending PSS figures, never-read and oldest first, within the budget."""
+        """Read the pending PSS figures in the order they became due, within the budget."""
         mem, current, pending, clock = self._mem, work.current, self._pending, self._clock
-        order = sorted(
-            (key for key in pending if key in mem),
-            key=lambda k: (mem[k].pss is not None, mem[k].read_at),
-        )
-        started = clock()
-        deadline = started + self.budget_seconds
+        deadline = clock() + self.budget_seconds
         stale_next: set[int] = set()
         done: list[Key] = []
         fresh: list[Key] = []
-        for key in order:
-            m = mem[key]
+        for key in list(pending):
+            m = mem.get(key)
+            if m is None:
+                pending.pop(key, None)
+                continue
             st = current[key].stat
             rss = st.rss_pages * PAGE_SIZE
             done.append(key)
@@ -214,21 +230,22 @@ class ProcessMemory:
                 m.readable = False
                 continue
             self.pss_reads += 1
-            now = clock()
             if pss is not None:
                 estimate = _estimate(m, rss)
-                m.pss, m.pss_rss, m.read_at = pss, rss, now
+                m.pss, m.pss_stat = pss, st
                 fresh.append(key)
                 if estimate is not None and abs(pss - estimate) > PSS_DRIFT * max(estimate, 1):
                     stale_next.add(st.pid)
-            if now >= deadline:
+            if clock() >= deadline:
                 break
-        pending.difference_update(done)
+        for key in done:
+            pending.pop(key, None)
         if stale_next:
             # Its sharing was not what the estimate said: its relatives' PSS moved too
             # (read next time; the ones just read are fresh).
             self._mark_families(stale_next, work, groups)
-            pending.difference_update(fresh)
+            for key in fresh:
+                pending.pop(key, None)
 
     def _figures(self, name: str, gs: list[str], work: SampleWork, gone_hwm: int) -> MemoryFigures:
         mem = self._mem
@@ -248,7 +265,7 @@ class ProcessMemory:
             m = mem.get((st.pid, st.starttime))
             if m is None:  # a process of a container measured from now on
                 m = mem[(st.pid, st.starttime)] = _Mem(name)
-                self._pending.add((st.pid, st.starttime))
+                self._pending[(st.pid, st.starttime)] = None
             hwm = m.hwm if m.hwm > rss else rss
             hwm_sum += hwm
             if hwm > hwm_max:

@@ -20,8 +20,10 @@ rate (up to one interval's worth) and the sample counted as capped.  The running
 
 from __future__ import annotations
 
+import logging
 import os
 
+from resmon import procfs
 from resmon.cgroupfs import CgroupFS, online_cpus
 from resmon.collect.containers import Limits
 from resmon.collect.kernel_counters import (
@@ -35,6 +37,8 @@ from resmon.collect.memory_peaks import DEFAULT_BUDGET_SECONDS, MemoryFigures, P
 from resmon.collect.sample_state import EXCLUDED, Paths, SampleWork
 from resmon.collect.samples import SOURCE_CGROUPFS, SOURCE_PROCFS, ContainerSample
 from resmon.procfs import CLK_TCK, PAGE_SIZE
+
+log = logging.getLogger(__name__)
 
 # /proc/PID/stat states of a process that has exited: zombie, dead.
 _DEAD_STATES = frozenset({"Z", "X", "x"})
@@ -54,7 +58,7 @@ class ContainerFigures:
         cgroupfs: CgroupFS | None,
         limits: dict[str, Limits],
         command: str | None,
-        proc_path: str = "/proc",
+        proc_path: str | None = None,
         pss_budget_seconds: float = DEFAULT_BUDGET_SECONDS,
     ) -> None:
         self._cgroupfs = cgroupfs
@@ -77,8 +81,32 @@ class ContainerFigures:
         self._dirs_cache: tuple[dict[str, str], ContainerDirs] | None = None
         self._command_final: float | None = None
         self._group_names: dict[str, str] = {}
-        self.memory = ProcessMemory(proc_path, pss_budget_seconds)
-        self.online_cpus = _online_cpus(proc_path, cgroupfs)
+        # The procfs root the processes' memory files are read under; None: not given,
+        # /proc once it is shown to be the sampler's (see _check_proc_path).
+        self.memory = ProcessMemory(proc_path or "/proc", pss_budget_seconds)
+        self._proc_known = proc_path is not None
+        self.online_cpus = _online_cpus(proc_path or "/proc", cgroupfs)
+
+    def use_proc_path(self, proc_path: str) -> None:
+        """The procfs root the sampler reads (its processes' memory files are there)."""
+        self.memory.proc_path = proc_path
+        self.memory.enabled = self._proc_known = True
+
+    def _check_proc_path(self, work: SampleWork) -> None:
+        """Without a procfs root given, /proc is used only if it is where the sampler's
+        processes are: one of them, with its start time, is there (a sampler reading a
+        fixture tree or another machine's /proc must not read this one's files)."""
+        self._proc_known = True
+        for pid, starttime in work.current:
+            st = procfs.read_pid_stat(pid, "/proc")
+            if st is None:
+                continue
+            self.memory.enabled = st.starttime == starttime
+            break
+        else:
+            self.memory.enabled = False
+        if not self.memory.enabled:
+            log.debug("/proc is not the sampled procfs: no VmHWM or PSS reads")
 
     def processes_changed(self) -> None:
         """Processes came or went: the containers' own directories are to be found again."""
@@ -101,6 +129,8 @@ class ContainerFigures:
         if self._command is not None:
             by_container.setdefault(self._command, [])
         renamed = self._follow_renames(work)
+        if not self._proc_known and work.current:
+            self._check_proc_path(work)
         fs = self._cgroupfs
         dirs_by_container = self._own_dirs(fs, work) if fs is not None else {}
         memory = self.memory.update(work, by_container, self.measured, renamed)

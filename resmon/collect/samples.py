@@ -86,7 +86,8 @@ class ProcessSample:
     container: str = ""
     ppid: int = 0
     threads: int = 0
-    # Its VmHWM (RSS high-water mark), read when its stat changed; measured containers only.
+    # Its VmHWM (RSS high-water mark) where it is above its RSS, read when its stat
+    # changed; the job's containers only.
     memory_hwm_bytes: int | None = None
 
     def record(self) -> dict[str, Any]:

@@ -111,15 +111,23 @@ def test_steady_state_sample_of_the_live_machine(monkeypatch):
         first = s.sample()
         previous = {p.pid for p in first.processes} | {os.getpid()}
         rec.take()
+        before = {id(p) for p in first.processes}
         for _ in range(3):
             sample = s.sample()
             counts, others = per_process(rec.take(), "/proc")
             names = {name for _, name in counts}
-            assert names <= {"stat", "cgroup"}, names
+            # The job's processes (sidecar: all) also have their VmHWM (status) read when
+            # their stat changed, and their PSS (smaps_rollup) when due, within a budget.
+            assert names <= {"stat", "cgroup", "status", "smaps_rollup"}, names
+            # An unchanged process shares its ProcessSample with the previous Sample.
+            changed = {p.pid for p in sample.processes if id(p) not in before}
             for (pid, name), n in counts.items():
                 assert n == 1
                 if name == "cgroup":
                     assert pid not in previous, f"cgroup of pid {pid} read again"
+                if name == "status":
+                    assert pid in changed, f"status of unchanged pid {pid} read"
+            before = {id(p) for p in sample.processes}
             seen = {p.pid for p in sample.processes} | {os.getpid()}
             assert {p.pid for p in sleepers} <= seen
             assert all((pid, "stat") in counts for pid in seen)

@@ -33,9 +33,9 @@ def make(tmp_path: Path, **config) -> tuple[FakeProc, Sampler]:
     fp.add(2, "kthreadd", ppid=0, cgroup="0::/\n", rss=0, flags=PF_KTHREAD, starttime=1)
     config.setdefault("cgroup_path", str(tmp_path / "no-cgroupfs"))
     sampler = Sampler(SamplerConfig(proc_path=str(fp.root), **config))
-    # The process memory reads the sampler's procfs root (set here where the sampler
-    # does not hand it on).
-    sampler._containers.memory.proc_path = str(fp.root)
+    # The process memory reads the sampler's procfs root (where the sampler does not
+    # hand it on, it reads /proc only if that is the sampled one).
+    sampler._containers.use_proc_path(str(fp.root))
     return fp, sampler
 
 
@@ -309,3 +309,18 @@ def test_live_forked_python_tree_is_its_pss():
     finally:
         os.killpg(parent.pid, signal.SIGKILL)
         parent.wait()
+
+
+def test_a_fixture_tree_never_reads_this_machines_proc(tmp_path):
+    """Without the procfs root handed on, /proc is read only when the sampled processes
+    are there: a fixture tree's PIDs are other processes here."""
+    fp = FakeProc(tmp_path / "proc")
+    fp.add(os.getpid(), "fake", cgroup=A, starttime=12345, rss=10)
+    s = Sampler(SamplerConfig(proc_path=str(fp.root), cgroup_path=str(tmp_path / "none")))
+    fp.write(TICK)
+    first = s.sample(now=1.0)
+    assert not s._containers.memory.enabled and s._containers.memory.hwm_reads == 0
+    assert first.containers["/groupA"].memory_pss_bytes is None
+    live = Sampler(SamplerConfig(exclude_pids=frozenset({os.getpid()})))
+    live.sample()
+    assert live._containers.memory.enabled and live._containers.memory.hwm_reads > 0

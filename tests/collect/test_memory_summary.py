@@ -39,7 +39,7 @@ def _sampler(tmp_path: Path, root: Path) -> tuple[FakeProc, Sampler]:
     sampler = Sampler(
         SamplerConfig(proc_path=str(fp.root), cgroup_path=str(root), exclude_pids=frozenset({50}))
     )
-    sampler._containers.memory.proc_path = str(fp.root)
+    sampler._containers.use_proc_path(str(fp.root))
     return fp, sampler
 
 
