@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from resmon import procfs
+from resmon.collect import proc_memory
 from resmon.collect.sample_state import Key, ProcessState, SampleWork
 from resmon.procfs import PAGE_SIZE
 
@@ -156,7 +157,7 @@ class ProcessMemory:
             rss = st.rss_pages * PAGE_SIZE
             if m.stat is not st:
                 m.stat = st
-                hwm = procfs.read_vm_hwm_at(dir_fd, st.pid) if dir_fd >= 0 else None
+                hwm = proc_memory.read_vm_hwm_at(dir_fd, st.pid) if dir_fd >= 0 else None
                 self.hwm_reads += 1
                 if hwm is not None and hwm > rss and hwm > m.hwm:
                     m.hwm = hwm
@@ -224,8 +225,8 @@ class ProcessMemory:
             if not m.readable or rss == 0:
                 continue  # no PSS to have; a zombie or kernel thread has none
             try:
-                pss = procfs.read_pss_at(dir_fd, st.pid)
-            except procfs.PssUnreadable as exc:
+                pss = proc_memory.read_pss_at(dir_fd, st.pid)
+            except proc_memory.PssUnreadable as exc:
                 log.debug("no PSS for pid %d: %s", st.pid, exc)
                 m.readable = False
                 continue
