@@ -6,6 +6,8 @@ may pull in flask, peewee or rich (tests/collect/test_collector_cost.py checks i
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,35 @@ def _duration_option(ctx, param, value):
     if seconds <= 0:
         raise click.BadParameter(f"must be more than zero, got {value!r}")
     return seconds
+
+
+class _BudgetList(click.types.StringParamType):
+    """RESMON_BUDGET holds several expressions, one a line or separated by ';'."""
+
+    name = "expr"
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [part for part in re.split(r"[;\n]", rv or "") if part.strip()]
+
+
+def _budgets_option(ctx, param, value):
+    """Every --budget parsed now: a bad one is a usage error before the command starts."""
+    from click.core import ParameterSource
+
+    from resmon.collect.budgets import parse_budget
+
+    source = ctx.get_parameter_source(param.name)
+    where = " (from RESMON_BUDGET)" if source == ParameterSource.ENVIRONMENT else ""
+    budgets = []
+    for text in value or ():
+        for part in re.split(r"[;\n]", text):
+            if not part.strip():
+                continue
+            try:
+                budgets.append(parse_budget(part))
+            except ValueError as exc:
+                raise click.BadParameter(f"{exc}{where}") from None
+    return budgets
 
 
 def _config_from(ctx, name: str, value: str | None, env: str, parse):
@@ -195,6 +226,32 @@ def _config_from(ctx, name: str, value: str | None, env: str, parse):
     "default: they are named in a warning and in the summary (left_running), and keep "
     "running after resmon exits. Either way their CPU until CMD exited counts.",
 )
+@click.option(
+    "--budget",
+    "budgets",
+    multiple=True,
+    envvar="RESMON_BUDGET",
+    type=_BudgetList(),
+    callback=_budgets_option,
+    metavar="EXPR",
+    help="Check the job's figure at the end (repeatable; RESMON_BUDGET: one a line or "
+    "';'-separated): memory<=90% (of the job's memory limit), memory<=2GiB, cpu<=1.5 "
+    "(CPU p95, cores; or cpu<=80% of the limit), cpu-seconds<=600, duration<=20m, or "
+    "against the server's baseline (the median of the job's earlier runs, from the "
+    "push's answer): memory<=baseline+25%, cpu-seconds<=baseline+30%, "
+    "duration<=baseline+20%. Results: the summary's budgets (static ones), the log, "
+    "the Markdown and, on GitHub/Forgejo, a ::warning:: or ::error:: line.",
+)
+@click.option(
+    "--budget-action",
+    envvar="RESMON_BUDGET_ACTION",
+    default="warn",
+    show_default=True,
+    type=click.Choice(["warn", "fail"], case_sensitive=False),
+    help="fail: in wrapper mode, exit 3 when a budget is exceeded and CMD exited 0 (a "
+    "failing CMD's exit code always wins; a budget not checked never fails). warn: the "
+    "exit code is CMD's.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD [ARGS]...]")
 @click.pass_context
 def collect(ctx, **options):
@@ -212,6 +269,11 @@ def collect(ctx, **options):
     (`left_running`); `--kill-left-running` ends it. The
     build log keeps CMD's own output and one `run_summary` record at the end; the
     per-sample records go to `-o FILE`, or with `--samples` to stdout.
+
+    \b
+    Exit codes (wrapper mode): CMD's own; 126 or 127 when CMD cannot be started;
+    3 when --budget-action fail and a budget was exceeded while CMD exited 0;
+    2 for a usage error (a bad --budget among them), before CMD starts.
 
     A summary that cannot be pushed stays in the spool; every later start, or
     `--flush-spool`, delivers it (each payload has an Idempotency-Key: no duplicates).
@@ -231,6 +293,10 @@ def collect(ctx, **options):
       GITHUB_STEP_SUMMARY      Markdown report file (--markdown-file)
       RESMON_PUSH_ENDPOINT     --push-endpoint
       RESMON_SPOOL_DIR         --spool-dir
+      RESMON_BUDGET            --budget, one a line or ';'-separated
+      RESMON_BUDGET_ACTION     --budget-action
+      GITHUB_ACTIONS=true, GITEA_ACTIONS=true, FORGEJO_ACTIONS=true
+                               budgets also said as workflow commands on stdout
 
     \b
     Examples:
@@ -241,6 +307,10 @@ def collect(ctx, **options):
       resmon collect -interval=2s -top=10 -push-endpoint=http://resmon:8080/api/v1/metrics
       # wrap a build step; records to a file, report on the job page
       resmon collect --interval 1s -o resmon.log -- make -j2
+      # fail the step when the build's memory peak passes 90 % of its limit, or
+      # its CPU time grows by more than 30 % over the job's usual
+      resmon collect --budget 'memory<=90%' --budget 'cpu-seconds<=baseline+30%' \
+          --budget-action fail -- make -j2
       # deliver what earlier runs could not
       resmon collect --flush-spool --push-endpoint=http://resmon:8080/api/v1/metrics
       # re-send what was refused, with a corrected token from the environment
@@ -350,4 +420,15 @@ def _collect_config(
         kill_left_running=options["kill_left_running"],
         record_command=options["record_command"],
         execution=execution_from_env(),
+        budgets=options["budgets"],
+        budget_action=options["budget_action"].lower(),
+        workflow_commands=_workflow_commands(),
+    )
+
+
+def _workflow_commands() -> bool:
+    """GitHub Actions and Forgejo/Gitea Actions read ::warning:: lines on a step's stdout."""
+    return any(
+        os.environ.get(name, "").lower() == "true"
+        for name in ("GITHUB_ACTIONS", "GITEA_ACTIONS", "FORGEJO_ACTIONS")
     )

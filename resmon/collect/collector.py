@@ -5,12 +5,13 @@ starts CMD, measures its process tree as a container, and ends when CMD does.
 Either way the exit path is the same and is built for a CI cancellation, which
 leaves about 2.5 s between SIGTERM and SIGKILL:
 
-    last sample -> run summary -> --summary-file / Markdown -> print run_summary
-    -> spool the payload -> push (within --push-timeout) -> exit
+    last sample -> run summary -> budgets -> --summary-file / Markdown -> print
+    run_summary -> spool the payload -> push (within --push-timeout) -> the server's
+    comparison and the baseline budgets (Markdown, log) -> exit
 
 so the summary is on disk and in the log before the network is touched, and the
 payload is on disk before the first push attempt: a server that is down costs a
-later delivery, never the run.
+later delivery, never the run.  Budgets and the comparison: :mod:`resmon.collect.run_checks`.
 
 A signal ends the loop's sleep at once, not at the next tick, and SIGCHLD wakes
 it the same way when the wrapped command exits (see :mod:`resmon.collect.signals`).
@@ -57,7 +58,7 @@ from resmon.schema import push_payload
 
 if TYPE_CHECKING:
     from resmon.collect.command_run import CommandRun
-    from resmon.collect.push import PushClient
+    from resmon.collect.push import PushClient, PushResult
     from resmon.collect.spool import Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,6 @@ TERM_GRACE_SECONDS = 0.5
 # A final sample right after a periodic one would turn one clock tick into a big
 # percentage; waiting this long (at most) keeps the last interval meaningful.
 MIN_FINAL_GAP_SECONDS = 0.25
-# resmon serve takes bodies up to 1 MiB by default; stay clear of it.
-MAX_PUSH_BYTES = 900 * 1024
 
 
 @dataclass
@@ -96,6 +95,9 @@ class CollectConfig:
     kill_left_running: bool = False  # end what the command's tree left when it exits
     record_command: bool = False
     execution: dict[str, str] = field(default_factory=dict)
+    budgets: list[Any] = field(default_factory=list)  # parsed --budget (collect.budgets.Budget)
+    budget_action: str = "warn"  # "warn" | "fail" (wrapper mode: exit code 3, see budgets)
+    workflow_commands: bool = False  # on GitHub/Forgejo: ::warning:: lines on stdout
 
 
 # --- the run --------------------------------------------------------------------
@@ -112,6 +114,7 @@ class Collector:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from resmon.collect.accumulator import RunAccumulator
+        from resmon.collect.run_checks import RunChecks
         from resmon.collect.sampler import Sampler, SamplerConfig
 
         self.config = config
@@ -130,6 +133,13 @@ class Collector:
         self._background: threading.Thread | None = None
         self.spool: Spool | None = None
         self._last_sample_at: float | None = None
+        self.checks = RunChecks(
+            list(config.budgets),
+            fail=config.budget_action == "fail",
+            workflow_commands=config.workflow_commands,
+            markdown_file=config.markdown_file,
+            pushing=bool(config.push_endpoint),
+        )
 
     # -- sampling --
 
@@ -249,7 +259,7 @@ class Collector:
                 self._take_sample()
                 next_at = self._advance(next_at)
         self._finish()
-        return 0
+        return self.checks.exit_code(0, wrapper=False)
 
     def _run_wrapper(self) -> int:
         cfg = self.config
@@ -303,7 +313,7 @@ class Collector:
         run.finish()
         self._command_rusage()
         self._finish()
-        return run.exit_code if run.exit_code is not None else 0
+        return self.checks.exit_code(run.exit_code or 0, wrapper=True)
 
     def _sampled_command_tree(self) -> list[int]:
         """The pids the last sample placed in the command's container."""
@@ -360,6 +370,10 @@ class Collector:
         if summary is None:
             log.warning("no samples were taken: no run summary")
             return
+        try:
+            self.checks.before_push(summary)
+        except Exception as exc:  # never the summary, nor the push
+            _unexpected("checking the budgets", exc)
         if cfg.summary_file is not None:
             try:
                 from resmon.collect.report import write_summary_file
@@ -375,16 +389,22 @@ class Collector:
             except OSError as exc:
                 log.error("cannot write the Markdown summary to %s: %s", cfg.markdown_file, exc)
         self.writer.write("run_summary", summary)
+        answer: tuple[bool, Any] = (False, None)  # (delivered, the server's answer)
         if cfg.push_endpoint:
             try:
-                self._spool_and_push(summary)
+                answer = self._spool_and_push(summary)
             except Exception as exc:  # resmon's own trouble never changes the job's exit code
                 _unexpected("pushing the run summary", exc)
+        try:
+            self.checks.after_push(summary, answer[1], answer[0])
+        except Exception as exc:
+            _unexpected("reading the server's comparison", exc)
         if self.exit_started is not None:
             log.debug("exit path took %.3f s", self.clock() - self.exit_started)
 
-    def _spool_and_push(self, summary: dict[str, Any]) -> None:
-        from resmon.collect.push import PushClient
+    def _spool_and_push(self, summary: dict[str, Any]) -> tuple[bool, Any]:
+        """Whether this run was delivered, and the server's answer."""
+        from resmon.collect.push import MAX_PUSH_BYTES, PushClient, fit_summary
 
         cfg = self.config
         deadline = time.monotonic() + cfg.push_timeout
@@ -394,7 +414,7 @@ class Collector:
         client = PushClient(cfg.push_endpoint or "", cfg.push_token)
         try:
             if spool is not None and entry is not None:
-                self._push_spooled(spool, client, entry, deadline)
+                result = self._push_spooled(spool, client, entry, deadline)
             else:
                 import uuid
 
@@ -405,6 +425,7 @@ class Collector:
                     _log_pushed(cfg.push_endpoint, result.response)
                 else:
                     log.error("push to %s failed: %s", cfg.push_endpoint, result.describe())
+            return (True, result.response) if result and result.delivered else (False, None)
         finally:
             client.close()
             if self._background is not None:
@@ -434,7 +455,7 @@ class Collector:
 
     def _push_spooled(
         self, spool: Spool, client: PushClient, entry: SpoolEntry, deadline: float
-    ) -> None:
+    ) -> PushResult | None:
         """This run first, then whatever earlier runs left, within the same budget
         (unless the start-up delivery is still at them: one sender per entry)."""
         from resmon.collect.push import deliver
@@ -451,6 +472,7 @@ class Collector:
                 "`resmon collect` (or `resmon collect --flush-spool`) will deliver it",
                 spool.directory,
             )
+        return result
 
 
 def _log_pushed(endpoint: str | None, response: Any) -> None:
@@ -462,25 +484,3 @@ def _unexpected(what: str, exc: Exception) -> None:
     """A bug, not a spool or network condition: one error line; the traceback at debug."""
     log.error("%s failed unexpectedly, skipped: %s: %s", what, type(exc).__name__, exc)
     log.debug("%s failed", what, exc_info=exc)
-
-
-def fit_summary(summary: dict[str, Any], max_bytes: int) -> dict[str, Any]:
-    """The summary, with its timeline thinned until the JSON fits in ``max_bytes``.
-
-    A host with many containers makes a 300-point timeline large; a server refuses an
-    oversized body for good (413), so the chart's resolution goes first, never the run.
-    """
-    if len(orjson.dumps(summary)) <= max_bytes:
-        return summary
-    out = dict(summary)
-    timeline = list(summary.get("timeline") or [])
-    while timeline and len(timeline) > 2:
-        # Keep every other point, and always the last one (the end of the run).
-        timeline = timeline[::2] if len(timeline) % 2 else [*timeline[:-1:2], timeline[-1]]
-        out["timeline"] = timeline
-        if len(orjson.dumps(out)) <= max_bytes:
-            log.warning("payload too large: timeline thinned to %d points", len(timeline))
-            return out
-    out.pop("timeline", None)
-    log.warning("payload too large: timeline left out of the push")
-    return out

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from resmon import __version__
 from resmon.collect.logging_setup import log_fields
 from resmon.collect.spool import NotAPayload, Spool, SpoolEntry
@@ -38,6 +40,8 @@ BACKOFF_CAP = 2.0
 # Below this much time left, another attempt cannot complete: stop.
 MIN_ATTEMPT_SECONDS = 0.05
 MESSAGE_LIMIT = 300
+# resmon serve takes bodies up to 1 MiB by default; stay clear of it.
+MAX_PUSH_BYTES = 900 * 1024
 
 
 def is_retryable(status: int) -> bool:
@@ -335,3 +339,25 @@ def deliver_spool(
     finally:
         client.close()
     return pending, failed, spool.skipped
+
+
+def fit_summary(summary: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """The summary, with its timeline thinned until the JSON fits in ``max_bytes``.
+
+    A host with many containers makes a 300-point timeline large; a server refuses an
+    oversized body for good (413), so the chart's resolution goes first, never the run.
+    """
+    if len(orjson.dumps(summary)) <= max_bytes:
+        return summary
+    out = dict(summary)
+    timeline = list(summary.get("timeline") or [])
+    while timeline and len(timeline) > 2:
+        # Keep every other point, and always the last one (the end of the run).
+        timeline = timeline[::2] if len(timeline) % 2 else [*timeline[:-1:2], timeline[-1]]
+        out["timeline"] = timeline
+        if len(orjson.dumps(out)) <= max_bytes:
+            log.warning("payload too large: timeline thinned to %d points", len(timeline))
+            return out
+    out.pop("timeline", None)
+    log.warning("payload too large: timeline left out of the push")
+    return out

@@ -13,6 +13,7 @@ What the figures are, in the order a reader needs them:
   peak in cores, CPU-seconds, and the memory peak with its kind (PSS: shared pages
   counted once; RSS; cgroup: the kernel's own count) and the range that must hold
   the true peak, with the figure the headline is;
+- the budgets checked at the end (``budgets``, from ``--budget``);
 - what the command left running when it exited (``command.left_running``);
 - each container, with the kind its memory figures are;
 - the host (whole machine): /proc/stat's CPU busy and MemTotal - MemAvailable,
@@ -32,6 +33,8 @@ from typing import Any
 
 import orjson
 
+from resmon.collect.budgets import markdown_lines
+from resmon.collect.human_units import format_bytes, format_cores, format_duration
 from resmon.collect.report_charts import (
     JOB_COLOURS,
     OTHERS_COLOUR,
@@ -71,32 +74,6 @@ def append_markdown(path: str | os.PathLike[str], text: str) -> None:
 
 
 # --- formatting --------------------------------------------------------------
-
-
-def format_bytes(value: float | None) -> str:
-    if value is None:
-        return "–"
-    value = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def format_cores(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h}h {m}m {s}s"
-    return f"{m}m {s}s" if m else f"{s}s"
 
 
 def _of_limit(value: float | None, limit: float | None) -> str:
@@ -145,6 +122,7 @@ def render_markdown(summary: Mapping[str, Any], execution: Mapping[str, Any] | N
     lines.append(_headline(summary, execution))
     lines.append("")
     lines += _job_table(summary)
+    lines += _budgets(summary)
     lines += _left_running(command)
     containers = [c for c in summary.get("containers") or [] if isinstance(c, Mapping)]
     if command.get("container"):
@@ -228,6 +206,14 @@ def _job_table(summary: Mapping[str, Any]) -> list[str]:
     lines = [f"| **job**: {whose} | |", "| --- | --- |"]
     lines += [f"| {label} | {value} |" for label, value in rows]
     return [*lines, ""]
+
+
+def _budgets(summary: Mapping[str, Any]) -> list[str]:
+    """The budgets checked before the push (``--budget``), one line each."""
+    results = [r for r in summary.get("budgets") or [] if isinstance(r, Mapping)]
+    if not results:
+        return []
+    return ["**Budgets**", "", *markdown_lines(results), ""]
 
 
 def _memory_rows(

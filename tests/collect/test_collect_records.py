@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from resmon.collect.collector import fit_summary
+from resmon.collect.push import fit_summary
 from resmon.collect.records import format_record
 
 
