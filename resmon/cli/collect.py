@@ -309,7 +309,7 @@ def collect(ctx, **options):
       resmon collect --interval 1s -o resmon.log -- make -j2
       # fail the step when the build's memory peak passes 90 % of its limit, or
       # its CPU time grows by more than 30 % over the job's usual
-      resmon collect --budget 'memory<=90%' --budget 'cpu-seconds<=baseline+30%' \
+      resmon collect --budget 'memory<=90%' --budget 'cpu-seconds<=baseline+30%' \\
           --budget-action fail -- make -j2
       # deliver what earlier runs could not
       resmon collect --flush-spool --push-endpoint=http://resmon:8080/api/v1/metrics
