@@ -366,3 +366,33 @@ def test_help_documents_the_budget_exit_code(runner):
     text = " ".join(result.output.split())
     assert "--budget EXPR" in text and "RESMON_BUDGET" in text
     assert "3 when --budget-action fail and a budget was exceeded while CMD exited 0" in text
+
+
+@pytest.mark.slow
+def test_a_sidecar_checks_its_budgets_on_sigterm_and_still_exits_0(tmp_path):
+    import signal
+    import time
+
+    summary_file = tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [
+            *RESMON,
+            f"--output={tmp_path / 'records.log'}",
+            f"--summary-file={summary_file}",
+            "--budget=duration<=10ms",
+            "--budget=duration<=20m",
+            "--budget-action=fail",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "FORGEJO_ACTIONS": "true"},
+    )
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr.decode()
+    got = orjson.loads(summary_file.read_bytes())
+    assert [r["status"] for r in got["budgets"]] == ["exceeded", "ok"]
+    assert got["budgets"][0]["figure"] == "duration_seconds"
+    assert b"changes the exit code in wrapper mode only: exit code 0" in stderr
+    assert stdout.decode().startswith("::error title=resmon budget exceeded::budget duration")
