@@ -56,7 +56,7 @@ sleeping children: shared pages), daemon (finding 7's shape: a sleeping daemon, 
 10`` here, not 30, since the truth waits for it; a busy awk orphaned by its subshell; a
 second awk). All local: nothing from the network.
 
-Run by hand (two cores: the full run takes about 7 minutes, --quick at one interval
+Run by hand (two cores: the full run takes 4-7 minutes, --quick at one interval
 about 1):
 
     .venv/bin/python bench/accuracy.py                      # every workload at 1s, 5s, 10s
