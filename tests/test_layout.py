@@ -44,6 +44,11 @@ FORBIDDEN = {
     ),
     "resmon.server": ({"resmon.cli", "resmon.collect", "resmon.query"}, {"click", "rich"}),
     "resmon.query": ({"resmon.cli", "resmon.collect", "resmon.server"}, {"click", "flask"}),
+    # Pure advice (recommendations, baselines): plain values in and out, no I/O.
+    "resmon.analysis": (
+        {"resmon.cli", "resmon.collect", "resmon.store", "resmon.server", "resmon.query"},
+        {"click", "flask", "peewee", "playhouse", "rich", "gunicorn", "werkzeug", "requests"},
+    ),
 }
 
 

@@ -107,6 +107,68 @@ def _memory_option(ctx, param, value):
     return size
 
 
+def _window_option(ctx, param, value):
+    from resmon.store.scope import HistoryError, parse_positive_period
+
+    try:
+        window = parse_positive_period(value)
+    except HistoryError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if window.days > 3650:
+        raise click.BadParameter("must be at most 3650d")
+    return window
+
+
+def _change_option(ctx, param, value):
+    """A share written as a percent (``20%``) or a fraction (``0.2``)."""
+    text = value.strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a share: use e.g. 20% or 0.2") from None
+    if not 0 <= share <= 100:
+        raise click.BadParameter("must be between 0% and 10000%")
+    return share
+
+
+def _baseline_options(f):
+    """How a pushed run is compared with its job's baseline (the push answer's comparison)."""
+    f = click.option(
+        "--regression-change",
+        default="20%",
+        metavar="SHARE",
+        envvar="RESMON_REGRESSION_CHANGE",
+        callback=_change_option,
+        help="A figure is a regression only if it is also this much above the baseline's "
+        "median (20% or 0.2).",
+    )(f)
+    f = click.option(
+        "--regression-mad",
+        default=3.5,
+        type=click.FloatRange(0, 1000),
+        metavar="K",
+        envvar="RESMON_REGRESSION_MAD",
+        help="A figure is robustly unusual when it is over the baseline's median by more "
+        "than K x 1.4826 x MAD (median absolute deviation).",
+    )(f)
+    f = click.option(
+        "--baseline-window",
+        default="30d",
+        metavar="PERIOD",
+        envvar="RESMON_BASELINE_WINDOW",
+        callback=_window_option,
+        help="The baseline is the job's runs received this long before the pushed one.",
+    )(f)
+    f = click.option(
+        "--baseline-runs",
+        default=20,
+        type=click.IntRange(0, 1000),
+        envvar="RESMON_BASELINE_RUNS",
+        help="At most this many of them, the newest (0: pushes are not compared).",
+    )(f)
+    return f
+
+
 @click.command(cls=GoFlagCommand, context_settings={"show_default": True})
 @click.option(
     "--addr",
@@ -253,6 +315,7 @@ def _memory_option(ctx, param, value):
     help="How often the runs stored and the database size are read for the metrics, "
     "in the background (a scrape never queries the database).",
 )
+@_baseline_options
 @click.pass_context
 def serve(ctx, **options):
     """Store run summaries, answer queries, mint push tokens.
@@ -291,11 +354,13 @@ def serve(ctx, **options):
 
 
 def _run(options, read_token, hmac_keys):
+    from resmon.analysis.regressions import Thresholds
     from resmon.server import ServerConfig
     from resmon.server.logs import configure_logging
     from resmon.server.main import ServeError
     from resmon.server.main import serve as serve_forever
     from resmon.server.wsgi import AddressError, ServeOptions, parse_addr
+    from resmon.store.baseline import BaselineOptions
 
     try:
         host, port = parse_addr(options["addr"])
@@ -323,6 +388,13 @@ def _run(options, read_token, hmac_keys):
         metrics_path=metrics_on_addr,
         metrics_refresh=options["metrics_refresh"],
         require_expiry=options["require_expiry"],
+        baseline=BaselineOptions(
+            runs=options["baseline_runs"],
+            window=options["baseline_window"],
+            thresholds=Thresholds(
+                mad=options["regression_mad"], change=options["regression_change"]
+            ),
+        ),
     )
     serve_options = ServeOptions(
         host=host,

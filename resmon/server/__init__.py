@@ -25,6 +25,7 @@ from flask import Flask, g, request
 from flask.json.provider import JSONProvider
 
 from resmon.server import metrics
+from resmon.server.advice_api import bp as advice_bp
 from resmon.server.api import bp as api_bp
 from resmon.server.config import ServerConfig, ServerState, state
 from resmon.server.errors import register_error_handlers
@@ -61,6 +62,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
 
     app.register_blueprint(api_bp)
     app.register_blueprint(read_bp)
+    app.register_blueprint(advice_bp)
     register_error_handlers(app)
     _register_request_log(app)
     metrics.init_app(app, serve_path=config.metrics_path)

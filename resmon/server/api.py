@@ -35,8 +35,8 @@ from resmon.schema import (
 from resmon.server.config import ServerState
 from resmon.server.errors import ApiError
 from resmon.server.openapi import build_openapi
+from resmon.store import baseline, write
 from resmon.store import db as dbmod
-from resmon.store import write
 from resmon.store.models import Run
 from resmon.store.scope import scope_where, stream_runs
 from resmon.tokens import (
@@ -148,8 +148,29 @@ def push_metrics() -> Response:
         raise
     st.hooks.push(result.status)
     if result.created:
-        return json_response({"id": result.id, "status": "created"}, 201)
-    return json_response({"id": result.id, "status": "duplicate"}, 200)
+        return json_response(
+            _with_comparison(st, result, {"id": result.id, "status": "created"}), 201
+        )
+    return json_response(
+        _with_comparison(st, result, {"id": result.id, "status": "duplicate"}), 200
+    )
+
+
+def _with_comparison(st: ServerState, result: write.StoreResult, body: dict) -> dict:
+    """The push answer, plus ``comparison`` (an additive field: the Go collector
+    ignores it): the run against its job's baseline (:mod:`resmon.store.baseline`).
+    The run is stored whatever happens here, so a failure only leaves the field out."""
+    try:
+        comparison = baseline.compare_stored_run(result.id, st.config.baseline)
+        if comparison is not None and result.created:
+            baseline.save_flags(result.id, comparison)
+    except Exception as exc:  # advice, never a reason to fail a stored push
+        log.warning("comparing run %s with its baseline failed: %s", result.id, type(exc).__name__)
+        return body
+    # A job's first run has nothing to compare with: the answer stays the Go receiver's.
+    if comparison is not None and comparison["baseline_runs"] > 0:
+        body["comparison"] = comparison
+    return body
 
 
 def _store_push(st: ServerState) -> write.StoreResult:

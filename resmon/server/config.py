@@ -14,6 +14,7 @@ from flask import Flask
 from peewee import Database
 
 from resmon.store import db as dbmod
+from resmon.store.baseline import BaselineOptions
 
 MIB = 1024 * 1024
 DEFAULT_MAX_BODY = MIB
@@ -36,6 +37,9 @@ class ServerConfig:
     metrics_refresh: float = DEFAULT_METRICS_REFRESH
     # Refuse push tokens without an expiry (v1): only v2 tokens verify.
     require_expiry: bool = False
+    # How a pushed run is compared with its job's baseline (the push answer's
+    # ``comparison``); runs=0: not compared.
+    baseline: BaselineOptions = BaselineOptions()
 
     def __repr__(self) -> str:  # never print secrets, not even in a traceback
         return (

@@ -62,7 +62,7 @@ def _database_down(exc: Exception) -> Response:
     return response
 
 
-def _arg(name: str) -> str | None:
+def text_arg(name: str) -> str | None:
     value = request.args.get(name)
     if value is not None and len(value) > MAX_PARAM:
         raise ApiError(400, f"{name} is longer than {MAX_PARAM} characters")
@@ -74,12 +74,17 @@ def _arg(name: str) -> str | None:
 
 
 def _limit() -> int | None:
-    value = request.args.get("limit")
+    return count_arg("limit")
+
+
+def count_arg(name: str) -> int | None:
+    """A count parameter (``limit``, ``runs``): a whole number of at least 1, or None."""
+    value = request.args.get(name)
     if value is None or value == "":
         return None
     digits = value.lstrip("0")
     if not (value.isascii() and value.isdigit()) or not digits:
-        raise ApiError(400, "limit must be a whole number of at least 1")
+        raise ApiError(400, f"{name} must be a whole number of at least 1")
     if len(digits) > MAX_LIMIT_DIGITS:
         # Far above every cap, which applies below as to any large limit; and
         # int() refuses strings of over 4,300 digits.
@@ -87,7 +92,7 @@ def _limit() -> int | None:
     return int(digits)
 
 
-def _job_scope(path: str, suffix: str) -> tuple[str, str, str, str]:
+def job_scope(path: str, suffix: str) -> tuple[str, str, str, str]:
     """(org, repo, workflow, job) from ``/api/v1/jobs/<scope>/<suffix>``.
 
     WSGI servers decode %2F before routing, so the raw request URI is split first
@@ -118,16 +123,18 @@ def _job_scope(path: str, suffix: str) -> tuple[str, str, str, str]:
 
 @bp.get("/api/v1/jobs")
 def jobs() -> Response:
-    body = history.list_jobs(organization=_arg("organization"), repository=_arg("repository"))
+    body = history.list_jobs(
+        organization=text_arg("organization"), repository=text_arg("repository")
+    )
     headers = {"X-Resmon-Truncated": "true"} if body["truncated"] else None
     return json_response(body, 200, headers)
 
 
 @bp.get("/api/v1/jobs/<path:scope>/runs")
 def job_runs(scope: str) -> Response:
-    org, repo, workflow, job = _job_scope(scope, "runs")
+    org, repo, workflow, job = job_scope(scope, "runs")
     body = history.job_runs(
-        org, repo, workflow, job, limit=_limit(), since=_arg("since"), until=_arg("until")
+        org, repo, workflow, job, limit=_limit(), since=text_arg("since"), until=text_arg("until")
     )
     headers = {"X-Resmon-Truncated": "true"} if body["truncated"] else None
     return json_response(body, 200, headers)
@@ -135,17 +142,17 @@ def job_runs(scope: str) -> Response:
 
 @bp.get("/api/v1/jobs/<path:scope>/trend")
 def job_trend(scope: str) -> Response:
-    org, repo, workflow, job = _job_scope(scope, "trend")
+    org, repo, workflow, job = job_scope(scope, "trend")
     body = history.trend(
         org,
         repo,
         workflow,
         job,
-        container=_arg("container"),
-        by=_arg("by") or "run",
+        container=text_arg("container"),
+        by=text_arg("by") or "run",
         limit=_limit(),
-        since=_arg("since"),
-        until=_arg("until"),
+        since=text_arg("since"),
+        until=text_arg("until"),
     )
     return json_response(body)
 
@@ -162,10 +169,10 @@ def run(run_pk: str) -> Response:
 def top() -> Response:
     return json_response(
         history.top(
-            _arg("metric") or "cpu",
-            scope=_arg("scope") or "job",
-            period=_arg("period"),
-            until=_arg("until"),
+            text_arg("metric") or "cpu",
+            scope=text_arg("scope") or "job",
+            period=text_arg("period"),
+            until=text_arg("until"),
             limit=_limit(),
         )
     )

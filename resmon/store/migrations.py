@@ -420,11 +420,18 @@ def _backfill_v5(db: Database) -> int:
     return updated
 
 
+def _to_v6(db: Database, migrator: SchemaMigrator) -> None:
+    """The regressions flagged at push (``run_regressions``): a new table, empty; runs
+    stored before it were never compared, and are not flagged afterwards."""
+    models.RunRegression.create_table(safe=True)
+
+
 STEPS: dict[int, Callable[[Database, SchemaMigrator], None]] = {
     2: _to_v2,
     3: _to_v3,
     4: _to_v4,
     5: _to_v5,
+    6: _to_v6,
 }
 
 

@@ -132,6 +132,27 @@ class ContainerStat(BaseModel):
         indexes = ((("name", "run"), False),)
 
 
+class RunRegression(BaseModel):
+    """One figure of a run flagged as a regression when it was pushed: the figure, and the
+    baseline it was compared with (:mod:`resmon.store.baseline`).  ``container`` is None
+    for the job's own figures."""
+
+    id = AutoField()
+    run = ForeignKeyField(Run, backref="regressions", on_delete="CASCADE", index=True)
+    # The run's received_at, copied: the list of flagged runs is asked by time.
+    received_at = DateTimeField(index=True)  # naive, UTC
+    container = CharField(max_length=255, null=True)
+    metric = CharField(max_length=32)
+    value = DoubleField()
+    median = DoubleField()
+    mad = DoubleField()
+    baseline_runs = IntegerField()
+    change = DoubleField(null=True)  # (value - median) / median
+
+    class Meta:
+        table_name = "run_regressions"
+
+
 class SchemaVersion(BaseModel):
     """A single row: the schema version the database has been migrated to."""
 
@@ -142,4 +163,4 @@ class SchemaVersion(BaseModel):
         primary_key = False
 
 
-MODELS: tuple[type[Model], ...] = (Run, ContainerStat)
+MODELS: tuple[type[Model], ...] = (Run, ContainerStat, RunRegression)

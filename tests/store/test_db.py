@@ -394,6 +394,8 @@ def test_version_3_is_upgraded_with_its_rows_and_keys_are_per_scope(v3_database)
             "run_organization_repository_workflow_job_received_at",
         },
         "run_containers": {"containerstat_run_id", "containerstat_name_run_id"},
+        # Version 6: the runs flagged as regressions at push.
+        "run_regressions": {"runregression_run_id", "runregression_received_at"},
         "schema_version": set(),
     }
     # The rules of version 4 hold for the upgraded rows.

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the whole HTTP API, built as a Python dict.
 
 Each module here documents the routes of the server module of the same name
-(:mod:`.api`, :mod:`.read_api`, :mod:`.metrics`); :mod:`.components` holds the
+(:mod:`.api`, :mod:`.read_api`, :mod:`.advice_api`, :mod:`.metrics`); :mod:`.components` holds the
 schemas they refer to and :mod:`.common` the responses they share.
 
 ``tests/server/test_server_openapi.py`` walks the app's URL map and fails when a
@@ -15,7 +15,7 @@ from copy import deepcopy
 from typing import Any
 
 from resmon import __version__
-from resmon.server.openapi import api, metrics, read_api
+from resmon.server.openapi import advice_api, api, metrics, read_api
 from resmon.server.openapi.components import COMPONENTS
 
 
@@ -31,7 +31,12 @@ def build_openapi() -> dict[str, Any]:
                 "resource collector's receiver."
             ),
         },
-        "paths": {**api.paths(), **read_api.paths(), **metrics.paths()},
+        "paths": {
+            **api.paths(),
+            **read_api.paths(),
+            **advice_api.paths(),
+            **metrics.paths(),
+        },
         "components": COMPONENTS,
     }
     # Built from module-level dicts: the copy keeps a caller's changes out of them,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from resmon.schema import MAX_NUMBER
+from resmon.server.openapi.advice_api import COMPARISON
 
 # Numbers of a run summary: never negative, at most schema.MAX_NUMBER (2**62).
 NUMBER = {"type": "number", "minimum": 0, "maximum": MAX_NUMBER}
@@ -51,8 +52,10 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "integer"},
             "status": {"type": "string", "enum": ["created", "duplicate"]},
+            "comparison": {"$ref": "#/components/schemas/Comparison"},
         },
     },
+    "Comparison": COMPARISON,
     "Scope": {
         "type": "object",
         "required": ["organization", "repository", "workflow", "job"],

@@ -1,0 +1,86 @@
+"""The advice read API, behind the read token: recommendations and regressions.
+
+    GET /api/v1/jobs/{org}/{repo}/{workflow}/{job}/recommendation?since=30d&until=&runs=100
+    GET /api/v1/recommendations?since=30d&until=&runs=100&by=free|risk&limit=50
+    GET /api/v1/regressions?since=7d&until=&limit=100
+
+Answers from :mod:`resmon.store.advice` and :mod:`resmon.store.baseline`, as
+``resmon query recommend`` and ``resmon query regressions --db`` get them.  The
+job path is the read API's (:func:`resmon.server.read_api.job_scope`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response
+from peewee import InterfaceError, OperationalError
+
+from resmon.server.api import json_response, require_read_token
+from resmon.server.read_api import count_arg, job_scope, text_arg
+from resmon.store import advice, baseline, history
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("advice_api", __name__)
+
+
+@bp.before_request
+def _authorize() -> None:
+    require_read_token()
+
+
+@bp.errorhandler(history.NotFound)
+def _not_found(exc: history.NotFound) -> Response:
+    return json_response({"error": exc.message, "suggestions": exc.suggestions}, 404)
+
+
+@bp.errorhandler(history.HistoryError)
+def _bad_question(exc: history.HistoryError) -> Response:
+    return json_response({"error": str(exc)}, 400)
+
+
+@bp.errorhandler(OperationalError)
+@bp.errorhandler(InterfaceError)
+def _database_down(exc: Exception) -> Response:
+    log.error("database error while reading advice: %s", type(exc).__name__)
+    response = json_response({"error": "database unavailable, retry later"}, 503)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+@bp.get("/api/v1/jobs/<path:scope>/recommendation")
+def job_recommendation(scope: str) -> Response:
+    org, repo, workflow, job = job_scope(scope, "recommendation")
+    body = advice.recommend_job(
+        org,
+        repo,
+        workflow,
+        job,
+        since=text_arg("since") or advice.DEFAULT_SINCE,
+        until=text_arg("until"),
+        runs=count_arg("runs"),
+    )
+    return json_response(body)
+
+
+@bp.get("/api/v1/recommendations")
+def recommendations() -> Response:
+    body = advice.recommend_fleet(
+        since=text_arg("since") or advice.DEFAULT_SINCE,
+        until=text_arg("until"),
+        runs=count_arg("runs"),
+        by=text_arg("by") or "free",
+        limit=count_arg("limit"),
+    )
+    headers = {"X-Resmon-Truncated": "true"} if body["truncated"] else None
+    return json_response(body, 200, headers)
+
+
+@bp.get("/api/v1/regressions")
+def regressions() -> Response:
+    body = baseline.list_regressions(
+        since=text_arg("since") or "7d", until=text_arg("until"), limit=count_arg("limit")
+    )
+    headers = {"X-Resmon-Truncated": "true"} if body["truncated"] else None
+    return json_response(body, 200, headers)

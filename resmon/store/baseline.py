@@ -1,0 +1,181 @@
+"""Regressions at push time: a stored run against its job's baseline, and the runs flagged.
+
+:func:`compare_stored_run` reads the run's figures and those of the job's previous
+runs in the window (received before it, at most ``runs`` of them, newest first: one
+indexed query on ``runs`` and one on ``run_containers``), and compares them with
+:func:`resmon.analysis.regressions.compare_run`.  :func:`save_flags` keeps the
+figures that are regressions (``run_regressions``), which :func:`list_regressions`
+answers for ``resmon query regressions`` and ``GET /api/v1/regressions``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from resmon.analysis.regressions import Thresholds, compare_run
+from resmon.store import db as dbmod
+from resmon.store.models import ContainerStat, Run, RunRegression, database_proxy
+from resmon.store.scope import answer_time, bounded, parse_window, scope_where
+
+DEFAULT_BASELINE_RUNS = 20
+DEFAULT_BASELINE_WINDOW = timedelta(days=30)
+DEFAULT_REGRESSIONS_LIMIT = 100
+MAX_REGRESSIONS_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class BaselineOptions:
+    """How ``resmon serve`` compares a pushed run (``--baseline-runs`` 0: not at all)."""
+
+    runs: int = DEFAULT_BASELINE_RUNS
+    window: timedelta = DEFAULT_BASELINE_WINDOW
+    thresholds: Thresholds = Thresholds()
+
+
+_JOB_FIGURES = {
+    "cpu_seconds": Run.job_cpu_seconds,
+    "cpu_cores_p95": Run.job_cpu_cores_p95,
+    "memory_bytes_peak": Run.job_memory_bytes_peak,
+    "duration_seconds": Run.duration_seconds,
+}
+_CONTAINER_FIGURES = {
+    "cpu_seconds": ContainerStat.cpu_seconds,
+    "cpu_cores_p95": ContainerStat.cpu_cores_p95,
+    "memory_bytes_peak": ContainerStat.memory_bytes_peak,
+}
+
+
+def _figures(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Each run's figures, keyed by its id, with ``containers`` filled below."""
+    return {
+        r["id"]: {**{k: r[k] for k in _JOB_FIGURES}, "containers": {}, "received_at": r["at"]}
+        for r in rows
+    }
+
+
+def _add_containers(runs: dict[int, dict[str, Any]]) -> None:
+    ids = list(runs)
+    for start in range(0, len(ids), 500):
+        query = ContainerStat.select(
+            ContainerStat.run, ContainerStat.name, *_CONTAINER_FIGURES.values()
+        ).where(ContainerStat.run.in_(ids[start : start + 500]))
+        for row in query.dicts():
+            runs[row["run"]]["containers"][row["name"]] = {k: row[k] for k in _CONTAINER_FIGURES}
+
+
+def compare_stored_run(run_pk: int, options: BaselineOptions) -> dict[str, Any] | None:
+    """The comparison of stored run ``run_pk`` with the job's runs before it; None when
+    the comparison is off or the run is not there."""
+    if options.runs < 1:
+        return None
+    columns = (Run.id, Run.received_at.alias("at"), *(c.alias(k) for k, c in _JOB_FIGURES.items()))
+    scope = Run.organization, Run.repository, Run.workflow, Run.job
+    own = Run.select(*columns, *scope).where(Run.id == run_pk).dicts().first()
+    if own is None:
+        return None
+    where = scope_where(own["organization"], own["repository"], own["workflow"], own["job"])
+    previous = list(
+        Run.select(*columns)
+        .where(where & (Run.received_at >= own["at"] - options.window) & (Run.id < run_pk))
+        .where(Run.received_at <= own["at"])
+        .order_by(Run.received_at.desc(), Run.id.desc())
+        .limit(options.runs)
+        .dicts()
+    )
+    runs = _figures([own, *previous])
+    _add_containers(runs)
+    current = runs.pop(run_pk)
+    comparison = compare_run(current, list(runs.values()), options.thresholds)
+    return {
+        **comparison,
+        "window_days": options.window.total_seconds() / 86400,
+        "baseline_since": answer_time(min((r["received_at"] for r in runs.values()), default=None)),
+    }
+
+
+def save_flags(run_pk: int, comparison: dict[str, Any] | None) -> int:
+    """Store the comparison's regressions of run ``run_pk``; returns how many."""
+    if not comparison or not comparison.get("regressions"):
+        return 0
+    received = Run.select(Run.received_at).where(Run.id == run_pk).scalar()
+    rows = [
+        {
+            "run": run_pk,
+            "received_at": received,
+            "container": f["container"],
+            "metric": f["metric"],
+            "value": f["value"],
+            "median": f["median"],
+            "mad": f["mad"],
+            "baseline_runs": f["baseline_runs"],
+            "change": f["change"],
+        }
+        for f in comparison["figures"]
+        if f["regression"]
+    ]
+    with dbmod.write_lock(database_proxy.obj), database_proxy.atomic():
+        RunRegression.insert_many(rows).execute()
+    return len(rows)
+
+
+def list_regressions(
+    since: str | None = "7d",
+    until: str | None = None,
+    limit: int | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The runs flagged at push in the window, newest first, each with its flagged
+    figures; at most ``limit`` runs (``truncated`` when more were flagged)."""
+    limit = bounded(limit, DEFAULT_REGRESSIONS_LIMIT, MAX_REGRESSIONS_LIMIT, "limit")
+    start, end = parse_window(since, until, now)
+    flagged = RunRegression.select(RunRegression.run).distinct()
+    if start is not None:
+        flagged = flagged.where(RunRegression.received_at >= start)
+    if end is not None:
+        flagged = flagged.where(RunRegression.received_at < end)
+    run_columns = (
+        Run.id,
+        Run.organization,
+        Run.repository,
+        Run.workflow,
+        Run.job,
+        Run.run_id,
+        Run.run_attempt,
+        Run.received_at,
+        Run.start_time,
+    )
+    rows = list(
+        Run.select(*run_columns)
+        .where(Run.id.in_(flagged))
+        .order_by(Run.received_at.desc(), Run.id.desc())
+        .limit(limit + 1)
+        .dicts()
+    )
+    runs = rows[:limit]
+    figures: dict[int, list[dict[str, Any]]] = {r["id"]: [] for r in runs}
+    if runs:
+        query = (
+            RunRegression.select()
+            .where(RunRegression.run.in_(list(figures)))
+            .order_by(RunRegression.id)
+            .dicts()
+        )
+        for f in query:
+            figures[f["run"]].append(
+                {k: f[k] for k in ("container", "metric", "value", "median", "mad", "change")}
+                | {"baseline_runs": f["baseline_runs"]}
+            )
+    answer = []
+    for r in runs:
+        r["received_at"] = answer_time(r["received_at"])
+        r["start_time"] = answer_time(r["start_time"])
+        answer.append({**r, "regressions": figures[r["id"]]})
+    return {
+        "since": answer_time(start),
+        "until": answer_time(end),
+        "limit": limit,
+        "truncated": len(rows) > limit,
+        "runs": answer,
+    }
