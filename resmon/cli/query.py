@@ -11,15 +11,16 @@ from __future__ import annotations
 import click
 
 
-def _query_options(f):
+def _query_options(f, outputs=("table", "json", "csv"), output_help=None):
     """Where to read from and how to show it: shared by every `resmon query` command."""
     f = click.option(
         "--output",
         "-o",
-        type=click.Choice(["table", "json", "csv"]),
+        type=click.Choice(list(outputs)),
         default="table",
         show_default=True,
-        help="table for people; json or csv (raw numbers, API field names) for scripts.",
+        help=output_help
+        or "table for people; json or csv (raw numbers, API field names) for scripts.",
     )(f)
     f = click.option(
         "--db",
@@ -138,7 +139,7 @@ def _ask(ctx, kind, server, read_token, database, output, question, scope="job")
         if exc.suggestions:
             lines.append("closest matches:")
             lines.extend(f"  {s}" for s in exc.suggestions)
-        if kind in ("runs", "trend"):
+        if kind in ("runs", "trend", "recommend"):
             lines.append("(all jobs: `resmon query jobs`)")
         elif kind == "run":
             lines.append("(run ids: `resmon query runs ORG REPO WORKFLOW JOB`)")
@@ -160,6 +161,9 @@ def query():
       resmon query show 42
       resmon query trend my-org my-repo ci.yml build --container runner --by day
       resmon query top --metric memory --period 30d
+      resmon query recommend my-org my-repo ci.yml build -o yaml
+      resmon query recommend --all --by risk
+      resmon query regressions --since 7d
       resmon query runs my-org my-repo ci.yml build --db metrics.db -o csv > runs.csv
 
     REPO is org/repo or the bare name.  Tables use human units; --output json and
@@ -365,4 +369,125 @@ def query_top(ctx, metric, period, limit, scope, server, read_token, database, o
         output,
         lambda s: s.top(metric, period, limit, scope),
         scope,
+    )
+
+
+def _advice_options(f):
+    """The window a recommendation is made from: --since and --runs."""
+    f = click.option(
+        "--runs",
+        type=click.IntRange(1, 1000),
+        default=100,
+        show_default=True,
+        help="At most this many runs of a job, the newest.",
+    )(f)
+    f = click.option(
+        "--until", callback=_when_option, metavar="WHEN", help="Only runs received before."
+    )(f)
+    f = click.option(
+        "--since",
+        default="30d",
+        show_default=True,
+        callback=_when_option,
+        metavar="WHEN",
+        help="Only runs received since: 30d, 12h, 2026-11-01 (before --until).",
+    )(f)
+    return f
+
+
+@query.command("recommend", short_help="CPU and memory requests and limits, backtested.")
+@click.argument("scope", nargs=-1, metavar="[ORG REPO WORKFLOW JOB]")
+@click.option("--all", "fleet", is_flag=True, help="Every job, ranked (the fleet view).")
+@click.option(
+    "--by",
+    type=click.Choice(["free", "risk"]),
+    default="free",
+    show_default=True,
+    help="With --all: rank by what the recommended limits would free, or by the runs at "
+    "risk (OOM-killed, throttled, within 10 % of their memory limit).",
+)
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(1, 1000),
+    default=50,
+    show_default=True,
+    help="With --all: how many jobs.",
+)
+@_advice_options
+@click.pass_context
+def query_recommend(ctx, scope, fleet, by, limit, since, until, runs, **source):
+    """Requests and limits for a job and each of its containers, from its recent runs,
+    backtested: each method is replayed on the job's own runs (sized from the runs
+    before each run, checked on it) and its fit rate and waste shown beside CI
+    Sizer's and VPA's.  Memory is never below the largest peak of the window; no
+    recommendation from fewer than 3 runs.
+
+    \b
+    Examples:
+      resmon query recommend my-org my-repo ci.yml build
+      resmon query recommend my-org my-repo ci.yml build -o yaml > resources.yaml
+      resmon query recommend --all --by risk --since 14d
+    """
+    _check_window(ctx, since, until)
+    output = source.pop("output")
+    if fleet == bool(scope) or (scope and len(scope) != 4):
+        raise click.UsageError("give ORG REPO WORKFLOW JOB, or --all for every job", ctx=ctx)
+    if fleet and output == "yaml":
+        raise click.UsageError("-o yaml is one job's resources block: name the job", ctx=ctx)
+    if fleet:
+        kind, question = "fleet", lambda s: s.fleet(since, until, runs, by, limit)
+    else:
+        kind, question = "recommend", lambda s: s.recommend(tuple(scope), since, until, runs)
+    _ask(ctx, kind, source["server"], source["read_token"], source["database"], output, question)
+
+
+query_recommend = _query_options(
+    query_recommend,
+    ("table", "json", "csv", "yaml"),
+    "table for people; json or csv for scripts; yaml: a Kubernetes resources block per "
+    "container, to paste into a pod template.",
+)
+
+
+@query.command("regressions", short_help="Runs flagged as regressions when they were pushed.")
+@click.option(
+    "--since",
+    default="7d",
+    show_default=True,
+    callback=_when_option,
+    metavar="WHEN",
+    help="Runs received since: 7d, 12h, 2026-11-01 (before --until).",
+)
+@click.option("--until", callback=_when_option, metavar="WHEN", help="Runs received before.")
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(1, 1000),
+    default=100,
+    show_default=True,
+    help="At most this many runs, newest first.",
+)
+@_query_options
+@click.pass_context
+def query_regressions(ctx, since, until, limit, server, read_token, database, output):
+    """Runs whose figures (CPU time, CPU p95, memory peak, duration; the job's or a
+    container's) the server flagged when they were pushed: robustly unusual against
+    the median and MAD of the job's earlier runs, and large (see `resmon serve
+    --regression-mad` and `--regression-change`).
+
+    \b
+    Examples:
+      resmon query regressions
+      resmon query regressions --since 30d -o csv
+    """
+    _check_window(ctx, since, until)
+    _ask(
+        ctx,
+        "regressions",
+        server,
+        read_token,
+        database,
+        output,
+        lambda s: s.regressions(since, until, limit),
     )

@@ -1,6 +1,6 @@
 """Where ``resmon query`` reads history from: a resmon server, or a database directly.
 
-Both sources answer the same five questions with the same bodies (the read API's),
+Both sources answer the same questions with the same bodies (the read API's),
 so rendering never cares where an answer came from.  Everything that can go wrong
 becomes a :class:`QueryError` whose message says what to do next; the CLI prints
 it, never a traceback.
@@ -57,6 +57,16 @@ class Source(Protocol):
     def top(
         self, metric: str, period: str, limit: int | None, scope: str = "job"
     ) -> dict[str, Any]: ...
+
+    def recommend(
+        self, scope: tuple[str, str, str, str], since: str, until: str | None, runs: int | None
+    ) -> dict[str, Any]: ...
+
+    def fleet(
+        self, since: str, until: str | None, runs: int | None, by: str, limit: int | None
+    ) -> dict[str, Any]: ...
+
+    def regressions(self, since: str, until: str | None, limit: int | None) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
 
@@ -176,6 +186,17 @@ class HttpSource:
         params = {"metric": metric, "period": period, "limit": limit, "scope": scope}
         return self._get("/api/v1/top", params)
 
+    def recommend(self, scope, since, until, runs):  # type: ignore[no-untyped-def]
+        params = {"since": since, "until": until, "runs": runs}
+        return self._get(self._job_path(scope, "recommendation"), params)
+
+    def fleet(self, since, until, runs, by, limit):  # type: ignore[no-untyped-def]
+        params = {"since": since, "until": until, "runs": runs, "by": by, "limit": limit}
+        return self._get("/api/v1/recommendations", params)
+
+    def regressions(self, since, until, limit):  # type: ignore[no-untyped-def]
+        return self._get("/api/v1/regressions", {"since": since, "until": until, "limit": limit})
+
 
 # --- straight from a database --------------------------------------------------------
 
@@ -291,6 +312,23 @@ class DatabaseSource:
         from resmon.store import history
 
         return self._call(history.top, metric, scope=scope, period=period, limit=limit)
+
+    def recommend(self, scope, since, until, runs):  # type: ignore[no-untyped-def]
+        from resmon.store import advice
+
+        return self._call(advice.recommend_job, *scope, since=since, until=until, runs=runs)
+
+    def fleet(self, since, until, runs, by, limit):  # type: ignore[no-untyped-def]
+        from resmon.store import advice
+
+        return self._call(
+            advice.recommend_fleet, since=since, until=until, runs=runs, by=by, limit=limit
+        )
+
+    def regressions(self, since, until, limit):  # type: ignore[no-untyped-def]
+        from resmon.store import baseline
+
+        return self._call(baseline.list_regressions, since=since, until=until, limit=limit)
 
 
 def open_source(server: str | None, read_token: str | None, database: str | None) -> Source:

@@ -22,10 +22,20 @@ from typing import Any
 import orjson
 from rich.console import Console
 
+from resmon.query.advice_tables import (
+    RECOMMEND_FIELDS,
+    REGRESSION_FIELDS,
+    fleet_table,
+    recommend_rows,
+    recommend_view,
+    regression_rows,
+    regressions_table,
+)
+from resmon.query.kube_yaml import resources_yaml
 from resmon.query.scopes import DEFAULT_SCOPE
 from resmon.query.tables import jobs_table, run_view, runs_table, top_table, trend_table
 
-OUTPUTS = ("table", "json", "csv")
+OUTPUTS = ("table", "json", "csv", "yaml")
 PIPE_WIDTH = 160
 
 # --- JSON and CSV ------------------------------------------------------------
@@ -189,6 +199,32 @@ TOP_FIELDS = (
 )
 
 
+FLEET_FIELDS = (
+    "organization",
+    "repository",
+    "workflow",
+    "job",
+    "runs",
+    "status",
+    "runs_needed",
+    "confidence",
+    "cpu_request_cores",
+    "cpu_limit_cores",
+    "cpu_limit_advice",
+    "memory_limit_bytes",
+    "memory_peak_max_bytes",
+    "current_cpu_limit_cores",
+    "current_memory_limit_bytes",
+    "frees_cpu_cores",
+    "frees_memory_bytes",
+    "oom_killed_runs",
+    "throttled_runs",
+    "near_memory_limit_runs",
+    "risk_runs",
+    "memory_fit_rate",
+)
+
+
 def trend_fields(trend: Mapping[str, Any]) -> tuple[str, ...]:
     base = TREND_DAY_FIELDS if trend.get("by") == "day" else TREND_RUN_FIELDS
     metrics = CONTAINER_TREND_METRICS if trend.get("container") else JOB_TREND_METRICS
@@ -239,8 +275,19 @@ def render(
         # Straight to the file: rich would wrap long lines and interpret markup.
         console.file.write(to_json(body) + "\n")
         return
+    if output == "yaml":
+        if kind != "recommend":
+            raise ValueError(f"no yaml output for {kind!r}")
+        console.file.write(resources_yaml(body))
+        return
     if output == "csv":
-        if kind == "jobs":
+        if kind == "recommend":
+            text = to_csv(recommend_rows(body), RECOMMEND_FIELDS)
+        elif kind == "fleet":
+            text = to_csv(body.get("jobs") or [], FLEET_FIELDS)
+        elif kind == "regressions":
+            text = to_csv(regression_rows(body), REGRESSION_FIELDS)
+        elif kind == "jobs":
             text = to_csv(body.get("jobs") or [], JOB_FIELDS)
         elif kind == "runs":
             text = to_csv(body.get("runs") or [], RUN_FIELDS)
@@ -265,5 +312,11 @@ def render(
         console.print(trend_table(body, now, width, scope))
     elif kind == "top":
         console.print(top_table(body, width))
+    elif kind == "recommend":
+        console.print(recommend_view(body, width))
+    elif kind == "fleet":
+        console.print(fleet_table(body, width))
+    elif kind == "regressions":
+        console.print(regressions_table(body, width, now))
     else:
         raise ValueError(f"unknown kind {kind!r}")

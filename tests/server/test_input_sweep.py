@@ -154,6 +154,13 @@ READ_ROUTES: list[tuple[str, dict[str, str], dict[str, str]]] = [
         {},
         {"metric": "cpu", "scope": "host", "period": "3650d", "until": "2999-01-01", "limit": "5"},
     ),
+    (JOB + "/recommendation", SCOPE, {"since": "3650d", "until": "2999-01-01", "runs": "5"}),
+    (
+        "/api/v1/recommendations",
+        {},
+        {"since": "3650d", "until": "2999-01-01", "runs": "5", "by": "risk", "limit": "5"},
+    ),
+    ("/api/v1/regressions", {}, {"since": "3650d", "until": "2999-01-01", "limit": "5"}),
     ("/health", {}, {"x": "1"}),
     ("/healthz", {}, {"x": "1"}),
     ("/readyz", {}, {"x": "1"}),
