@@ -1,6 +1,11 @@
 """A small real HTTP receiver for push tests: scripted statuses, every request recorded;
 and the minimal payload the spool and push tests send (``spool_payload``).
 
+Live batches (``POST …/api/v1/metrics/live``) are kept apart from the pushes: their
+own script, status, delay and records (``live_requests``, ``live_stored`` by
+idempotency key), answered as the live contract says; ``requests`` and ``script``
+stay the pushes' only, so a push test is not disturbed by a collector that streams.
+
 It is a real ``http.server`` on a free loopback port in a thread, so the push client
 goes through real sockets, real HTTP parsing and real timeouts.
 """
@@ -46,6 +51,11 @@ class Receiver:
     server: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     delay: float = 0.0  # seconds to wait before answering (a server that hangs)
+    live_script: list[tuple[int, bytes, dict[str, str]]] = field(default_factory=list)
+    live_status: int | None = None  # answer every live batch with this (404: a Go receiver)
+    live_delay: float = 0.0
+    live_requests: list[ReceivedRequest] = field(default_factory=list)
+    live_stored: dict[str, ReceivedRequest] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -61,12 +71,12 @@ class Receiver:
                 pass
 
             def do_POST(self):
+                if self.path.rstrip("/").endswith("/live"):
+                    self._answer(*receiver.live_answer(self._read()))
+                    return
                 if receiver.delay:
                     time.sleep(receiver.delay)
-                length = int(self.headers.get("Content-Length") or 0)
-                req = ReceivedRequest(
-                    self.path, dict(self.headers.items()), self.rfile.read(length)
-                )
+                req = self._read()
                 with receiver.lock:
                     receiver.requests.append(req)
                     if receiver.script:
@@ -77,6 +87,15 @@ class Receiver:
                         receiver.stored.setdefault(key or str(len(receiver.requests)), req)
                         body = orjson.dumps({"id": len(receiver.stored), "status": "created"})
                         headers = {}
+                self._answer(status, body, headers)
+
+            def _read(self) -> ReceivedRequest:
+                length = int(self.headers.get("Content-Length") or 0)
+                return ReceivedRequest(
+                    self.path, dict(self.headers.items()), self.rfile.read(length)
+                )
+
+            def _answer(self, status, body, headers):
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -91,6 +110,23 @@ class Receiver:
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()
         return self
+
+    def live_answer(self, req: ReceivedRequest) -> tuple[int, bytes, dict[str, str]]:
+        with self.lock:
+            self.live_requests.append(req)  # seen when it comes, answered after live_delay
+        if self.live_delay:
+            time.sleep(self.live_delay)
+        with self.lock:
+            if self.live_script:
+                return self.live_script.pop(0)
+            if self.live_status is not None:
+                return self.live_status, b'{"error": "not found"}', {}
+            key = req.headers.get("Idempotency-Key", "")
+            duplicate = key in self.live_stored
+            self.live_stored.setdefault(key, req)
+        stored = "duplicate" if duplicate else "created"
+        body = orjson.dumps({"run": 1, "state": "running", "stored": stored})
+        return (200 if duplicate else 201), body, {}
 
     def stop(self) -> None:
         if self.server is not None:

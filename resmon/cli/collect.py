@@ -181,6 +181,24 @@ def _config_from(ctx, name: str, value: str | None, env: str, parse):
     "waited 30 s), e.g. --push-timeout 30s.",
 )
 @click.option(
+    "--live-interval",
+    envvar="RESMON_LIVE_INTERVAL",
+    default="15s",
+    show_default=True,
+    metavar="DURATION",
+    callback=_duration_option,
+    help="With --push-endpoint: send the samples taken so far to the server's "
+    "/api/v1/metrics/live (the push endpoint + /live) this often, so the run shows while it "
+    "runs and survives a killed pod. A receiver without it (404) turns streaming off for "
+    "the run; the run summary is pushed at the end either way.",
+)
+@click.option(
+    "--no-live",
+    is_flag=True,
+    envvar="RESMON_NO_LIVE",
+    help="Do not stream samples while the job runs; push the run summary at the end only.",
+)
+@click.option(
     "--spool-dir",
     envvar="RESMON_SPOOL_DIR",
     type=click.Path(file_okay=False, path_type=Path),
@@ -292,6 +310,9 @@ def collect(ctx, **options):
                                GITEA_RUN_ATTEMPT
       GITHUB_STEP_SUMMARY      Markdown report file (--markdown-file)
       RESMON_PUSH_ENDPOINT     --push-endpoint
+      RESMON_LIVE_INTERVAL     --live-interval
+      RESMON_NO_LIVE=1         --no-live
+      RUNNER_NAME              the runner's name sent with the run (else the hostname)
       RESMON_SPOOL_DIR         --spool-dir
       RESMON_BUDGET            --budget, one a line or ';'-separated
       RESMON_BUDGET_ACTION     --budget-action
@@ -423,6 +444,7 @@ def _collect_config(
         budgets=options["budgets"],
         budget_action=options["budget_action"].lower(),
         workflow_commands=_workflow_commands(),
+        live_interval=None if options["no_live"] else options["live_interval"],
     )
 
 

@@ -50,6 +50,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from resmon import __version__
+from resmon.collect.live import new_run_key, runner_host, start_live
 from resmon.collect.logging_setup import log_fields
 from resmon.collect.records import RecordWriter
 from resmon.collect.signals import Wakeup, installed
@@ -98,6 +99,7 @@ class CollectConfig:
     budgets: list[Any] = field(default_factory=list)  # parsed --budget (collect.budgets.Budget)
     budget_action: str = "warn"  # "warn" | "fail" (wrapper mode: exit code 3, see budgets)
     workflow_commands: bool = False  # on GitHub/Forgejo: ::warning:: lines on stdout
+    live_interval: float | None = None  # seconds between live batches; None: no streaming
 
 
 # --- the run --------------------------------------------------------------------
@@ -133,6 +135,8 @@ class Collector:
         self._background: threading.Thread | None = None
         self.spool: Spool | None = None
         self._last_sample_at: float | None = None
+        self.run_key, self.host = new_run_key(), runner_host()
+        self.live = start_live(config, self.run_key, self.host)
         self.checks = RunChecks(
             list(config.budgets),
             fail=config.budget_action == "fail",
@@ -172,6 +176,8 @@ class Collector:
         if self.config.command is not None and figures is not None:
             self._sampled_command_cpu = figures.cpu_seconds
         self.accumulator.add(sample)
+        if self.live is not None:
+            self.live.append(sample)
         if self.config.sample_records:
             self.writer.write("metrics_collected", sample.record())
         return sample
@@ -344,6 +350,8 @@ class Collector:
         summary["collector"] = {
             "version": __version__,
             "interval_seconds": self.config.interval,
+            "run_key": self.run_key,  # the live batches' run_key: this push finishes that run
+            "host": self.host,
             "sources": {
                 "system": {"cpu": "procfs", "memory": "procfs"},
                 "containers": self.accumulator.sources(),
@@ -366,6 +374,8 @@ class Collector:
 
     def _finish(self) -> None:
         cfg = self.config
+        if self.live is not None:
+            self.live.stop()  # no live batch holds up the final push: that one matters
         summary = self.build_summary()
         if summary is None:
             log.warning("no samples were taken: no run summary")
