@@ -189,7 +189,7 @@ def evaluate(jobs: list[Job]) -> dict[str, dict]:
 
 def print_table(result: dict[str, dict]) -> None:
     methods = list(METHODS)
-    head = "job".ljust(16) + "".join(
+    head = "job".ljust(28) + "".join(
         f" | {m:>8} mem fit  waste GiB  cpu fit  waste" for m in methods
     )
     print(head)
@@ -203,7 +203,7 @@ def print_table(result: dict[str, dict]) -> None:
                 f" | {'':>8} {_fmt_rate(b.memory_fit_rate):>7} {_fmt_gib(b.memory_waste_bytes):>10}"
                 f"  {_fmt_rate(b.cpu_fit_rate):>7} {_fmt_cores(b.cpu_waste_cores)}"
             )
-        print(name[:16].ljust(16) + "".join(cells))
+        print(name[-28:].ljust(28) + "".join(cells))
 
 
 def verdict(overall: dict[str, Backtest]) -> tuple[bool, list[str]]:
