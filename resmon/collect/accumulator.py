@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from array import array
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resmon.collect.container_run import (
     KIND_CGROUP,
@@ -34,6 +34,9 @@ from resmon.collect.job import SCOPE_COMMAND, SCOPE_CONTAINERS, job_block
 from resmon.collect.samples import SOURCE_CGROUPFS, Sample, add_cgroup_counters
 from resmon.schema import format_time
 from resmon.stats import Series
+
+if TYPE_CHECKING:
+    from resmon.collect.tree_tracker import TreeFigures
 
 # A timeline bucket's per-container sums and counts, by position.
 _T_CPU_PROCFS, _T_CPU_CGROUP, _T_RSS, _T_PSS, _T_CGROUP = 0, 2, 4, 6, 8
@@ -179,6 +182,7 @@ class RunAccumulator:
         self._timeline = _Timeline(timeline_points)
         # Wrapper mode, from the wait for the command (command_rusage).
         self._rusage: tuple[float, int | None, float] | None = None
+        self._tree: TreeFigures | None = None
 
     def add(self, sample: Sample) -> None:
         if self.start is None:
@@ -209,6 +213,15 @@ class RunAccumulator:
         last_container, last_index = None, 0.0
         command, measured = sample.command_container, True
         for p in sample.processes:
+            if p.container is not last_container:  # processes come in runs of one container
+                last_container = p.container
+                found = index_of.get(last_container)
+                if found is None:
+                    found = index_of[last_container] = len(self._names)
+                    self._names.append(last_container)
+                last_index = float(found)
+                # Only the job's processes have their high-water marks read.
+                measured = command is None or last_container == command
             key = (p.pid, p.name)
             alive.add(key)
             entry = top.get(key)
@@ -223,15 +236,6 @@ class RunAccumulator:
                 entry[_HWM] = float(hwm)
             elif hwm is None and measured and p.rss_bytes > entry[_HWM]:
                 entry[_HWM] = float(p.rss_bytes)  # its high-water mark was its RSS
-            if p.container is not last_container:  # processes come in runs of one container
-                last_container = p.container
-                found = index_of.get(last_container)
-                if found is None:
-                    found = index_of[last_container] = len(self._names)
-                    self._names.append(last_container)
-                last_index = float(found)
-                # Only the job's processes have their high-water marks read.
-                measured = command is None or last_container == command
             entry[_CONTAINER] = last_index
         self._prune_top(alive)
 
@@ -243,6 +247,12 @@ class RunAccumulator:
         job's and the command container's cpu_seconds become their sum; ru_maxrss goes
         into the memory peak ranges."""
         self._rusage = (float(cpu_seconds), maxrss_bytes, float(orphans_cpu_seconds))
+
+    def command_tree(self, figures: TreeFigures | None) -> None:
+        """Wrapper mode: what the fast tree tracker saw of the command's tree between
+        samples (:mod:`resmon.collect.tree_tracker`); it goes into the command
+        container's memory peak range and the job's."""
+        self._tree = figures
 
     def _rename(self, old: str, new: str) -> None:
         """A container renamed (a group got its mapped name): its figures so far are the
@@ -353,6 +363,8 @@ class RunAccumulator:
         command = self.containers.get(self.command_container or "")
         if command is not None and self._rusage is not None:
             command.ru_maxrss = self._rusage[1]
+        if command is not None and self._tree is not None and self._tree.ticks:
+            command.tree = self._tree
         by_container = self._by_container()
         containers = []
         for name in sorted(self.containers):

@@ -330,16 +330,9 @@ class Collector:
         return [p.pid for p in sample.processes if p.container == name]
 
     def _command_rusage(self) -> None:
-        """Hand the accumulator the reaped command's kernel figures (before run_summary)."""
-        run = self.command_run
-        if run is None or run.rusage_cpu is None:
-            return
-        try:
-            self.accumulator.command_rusage(
-                run.rusage_cpu, run.rusage_maxrss, run.orphans_cpu_seconds
-            )
-        except Exception as exc:  # resmon's own trouble never costs the summary
-            _unexpected("adding the command's rusage", exc)
+        """Hand the accumulator the reaped command's figures (before run_summary)."""
+        if self.command_run is not None:
+            self.command_run.hand_over(self.accumulator)
 
     # -- the exit path --
 

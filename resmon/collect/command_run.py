@@ -38,6 +38,9 @@ from resmon.collect.signals import exit_code_from_status
 if TYPE_CHECKING:
     import subprocess
 
+    from resmon.collect.accumulator import RunAccumulator
+    from resmon.collect.tree_tracker import TreeFigures, TreeTracker
+
 log = logging.getLogger("resmon.collect.collector")
 
 
@@ -59,6 +62,9 @@ class CommandRun:
         # resmon's own memory high-water mark once the command is started (see reap).
         self.forker_hwm: int | None = None
         self.left: LeftRunning | None = None
+        # The fast tree tracker while the command runs, then its figures.
+        self.tracker: TreeTracker | None = None
+        self.tree: TreeFigures | None = None
 
     @property
     def pid(self) -> int:
@@ -84,10 +90,42 @@ class CommandRun:
             log.error("cannot run %r: %s", argv[0], exc)
             return 126
         self.reaper = Reaper(self.popen.pid, self.proc_path)
+        self._start_tracker()
         with contextlib.suppress(OSError, ValueError):
             own = procfs.read_pid_status(os.getpid(), "/proc")
             self.forker_hwm = own.vm_hwm_bytes if own is not None else None
         return None
+
+    def _start_tracker(self) -> None:
+        """The fast tree tracker (resmon's descendants are the command's tree)."""
+        from resmon.collect.tree_tracker import TreeTracker
+
+        try:
+            tracker = TreeTracker(os.getpid(), self.proc_path)
+            tracker.start()
+            self.tracker = tracker
+        except Exception as exc:  # no tracker: the samples' figures only
+            log.warning("cannot track the command's tree between samples: %s", exc)
+
+    def stop_tracker(self) -> None:
+        """Stop the tree tracker; its figures are in ``tree``."""
+        tracker, self.tracker = self.tracker, None
+        if tracker is None:
+            return
+        try:
+            figures = tracker.stop()
+        except Exception as exc:
+            _unexpected("stopping the tree tracker", exc)
+            return
+        self.tree = figures
+        log.debug(
+            "tree tracker: %d ticks, %d PSS passes, %d processes, %.3f CPU-s (%.2f %% of a core)",
+            figures.ticks,
+            figures.pss_passes,
+            figures.processes_seen,
+            figures.cpu_seconds,
+            figures.cost_fraction * 100,
+        )
 
     def exited(self) -> bool:
         """True once the command has exited (WNOWAIT: not reaped yet, so no pid reuse races)."""
@@ -122,6 +160,7 @@ class CommandRun:
 
     def reap(self) -> None:
         """Wait for the command: its exit code and the kernel's rusage."""
+        self.stop_tracker()
         try:
             _, status, rusage = os.wait4(self.pid, 0)
         except ChildProcessError:
@@ -148,6 +187,7 @@ class CommandRun:
     def abandoned(self) -> None:
         """The command did not exit after SIGTERM: resmon finishes without it.  Its tree,
         the command included, is what is left running."""
+        self.stop_tracker()
         try:
             tree = descendants(os.getpid(), self.proc_path)
             self.left = LeftRunning([p for p in tree if not p.zombie])
@@ -187,6 +227,18 @@ class CommandRun:
                 what,
                 left.names(),
             )
+
+    def hand_over(self, accumulator: RunAccumulator) -> None:
+        """Give the accumulator the tree tracker's figures and the reaped command's
+        kernel figures (before its run_summary)."""
+        try:
+            accumulator.command_tree(self.tree)
+            if self.rusage_cpu is not None:
+                accumulator.command_rusage(
+                    self.rusage_cpu, self.rusage_maxrss, self.orphans_cpu_seconds
+                )
+        except Exception as exc:  # resmon's own trouble never costs the summary
+            _unexpected("adding the command's figures", exc)
 
     @property
     def orphans_cpu_seconds(self) -> float:

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resmon.collect.samples import SOURCE_CGROUPFS, SOURCE_PROCFS, ContainerSample
 from resmon.stats import empty_stat, summarize
 
+if TYPE_CHECKING:
+    from resmon.collect.tree_tracker import TreeFigures
 NAN = math.nan
 KIND_CGROUP, KIND_PSS, KIND_RSS = "cgroup", "pss", "rss"
 MEMORY_KINDS = (KIND_CGROUP, KIND_PSS, KIND_RSS)  # most telling first
@@ -37,12 +39,6 @@ def _max_opt(a: int | None, b: int | None) -> int | None:
     if a is None:
         return b
     return a if b is None or a >= b else b
-
-
-def _min_opt(a: int | None, b: int | None) -> int | None:
-    if a is None:
-        return b
-    return a if b is None or a <= b else b
 
 
 def _sum_opt(a: int | None, b: int | None) -> int | None:
@@ -96,7 +92,6 @@ class ContainerRun:
         "cpu_throttled_seconds",
         "first",
         "hwm",
-        "hwm_pss",
         "hwm_sum",
         "indices",
         "limit_cpu_cores",
@@ -104,9 +99,11 @@ class ContainerRun:
         "mem",
         "next",
         "oom_kills",
+        "pss_estimate",
+        "pss_read",
         "ru_maxrss",
-        "shared_min",
         "throttled_periods_percent",
+        "tree",
     )
 
     def __init__(self, index: int) -> None:
@@ -122,11 +119,13 @@ class ContainerRun:
         self.cpu_seconds["sample"] = 0.0
         self.capped: dict[str, int] = dict.fromkeys(CPU_SOURCES, 0)
         self.hwm: int | None = None
-        self.hwm_pss: int | None = None
         self.hwm_sum: int | None = None
-        self.shared_min: int | None = None
+        self.pss_read: int | None = None
+        self.pss_estimate: int | None = None
         self.cgroup_peak: int | None = None
         self.ru_maxrss: int | None = None
+        # Wrapper mode's command container: what the fast tree tracker saw.
+        self.tree: TreeFigures | None = None
         self.limit_cpu_cores: float | None = None
         self.limit_memory_bytes: int | None = None
         self.cpu_throttled_seconds: float | None = None
@@ -179,9 +178,9 @@ class ContainerRun:
 
     def _add_counters(self, c: ContainerSample) -> None:
         self.hwm = _max_opt(self.hwm, c.memory_hwm_bytes)
-        self.hwm_pss = _max_opt(self.hwm_pss, c.memory_hwm_pss_bytes)
         self.hwm_sum = _max_opt(self.hwm_sum, c.memory_hwm_sum_bytes)
-        self.shared_min = _min_opt(self.shared_min, c.memory_shared_min_bytes)
+        self.pss_read = _max_opt(self.pss_read, c.memory_pss_read_bytes)
+        self.pss_estimate = _max_opt(self.pss_estimate, c.memory_pss_estimate_bytes)
         self.cgroup_peak = _max_opt(self.cgroup_peak, c.memory_peak_bytes)
         if c.limit_cpu_cores is not None:
             self.limit_cpu_cores = c.limit_cpu_cores
@@ -239,22 +238,22 @@ class ContainerRun:
             values = finite(self.mem[kind]) if kind in self.mem else []
             if values:
                 out[f"sampled_{kind}"] = round(max(values))
+        tree = self.tree
         named = (
+            ("sampled_pss_read", self.pss_read),
+            ("sampled_pss_estimate", self.pss_estimate),
             ("largest_process_hwm", self.hwm),
             ("ru_maxrss", self.ru_maxrss),
             ("hwm_sum_alive_together", self.hwm_sum),
             ("cgroup_peak", self.cgroup_peak),
+            ("tracked_rss", tree.rss_peak or None if tree else None),
+            ("tracked_pss_read", tree.pss_read if tree else None),
+            ("tracked_pss_estimate", tree.pss_estimate if tree else None),
+            ("tracked_hwm_sum_alive_together", tree.hwm_sum or None if tree else None),
         )
         for name, value in named:
             if value is not None:
                 out[name] = value
-        if self.memory_kind == KIND_PSS:
-            # The high-water marks are RSS: less the process's shared part (RSS - PSS)
-            # they compare with a PSS sum.
-            if self.hwm_pss is not None:
-                out["largest_process_hwm_pss"] = self.hwm_pss
-            if self.ru_maxrss is not None and self.shared_min is not None:
-                out["ru_maxrss_pss"] = max(0, self.ru_maxrss - self.shared_min)
         return out
 
     def memory_peak(self) -> dict[str, Any]:
@@ -316,9 +315,10 @@ class ContainerRun:
         for key, value in other.capped.items():
             self.capped[key] += value
         self.hwm = _max_opt(self.hwm, other.hwm)
-        self.hwm_pss = _max_opt(self.hwm_pss, other.hwm_pss)
         self.hwm_sum = _sum_opt(self.hwm_sum, other.hwm_sum)
-        self.shared_min = _min_opt(self.shared_min, other.shared_min)
+        self.pss_read = _max_opt(self.pss_read, other.pss_read)
+        self.pss_estimate = _max_opt(self.pss_estimate, other.pss_estimate)
+        self.tree = self.tree or other.tree
         self.cgroup_peak = _sum_opt(self.cgroup_peak, other.cgroup_peak)
         self.ru_maxrss = _max_opt(self.ru_maxrss, other.ru_maxrss)
         if self.limit_cpu_cores is None:
@@ -328,23 +328,34 @@ class ContainerRun:
         self.oom_kills = _sum_opt(self.oom_kills, other.oom_kills)
 
 
-_BASIS = (
-    ("sampled", "sampled_{kind}"),
-    ("process_hwm", "largest_process_hwm"),
-    ("ru_maxrss", "ru_maxrss"),
-)
+# The figures that are a reading of the whole kind at one instant (or a part of it):
+# the peak is at least each.  A process's high-water mark and ru_maxrss are RSS: they
+# bound an RSS peak from below, never a PSS one (a shared page is in each RSS whole).
+_LOW = {
+    KIND_RSS: (
+        ("sampled", "sampled_rss"),
+        ("process_hwm", "largest_process_hwm"),
+        ("ru_maxrss", "ru_maxrss"),
+        ("tracked", "tracked_rss"),
+    ),
+    KIND_PSS: (("sampled", "sampled_pss_read"), ("tracked", "tracked_pss_read")),
+}
+# Sums of high-water marks of processes alive together: no instant holds more RSS, and
+# a PSS is never above its RSS.
+_HIGH = ("hwm_sum_alive_together", "tracked_hwm_sum_alive_together")
 
 
 def memory_peak(kind: str, figures: dict[str, int]) -> dict[str, Any]:
     """The memory peak of one kind as a range that must contain the true peak.
 
     ``cgroup`` with a high-water mark that rose during the run: the kernel's own
-    figure, exact (headline = low = high).  Otherwise low = the largest of the sampled
-    peak, the largest process's high-water mark and the command's ``ru_maxrss`` (each
-    was reached at some instant, so the peak is at least that; for ``pss`` the
-    high-water marks less the process's shared part), high = the larger of low and the
-    sum of the high-water marks of processes alive together (no instant can exceed
-    it).  The headline is low, and ``basis`` names the figure it is."""
+    figure, exact (headline = low = high).  Otherwise low = the largest figure of that
+    kind read at one instant (``_LOW``: for ``pss`` only PSS actually read, summed
+    over the processes read together), high = the larger of low and the sums of the
+    high-water marks of processes alive together (``_HIGH``).  The headline is low,
+    unless the kind is ``pss`` and an estimate lies inside the range above it (each
+    process's last PSS reading scaled by its RSS since, every process read: the
+    tracker's, else the samples'): then the estimate, with basis ``estimate``."""
     sampled = figures.get(f"sampled_{kind}", 0)
     cgroup_peak = figures.get("cgroup_peak")
     if kind == KIND_CGROUP and cgroup_peak is not None and cgroup_peak >= sampled:
@@ -356,16 +367,24 @@ def memory_peak(kind: str, figures: dict[str, int]) -> dict[str, Any]:
             "basis": "cgroup_peak",
             "figures": figures,
         }
-    suffix = "_pss" if kind == KIND_PSS else ""
     low, basis = 0, "sampled"
-    for name, figure in _BASIS:
-        key = figure.format(kind=kind)
-        value = figures.get(key if name == "sampled" else key + suffix)
+    for name, key in _LOW.get(kind, (("sampled", f"sampled_{kind}"),)):
+        value = figures.get(key)
         if value is not None and value > low:
             low, basis = value, name
-    high = max(low, figures.get("hwm_sum_alive_together", 0))
+    high = max([low] + [figures[key] for key in _HIGH if key in figures])
+    headline = low
+    if kind == KIND_PSS:
+        # The tracker's estimate counts only ticks where every process was read since
+        # the tree last changed; without a tracker (sidecar mode) the samples' where
+        # every process had been read (a never-read one counts at its RSS: not that).
+        estimate = figures.get("tracked_pss_estimate")
+        if estimate is None and "tracked_rss" not in figures:
+            estimate = figures.get("sampled_pss_estimate")
+        if estimate is not None and low < estimate <= high:
+            headline, basis = estimate, "estimate"
     return {
-        "headline": low,
+        "headline": headline,
         "low": low,
         "high": high,
         "kind": kind,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from array import array
 from typing import Any
 
-from resmon.collect.container_run import NAN, ContainerRun, finite
+from resmon.collect.container_run import KIND_PSS, NAN, ContainerRun, finite
 from resmon.stats import empty_stat, summarize
 
 SCOPE_COMMAND = "command"
@@ -68,15 +68,22 @@ def job_block(
 
 def _memory_peak(runs: list[ContainerRun], sampled_sum: float) -> dict[str, Any]:
     """The job's memory peak range: one container's own, or for several, low = the
-    larger of the sampled sum's peak and any container's low, high = the sum of the
-    containers' highs (at no instant can the job hold more than each one's most)."""
+    larger of any container's low and the sampled sum's peak where every series is a
+    reading (a PSS series holds estimates: not a bound), high = the sum of the
+    containers' highs (at no instant can the job hold more than each one's most).  The
+    headline is low, or the sampled sum as an estimate where it lies above low inside
+    the range."""
     if len(runs) == 1:
         own = runs[0].memory_peak()
         return {key: own[key] for key in ("headline", "low", "high", "basis")}
     peaks = [run.memory_peak() for run in runs]
-    low, basis = round(sampled_sum), "sampled"
+    read = all(run.memory_kind != KIND_PSS for run in runs)
+    low, basis = (round(sampled_sum) if read else 0), "sampled"
     for peak in peaks:
         if peak["low"] > low:
             low, basis = peak["low"], peak["basis"]
     high = max(low, sum(peak["high"] for peak in peaks))
-    return {"headline": low, "low": low, "high": high, "basis": basis}
+    headline = low
+    if not read and low < round(sampled_sum) <= high:
+        headline, basis = round(sampled_sum), "estimate"
+    return {"headline": headline, "low": low, "high": high, "basis": basis}

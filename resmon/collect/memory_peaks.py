@@ -18,11 +18,13 @@ keeps, per process (by ``(pid, starttime)``, pruned to the live ones):
   time (in the order they became due), estimated meanwhile (a never-read one at its
   RSS, an upper figure).
 
-Per container and sample it gives :class:`MemoryFigures`: the PSS sum (None when the
-kernel did not give the PSS of one of its processes), the largest high-water mark
-(as RSS, and less the process's shared part, for comparison with a PSS sum), and
-the sum of the high-water marks of the processes alive at this sample or the
-previous one (which bounds the peak between the two from above).
+Per container and sample it gives :class:`MemoryFigures`: the PSS sum (an estimate
+where a process was not read this sample; None when the kernel did not give the PSS
+of one of its processes), the PSS actually read this sample (summed over the
+processes read together: a sound lower bound, never an estimate), the largest
+high-water mark (RSS), and the sum of the high-water marks of the processes alive
+at this sample or the previous one (which bounds the peak between the two from
+above).
 """
 
 from __future__ import annotations
@@ -52,9 +54,12 @@ class MemoryFigures:
 
     pss_bytes: int | None = None
     hwm_bytes: int | None = None
-    hwm_pss_bytes: int | None = None
     hwm_sum_bytes: int | None = None
-    shared_min_bytes: int | None = None
+    # The PSS actually read this sample (a subset of the processes, read together):
+    # a sound lower bound of the container's PSS then; None when none was read.
+    pss_read_bytes: int | None = None
+    # The PSS sum where every process had a reading (no process at its RSS): an estimate.
+    pss_estimate_bytes: int | None = None
 
 
 class _Mem:
@@ -100,6 +105,9 @@ class ProcessMemory:
         # PSS reads made, for the benchmark and tests.
         self.pss_reads = 0
         self.hwm_reads = 0
+        # This sample's PSS reads (pid -> bytes); None when a process vanished while
+        # they were made (an exit moves its relatives' PSS: the sum is not one instant's).
+        self._fresh: dict[int, int] | None = None
 
     def update(
         self,
@@ -124,6 +132,7 @@ class ProcessMemory:
             dir_fd = os.open(self.proc_path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
             log.debug("cannot open %s: %s", self.proc_path, exc)
+        self._fresh = {}
         try:
             self._read_hwm(work, groups, dir_fd)
             gone_hwm = self._prune(work, groups) if work.churn else {}
@@ -132,11 +141,13 @@ class ProcessMemory:
         finally:
             if dir_fd >= 0:
                 os.close(dir_fd)
-        return {
+        out = {
             name: self._figures(name, gs, work, gone_hwm.get(name, 0))
             for name, gs in containers.items()
             if measured(name)
         }
+        self._fresh = None  # not held between samples
+        return out
 
     # --- the steps ------------------------------------------------------------
 
@@ -231,7 +242,11 @@ class ProcessMemory:
                 m.readable = False
                 continue
             self.pss_reads += 1
-            if pss is not None:
+            if pss is None:
+                self._fresh = None
+            else:
+                if self._fresh is not None:
+                    self._fresh[st.pid] = pss
                 estimate = _estimate(m, rss)
                 m.pss, m.pss_stat = pss, st
                 fresh.append(key)
@@ -249,12 +264,13 @@ class ProcessMemory:
                 pending.pop(key, None)
 
     def _figures(self, name: str, gs: list[str], work: SampleWork, gone_hwm: int) -> MemoryFigures:
-        mem = self._mem
+        mem, read = self._mem, self._fresh
         pss_sum = 0
         complete = True
-        hwm_max = hwm_pss_max = 0
+        hwm_max = 0
         hwm_sum = gone_hwm
-        shared_min: int | None = None
+        pss_read: int | None = None
+        unread = False
         members: list[ProcessState] = []
         for g in gs:
             members.extend(work.group_members.get(g, ()))
@@ -276,22 +292,20 @@ class ProcessMemory:
             if not m.readable:
                 complete = False
                 continue
+            if read and st.pid in read:
+                pss_read = (pss_read or 0) + read[st.pid]
             pss = _estimate(m, rss)
             if pss is None:
+                unread = True
                 pss_sum += rss
-                continue
-            pss_sum += pss
-            shared = rss - pss if rss > pss else 0
-            if shared_min is None or shared < shared_min:
-                shared_min = shared
-            if hwm - shared > hwm_pss_max:
-                hwm_pss_max = hwm - shared
+            else:
+                pss_sum += pss
         return MemoryFigures(
             pss_bytes=pss_sum if complete else None,
             hwm_bytes=hwm_max,
-            hwm_pss_bytes=max(hwm_pss_max, 0) if complete else None,
             hwm_sum_bytes=hwm_sum,
-            shared_min_bytes=shared_min,
+            pss_read_bytes=pss_read if complete else None,
+            pss_estimate_bytes=pss_sum if complete and not unread else None,
         )
 
 

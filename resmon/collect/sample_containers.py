@@ -266,9 +266,9 @@ class ContainerFigures:
         if mem is not None:
             out.memory_pss_bytes = mem.pss_bytes if rss is not None else None
             out.memory_hwm_bytes = mem.hwm_bytes
-            out.memory_hwm_pss_bytes = mem.hwm_pss_bytes
             out.memory_hwm_sum_bytes = mem.hwm_sum_bytes
-            out.memory_shared_min_bytes = mem.shared_min_bytes
+            out.memory_pss_read_bytes = mem.pss_read_bytes if rss is not None else None
+            out.memory_pss_estimate_bytes = mem.pss_estimate_bytes if rss is not None else None
         return out
 
     def _rate(

@@ -139,12 +139,13 @@ class ContainerSample:
     memory_pss_bytes: int | None = None
     memory_cgroup_bytes: int | None = None
     # The processes' high-water marks (measured containers): the largest VmHWM, the
-    # largest less its shared part (RSS - PSS), the sum over the processes alive at
-    # this sample or the previous one, the smallest shared part (RSS - PSS) seen.
+    # sum over the processes alive at this sample or the previous one; the PSS read
+    # this sample (summed over the processes read, no estimate: a sound lower bound).
     memory_hwm_bytes: int | None = None
-    memory_hwm_pss_bytes: int | None = None
     memory_hwm_sum_bytes: int | None = None
-    memory_shared_min_bytes: int | None = None
+    memory_pss_read_bytes: int | None = None
+    # The PSS sum where every process had been read (else None): an estimate.
+    memory_pss_estimate_bytes: int | None = None
     # CPU from the processes' credit and from the kernel's counter (None: no rate), and
     # each one's running total (cpu_seconds_cgroup None: no counter read this sample).
     cpu_cores_procfs: float | None = None
