@@ -25,6 +25,15 @@ Schema versions (``schema_version`` table, one row):
    p95/peak, its kind and range, the job's limits; :mod:`resmon.store.job_figures`),
    backfilled from the stored summaries: the ``cpu_percent_*`` / ``mem_bytes_*``
    columns are the host's, the whole machine's.
+6. the regressions flagged at push (``run_regressions``).
+7. live runs (:mod:`resmon.store.live`): each run's ``state`` (running, finished,
+   lost) and ``partial`` flag, its collector's ``live_key``, ``host``,
+   ``live_interval_seconds``, ``last_batch_at`` and latest ``snapshot``; the
+   ``run_batches`` table (a run's samples, one row per batch) and the ``events``
+   table (:mod:`resmon.store.events`).  Every run stored before is finished and
+   complete: the two NOT NULL columns come with those defaults, which is the whole
+   backfill (a catalogue change on PostgreSQL 11+, no table rewrite; an ALTER TABLE
+   ADD COLUMN on SQLite, no rebuild).
 """
 
 from __future__ import annotations
@@ -426,12 +435,48 @@ def _to_v6(db: Database, migrator: SchemaMigrator) -> None:
     models.RunRegression.create_table(safe=True)
 
 
+# Columns version 7 adds to ``runs`` that may be NULL (added as they are).
+_V7_NULLABLE = ("host", "live_interval_seconds", "last_batch_at", "snapshot")
+
+
+def _to_v7(db: Database, migrator: SchemaMigrator) -> None:
+    """Live runs: run states, the live columns, ``run_batches`` and ``events``.
+    Parts already there are kept, so a repeated step is harmless.
+
+    ``state`` and ``partial`` are NOT NULL with a default, written out: playhouse's
+    add_column would add them NULL, update every row and then set NOT NULL, which
+    rebuilds the table on SQLite (cascading into its container rows, see
+    :func:`_to_v2`) and rewrites it on PostgreSQL.  With the default in the ADD
+    COLUMN every existing run is ``finished`` and not partial at once."""
+    present = {c.name for c in db.get_columns("runs")}
+    false = "false" if isinstance(db, PostgresqlDatabase) else "0"
+    boolean = "BOOLEAN" if isinstance(db, PostgresqlDatabase) else "INTEGER"
+    if "state" not in present:
+        db.execute_sql("ALTER TABLE runs ADD COLUMN state VARCHAR(16) NOT NULL DEFAULT 'finished'")
+    if "partial" not in present:
+        db.execute_sql(f"ALTER TABLE runs ADD COLUMN partial {boolean} NOT NULL DEFAULT {false}")
+    if "live_key" not in present:  # its unique index below, named as a fresh database's
+        db.execute_sql("ALTER TABLE runs ADD COLUMN live_key VARCHAR(64)")
+    fields = models.Run._meta.columns
+    missing = [name for name in _V7_NULLABLE if name not in present]
+    if missing:
+        run_ops(*(migrator.add_column("runs", n, fields[n]) for n in missing))
+    db.execute_sql("CREATE UNIQUE INDEX IF NOT EXISTS run_live_key ON runs (live_key)")
+    db.execute_sql(
+        "CREATE INDEX IF NOT EXISTS run_running_last_batch ON runs (last_batch_at) "
+        "WHERE (state = 'running')"
+    )
+    models.RunBatch.create_table(safe=True)
+    models.Event.create_table(safe=True)
+
+
 STEPS: dict[int, Callable[[Database, SchemaMigrator], None]] = {
     2: _to_v2,
     3: _to_v3,
     4: _to_v4,
     5: _to_v5,
     6: _to_v6,
+    7: _to_v7,
 }
 
 

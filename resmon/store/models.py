@@ -15,9 +15,15 @@ DOUBLE (peewee's FloatField is PostgreSQL's 4-byte REAL, seven significant digit
 
 from __future__ import annotations
 
+from typing import Any
+
 from peewee import (
+    SQL,
     AutoField,
+    BigAutoField,
     BigIntegerField,
+    BlobField,
+    BooleanField,
     CharField,
     DatabaseProxy,
     DateTimeField,
@@ -25,6 +31,8 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    NodeList,
+    SqliteDatabase,
     TextField,
 )
 
@@ -94,6 +102,21 @@ class Run(BaseModel):
     job_limit_cpu_cores = DoubleField(null=True)
     job_limit_memory_bytes = BigIntegerField(null=True)
     payload = TextField()  # the run_summary object as JSON text
+    # Live runs (schema version 7, resmon.store.live): ``running`` while the collector
+    # streams batches, ``finished`` once its final push is stored (every pushed run,
+    # and every run stored before version 7), ``lost`` when its batches stopped
+    # without a final push: its summary then is the server's, from the stored
+    # samples, and ``partial`` is true.
+    state = CharField(max_length=16, default="finished")
+    partial = BooleanField(default=False)
+    # SHA-256 of (scope, the collector's run_key uuid) (resmon.store.derive.live_key):
+    # the batches and the final push of one collect run find its row by it.  Per
+    # scope, as idempotency keys are: one scope can neither block nor probe another's.
+    live_key = CharField(max_length=64, null=True, unique=True)
+    host = CharField(max_length=255, null=True)  # RUNNER_NAME, else the hostname
+    live_interval_seconds = DoubleField(null=True)
+    last_batch_at = DateTimeField(null=True)  # naive, UTC: when the last batch was stored
+    snapshot = TextField(null=True)  # the latest live sample, JSON text
 
     class Meta:
         table_name = "runs"
@@ -153,6 +176,63 @@ class RunRegression(BaseModel):
         table_name = "run_regressions"
 
 
+# The runs still running, by their last batch: the lost-run check and the live view
+# read them through this partial index, which holds only the (few) running runs.
+Run.add_index(
+    Run.index(Run.last_batch_at, name="run_running_last_batch", where=(Run.state == "running"))
+)
+
+
+class RunBatch(BaseModel):
+    """One live batch of one run, as received: its samples as compressed JSON
+    (:mod:`resmon.store.samples`), one row per batch, stored once per (run, seq)."""
+
+    id = AutoField()
+    run = ForeignKeyField(Run, backref="batches", on_delete="CASCADE", index=False)
+    seq = BigIntegerField()
+    first_t = DateTimeField()  # naive, UTC: the batch's first and last sample times
+    last_t = DateTimeField()
+    sample_count = IntegerField()
+    body_sha256 = CharField(max_length=64)  # of the samples: a reused seq with others is refused
+    samples = BlobField()  # zlib-compressed JSON array of the batch's samples
+    received_at = DateTimeField()  # naive, UTC
+
+    class Meta:
+        table_name = "run_batches"
+        indexes = ((("run", "seq"), True),)
+
+
+class EventIdField(BigAutoField):
+    """BIGSERIAL on PostgreSQL; on SQLite ``INTEGER PRIMARY KEY AUTOINCREMENT``, whose ids
+    are never reused, not even once retention deleted every event (a plain rowid
+    restarts after the largest): an SSE client resuming from an old id misses nothing."""
+
+    def ddl(self, ctx: Any) -> Any:
+        node = super().ddl(ctx)
+        if isinstance(self.model._meta.database.obj, SqliteDatabase):
+            return NodeList((node, SQL("AUTOINCREMENT")))
+        return node
+
+
+class Event(BaseModel):
+    """One event (run_started, snapshot, run_finished, run_lost, regression, ...),
+    appended in the transaction of the write that caused it (:mod:`resmon.store.events`).
+    Its id is the SSE ``id:``; ids are the database's, monotonic on one database."""
+
+    id = EventIdField()
+    created_at = DateTimeField(index=True)  # naive, UTC; retention deletes by it
+    kind = CharField(max_length=32)
+    organization = CharField(max_length=255)
+    repository = CharField(max_length=511)
+    workflow = CharField(max_length=255)
+    job = CharField(max_length=255)
+    run_pk = BigIntegerField(null=True)  # runs.id, not a foreign key: events outlive runs
+    data = TextField()  # a JSON object, the event's body
+
+    class Meta:
+        table_name = "events"
+
+
 class SchemaVersion(BaseModel):
     """A single row: the schema version the database has been migrated to."""
 
@@ -163,4 +243,4 @@ class SchemaVersion(BaseModel):
         primary_key = False
 
 
-MODELS: tuple[type[Model], ...] = (Run, ContainerStat, RunRegression)
+MODELS: tuple[type[Model], ...] = (Run, ContainerStat, RunRegression, RunBatch, Event)

@@ -26,7 +26,7 @@ def store(run_id, builder_mem, days_ago, job="build", oom=False):
 def test_version_5_gets_the_table_of_flagged_runs(database):
     database.execute_sql("DROP TABLE run_regressions")
     database.execute_sql("UPDATE schema_version SET version = 5")
-    assert dbmod.migrate(database) == (5, dbmod.LATEST_VERSION) == (5, 6)
+    assert dbmod.migrate(database) == (5, dbmod.LATEST_VERSION)
     assert RunRegression.select().count() == 0
 
 

@@ -115,6 +115,8 @@ def test_version_2_loses_the_unused_scope_run_id_index(tmp_path):
         "run_run_key",
         "run_received_at",
         "run_organization_repository_workflow_job_received_at",
+        "run_live_key",  # version 7
+        "run_running_last_batch",
     }
     db.close()
 
@@ -138,6 +140,7 @@ def test_v1_sqlite_database_is_upgraded_and_rows_survive(tmp_path):
     assert {ix.name for ix in db.get_indexes("runs") if ix.unique} == {
         "runs_run_key",
         "run_scoped_idempotency_key",
+        "run_live_key",  # version 7
     }
     db.close()
 
@@ -358,10 +361,12 @@ def v3_database(request, tmp_path):
 
 
 def _indexes(db) -> dict[str, set[str]]:
-    """Each table's indexes, but the primary key's (PostgreSQL lists it)."""
+    """Each table's indexes, but the primary key's (PostgreSQL lists it); SQLite's own
+    sqlite_sequence (the events table's AUTOINCREMENT) left out."""
     return {
         table: {ix.name for ix in db.get_indexes(table) if not ix.name.endswith("_pkey")}
         for table in db.get_tables()
+        if table != "sqlite_sequence"
     }
 
 
@@ -392,10 +397,15 @@ def test_version_3_is_upgraded_with_its_rows_and_keys_are_per_scope(v3_database)
             "run_run_key",
             "run_received_at",
             "run_organization_repository_workflow_job_received_at",
+            "run_live_key",  # version 7: live runs
+            "run_running_last_batch",
         },
         "run_containers": {"containerstat_run_id", "containerstat_name_run_id"},
         # Version 6: the runs flagged as regressions at push.
         "run_regressions": {"runregression_run_id", "runregression_received_at"},
+        # Version 7: live batches and events.
+        "run_batches": {"runbatch_run_id_seq"},
+        "events": {"event_created_at"},
         "schema_version": set(),
     }
     # The rules of version 4 hold for the upgraded rows.
