@@ -29,6 +29,8 @@ from resmon.server.advice_api import bp as advice_bp
 from resmon.server.api import bp as api_bp
 from resmon.server.config import ServerConfig, ServerState, state
 from resmon.server.errors import register_error_handlers
+from resmon.server.live_api import bp as live_bp
+from resmon.server.live_api import init_app as init_live
 from resmon.server.logs import log_request
 from resmon.server.read_api import bp as read_bp
 from resmon.store import db as dbmod
@@ -63,6 +65,8 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(read_bp)
     app.register_blueprint(advice_bp)
+    app.register_blueprint(live_bp)
+    init_live(app)
     register_error_handlers(app)
     _register_request_log(app)
     metrics.init_app(app, serve_path=config.metrics_path)

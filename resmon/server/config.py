@@ -40,6 +40,11 @@ class ServerConfig:
     # How a pushed run is compared with its job's baseline (the push answer's
     # ``comparison``); runs=0: not compared.
     baseline: BaselineOptions = BaselineOptions()
+    # Live runs (resmon.server.live_api): a running run without a batch for
+    # max(3 x its live interval, live_timeout seconds) is lost; each worker looks
+    # every live_check_period seconds (0: only before a live read; resmon serve sets it).
+    live_timeout: float = 120.0
+    live_check_period: float = 0.0
 
     def __repr__(self) -> str:  # never print secrets, not even in a traceback
         return (

@@ -20,6 +20,15 @@ Idempotency rests on two unique constraints, never on a read-then-write check
 
 On a unique violation the transaction is rolled back and the existing row looked
 up; that row exists, since the violated constraint is exactly what points to it.
+
+Live runs (:mod:`resmon.store.live`): a push whose ``run_summary.collector.run_key``
+names a ``running`` or ``lost`` run of its scope finishes that row (201 ``created``,
+the live run's id): the row takes the push's columns, keys and containers, and the
+state ``finished``.  Once finished, the row is the push: a retry is a duplicate and
+another summary for it a conflict, by the rules above (``live_key`` is a third
+unique constraint pointing to the row).  A push with a run key no live run has is
+stored as a new row carrying that ``live_key``, so a late batch finds it finished.
+Every stored push appends ``run_finished`` in its transaction.
 """
 
 from __future__ import annotations
@@ -39,7 +48,9 @@ from peewee import Field, IntegrityError, Model, SqliteDatabase
 
 from resmon.schema import PushPayload, parse_time
 from resmon.store import db as dbmod
+from resmon.store import live
 from resmon.store.derive import derive, scoped_idempotency_key, sha256_hex
+from resmon.store.events import event_insert
 from resmon.store.models import ContainerStat, Run, database_proxy
 
 log = logging.getLogger(__name__)
@@ -234,8 +245,7 @@ def _run_batch(db: SqliteDatabase, batch: list[_Job]) -> None:
                     continue
                 run_pk = job.run_pk = cursor.lastrowid
                 for sql, params, at in job.containers:
-                    params[at] = run_pk
-                    cursor.execute(sql, params)
+                    cursor.execute(sql, _with_run(params, at, run_pk))
             cursor.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -269,6 +279,28 @@ def _insert_sqlite(
     return int(job.run_pk)
 
 
+_RUN_PLACEHOLDER_TEXT = str(_RUN_PLACEHOLDER)
+
+
+def _with_run(params: list[Any], at: int, run_pk: int) -> list[Any]:
+    """A follow-up statement's parameters with the run's id in place: at ``at``, and
+    in the JSON body of an event (its last parameter), where the placeholder number
+    stands for it."""
+    params = list(params)
+    params[at] = run_pk
+    last = params[-1]
+    if isinstance(last, str) and _RUN_PLACEHOLDER_TEXT in last:
+        params[-1] = last.replace(_RUN_PLACEHOLDER_TEXT, str(run_pk))
+    return params
+
+
+def _finished_event(row: dict[str, Any], now: datetime) -> tuple[str, list[Any], int]:
+    scope = {k: row[k] for k in ("organization", "repository", "workflow", "job")}
+    data = live.finished_data(_RUN_PLACEHOLDER, row)
+    sql, params = event_insert("run_finished", scope, _RUN_PLACEHOLDER, data, created_at=now)
+    return sql, params, params.index(_RUN_PLACEHOLDER)
+
+
 def store_push(
     payload: PushPayload, idempotency_key: str | None = None, *, received_at: datetime | None = None
 ) -> StoreResult:
@@ -292,6 +324,17 @@ def store_push(
         received_at=now.astimezone(UTC).replace(tzinfo=None),
         payload=orjson.dumps(payload.run_summary).decode(),
     )
+    collector_key = live.collector_run_key(payload.run_summary)
+    key = None
+    if collector_key is not None:
+        scope = {k: row[k] for k in ("organization", "repository", "workflow", "job")}
+        key = row["live_key"] = live.live_key(*scope.values(), collector_key)
+        host = (payload.run_summary.get("collector") or {}).get("host")
+        if isinstance(host, str) and host and len(host) <= 255:
+            row["host"] = host
+        finished = _finish_live(key, row, derived.containers, scope)
+        if finished is not None:
+            return finished
     db = database_proxy
     # The SQL is built before the transaction: peewee's query building is most of
     # a push's database time, and on SQLite the write lock is held from BEGIN to
@@ -301,6 +344,7 @@ def store_push(
     for container in derived.containers:
         sql, params = insert_sql(ContainerStat, {**container, "run": _RUN_PLACEHOLDER})
         container_sql.append((sql, params, params.index(_RUN_PLACEHOLDER)))
+    container_sql.append(_finished_event(row, now))
     try:
         target = db.obj
         # A file, outside any caller's transaction: the group commit, whose leader
@@ -317,16 +361,36 @@ def store_push(
                 cursor = db.execute_sql(run_sql, run_params)
                 run_pk = cursor.fetchone()[0] if db.returning_clause else cursor.lastrowid
                 for sql, params, at in container_sql:
-                    params[at] = run_pk
-                    db.execute_sql(sql, params)
+                    db.execute_sql(sql, _with_run(params, at, run_pk))
         return StoreResult(id=int(run_pk), status=CREATED)
     except IntegrityError:
         pass  # rolled back; find the row the constraint points to
-    return _stored_before(payload, scoped_key, derived.run_key, digest)
+    if key is not None:
+        # A first batch may have created the live run since the look-up above.
+        finished = _finish_live(key, row, derived.containers, scope)
+        if finished is not None:
+            return finished
+    return _stored_before(payload, scoped_key, derived.run_key, digest, key)
+
+
+def _finish_live(
+    key: str, row: dict[str, Any], containers: list[dict[str, Any]], scope: dict[str, str]
+) -> StoreResult | None:
+    """The push stored by finishing the live run ``key`` names, or None (no such run
+    running or lost, or the push's keys point to another run: stored as any push)."""
+    try:
+        run_pk = live.finish_run(key, row, containers, scope)
+    except IntegrityError:
+        return None
+    return None if run_pk is None else StoreResult(id=run_pk, status=CREATED)
 
 
 def _stored_before(
-    payload: PushPayload, scoped_key: str | None, run_key: str, digest: str
+    payload: PushPayload,
+    scoped_key: str | None,
+    run_key: str,
+    digest: str,
+    live_key: str | None = None,
 ) -> StoreResult:
     """The answer for a push whose INSERT violated a unique constraint: a duplicate of
     the row it points to, or the conflict that row's body makes."""
@@ -337,6 +401,8 @@ def _stored_before(
                 raise IdempotencyConflict(existing[0])
             return StoreResult(id=existing[0], status=DUPLICATE)
     existing = _id_and_body(Run.run_key == run_key)
+    if existing is None and live_key is not None:
+        existing = _id_and_body(Run.live_key == live_key)
     if existing is None:
         # Neither constraint explains the violation: a real error, not a duplicate.
         raise RuntimeError("unique constraint violated but no matching run found")

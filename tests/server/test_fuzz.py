@@ -59,7 +59,8 @@ schema = schemathesis.openapi.from_dict(build_openapi())
 def credentials(case) -> dict[str, str]:
     """The right bearer token for this case: the push token of the scope the body
     names (when it names one), or the read token."""
-    if case.operation.method.upper() == "POST" and case.operation.path == "/api/v1/metrics":
+    pushed = ("/api/v1/metrics", "/api/v1/metrics/live")
+    if case.operation.method.upper() == "POST" and case.operation.path in pushed:
         body = case.body if isinstance(case.body, dict) else {}
         execution = body.get("execution") if isinstance(body.get("execution"), dict) else {}
         scope = [execution.get(k, "") for k in ("organization", "repository", "workflow", "job")]

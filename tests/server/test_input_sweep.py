@@ -161,6 +161,12 @@ READ_ROUTES: list[tuple[str, dict[str, str], dict[str, str]]] = [
         {"since": "3650d", "until": "2999-01-01", "runs": "5", "by": "risk", "limit": "5"},
     ),
     ("/api/v1/regressions", {}, {"since": "3650d", "until": "2999-01-01", "limit": "5"}),
+    ("/api/v1/live", {}, dict(SCOPE)),
+    (
+        "/api/v1/runs/{id}/samples",
+        {"id": "1"},
+        {"granularity": "1m", "since": "2020-01-01T00:00:00Z", "until": "2999-01-01T00:00:00Z"},
+    ),
     ("/health", {}, {"x": "1"}),
     ("/healthz", {}, {"x": "1"}),
     ("/readyz", {}, {"x": "1"}),
@@ -199,6 +205,55 @@ PUSH_FIELDS: list[tuple[str, ...]] = [
     ("run_summary", "command"),
     ("idempotency_key",),
 ]
+
+
+# Where hostile values go in a live batch (POST /api/v1/metrics/live).
+LIVE_FIELDS: list[tuple[str, ...]] = [
+    ("execution", "job"),
+    ("execution", "run_id"),
+    ("run",),
+    ("run", "run_key"),
+    ("run", "start_time"),
+    ("run", "host"),
+    ("run", "live_interval_seconds"),
+    ("run", "mode"),
+    ("run", "command_container"),
+    ("batch", "seq"),
+    ("batch", "samples"),
+    ("batch", "samples", 0),
+    ("batch", "samples", 0, "t"),
+    ("batch", "samples", 0, "elapsed"),
+    ("batch", "samples", 0, "host", "cpu_percent"),
+    ("batch", "samples", 0, "job"),
+    ("batch", "samples", 0, "job", "cpu_seconds"),
+    ("batch", "samples", 0, "containers"),
+    ("batch", "samples", 0, "containers", "c", "memory_bytes"),
+    ("batch", "samples", 0, "containers", "c", "memory_kind"),
+    ("batch", "samples", 0, "containers", "c", "limit_cpu_cores"),
+]
+
+
+def _live_body(run_key: str) -> dict[str, Any]:
+    figures = {"cpu_cores": 1.0, "memory_bytes": 2**20, "cpu_seconds": 3.0}
+    sample = {
+        "t": "2026-01-02T03:04:05Z",
+        "elapsed": 2.0,
+        "host": {"cpu_percent": 10.0, "mem_used_bytes": 2**30, "mem_total_bytes": 2**32},
+        "job": dict(figures),
+        "containers": {"c": {**figures, "memory_kind": "pss", "limit_cpu_cores": 2.0}},
+    }
+    return {
+        "execution": {**SCOPE, "run_id": "live-1"},
+        "run": {
+            "run_key": run_key,
+            "start_time": sample["t"],
+            "host": "h",
+            "mode": "wrapper",
+            "live_interval_seconds": 15,
+            "command_container": "c",
+        },
+        "batch": {"seq": 0, "samples": [sample]},
+    }
 
 
 def _payload(run_id: str) -> dict[str, Any]:
@@ -248,6 +303,10 @@ def write_cases(values: list[Any]) -> Iterator[Case]:
             )
         for name in ("organization", "repository", "workflow", "job"):
             yield Case("POST", "/api/v1/token", {**SCOPE, name: value})
+        for where in LIVE_FIELDS:
+            body = _live_body(f"sweep-{n}-{'.'.join(map(str, where))}"[:64])
+            _set(body, where, value)
+            yield Case("POST", "/api/v1/metrics/live", body, push=True)
 
 
 def all_cases() -> list[Case]:
