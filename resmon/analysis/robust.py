@@ -44,3 +44,34 @@ def slope(values: Sequence[float]) -> float:
     n = len(values)
     pairs = [(values[j] - values[i]) / (j - i) for i in range(n) for j in range(i + 1, n)]
     return median(pairs) if pairs else 0.0
+
+
+# The standard deviation of the median of m normal values, in units of their standard
+# deviation (measured: 200,000 draws each; m = 2 is the mean, m = 4 the mean of the
+# middle two).  Past the table, the large-sample sqrt(pi / 2) / sqrt(m).
+_MEDIAN_SD = {1: 1.0, 2: 0.708, 3: 0.669, 4: 0.546, 5: 0.535, 6: 0.463, 7: 0.458}
+
+
+def median_sd(m: int) -> float:
+    """How far the median of ``m`` values strays from the centre, per standard deviation."""
+    if m < 1:
+        raise ValueError("median of no values")
+    return _MEDIAN_SD.get(m, 1.2533 / m**0.5)
+
+
+# Qn's factors for n = 2..9 values (Croux and Rousseeuw, 1992).
+_QN_SMALL = {2: 0.399, 3: 0.994, 4: 0.512, 5: 0.844, 6: 0.611, 7: 0.857, 8: 0.669, 9: 0.872}
+
+
+def qn_scale(values: Sequence[float]) -> float:
+    """Rousseeuw and Croux's Qn: a robust standard deviation from the pairwise distances
+    (their first quartile, about), 82 % efficient on normal values where the MAD is 37 %:
+    a baseline of 15 runs gives a steadier scale.  With its small-sample factors."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    distances = sorted(abs(values[i] - values[j]) for i in range(n) for j in range(i + 1, n))
+    h = n // 2 + 1
+    k = h * (h - 1) // 2
+    small = _QN_SMALL.get(n) or (n / (n + 1.4) if n % 2 else n / (n + 3.8))
+    return 2.2219 * distances[k - 1] * small

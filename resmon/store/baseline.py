@@ -16,6 +16,7 @@ from typing import Any
 
 from resmon.analysis.regressions import Thresholds, compare_run
 from resmon.store import db as dbmod
+from resmon.store import events
 from resmon.store.models import Run, RunRegression, database_proxy
 from resmon.store.scope import answer_time, bounded, parse_window
 
@@ -38,6 +39,19 @@ class BaselineOptions:
 _JOB_FIGURES = ("job_cpu_seconds", "job_cpu_cores_p95", "job_memory_bytes_peak", "duration_seconds")
 _CONTAINER_FIGURES = ("cpu_seconds", "cpu_cores_p95", "memory_bytes_peak")
 _METRICS = ("cpu_seconds", "cpu_cores_p95", "memory_bytes_peak", "duration_seconds")
+_SCOPE = (Run.organization, Run.repository, Run.workflow, Run.job)
+# A flagged figure as the regression event carries it.
+_EVENT_FIGURE = (
+    "scope",
+    "container",
+    "metric",
+    "value",
+    "median",
+    "change",
+    "test",
+    "runs",
+    "shift",
+)
 
 
 def _statements(p: str) -> tuple[str, str]:
@@ -101,27 +115,37 @@ def compare_stored_run(run_pk: int, options: BaselineOptions) -> dict[str, Any] 
 
 
 def save_flags(run_pk: int, comparison: dict[str, Any] | None) -> int:
-    """Store the comparison's regressions of run ``run_pk``; returns how many."""
+    """Store the comparison's regressions of run ``run_pk``; returns how many.
+
+    In the same transaction, a ``regression`` event (:mod:`resmon.store.events`) with
+    the run's id and its flagged figures, each with the test that flagged it."""
     if not comparison or not comparison.get("regressions"):
         return 0
-    received = Run.select(Run.received_at).where(Run.id == run_pk).scalar()
+    run = (
+        Run.select(Run.received_at, Run.run_id, Run.run_attempt, *_SCOPE)
+        .where(Run.id == run_pk)
+        .dicts()
+        .get()
+    )
+    flagged = [f for f in comparison["figures"] if f["regression"]]
     rows = [
         {
             "run": run_pk,
-            "received_at": received,
-            "container": f["container"],
-            "metric": f["metric"],
-            "value": f["value"],
-            "median": f["median"],
-            "mad": f["mad"],
-            "baseline_runs": f["baseline_runs"],
-            "change": f["change"],
+            "received_at": run["received_at"],
+            **{k: f[k] for k in ("container", "metric", "value", "median", "mad")},
+            **{k: f[k] for k in ("baseline_runs", "change")},
         }
-        for f in comparison["figures"]
-        if f["regression"]
+        for f in flagged
     ]
+    event = {  # as a run_finished event names its run
+        "run": run_pk,
+        "run_id": run["run_id"],
+        "run_attempt": run["run_attempt"] or "",
+        "regressions": [{k: f.get(k) for k in _EVENT_FIGURE} for f in flagged],
+    }
     with dbmod.write_lock(database_proxy.obj), database_proxy.atomic():
         RunRegression.insert_many(rows).execute()
+        events.append_event("regression", run, run_pk, event)
     return len(rows)
 
 

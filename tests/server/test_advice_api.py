@@ -9,6 +9,7 @@ import pytest
 from query_data import GiB, MiB, now_utc, push_body, run_summary
 
 from resmon.analysis.regressions import Thresholds
+from resmon.collect.comparison import comparison_lines, parse_comparison
 from resmon.server import ServerConfig, create_app, state
 from resmon.store.baseline import BaselineOptions
 from resmon.store.models import RunRegression
@@ -81,7 +82,7 @@ def test_a_memory_regression_is_flagged_in_the_answer_and_listed(client):
     assert r.status_code == 201
     comparison = r.get_json()["comparison"]
     assert comparison["baseline_runs"] == len(USUAL_MEMORY)
-    assert comparison["thresholds"] == {"mad": 3.5, "change": 0.2}
+    assert comparison["thresholds"] == {"mad": 3.5, "change": 0.2, "shift": 3.0, "shift_runs": 5}
     assert comparison["window_days"] == 30
     flagged = {(f["container"], f["metric"]) for f in comparison["figures"] if f["regression"]}
     # The job's memory (builder + db) and the builder's; not the CPU, not the db.
@@ -95,6 +96,7 @@ def test_a_memory_regression_is_flagged_in_the_answer_and_listed(client):
     assert job_memory["value"] == 1900 * MiB
     assert job_memory["median"] == 1010 * MiB  # 910 MiB builder + 100 MiB db
     assert job_memory["change"] == pytest.approx(1900 / 1010 - 1)
+    assert (job_memory["test"], job_memory["runs"], job_memory["shift"]) == ("single", 1, None)
     assert comparison["regressions"] == 2
 
     # A retry answers the same comparison and stores no second flag.
@@ -107,6 +109,37 @@ def test_a_memory_regression_is_flagged_in_the_answer_and_listed(client):
     assert [run["run_id"] for run in listed["runs"]] == ["heavy"]
     assert {(f["container"], f["metric"]) for f in listed["runs"][0]["regressions"]} == flagged
     assert listed["truncated"] is False
+
+
+# A job whose builder's memory spreads +-20 % (MiB): one run of +58 % is not enough alone.
+SPREAD_MEMORY = [700, 1300, 900, 1100, 800, 1200, 1000, 950, 1050, 850]
+
+
+def test_a_step_that_stays_is_flagged_by_the_shift_test_and_the_collector_reads_it(client):
+    for n, mib in enumerate(SPREAD_MEMORY):
+        assert push(client, f"s{n}", mib * MiB, days_ago=len(SPREAD_MEMORY) - n).status_code == 201
+    answers = [push(client, f"step{n}", 1600 * MiB).get_json()["comparison"] for n in range(3)]
+    assert [a["regressions"] for a in answers] == [0, 2, 0]  # flagged once, at the second
+    flagged = [f for f in answers[1]["figures"] if f["regression"]]
+    assert {(f["container"], f["metric"]) for f in flagged} == {
+        (None, "memory_bytes_peak"),
+        ("builder", "memory_bytes_peak"),
+    }
+    job = next(f for f in flagged if f["container"] is None)
+    assert (job["test"], job["runs"]) == ("shift", 2)
+    assert job["shift"]["median_before"] == 1075 * MiB  # the 10 runs before the step
+    assert job["shift"]["median_recent"] == 1700 * MiB and job["shift"]["baseline_runs"] == 10
+    assert job["value"] == 1700 * MiB and job["baseline_runs"] == 11  # against all 11 before
+    # The collector's reader (resmon/collect/comparison.py) takes the answer as it is.
+    parsed = parse_comparison({"id": 1, "status": "created", "comparison": answers[1]})
+    assert parsed is not None and parsed.regressions == 2 and parsed.baseline_runs == 11
+    assert {(c.container, c.figure) for c in parsed.flagged} == {
+        (None, "memory_peak_bytes"),
+        ("builder", "memory_peak_bytes"),
+    }
+    assert "+55 % over the median of the last 11 runs" in comparison_lines(parsed)[0]
+    listed = get(client, "/api/v1/regressions?since=1d").get_json()["runs"]
+    assert [run["run_id"] for run in listed] == ["step1"]
 
 
 def test_an_ordinary_run_is_not_flagged(client):

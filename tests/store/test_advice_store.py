@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from query_data import MiB, push_body, run_summary
 
 from resmon.schema import validate_push
-from resmon.store import advice, baseline
+from resmon.store import advice, baseline, events
 from resmon.store import db as dbmod
 from resmon.store.models import RunRegression
 from resmon.store.write import store_push
@@ -67,3 +67,30 @@ def test_flags_are_saved_once_and_listed(database):
     listed = baseline.list_regressions(since="1d")
     assert [r["run_id"] for r in listed["runs"]] == ["heavy"]
     assert baseline.list_regressions(since="1d", until="12h")["runs"] == []
+
+
+def test_flags_append_a_regression_event_in_their_transaction(database):
+    for n in range(7):
+        store(f"r{n}", 900 * MiB, days_ago=8 - n)
+    heavy = store("heavy", 2000 * MiB, days_ago=0)
+    comparison = baseline.compare_stored_run(heavy, baseline.BaselineOptions())
+    before = events.latest_event_id()
+    baseline.save_flags(heavy, comparison)
+    (event,) = [e for e in events.events_after(before, 10) if e["kind"] == "regression"]
+    assert (event["job"], event["run_pk"], event["repository"]) == ("build", heavy, "acme/widgets")
+    assert event["data"]["run"] == heavy and event["data"]["run_id"] == "heavy"
+    figures = {
+        (f["container"], f["metric"], f["test"], f["runs"]) for f in event["data"]["regressions"]
+    }
+    assert figures == {
+        (None, "memory_bytes_peak", "single", 1),
+        ("builder", "memory_bytes_peak", "single", 1),
+    }
+    # No flags: no event.
+    quiet = store("quiet", 900 * MiB, days_ago=0)
+    last = events.latest_event_id()
+    assert (
+        baseline.save_flags(quiet, baseline.compare_stored_run(quiet, baseline.BaselineOptions()))
+        == 0
+    )
+    assert events.latest_event_id() == last
