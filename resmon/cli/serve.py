@@ -169,6 +169,52 @@ def _baseline_options(f):
     return f
 
 
+def _seconds_option(name, low, high):
+    def convert(ctx, param, value):
+        from resmon.units import parse_duration
+
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        if not low <= seconds <= high:
+            raise click.BadParameter(f"must be between {name}")
+        return seconds
+
+    return convert
+
+
+def _sse_options(f):
+    """GET /api/v1/events: Server-Sent Events, served off the request threads."""
+    f = click.option(
+        "--sse-poll-interval",
+        default="250ms",
+        metavar="DURATION",
+        envvar="RESMON_SSE_POLL_INTERVAL",
+        callback=_seconds_option("10ms and 10s", 0.01, 10),
+        help="How often each worker reads new events from the database while it has "
+        "subscribers (one read serves all of them; other replicas' events arrive this way).",
+    )(f)
+    f = click.option(
+        "--sse-heartbeat",
+        default="15s",
+        metavar="DURATION",
+        envvar="RESMON_SSE_HEARTBEAT",
+        callback=_seconds_option("100ms and 1h", 0.1, 3600),
+        help="An event stream with nothing to send this long gets a ': hb' comment line "
+        "(keeps proxies and load balancers from closing it).",
+    )(f)
+    f = click.option(
+        "--sse-max-subscribers",
+        default=500,
+        type=click.IntRange(1, 100_000),
+        envvar="RESMON_SSE_MAX_SUBSCRIBERS",
+        help="Event streams per worker process; beyond, GET /api/v1/events answers 503 "
+        "with Retry-After.",
+    )(f)
+    return f
+
+
 @click.command(cls=GoFlagCommand, context_settings={"show_default": True})
 @click.option(
     "--addr",
@@ -316,6 +362,7 @@ def _baseline_options(f):
     "in the background (a scrape never queries the database).",
 )
 @_baseline_options
+@_sse_options
 @click.pass_context
 def serve(ctx, **options):
     """Store run summaries, answer queries, mint push tokens.
@@ -395,6 +442,9 @@ def _run(options, read_token, hmac_keys):
                 mad=options["regression_mad"], change=options["regression_change"]
             ),
         ),
+        sse_max_subscribers=options["sse_max_subscribers"],
+        sse_heartbeat=options["sse_heartbeat"],
+        sse_poll_interval=options["sse_poll_interval"],
     )
     serve_options = ServeOptions(
         host=host,

@@ -29,6 +29,7 @@ from resmon.server.advice_api import bp as advice_bp
 from resmon.server.api import bp as api_bp
 from resmon.server.config import ServerConfig, ServerState, state
 from resmon.server.errors import register_error_handlers
+from resmon.server.events_api import bp as events_bp
 from resmon.server.live_api import bp as live_bp
 from resmon.server.live_api import init_app as init_live
 from resmon.server.logs import log_request
@@ -67,6 +68,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     app.register_blueprint(advice_bp)
     app.register_blueprint(live_bp)
     init_live(app)
+    app.register_blueprint(events_bp)
     register_error_handlers(app)
     _register_request_log(app)
     metrics.init_app(app, serve_path=config.metrics_path)

@@ -45,6 +45,15 @@ class ServerConfig:
     # every live_check_period seconds (0: only before a live read; resmon serve sets it).
     live_timeout: float = 120.0
     live_check_period: float = 0.0
+    # GET /api/v1/events (resmon.server.sse): subscribers per worker process (503
+    # beyond), seconds between heartbeats, between reads of the events table, how
+    # many unsent bytes a slow subscriber may have before it is dropped, and how
+    # long a missing event id is waited for on PostgreSQL (resmon.server.event_feed).
+    sse_max_subscribers: int = 500
+    sse_heartbeat: float = 15.0
+    sse_poll_interval: float = 0.25
+    sse_buffer_limit: int = MIB
+    events_gap_wait: float = 5.0
 
     def __repr__(self) -> str:  # never print secrets, not even in a traceback
         return (

@@ -163,9 +163,13 @@ class RequestSocket:
     ``SO_SNDTIMEO`` and the whole answer by ``total`` seconds from its first byte
     plus one second per ``MIN_ANSWER_RATE`` bytes sent.
     Everything else is the real socket's.
+
+    ``detached``: the app took the connection over after its first bytes (an SSE
+    stream, :mod:`resmon.server.sse`); what gunicorn still writes (its last chunk)
+    goes nowhere, and the front lets go of the connection without closing it.
     """
 
-    __slots__ = ("raw", "data", "pos", "silence", "total", "deadline", "closing")
+    __slots__ = ("raw", "data", "pos", "silence", "total", "deadline", "closing", "detached")
 
     def __init__(self, raw: socket.socket, data: bytes, silence: float, total: float) -> None:
         self.raw = raw
@@ -175,6 +179,7 @@ class RequestSocket:
         self.total = total
         self.deadline = 0.0
         self.closing = False
+        self.detached = False
 
     def recv(self, size: int) -> bytes:
         if self.pos >= len(self.data):
@@ -194,6 +199,8 @@ class RequestSocket:
         return len(data)
 
     def sendall(self, data: bytes) -> None:
+        if self.detached:
+            return
         now = time.monotonic()
         if not self.deadline:
             self.deadline = now + self.total
@@ -211,6 +218,8 @@ class RequestSocket:
             now = time.monotonic()
 
     def shutdown(self, how: int) -> None:
+        if self.detached:
+            return
         self.closing = True
         self.raw.shutdown(how)
 

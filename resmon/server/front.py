@@ -248,6 +248,10 @@ class BufferingFront:
         except Exception:
             keepalive = False
         request, rest = conn.sock, b""
+        if isinstance(request, RequestSocket) and request.detached:
+            self._leave(conn)  # the connection is an SSE stream now (resmon.server.sse)
+            self.nr_conns -= 1
+            return
         if isinstance(request, RequestSocket):
             if request.silence < self.io_timeout:  # lowered near the answer's deadline
                 set_send_timeout(conn.raw, self.io_timeout)

@@ -48,6 +48,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.http.errors import ParseException
 from gunicorn.workers.gthread import ThreadWorker
 
+from resmon.server import sse
 from resmon.server.framing import error_response
 from resmon.server.front import BufferingFront
 from resmon.server.logs import gunicorn_logconfig
@@ -213,6 +214,7 @@ class DrainingThreadWorker(BufferingFront, ThreadWorker):
         extensions = getattr(app, "extensions", None)
         if extensions and "resmon" in extensions:
             extensions["resmon"].draining = True
+            sse.stop_hub(app)  # streams end now: their clients reconnect elsewhere
         super().handle_exit(sig, frame)
 
     def set_accept_enabled(self, enabled: bool) -> None:

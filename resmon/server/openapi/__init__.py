@@ -15,7 +15,7 @@ from copy import deepcopy
 from typing import Any
 
 from resmon import __version__
-from resmon.server.openapi import advice_api, api, live_api, metrics, read_api
+from resmon.server.openapi import advice_api, api, events_api, live_api, metrics, read_api
 from resmon.server.openapi.components import COMPONENTS
 
 
@@ -36,6 +36,7 @@ def build_openapi() -> dict[str, Any]:
             **read_api.paths(),
             **advice_api.paths(),
             **live_api.paths(),
+            **events_api.paths(),
             **metrics.paths(),
         },
         "components": COMPONENTS,
