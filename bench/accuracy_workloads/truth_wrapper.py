@@ -80,6 +80,8 @@ class TreeSampler(threading.Thread):
         # pid -> in the tree?  A process outside the tree never enters it (only our own
         # descendants are re-parented to us), so the answer holds while the pid lives.
         self.known: dict[int, bool] = {root: True}
+        with open(f"/proc/{root}/cmdline", "rb") as f:
+            self.root_cmdline = f.read()
         self.ticks = 0
         self.max_gap = 0.0
         self.peak = {"rss": 0, "pss": 0, "tree_rss": 0, "tree_pss": 0}
@@ -114,7 +116,24 @@ class TreeSampler(threading.Thread):
         alive = {int(n) for n in os.listdir("/proc") if n[0] in "123456789"}
         for pid in [p for p in self.known if p not in alive and p != self.root]:
             del self.known[pid]
-        return [pid for pid in alive if pid != self.root and self.classify(pid, alive)]
+        return [
+            pid
+            for pid in alive
+            if pid != self.root and self.classify(pid, alive) and not self.pre_exec(pid)
+        ]
+
+    def pre_exec(self, pid: int) -> bool:
+        """A child of this wrapper between its (v)fork and its exec: it still runs the
+        wrapper's image (the same argv), and its memory is the wrapper's own, already
+        counted as the wrapper's (a vfork child shares it outright: counting it would
+        count the wrapper twice, +7 MiB for a few microseconds)."""
+        if read_ppid(pid) != self.root:
+            return False
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return f.read() == self.root_cmdline
+        except OSError:
+            return False
 
     def read_pass(self, tree: list[int]) -> tuple[int, int, int, int]:
         rss = pss = 0
