@@ -215,6 +215,32 @@ def _sse_options(f):
     return f
 
 
+def _live_timeout(ctx, param, value):
+    from resmon.units import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not 1 <= seconds <= 7 * 86400:
+        raise click.BadParameter("must be between 1s and 7d")
+    return seconds
+
+
+def _live_options(f):
+    """Live runs: when a running run whose batches stopped is lost."""
+    return click.option(
+        "--live-timeout",
+        default="2m",
+        metavar="DURATION",
+        envvar="RESMON_LIVE_TIMEOUT",
+        callback=_live_timeout,
+        help="A running run with no batch for max(3 x its live interval, this) becomes "
+        "lost, with a partial summary from its samples.  Each worker looks every "
+        "timeout/4 (at most every 30s) and before answering the live endpoints.",
+    )(f)
+
+
 @click.command(cls=GoFlagCommand, context_settings={"show_default": True})
 @click.option(
     "--addr",
@@ -362,6 +388,7 @@ def _sse_options(f):
     "in the background (a scrape never queries the database).",
 )
 @_baseline_options
+@_live_options
 @_sse_options
 @click.pass_context
 def serve(ctx, **options):
@@ -401,6 +428,8 @@ def serve(ctx, **options):
 
 
 def _run(options, read_token, hmac_keys):
+    import dataclasses
+
     from resmon.analysis.regressions import Thresholds
     from resmon.server import ServerConfig
     from resmon.server.logs import configure_logging
@@ -445,6 +474,11 @@ def _run(options, read_token, hmac_keys):
         sse_max_subscribers=options["sse_max_subscribers"],
         sse_heartbeat=options["sse_heartbeat"],
         sse_poll_interval=options["sse_poll_interval"],
+    )
+    config = dataclasses.replace(
+        config,
+        live_timeout=options["live_timeout"],
+        live_check_period=min(30.0, max(0.25, options["live_timeout"] / 4)),
     )
     serve_options = ServeOptions(
         host=host,

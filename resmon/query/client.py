@@ -68,6 +68,12 @@ class Source(Protocol):
 
     def regressions(self, since: str, until: str | None, limit: int | None) -> dict[str, Any]: ...
 
+    def live(self, scope: dict[str, str]) -> dict[str, Any]: ...
+
+    def samples(
+        self, run_pk: int, granularity: str | None, since: str | None, until: str | None
+    ) -> dict[str, Any]: ...
+
     def close(self) -> None: ...
 
 
@@ -196,6 +202,13 @@ class HttpSource:
 
     def regressions(self, since, until, limit):  # type: ignore[no-untyped-def]
         return self._get("/api/v1/regressions", {"since": since, "until": until, "limit": limit})
+
+    def live(self, scope: dict[str, str]) -> dict[str, Any]:
+        return self._get("/api/v1/live", dict(scope))
+
+    def samples(self, run_pk, granularity, since, until):  # type: ignore[no-untyped-def]
+        params = {"granularity": granularity, "since": since, "until": until}
+        return self._get(f"/api/v1/runs/{int(run_pk)}/samples", params)
 
 
 # --- straight from a database --------------------------------------------------------
@@ -329,6 +342,26 @@ class DatabaseSource:
         from resmon.store import baseline
 
         return self._call(baseline.list_regressions, since=since, until=until, limit=limit)
+
+    def live(self, scope: dict[str, str]) -> dict[str, Any]:
+        # Read only: runs whose server stopped looking stay "running" here; the
+        # table's last-batch age tells.
+        from resmon.store import live_view
+
+        return self._call(live_view.live_runs, scope)
+
+    def samples(self, run_pk, granularity, since, until):  # type: ignore[no-untyped-def]
+        from resmon.schema import parse_time
+        from resmon.store import live_view
+
+        try:
+            window = [None if v is None else parse_time(v) for v in (since, until)]
+        except ValueError:
+            raise QueryError("--since/--until must be RFC 3339 times") from None
+        body = self._call(live_view.run_history, run_pk, granularity, *window)
+        if body is None:
+            raise NotFoundError(f"no run with id {run_pk}")
+        return body
 
 
 def open_source(server: str | None, read_token: str | None, database: str | None) -> Source:
