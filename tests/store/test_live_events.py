@@ -78,7 +78,12 @@ def test_version_6_is_upgraded_and_its_runs_are_finished(backend, tmp_path, monk
     assert store_push(validate_push(sample_payload("3"))).created
     with database_proxy.atomic():
         first = events.append_event("run_finished", SCOPE, 3, {"run": 3})
-    assert events.events_after(0, 10)[0]["id"] == first
+    # The push appended its run_finished; the one appended here comes after it.
+    assert [(e["kind"], e["run_pk"]) for e in events.events_after(0, 10)] == [
+        ("run_finished", 3),
+        ("run_finished", 3),
+    ]
+    assert events.events_after(0, 10)[-1]["id"] == first
     assert dbmod.migrate(db) == (7, 7)  # idempotent
     # Repeating the step itself is harmless too.
     from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
