@@ -7,6 +7,14 @@ first, to :func:`resmon.analysis.recommend.recommend`.  A run was OOM-killed whe
 one of its containers counted an OOM kill; throttled when one counted throttled
 CPU time.
 
+Running runs are left out: they have no figures until they finish.  Lost runs
+count, with their partial figures (``partial_runs`` says how many): a lost run's
+memory peak is a lower bound of its true peak, so it can only hold the
+recommendation up, never push it past what the job used, and the runs that get
+lost are often the ones sizing is for (a pod OOM-killed or evicted with its
+collector); its CPU p95 and peak are those of the samples it streamed, rates like
+any run's.  (A regression baseline leaves them out: :mod:`resmon.store.baseline`.)
+
 Used by the read API (:mod:`resmon.server.advice_api`) and ``resmon query --db``.
 """
 
@@ -23,6 +31,7 @@ from resmon.store.scope import (
     HistoryError,
     answer_time,
     bounded,
+    has_figures,
     job_exists,
     job_name,
     job_not_found,
@@ -53,6 +62,7 @@ _RUN_COLUMNS = (
     Run.job_memory_bytes_peak,
     Run.job_limit_cpu_cores,
     Run.job_limit_memory_bytes,
+    Run.partial,
 )
 _CONTAINER_COLUMNS = (
     ContainerStat.run,
@@ -128,10 +138,12 @@ def job_history(
     runs: int | None = None,
     now: datetime | None = None,
 ) -> tuple[list[Usage], dict[str, list[Usage]], dict[str, Any]]:
-    """The job's runs and each container's, oldest first, and the window as answered."""
+    """The job's runs and each container's, oldest first, and the window as answered
+    (with ``partial_runs``: how many of the runs are lost runs' partial figures)."""
     limit = bounded(runs, DEFAULT_RUNS, MAX_RUNS, "runs")
     start, end = _window(since, until, now)
-    query = Run.select(*_RUN_COLUMNS).where(scope_where(organization, repository, workflow, job))
+    where = scope_where(organization, repository, workflow, job) & has_figures()
+    query = Run.select(*_RUN_COLUMNS).where(where)
     if start is not None:
         query = query.where(Run.received_at >= start)
     if end is not None:
@@ -146,7 +158,12 @@ def job_history(
     for r in rows:
         for c in containers[r["id"]]:
             per_container.setdefault(c["name"], []).append(_container_usage(c, _day(r["at"])))
-    window = {"since": answer_time(start), "until": answer_time(end), "runs_limit": limit}
+    window = {
+        "since": answer_time(start),
+        "until": answer_time(end),
+        "runs_limit": limit,
+        "partial_runs": sum(1 for r in rows if r["partial"]),
+    }
     return job_runs, per_container, window
 
 
@@ -176,7 +193,7 @@ def recommend_job(
 
 
 def _fleet_rows(start: Any, end: Any) -> list[dict[str, Any]]:
-    query = Run.select(*_RUN_COLUMNS)
+    query = Run.select(*_RUN_COLUMNS).where(has_figures())
     if start is not None:
         query = query.where(Run.received_at >= start)
     if end is not None:
@@ -186,31 +203,45 @@ def _fleet_rows(start: Any, end: Any) -> list[dict[str, Any]]:
     return rows
 
 
+Key = tuple[str, str, str, str]
+
+
 def fleet_histories(
     since: str | None = DEFAULT_SINCE,
     until: str | None = None,
     runs: int | None = None,
     now: datetime | None = None,
-) -> tuple[dict[tuple[str, str, str, str], list[Usage]], dict[str, Any], bool]:
+) -> tuple[dict[Key, list[Usage]], dict[str, Any], bool]:
     """Every job's runs in the window, oldest first, at most ``runs`` each; the window;
     and whether the fleet's row cap left older runs out."""
+    jobs, _, window, capped = _fleet(since, until, runs, now)
+    return jobs, window, capped
+
+
+def _fleet(
+    since: str | None, until: str | None, runs: int | None, now: datetime | None
+) -> tuple[dict[Key, list[Usage]], dict[Key, int], dict[str, Any], bool]:
+    """:func:`fleet_histories`, and how many of each job's runs are partial."""
     limit = bounded(runs, DEFAULT_RUNS, MAX_RUNS, "runs")
     start, end = _window(since, until, now)
     rows = _fleet_rows(start, end)
     # Only the containers that say something about the job as a whole: OOM kills, throttling.
     eventful = (ContainerStat.oom_kills > 0) | (ContainerStat.cpu_throttled_seconds > 0)
     containers = _containers_of([r["id"] for r in rows], eventful)
-    jobs: dict[tuple[str, str, str, str], list[Usage]] = {}
+    jobs: dict[Key, list[Usage]] = {}
+    partial: dict[Key, list[bool]] = {}
     for r in rows:
         key = (r["organization"], r["repository"], r["workflow"], r["job"])
         jobs.setdefault(key, []).append(_job_usage(r, containers[r["id"]]))
+        partial.setdefault(key, []).append(bool(r["partial"]))
     for key, history in jobs.items():
         jobs[key] = history[-limit:]
+    counts = {key: sum(flags[-limit:]) for key, flags in partial.items()}
     window = {"since": answer_time(start), "until": answer_time(end), "runs_limit": limit}
-    return jobs, window, len(rows) >= MAX_FLEET_ROWS
+    return jobs, counts, window, len(rows) >= MAX_FLEET_ROWS
 
 
-def _fleet_row(key: tuple[str, str, str, str], history: list[Usage]) -> dict[str, Any]:
+def _fleet_row(key: Key, history: list[Usage], partial_runs: int) -> dict[str, Any]:
     answer = recommend(history)
     freed = frees(answer)
     at_risk = answer["risk"]
@@ -218,6 +249,7 @@ def _fleet_row(key: tuple[str, str, str, str], history: list[Usage]) -> dict[str
     return {
         **scope_fields(*key),
         "runs": answer["runs"],
+        "partial_runs": partial_runs,
         "status": answer["status"],
         "runs_needed": answer["runs_needed"],
         "confidence": (answer.get("confidence") or {}).get("level"),
@@ -250,8 +282,8 @@ def recommend_fleet(
     if by not in FLEET_ORDERS:
         raise HistoryError(f"by: {by!r} is not one of {', '.join(FLEET_ORDERS)}")
     top = bounded(limit, DEFAULT_FLEET_LIMIT, MAX_FLEET_LIMIT, "limit")
-    jobs, window, capped = fleet_histories(since, until, runs, now)
-    rows = [_fleet_row(key, history) for key, history in jobs.items()]
+    jobs, partial, window, capped = _fleet(since, until, runs, now)
+    rows = [_fleet_row(key, history, partial[key]) for key, history in jobs.items()]
 
     def free_key(r: dict[str, Any]) -> tuple[Any, ...]:
         memory, cores = r["frees_memory_bytes"], r["frees_cpu_cores"]

@@ -5,7 +5,20 @@ runs in the window (received before it, at most ``runs`` of them, newest first: 
 indexed query on ``runs`` and one on ``run_containers``), and compares them with
 :func:`resmon.analysis.regressions.compare_run`.  :func:`save_flags` keeps the
 figures that are regressions (``run_regressions``), which :func:`list_regressions`
-answers for ``resmon query regressions`` and ``GET /api/v1/regressions``.
+answers for ``resmon query regressions`` and ``GET /api/v1/regressions``, each
+figure with the test that flagged it (``single``: the run alone; ``shift``: the
+median of the last ``runs`` runs, :mod:`resmon.analysis.regressions`).
+
+A baseline is of whole runs: ``finished`` ones.  A running run has no figures yet
+(and would take a place among the newest ``runs``); a lost run's figures are a
+partial summary of a run cut short -- its CPU-seconds and duration stop where its
+samples did, its memory peak is a lower bound -- and counting them would pull the
+median down and flag the next whole run.  Lost runs are rare, so leaving them out
+costs a baseline little.  Only a finished run is compared (a lost run completed by
+its final push is finished, and is).  Recommendations do count lost runs
+(:mod:`resmon.store.advice`): for sizing, a lower bound of a peak is still
+evidence.  "Before" is by arrival, ``(received_at, id)``: a live run's id is given
+by its first batch, earlier than the runs of the job that finished while it ran.
 """
 
 from __future__ import annotations
@@ -18,7 +31,7 @@ from resmon.analysis.regressions import Thresholds, compare_run
 from resmon.store import db as dbmod
 from resmon.store import events
 from resmon.store.models import Run, RunRegression, database_proxy
-from resmon.store.scope import answer_time, bounded, parse_window
+from resmon.store.scope import FINISHED, answer_time, bounded, parse_window
 
 DEFAULT_BASELINE_RUNS = 20
 DEFAULT_BASELINE_WINDOW = timedelta(days=30)
@@ -61,9 +74,12 @@ def _statements(p: str) -> tuple[str, str]:
     previous = (
         f"SELECT {columns} FROM runs WHERE organization = {p} AND repository = {p} "
         f"AND workflow = {p} AND job = {p} AND received_at >= {p} AND received_at <= {p} "
-        f"AND id < {p} ORDER BY received_at DESC, id DESC LIMIT {p}"
+        f"AND (received_at < {p} OR id < {p}) AND state = '{FINISHED}' "
+        f"ORDER BY received_at DESC, id DESC LIMIT {p}"
     )
-    own = f"SELECT {columns}, organization, repository, workflow, job FROM runs WHERE id = {p}"
+    own = (
+        f"SELECT {columns}, organization, repository, workflow, job, state FROM runs WHERE id = {p}"
+    )
     return own, previous
 
 
@@ -95,14 +111,14 @@ def compare_stored_run(run_pk: int, options: BaselineOptions) -> dict[str, Any] 
     db = database_proxy.obj
     own_sql, previous_sql = _statements(db.param)
     own = db.execute_sql(own_sql, (run_pk,)).fetchone()
-    if own is None:
+    if own is None or own[10] != FINISHED:
         return None
     at = Run.received_at.python_value(own[1])
     if isinstance(at, str):  # a stored time peewee's formats do not read: no window
         return None
-    params = (*own[6:10], at - options.window, at, run_pk, options.runs)
+    params = (*own[6:10], at - options.window, at, at, run_pk, options.runs)
     previous = db.execute_sql(previous_sql, params).fetchall()
-    runs = {row[0]: _figures(row) for row in (own, *previous)}
+    runs = {row[0]: _figures(row) for row in (own[:6], *previous)}
     _add_containers(runs)
     current = runs.pop(run_pk)
     comparison = compare_run(current, list(runs.values()), options.thresholds)
@@ -134,6 +150,8 @@ def save_flags(run_pk: int, comparison: dict[str, Any] | None) -> int:
             "received_at": run["received_at"],
             **{k: f[k] for k in ("container", "metric", "value", "median", "mad")},
             **{k: f[k] for k in ("baseline_runs", "change")},
+            "test": f.get("test") or "single",
+            "runs": f.get("runs") or 1,
         }
         for f in flagged
     ]
@@ -156,7 +174,8 @@ def list_regressions(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The runs flagged at push in the window, newest first, each with its flagged
-    figures; at most ``limit`` runs (``truncated`` when more were flagged)."""
+    figures and the test that flagged each (``test`` single or shift, over ``runs``
+    runs); at most ``limit`` runs (``truncated`` when more were flagged)."""
     limit = bounded(limit, DEFAULT_REGRESSIONS_LIMIT, MAX_REGRESSIONS_LIMIT, "limit")
     start, end = parse_window(since, until, now)
     flagged = RunRegression.select(RunRegression.run).distinct()
@@ -194,7 +213,7 @@ def list_regressions(
         for f in query:
             figures[f["run"]].append(
                 {k: f[k] for k in ("container", "metric", "value", "median", "mad", "change")}
-                | {"baseline_runs": f["baseline_runs"]}
+                | {k: f[k] for k in ("baseline_runs", "test", "runs")}
             )
     answer = []
     for r in runs:

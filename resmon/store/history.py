@@ -4,6 +4,12 @@ Used by the server's read API (:mod:`resmon.server.read_api`) and by
 ``resmon query --db`` alike, so both give the same answer with the same field
 names.  Every function returns a plain, JSON-ready dict (times as RFC 3339 UTC).
 
+Every run row carries its ``state`` (``running``: its collector is still streaming
+and it has no figures yet; ``finished``; ``lost``: its batches stopped without a
+final push), ``partial`` (its figures are a lost run's, from the samples it
+streamed) and the runner ``host``.  The runs of a job and the jobs' last runs list
+running runs as they are; trends and top leave them out and mark the partial ones.
+
 Lists and aggregates read only the summary columns of ``runs`` and
 ``run_containers`` (scope, times, p95/peak), which the indexes
 ``(organization, repository, workflow, job, received_at)``, ``(received_at)`` and
@@ -99,6 +105,11 @@ RUN_COLUMNS = (
     Run.mem_bytes_peak,
     Run.command_container,
     Run.command_name,
+    # Its state (running, finished, lost), whether its figures are a lost run's partial
+    # summary, and the runner host it ran on (RUNNER_NAME, else the hostname).
+    Run.state,
+    Run.partial,
+    Run.host,
     # The job's own figures; the cpu_percent_* and mem_bytes_* above are the host's.
     *(getattr(Run, name) for name in JOB_COLUMNS),
 )
@@ -201,6 +212,9 @@ def list_jobs(organization: str | None = None, repository: str | None = None) ->
             "mem_bytes_p95",
             "mem_bytes_peak",
             *JOB_COLUMNS,
+            "state",
+            "partial",
+            "host",
         ):
             entry[f"last_{key}"] = row.get(key)
         jobs.append(entry)
@@ -244,8 +258,16 @@ def job_runs(
 
 
 def get_run(run_pk: int) -> dict[str, Any]:
-    """One stored run: its columns, its containers, and the run summary as received."""
-    row = Run.select(*RUN_COLUMNS, Run.payload).where(Run.id == run_pk).dicts().first()
+    """One stored run: its columns, its containers, and the run summary as received;
+    a live run's ``live_interval_seconds`` and ``last_batch_at`` too (None for a run
+    pushed whole).  A running run has no figures yet and its ``payload`` is the
+    placeholder its first batch stored; a lost one's is its partial summary."""
+    row = (
+        Run.select(*RUN_COLUMNS, Run.live_interval_seconds, Run.last_batch_at, Run.payload)
+        .where(Run.id == run_pk)
+        .dicts()
+        .first()
+    )
     if row is None:
         raise NotFound(f"no run with id {run_pk}")
     try:

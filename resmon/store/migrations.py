@@ -34,6 +34,13 @@ Schema versions (``schema_version`` table, one row):
    complete: the two NOT NULL columns come with those defaults, which is the whole
    backfill (a catalogue change on PostgreSQL 11+, no table rewrite; an ALTER TABLE
    ADD COLUMN on SQLite, no rebuild).
+8. which test flagged each regression (``run_regressions.test``: single or shift,
+   ``runs``: over how many runs), NOT NULL with the defaults ``single`` and 1: every
+   flag stored before the shift test was the single test's; the shift test's flags
+   stored since (with the regression event, which names each figure's test) are
+   backfilled from their events.
+
+Steps 6 to 8 are in :mod:`resmon.store.migrations_recent`.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ from resmon.store.derive import (
     sha256_hex,
 )
 from resmon.store.job_figures import JOB_COLUMNS, job_columns_of_text
+from resmon.store.migrations_recent import _to_v6, _to_v7, _to_v8
 
 log = logging.getLogger(__name__)
 
@@ -429,47 +437,6 @@ def _backfill_v5(db: Database) -> int:
     return updated
 
 
-def _to_v6(db: Database, migrator: SchemaMigrator) -> None:
-    """The regressions flagged at push (``run_regressions``): a new table, empty; runs
-    stored before it were never compared, and are not flagged afterwards."""
-    models.RunRegression.create_table(safe=True)
-
-
-# Columns version 7 adds to ``runs`` that may be NULL (added as they are).
-_V7_NULLABLE = ("host", "live_interval_seconds", "last_batch_at", "snapshot")
-
-
-def _to_v7(db: Database, migrator: SchemaMigrator) -> None:
-    """Live runs: run states, the live columns, ``run_batches`` and ``events``.
-    Parts already there are kept, so a repeated step is harmless.
-
-    ``state`` and ``partial`` are NOT NULL with a default, written out: playhouse's
-    add_column would add them NULL, update every row and then set NOT NULL, which
-    rebuilds the table on SQLite (cascading into its container rows, see
-    :func:`_to_v2`) and rewrites it on PostgreSQL.  With the default in the ADD
-    COLUMN every existing run is ``finished`` and not partial at once."""
-    present = {c.name for c in db.get_columns("runs")}
-    false = "false" if isinstance(db, PostgresqlDatabase) else "0"
-    boolean = "BOOLEAN" if isinstance(db, PostgresqlDatabase) else "INTEGER"
-    if "state" not in present:
-        db.execute_sql("ALTER TABLE runs ADD COLUMN state VARCHAR(16) NOT NULL DEFAULT 'finished'")
-    if "partial" not in present:
-        db.execute_sql(f"ALTER TABLE runs ADD COLUMN partial {boolean} NOT NULL DEFAULT {false}")
-    if "live_key" not in present:  # its unique index below, named as a fresh database's
-        db.execute_sql("ALTER TABLE runs ADD COLUMN live_key VARCHAR(64)")
-    fields = models.Run._meta.columns
-    missing = [name for name in _V7_NULLABLE if name not in present]
-    if missing:
-        run_ops(*(migrator.add_column("runs", n, fields[n]) for n in missing))
-    db.execute_sql("CREATE UNIQUE INDEX IF NOT EXISTS run_live_key ON runs (live_key)")
-    db.execute_sql(
-        "CREATE INDEX IF NOT EXISTS run_running_last_batch ON runs (last_batch_at) "
-        "WHERE (state = 'running')"
-    )
-    models.RunBatch.create_table(safe=True)
-    models.Event.create_table(safe=True)
-
-
 STEPS: dict[int, Callable[[Database, SchemaMigrator], None]] = {
     2: _to_v2,
     3: _to_v3,
@@ -477,6 +444,7 @@ STEPS: dict[int, Callable[[Database, SchemaMigrator], None]] = {
     5: _to_v5,
     6: _to_v6,
     7: _to_v7,
+    8: _to_v8,
 }
 
 

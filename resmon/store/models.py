@@ -171,6 +171,12 @@ class RunRegression(BaseModel):
     mad = DoubleField()
     baseline_runs = IntegerField()
     change = DoubleField(null=True)  # (value - median) / median
+    # Which test flagged it (resmon.analysis.regressions): "single", the run alone, or
+    # "shift", the median of the last ``runs`` runs (this one included) against the
+    # runs before them.  Schema version 8; rows of before are backfilled.
+    # The database's defaults too, as version 8's ADD COLUMN has them.
+    test = CharField(max_length=16, default="single", constraints=[SQL("DEFAULT 'single'")])
+    runs = IntegerField(default=1, constraints=[SQL("DEFAULT 1")])
 
     class Meta:
         table_name = "run_regressions"

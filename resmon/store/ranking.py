@@ -3,6 +3,9 @@
 Asked through :func:`resmon.store.history.top`.  Every row carries all figures, the
 job's (``job_*``) and the host's (``cpu_percent_p95_avg``, ``mem_bytes_*``: the whole
 machine the runs ran on), whatever the ranking; ``scope`` only says which rank.
+
+Running runs have no figures yet and are not counted; lost runs are, with their
+partial figures (``partial_runs`` says how many of a job's runs were).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from resmon.store.scope import (
     HistoryError,
     answer_time,
     bounded,
+    has_figures,
     parse_positive_period,
     parse_when,
+    partial_count,
 )
 from resmon.store.trends import combined_kind
 
@@ -27,7 +32,15 @@ MAX_TOP_LIMIT = 100
 DEFAULT_TOP_PERIOD = "7d"
 TOP_METRICS = ("cpu", "memory", "duration")
 TOP_SCOPES = ("job", "host")
-_NAMES = ("organization", "repository", "workflow", "job", "runs", "job_memory_kind")
+_NAMES = (
+    "organization",
+    "repository",
+    "workflow",
+    "job",
+    "runs",
+    "partial_runs",
+    "job_memory_kind",
+)
 
 
 def _desc(expression: Any) -> Any:
@@ -79,35 +92,19 @@ def top(
             "reaches back before the year 1"
         ) from None
 
-    figures = {
-        "job_cpu_seconds_total": fn.SUM(Run.job_cpu_seconds),
-        "job_cpu_cores_p95_avg": fn.AVG(Run.job_cpu_cores_p95),
-        "job_cpu_cores_peak_max": fn.MAX(Run.job_cpu_cores_peak),
-        "job_memory_bytes_peak_max": fn.MAX(Run.job_memory_bytes_peak),
-        "job_memory_bytes_p95_avg": fn.AVG(Run.job_memory_bytes_p95),
-        "cpu_seconds_total": fn.SUM(Run.cpu_seconds),
-        "cpu_percent_p95_avg": fn.AVG(Run.cpu_percent_p95),
-        "mem_bytes_peak_max": fn.MAX(Run.mem_bytes_peak),
-        "mem_bytes_p95_avg": fn.AVG(Run.mem_bytes_p95),
-        "duration_seconds_total": fn.SUM(Run.duration_seconds),
-        "duration_seconds_avg": fn.AVG(Run.duration_seconds),
-    }
-    ranks = {
-        ("job", "cpu"): ("job_cpu_seconds_total", "job_cpu_cores_p95_avg"),
-        ("job", "memory"): ("job_memory_bytes_peak_max",),
-        ("host", "cpu"): ("cpu_percent_p95_avg", "cpu_seconds_total"),
-        ("host", "memory"): ("mem_bytes_peak_max",),
-    }.get((scope, metric), ("duration_seconds_total",))
+    figures = _figures()
+    ranks = _RANKS.get((scope, metric), ("duration_seconds_total",))
     query = Run.select(
         Run.organization,
         Run.repository,
         Run.workflow,
         Run.job,
         fn.COUNT(Run.id).alias("runs"),
+        partial_count().alias("partial_runs"),
         *(expression.alias(name) for name, expression in figures.items()),
         fn.MIN(Run.job_memory_kind).alias("kind_min"),
         fn.MAX(Run.job_memory_kind).alias("kind_max"),
-    ).where(Run.received_at >= start)
+    ).where((Run.received_at >= start) & has_figures())
     if end is not None:
         query = query.where(Run.received_at < end)
     query = (
@@ -126,10 +123,38 @@ def top(
     }
 
 
+# The fields a ranking sorts on, in order, by (scope, metric); duration ranks by the
+# total run time either way.
+_RANKS = {
+    ("job", "cpu"): ("job_cpu_seconds_total", "job_cpu_cores_p95_avg"),
+    ("job", "memory"): ("job_memory_bytes_peak_max",),
+    ("host", "cpu"): ("cpu_percent_p95_avg", "cpu_seconds_total"),
+    ("host", "memory"): ("mem_bytes_peak_max",),
+}
+
+
+def _figures() -> dict[str, Any]:
+    """Every figure a ranking row carries, by its answer field."""
+    return {
+        "job_cpu_seconds_total": fn.SUM(Run.job_cpu_seconds),
+        "job_cpu_cores_p95_avg": fn.AVG(Run.job_cpu_cores_p95),
+        "job_cpu_cores_peak_max": fn.MAX(Run.job_cpu_cores_peak),
+        "job_memory_bytes_peak_max": fn.MAX(Run.job_memory_bytes_peak),
+        "job_memory_bytes_p95_avg": fn.AVG(Run.job_memory_bytes_p95),
+        "cpu_seconds_total": fn.SUM(Run.cpu_seconds),
+        "cpu_percent_p95_avg": fn.AVG(Run.cpu_percent_p95),
+        "mem_bytes_peak_max": fn.MAX(Run.mem_bytes_peak),
+        "mem_bytes_p95_avg": fn.AVG(Run.mem_bytes_p95),
+        "duration_seconds_total": fn.SUM(Run.duration_seconds),
+        "duration_seconds_avg": fn.AVG(Run.duration_seconds),
+    }
+
+
 def _top_row(row: dict[str, Any]) -> dict[str, Any]:
     """A ranking row with numbers JSON takes (PostgreSQL answers SUM and AVG of
     integer columns with Decimal), whole bytes for the peaks, one memory kind."""
     row["job_memory_kind"] = combined_kind(row.pop("kind_min"), row.pop("kind_max"))
+    row["partial_runs"] = int(row["partial_runs"] or 0)
     for key, value in row.items():
         if key not in _NAMES and value is not None:
             row[key] = float(value)

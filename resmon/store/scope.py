@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from peewee import JOIN, PostgresqlDatabase, fn
+from peewee import JOIN, Case, PostgresqlDatabase, fn
 
 from resmon.schema import format_time, parse_time
 from resmon.store.models import ContainerStat, Run, database_proxy
@@ -48,10 +48,29 @@ def answer_time(value: Any) -> str | None:
 
 def run_row(row: dict[str, Any]) -> dict[str, Any]:
     """A row of ``runs`` with its times as an answer gives them."""
-    for key in ("received_at", "start_time", "end_time"):
+    for key in ("received_at", "start_time", "end_time", "last_batch_at"):
         if key in row:
             row[key] = answer_time(row[key])
     return row
+
+
+# A run's state (resmon.store.live): a running run has no figures until its final push
+# (or, once lost, its partial summary); a lost one has figures from its streamed
+# samples up to where they stopped, and ``partial`` is true.
+RUNNING, FINISHED, LOST = "running", "finished", "lost"
+
+
+def has_figures() -> Any:
+    """The runs that have figures: every run but a running one.  Trends, top,
+    baselines and recommendations read only these (a running run's NULLs would be
+    counted as runs, and take a place among the newest ``runs``)."""
+    return Run.state != RUNNING
+
+
+def partial_count() -> Any:
+    """How many of a group's runs have partial figures (a CASE: PostgreSQL has no SUM
+    of booleans); answered as a number, or None for an empty group."""
+    return fn.SUM(Case(None, ((Run.partial == True, 1),), 0))  # noqa: E712 (SQL, not Python)
 
 
 def _is_postgres() -> bool:

@@ -5,6 +5,11 @@ CPU seconds, bytes and its memory kind, the job's limits) and the host's
 (``cpu_percent_*``, ``mem_bytes_*``: the whole machine); with one, that
 container's cores and bytes and its limits.  Asked through
 :func:`resmon.store.history.trend`.
+
+A running run has no figures yet: it is no point.  A lost run is, with the figures
+of its partial summary (what its streamed samples showed until they stopped): a
+point per run says ``state`` and ``partial``, a day how many of its runs were
+partial (``partial_runs``).
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from resmon.store.scope import (
     container_names,
     day_of,
     describe_job,
+    has_figures,
     job_exists,
     job_not_found,
     parse_window,
+    partial_count,
     run_time,
     scope_fields,
     scope_where,
@@ -81,7 +88,7 @@ def trend(
         raise HistoryError(f"invalid grouping {by!r}: use one of {', '.join(TREND_BY)}")
     limit = bounded(limit, DEFAULT_TREND_POINTS, MAX_TREND_POINTS, "limit")
     start, end = parse_window(since, until, now)
-    where = scope_where(organization, repository, workflow, job)
+    where = scope_where(organization, repository, workflow, job) & has_figures()
     # A day is the day its runs started (scope.run_time), and so is the window:
     # runs pushed together from a spool are spread over the days they ran on, and
     # no day outside the window is shown.  Per run, the window is of arrival, as in
@@ -148,6 +155,9 @@ def _trend_query(by: str, metrics: dict[str, Any], container: str | None, where:
             Run.duration_seconds,
             Run.command_container,
             Run.command_name,
+            Run.state,
+            Run.partial,
+            Run.host,
             *(col.alias(name) for name, col in metrics.items()),
             *kinds,
         )
@@ -164,6 +174,7 @@ def _trend_query(by: str, metrics: dict[str, Any], container: str | None, where:
         query = Run.select(
             day.alias("day"),
             fn.COUNT(Run.id).alias("runs"),
+            partial_count().alias("partial_runs"),
             fn.AVG(Run.duration_seconds).alias("duration_seconds"),
             *(fn.MAX(col).alias(name) for name, col in metrics.items()),
             *kinds,
@@ -210,6 +221,8 @@ def _trend_point_json(point: dict[str, Any]) -> None:
         point["received_at"] = answer_time(point["received_at"])
     if "day" in point and isinstance(point["day"], (date, datetime)):
         point["day"] = point["day"].strftime("%Y-%m-%d")
+    if "partial_runs" in point:
+        point["partial_runs"] = int(point["partial_runs"] or 0)
     if "duration_seconds" in point and point["duration_seconds"] is not None:
         point["duration_seconds"] = float(point["duration_seconds"])
     if _KIND_LOW in point:

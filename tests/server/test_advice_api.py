@@ -108,6 +108,7 @@ def test_a_memory_regression_is_flagged_in_the_answer_and_listed(client):
     listed = get(client, "/api/v1/regressions?since=1d").get_json()
     assert [run["run_id"] for run in listed["runs"]] == ["heavy"]
     assert {(f["container"], f["metric"]) for f in listed["runs"][0]["regressions"]} == flagged
+    assert {(f["test"], f["runs"]) for f in listed["runs"][0]["regressions"]} == {("single", 1)}
     assert listed["truncated"] is False
 
 
@@ -140,6 +141,35 @@ def test_a_step_that_stays_is_flagged_by_the_shift_test_and_the_collector_reads_
     assert "+55 % over the median of the last 11 runs" in comparison_lines(parsed)[0]
     listed = get(client, "/api/v1/regressions?since=1d").get_json()["runs"]
     assert [run["run_id"] for run in listed] == ["step1"]
+    # Stored with the test that flagged it, and listed so.
+    assert {(f["container"], f["test"], f["runs"]) for f in listed[0]["regressions"]} == {
+        (None, "shift", 2),
+        ("builder", "shift", 2),
+    }
+
+
+def test_serve_shift_thresholds_decide(target):
+    """--regression-shift-runs 0: no shift test, so the step of the test above is never
+    flagged; the answer's thresholds say what the server compared with."""
+    app, client = make_client(
+        target, baseline=BaselineOptions(thresholds=Thresholds(shift=4.0, shift_runs=0))
+    )
+    try:
+        for n, mib in enumerate(SPREAD_MEMORY):
+            assert (
+                push(client, f"s{n}", mib * MiB, days_ago=len(SPREAD_MEMORY) - n).status_code == 201
+            )
+        answers = [push(client, f"step{n}", 1600 * MiB).get_json()["comparison"] for n in range(3)]
+        assert [a["regressions"] for a in answers] == [0, 0, 0]
+        assert answers[0]["thresholds"] == {
+            "mad": 3.5,
+            "change": 0.2,
+            "shift": 4.0,
+            "shift_runs": 0,
+        }
+        assert get(client, "/api/v1/regressions?since=1d").get_json()["runs"] == []
+    finally:
+        state(app).database.close()
 
 
 def test_an_ordinary_run_is_not_flagged(client):

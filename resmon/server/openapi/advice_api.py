@@ -23,6 +23,7 @@ from resmon.server.openapi.read_api import (
     _get,
     _param,
 )
+from resmon.server.openapi.run_states import PARTIAL_RUNS
 
 METRIC = {
     "type": "string",
@@ -31,6 +32,11 @@ METRIC = {
         "cpu_seconds (CPU time, s), cpu_cores_p95 (cores), memory_bytes_peak (bytes), "
         "duration_seconds (the job's only)."
     ),
+}
+TEST = {
+    "type": ["string", "null"],
+    "enum": ["single", "shift", None],
+    "description": "Which test flagged the figure; null when neither did.",
 }
 FIGURE = {
     "type": "object",
@@ -51,9 +57,40 @@ FIGURE = {
         "regression": {
             "type": "boolean",
             "description": (
-                "Above the median by more than `thresholds.mad` x 1.4826 x MAD and by more "
-                "than `thresholds.change` of the median (and a figure's smallest change)."
+                "Flagged by one of two tests (`test`), each also needing more than "
+                "`thresholds.change` of the median and a figure's smallest change. single: "
+                "the run alone, above the median by more than `thresholds.mad` x 1.4826 x "
+                "MAD. shift: a step that stays, the median of the last `runs` runs (2 up to "
+                "`thresholds.shift_runs`, this one included) above the median of the runs "
+                "before them by more than `thresholds.shift` standard errors of the two "
+                "medians; flagged once, at the run that completes the evidence."
             ),
+        },
+        "test": TEST,
+        "runs": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "description": "Over how many runs the test flagged it: 1 for single; null "
+            "when not flagged.",
+        },
+        "shift": {
+            "type": ["object", "null"],
+            "description": "The shift test's figures when it flagged the run, else null.",
+            "properties": {
+                "runs": {"type": "integer", "description": "The m runs of the step."},
+                "median_before": {"type": "number", "description": "Median of the runs before."},
+                "sigma_before": {
+                    "type": "number",
+                    "description": "Their robust spread: the larger of Qn and 1.4826 x MAD.",
+                },
+                "baseline_runs": {"type": "integer", "description": "How many runs before."},
+                "median_recent": {"type": "number", "description": "Median of the m runs."},
+                "change": {**NUMBER, "description": "Of the medians; null for a 0 median."},
+                "score": {
+                    **NUMBER,
+                    "description": "The difference over its standard error; null for no spread.",
+                },
+            },
         },
     },
 }
@@ -61,9 +98,10 @@ COMPARISON = {
     "type": "object",
     "description": (
         "Additive: the pushed run against its job's baseline, the median and MAD of the "
-        "job's runs received before it within `serve --baseline-window` (at most "
-        "`--baseline-runs`). Absent for a job's first run and with --baseline-runs 0. A "
-        "figure is compared once 5 earlier runs have it."
+        "job's finished runs received before it within `serve --baseline-window` (at most "
+        "`--baseline-runs`; running and lost runs are not in a baseline). Absent for a "
+        "job's first run and with --baseline-runs 0. A figure is compared once 5 earlier "
+        "runs have it."
     ),
     "required": ["baseline_runs", "thresholds", "regressions", "figures"],
     "properties": {
@@ -72,7 +110,17 @@ COMPARISON = {
         "baseline_since": TIME,
         "thresholds": {
             "type": "object",
-            "properties": {"mad": {"type": "number"}, "change": {"type": "number"}},
+            "description": "serve --regression-mad, --regression-change, --regression-shift "
+            "and --regression-shift-runs.",
+            "properties": {
+                "mad": {"type": "number"},
+                "change": {"type": "number"},
+                "shift": {"type": "number"},
+                "shift_runs": {
+                    "type": "integer",
+                    "description": "The most runs a shift is looked for over (below 2: none).",
+                },
+            },
         },
         "regressions": {"type": "integer", "description": "How many figures are regressions."},
         "figures": {"type": "array", "items": FIGURE},
@@ -175,6 +223,7 @@ FLEET_ROW = {
     "properties": {
         **SCOPE_PROPERTIES,
         "runs": {"type": "integer"},
+        "partial_runs": PARTIAL_RUNS,
         "status": {"type": "string", "enum": ["ok", "insufficient_runs"]},
         "runs_needed": {"type": "integer"},
         "confidence": {"type": ["string", "null"]},
@@ -216,6 +265,14 @@ REGRESSION_RUN = {
                     "mad": {"type": "number"},
                     "change": NUMBER,
                     "baseline_runs": INTEGER,
+                    "test": {**TEST, "type": "string", "enum": ["single", "shift"]},
+                    "runs": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "Over how many runs: 1 for single, the step's "
+                        "runs for shift (flags stored before schema 8 without an "
+                        "event: single, 1).",
+                    },
                 },
             },
         },
@@ -235,7 +292,9 @@ def _job() -> dict[str, Any]:
     return _get(
         "jobRecommendation",
         "Requests and limits for one job and each of its containers, backtested",
-        "From the job's runs in the window (default the last 30 days, at most 100 runs): "
+        "From the job's runs in the window (default the last 30 days, at most 100 runs; "
+        "running runs are not read, lost ones count with their partial figures, see "
+        "`partial_runs`): "
         "the recommendation, its confidence, the runs' current limits and the difference, "
         "the runs at risk, and the backtest of resmon, CI Sizer and VPA on the same runs."
         + SCOPE_NOTE,
@@ -248,6 +307,7 @@ def _job() -> dict[str, Any]:
                 "properties": {
                     **SCOPE_PROPERTIES,
                     **RUNS_WINDOW,
+                    "partial_runs": PARTIAL_RUNS,
                     "job_recommendation": RECOMMENDATION,
                     "containers": {
                         "type": "array",

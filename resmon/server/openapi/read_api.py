@@ -10,6 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from resmon.server.openapi.common import error_response, json_response, with_common
+from resmon.server.openapi.run_states import (
+    LAST_RUN_STATE_PROPERTIES,
+    LIVE_RUN_PROPERTIES,
+    PARTIAL_RUNS,
+    RUN_STATE_PROPERTIES,
+)
 
 NUMBER = {"type": ["number", "null"]}
 INTEGER = {"type": ["integer", "null"]}
@@ -112,6 +118,7 @@ RUN_ROW = {
         **HOST_PROPERTIES,
         **STEP_PROPERTIES,
         **JOB_PROPERTIES,
+        **RUN_STATE_PROPERTIES,
     },
 }
 CONTAINER_ROW = {
@@ -197,6 +204,7 @@ JOB_ROW = {
         "last_cpu_seconds": NUMBER,
         **{f"last_{k}": v for k, v in HOST_PROPERTIES.items()},
         **{f"last_{k}": v for k, v in JOB_PROPERTIES.items()},
+        **LAST_RUN_STATE_PROPERTIES,
     },
 }
 TREND_JOB_FIELDS = (
@@ -219,15 +227,19 @@ TREND_POINT = {
         "job_memory_bytes_p95/peak, job_memory_kind, the job's limits) and the host's "
         "(cpu_percent_p95/peak, mem_bytes_p95/peak: the whole machine); with one: "
         "cpu_cores_p95/peak, memory_bytes_p95/peak and its limits. Per day, the highest "
-        "of the day's runs (job_memory_kind mixed when they differ) and the mean duration."
+        "of the day's runs (job_memory_kind mixed when they differ) and the mean duration. "
+        "A running run is no point (no figures yet); a lost run is, with its partial "
+        "figures: per run state and partial say so, per day partial_runs counts them."
     ),
     "properties": {
         "id": {"type": "integer"},
         "run_id": STRING,
         "received_at": TIME,
         **STEP_PROPERTIES,
+        **RUN_STATE_PROPERTIES,
         "day": STRING,
         "runs": {"type": "integer"},
+        "partial_runs": PARTIAL_RUNS,
         "duration_seconds": NUMBER,
         **HOST_PROPERTIES,
         **{k: v for k, v in JOB_PROPERTIES.items() if k in TREND_JOB_FIELDS},
@@ -248,7 +260,8 @@ TOP_ROW = {
     "type": "object",
     "properties": {
         **SCOPE_PROPERTIES,
-        "runs": {"type": "integer"},
+        "runs": {"type": "integer", "description": "Runs with figures (running runs have none)."},
+        "partial_runs": PARTIAL_RUNS,
         "job_cpu_seconds_total": {**NUMBER, "description": JOB + "CPU time of all runs."},
         "job_cpu_cores_p95_avg": {**NUMBER, "description": JOB + "mean CPU p95, in cores."},
         "job_cpu_cores_peak_max": {**NUMBER, "description": JOB + "highest CPU peak, in cores."},
@@ -331,8 +344,8 @@ def _job_runs() -> dict[str, Any]:
         "listJobRuns",
         "Runs of one job, newest first",
         "Indexed columns only (no stored summaries parsed). At most `limit` runs (default "
-        "20, capped at 1000) and 4 MiB of JSON rows; `truncated` says when more matched."
-        + SCOPE_NOTE,
+        "20, capped at 1000) and 4 MiB of JSON rows; `truncated` says when more matched. "
+        "Every run, whatever its state (running ones without figures)." + SCOPE_NOTE,
         [*SCOPE_PARAMS, LIMIT, SINCE, UNTIL],
         json_response(
             "The runs; `truncated` (and the X-Resmon-Truncated header) when more match.",
@@ -394,7 +407,9 @@ def _run() -> dict[str, Any]:
     return _get(
         "getRun",
         "One stored run: columns, per-container statistics and the run summary",
-        "The id is the one the push answered and the runs list shows.",
+        "The id is the one the push answered and the runs list shows. A running run has "
+        "no figures and no containers yet, and its payload is what its first batch said "
+        "(start_time, state); a lost run's payload is its partial summary.",
         [
             {
                 "name": "id",
@@ -410,6 +425,7 @@ def _run() -> dict[str, Any]:
                 "required": [*RUN_ROW["required"], "containers", "payload"],
                 "properties": {
                     **RUN_ROW["properties"],
+                    **LIVE_RUN_PROPERTIES,
                     "containers": {"type": "array", "items": CONTAINER_ROW},
                     "payload": {"$ref": "#/components/schemas/RunSummary"},
                 },
