@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from resmon.cli.go_flags import GoFlagCommand
+from resmon.cli.serve_options import baseline_options, live_options, sse_options
 
 # Seconds a connection to --metrics-addr may stay open; a scrape takes milliseconds.
 METRICS_TIMEOUT = 10.0
@@ -105,140 +106,6 @@ def _memory_option(ctx, param, value):
     if size < 1024:
         raise click.BadParameter("must be at least 1Ki")
     return size
-
-
-def _window_option(ctx, param, value):
-    from resmon.store.scope import HistoryError, parse_positive_period
-
-    try:
-        window = parse_positive_period(value)
-    except HistoryError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if window.days > 3650:
-        raise click.BadParameter("must be at most 3650d")
-    return window
-
-
-def _change_option(ctx, param, value):
-    """A share written as a percent (``20%``) or a fraction (``0.2``)."""
-    text = value.strip()
-    try:
-        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a share: use e.g. 20% or 0.2") from None
-    if not 0 <= share <= 100:
-        raise click.BadParameter("must be between 0% and 10000%")
-    return share
-
-
-def _baseline_options(f):
-    """How a pushed run is compared with its job's baseline (the push answer's comparison)."""
-    f = click.option(
-        "--regression-change",
-        default="20%",
-        metavar="SHARE",
-        envvar="RESMON_REGRESSION_CHANGE",
-        callback=_change_option,
-        help="A figure is a regression only if it is also this much above the baseline's "
-        "median (20% or 0.2).",
-    )(f)
-    f = click.option(
-        "--regression-mad",
-        default=3.5,
-        type=click.FloatRange(0, 1000),
-        metavar="K",
-        envvar="RESMON_REGRESSION_MAD",
-        help="A figure is robustly unusual when it is over the baseline's median by more "
-        "than K x 1.4826 x MAD (median absolute deviation).",
-    )(f)
-    f = click.option(
-        "--baseline-window",
-        default="30d",
-        metavar="PERIOD",
-        envvar="RESMON_BASELINE_WINDOW",
-        callback=_window_option,
-        help="The baseline is the job's runs received this long before the pushed one.",
-    )(f)
-    f = click.option(
-        "--baseline-runs",
-        default=20,
-        type=click.IntRange(0, 1000),
-        envvar="RESMON_BASELINE_RUNS",
-        help="At most this many of them, the newest (0: pushes are not compared).",
-    )(f)
-    return f
-
-
-def _seconds_option(name, low, high):
-    def convert(ctx, param, value):
-        from resmon.units import parse_duration
-
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
-        if not low <= seconds <= high:
-            raise click.BadParameter(f"must be between {name}")
-        return seconds
-
-    return convert
-
-
-def _sse_options(f):
-    """GET /api/v1/events: Server-Sent Events, served off the request threads."""
-    f = click.option(
-        "--sse-poll-interval",
-        default="250ms",
-        metavar="DURATION",
-        envvar="RESMON_SSE_POLL_INTERVAL",
-        callback=_seconds_option("10ms and 10s", 0.01, 10),
-        help="How often each worker reads new events from the database while it has "
-        "subscribers (one read serves all of them; other replicas' events arrive this way).",
-    )(f)
-    f = click.option(
-        "--sse-heartbeat",
-        default="15s",
-        metavar="DURATION",
-        envvar="RESMON_SSE_HEARTBEAT",
-        callback=_seconds_option("100ms and 1h", 0.1, 3600),
-        help="An event stream with nothing to send this long gets a ': hb' comment line "
-        "(keeps proxies and load balancers from closing it).",
-    )(f)
-    f = click.option(
-        "--sse-max-subscribers",
-        default=500,
-        type=click.IntRange(1, 100_000),
-        envvar="RESMON_SSE_MAX_SUBSCRIBERS",
-        help="Event streams per worker process; beyond, GET /api/v1/events answers 503 "
-        "with Retry-After.",
-    )(f)
-    return f
-
-
-def _live_timeout(ctx, param, value):
-    from resmon.units import parse_duration
-
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if not 1 <= seconds <= 7 * 86400:
-        raise click.BadParameter("must be between 1s and 7d")
-    return seconds
-
-
-def _live_options(f):
-    """Live runs: when a running run whose batches stopped is lost."""
-    return click.option(
-        "--live-timeout",
-        default="2m",
-        metavar="DURATION",
-        envvar="RESMON_LIVE_TIMEOUT",
-        callback=_live_timeout,
-        help="A running run with no batch for max(3 x its live interval, this) becomes "
-        "lost, with a partial summary from its samples.  Each worker looks every "
-        "timeout/4 (at most every 30s) and before answering the live endpoints.",
-    )(f)
 
 
 @click.command(cls=GoFlagCommand, context_settings={"show_default": True})
@@ -387,9 +254,9 @@ def _live_options(f):
     help="How often the runs stored and the database size are read for the metrics, "
     "in the background (a scrape never queries the database).",
 )
-@_baseline_options
-@_live_options
-@_sse_options
+@baseline_options
+@live_options
+@sse_options
 @click.pass_context
 def serve(ctx, **options):
     """Store run summaries, answer queries, mint push tokens.
@@ -468,7 +335,10 @@ def _run(options, read_token, hmac_keys):
             runs=options["baseline_runs"],
             window=options["baseline_window"],
             thresholds=Thresholds(
-                mad=options["regression_mad"], change=options["regression_change"]
+                mad=options["regression_mad"],
+                change=options["regression_change"],
+                shift=options["regression_shift"],
+                shift_runs=options["regression_shift_runs"],
             ),
         ),
         sse_max_subscribers=options["sse_max_subscribers"],

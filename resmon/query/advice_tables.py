@@ -17,6 +17,7 @@ from rich.text import Text
 
 from resmon.query.formats import NONE, fmt_ago, fmt_bytes, fmt_cores
 from resmon.query.layout import Column, fit_table, heading, scope_units
+from resmon.query.run_states import counted_caption, partial_count
 
 METHOD_NAMES = {"resmon": "resmon", "ci_sizer": "CI Sizer", "vpa": "VPA"}
 METRIC_NAMES = {
@@ -130,7 +131,7 @@ def fleet_table(body: Mapping[str, Any], width: int) -> RenderableType:
         Column("Repository", [j.get("repository") for j in jobs], "left", name=True),
         Column("Workflow", [j.get("workflow") for j in jobs], "left", name=True),
         Column("Job", [j.get("job") for j in jobs], "left", name=True),
-        Column("Runs", [str(j.get("runs", 0)) for j in jobs], drop=3),
+        Column("Runs", [partial_count(j) for j in jobs], drop=3),
         Column("Conf.", [j.get("confidence") or NONE for j in jobs], drop=4),
         Column("Mem", [fmt_bytes(j.get("memory_limit_bytes")) for j in jobs]),
         Column("Now", [fmt_bytes(j.get("current_memory_limit_bytes")) for j in jobs], drop=2),
@@ -144,6 +145,7 @@ def fleet_table(body: Mapping[str, Any], width: int) -> RenderableType:
         "(negative: it needs more); Risk: runs OOM-killed / throttled / within 10 % "
         "of their memory limit"
     ]
+    caption.extend(counted_caption(jobs))
     if body.get("truncated"):
         caption.append(f"first {len(jobs)} shown; use --limit for more")
     return fit_table(columns, width, title=[f"{len(jobs)} jobs by {by}"], caption=caption)
@@ -155,7 +157,8 @@ def _figure_text(f: Mapping[str, Any]) -> str:
     where = f"{f['container']}: " if f.get("container") else ""
     change = f.get("change")
     percent = f" {change:+.0%}" if isinstance(change, (int, float)) else ""
-    return f"{where}{name}{percent} ({fmt(f.get('value'))} vs {fmt(f.get('median'))})"
+    how = f", shift over {f.get('runs')} runs" if f.get("test") == "shift" else ""
+    return f"{where}{name}{percent} ({fmt(f.get('value'))} vs {fmt(f.get('median'))}{how})"
 
 
 def _plain(value: Any) -> str:
@@ -182,7 +185,11 @@ def regressions_table(
             name=True,
         ),
     ]
-    caption = ["each figure against the median of the job's earlier runs when it was pushed"]
+    caption = [
+        "each figure against the median of the job's earlier runs when it was pushed; "
+        "shift over n runs: a step that stayed, the median of the last n runs against "
+        "the runs before them"
+    ]
     if body.get("truncated"):
         caption.append(f"newest {len(runs)} shown; use --limit or --since for others")
     return fit_table(columns, width, title=[f"{len(runs)} runs flagged"], caption=caption)
@@ -241,6 +248,10 @@ REGRESSION_FIELDS = (
     "mad",
     "change",
     "baseline_runs",
+    # Which test flagged it (single, shift) and over how many runs: last, so scripts
+    # reading the earlier columns by position keep working.
+    "test",
+    "runs",
 )
 
 

@@ -101,6 +101,10 @@ JOB_FIELDS = (
     "last_job_memory_kind",
     "last_job_limit_cpu_cores",
     "last_job_limit_memory_bytes",
+    # The last run's state (running, finished, lost), partial flag and runner host.
+    "last_state",
+    "last_partial",
+    "last_host",
 )
 RUN_FIELDS = (
     "id",
@@ -136,6 +140,10 @@ RUN_FIELDS = (
     "job_memory_peak_high_bytes",
     "job_limit_cpu_cores",
     "job_limit_memory_bytes",
+    # The run's state (running, finished, lost), partial flag and runner host.
+    "state",
+    "partial",
+    "host",
 )
 CONTAINER_FIELDS = (
     "name",
@@ -196,6 +204,7 @@ TOP_FIELDS = (
     "job_memory_bytes_peak_max",
     "job_memory_bytes_p95_avg",
     "job_memory_kind",
+    "partial_runs",
 )
 
 
@@ -222,13 +231,16 @@ FLEET_FIELDS = (
     "near_memory_limit_runs",
     "risk_runs",
     "memory_fit_rate",
+    "partial_runs",
 )
 
 
 def trend_fields(trend: Mapping[str, Any]) -> tuple[str, ...]:
-    base = TREND_DAY_FIELDS if trend.get("by") == "day" else TREND_RUN_FIELDS
+    by_day = trend.get("by") == "day"
+    base = TREND_DAY_FIELDS if by_day else TREND_RUN_FIELDS
     metrics = CONTAINER_TREND_METRICS if trend.get("container") else JOB_TREND_METRICS
-    return base + metrics
+    # Last, so scripts reading the earlier columns by position keep working.
+    return base + metrics + (("partial_runs",) if by_day else ("state", "partial", "host"))
 
 
 def show_csv(run: Mapping[str, Any]) -> str:

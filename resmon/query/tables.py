@@ -39,6 +39,8 @@ from resmon.query.formats import (
     value_span,
 )
 from resmon.query.layout import Column, fit_table, heading, scope_units
+from resmon.query.run_states import caption as state_caption
+from resmon.query.run_states import counted_caption, partial_count, state_line, tagged
 from resmon.query.scopes import CAPTIONS, DEFAULT_SCOPE, figures, memory_text
 
 DEFAULT_WIDTH = 100
@@ -101,13 +103,17 @@ def jobs_table(
         Column("Workflow", [j.get("workflow") for j in jobs], "left", name=True),
         Column("Job", [j.get("job") for j in jobs], "left", name=True),
         Column("Runs", [str(j.get("run_count", 0)) for j in jobs], drop=2),
-        Column("Last run", [fmt_ago(j.get("last_received_at"), now) for j in jobs], drop=3),
+        Column(
+            "Last run",
+            [tagged(fmt_ago(j.get("last_received_at"), now), j, "last_") for j in jobs],
+            drop=3,
+        ),
         Column("Duration", [fmt_duration(j.get("last_duration_seconds")) for j in jobs], drop=1),
         Column("CPU p95", [f.fmt_cpu(j.get(f.cpu_p95)) for j in jobs]),
         _cpu_time_column(jobs, f.cpu_seconds, drop=4),
         Column("Mem peak", [memory_text(j, f.mem_peak, f.kind) for j in jobs]),
     ]
-    caption = [CAPTIONS[scope]]
+    caption = [CAPTIONS[scope], *state_caption(jobs, "last_")]
     if body.get("truncated"):
         caption.append(f"first {len(jobs)} shown; narrow the list with --org or --repo")
     title = f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}"
@@ -132,12 +138,12 @@ def runs_table(
     if not runs:
         return heading([*scope_units(body, "No runs of"), "in this period."], width, style="")
     f = figures(scope)
-    caption = [CAPTIONS[scope]]
+    caption = [CAPTIONS[scope], *state_caption(runs)]
     if body.get("truncated"):
         caption.append(f"newest {len(runs)} shown; use --limit or --since/--until for others")
     steps = [step_name(r) for r in runs]
     columns = [
-        Column("ID", [str(r.get("id")) for r in runs]),
+        Column("ID", [tagged(str(r.get("id")), r) for r in runs]),
         Column("Run", [_run_label(r) for r in runs], "left", name=True),
         Column("Step", steps, "left", name=True) if any(steps) else None,
         Column("Received", [fmt_ago(r.get("received_at"), now) for r in runs], drop=2),
@@ -183,6 +189,8 @@ def run_view(
         parts.append(_containers_table(containers, width))
         # Below the table rather than a column: the row is already as wide as a terminal.
         parts.extend(_container_notes(containers, width))
+    elif run.get("state") == "running":
+        parts.append(Text("\nNo figures until it finishes: resmon query live shows it now."))
     else:
         parts.append(Text("\nNo per-container statistics in this run."))
     parts.extend(_process_tables(summary, width))
@@ -205,6 +213,16 @@ def _run_head(
 
     attempt = f" (attempt {run['run_attempt']})" if run.get("run_attempt") else ""
     row("Run", f"{run.get('id')} · run id {run.get('run_id')}{attempt}")
+    state = state_line(run, now)
+    if state and cell_len(state) > room and " up to " in state:
+        # Two lines rather than a time cut in the middle.
+        head_text, tail = state.split(" up to ", 1)
+        row("State", head_text)
+        row("", f"up to {tail}")
+    elif state:
+        row("State", state)
+    if run.get("host"):
+        row("Host", str(run["host"]))
     if cell_len(_scope(run)) <= room:
         row("Job", _scope(run))
     else:
@@ -364,21 +382,8 @@ def trend_table(
         for p, lim in zip(points, mem_limits, strict=True)
     ]
 
-    if by_day:
-        lead = [
-            Column("Day", [str(p.get("day")) for p in points], "left"),
-            Column("Runs", [str(p.get("runs", "")) for p in points]),
-        ]
-    else:
-        steps = [step_name(p) for p in points]
-        lead = [
-            Column("ID", [str(p.get("id")) for p in points]),
-            Column("Run", [_run_label(p) for p in points], "left", name=True),
-            Column("Step", steps, "left", name=True) if any(steps) else None,
-            Column("Received", [fmt_ago(p.get("received_at"), now) for p in points], drop=2),
-        ]
     columns = [
-        *lead,
+        *_trend_lead(points, by_day, now),
         Column("Duration", [fmt_duration(p.get("duration_seconds")) for p in points], drop=1),
         Column("CPU p95", figure(cpu_keys[0], cpu_fmt, cpu_limits)),
         Column("trend", list(sparkline(cpu_values)), "left", drop=3, label="CPU p95 trend"),
@@ -394,9 +399,30 @@ def trend_table(
     ]
     if not container:
         caption.append(CAPTIONS[scope])
+    if any(p.get("partial") or p.get("partial_runs") for p in points):
+        caption.append("lost: a run whose batches stopped, figures from its streamed samples")
     per = "per day" if by_day else "per run"
     title = ["Trend of", *what, *scope_units(body, tail=f", {per}")]
     return fit_table([c for c in columns if c is not None], width, title=title, caption=caption)
+
+
+def _trend_lead(
+    points: list[Mapping[str, Any]], by_day: bool, now: datetime | None
+) -> list[Column | None]:
+    """A trend's first columns: the day and its runs (lost ones counted), or the run
+    (tagged when lost), its step and when it was received."""
+    if by_day:
+        return [
+            Column("Day", [str(p.get("day")) for p in points], "left"),
+            Column("Runs", [partial_count(p) for p in points]),
+        ]
+    steps = [step_name(p) for p in points]
+    return [
+        Column("ID", [tagged(str(p.get("id")), p) for p in points]),
+        Column("Run", [_run_label(p) for p in points], "left", name=True),
+        Column("Step", steps, "left", name=True) if any(steps) else None,
+        Column("Received", [fmt_ago(p.get("received_at"), now) for p in points], drop=2),
+    ]
 
 
 TOP_METRICS = {
@@ -450,7 +476,7 @@ def top_table(body: Mapping[str, Any], width: int = DEFAULT_WIDTH) -> Renderable
         Column("Repository", [r.get("repository") for r in rows], "left", name=True),
         Column("Workflow", [r.get("workflow") for r in rows], "left", name=True),
         Column("Job", [r.get("job") for r in rows], "left", name=True),
-        Column("Runs", [str(r.get("runs", 0)) for r in rows], drop=2),
+        Column("Runs", [partial_count(r) for r in rows], drop=2),
         Column(title, [_top_cell(r, key) for r in rows], style="bold"),
         Column("Avg time", [fmt_duration(r.get("duration_seconds_avg")) for r in rows], drop=1),
         *(
@@ -464,5 +490,5 @@ def top_table(body: Mapping[str, Any], width: int = DEFAULT_WIDTH) -> Renderable
         columns,
         width,
         title=[f"Top jobs by {metric}{period}", TOP_LABELS[scope]],
-        caption=[CAPTIONS[scope]],
+        caption=[CAPTIONS[scope], *counted_caption(rows)],
     )

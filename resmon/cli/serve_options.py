@@ -1,0 +1,161 @@
+"""The option groups of ``resmon serve`` beyond its listener and secrets: how a pushed
+run is compared with its job's baseline, live runs, and the event stream.  Each is a
+decorator; their values reach :func:`resmon.cli.serve._run` by name."""
+
+from __future__ import annotations
+
+import click
+
+
+def _window_option(ctx, param, value):
+    from resmon.store.scope import HistoryError, parse_positive_period
+
+    try:
+        window = parse_positive_period(value)
+    except HistoryError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if window.days > 3650:
+        raise click.BadParameter("must be at most 3650d")
+    return window
+
+
+def _change_option(ctx, param, value):
+    """A share written as a percent (``20%``) or a fraction (``0.2``)."""
+    text = value.strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a share: use e.g. 20% or 0.2") from None
+    if not 0 <= share <= 100:
+        raise click.BadParameter("must be between 0% and 10000%")
+    return share
+
+
+def baseline_options(f):
+    """How a pushed run is compared with its job's baseline (the push answer's comparison)."""
+    f = click.option(
+        "--regression-change",
+        default="20%",
+        metavar="SHARE",
+        envvar="RESMON_REGRESSION_CHANGE",
+        callback=_change_option,
+        help="A figure is a regression only if it is also this much above the baseline's "
+        "median (20% or 0.2).",
+    )(f)
+    f = click.option(
+        "--regression-mad",
+        default=3.5,
+        type=click.FloatRange(0, 1000),
+        metavar="K",
+        envvar="RESMON_REGRESSION_MAD",
+        help="A figure is robustly unusual when it is over the baseline's median by more "
+        "than K x 1.4826 x MAD (median absolute deviation).",
+    )(f)
+    f = click.option(
+        "--regression-shift",
+        default=3.0,
+        type=click.FloatRange(0, 1000),
+        metavar="K",
+        envvar="RESMON_REGRESSION_SHIFT",
+        help="A step that stays is flagged when the median of the last runs (2 up to "
+        "--regression-shift-runs, the pushed one included) is over the median of the runs "
+        "before them by more than K standard errors of the two medians, and by "
+        "--regression-change.",
+    )(f)
+    f = click.option(
+        "--regression-shift-runs",
+        default=5,
+        type=click.IntRange(0, 50),
+        metavar="N",
+        envvar="RESMON_REGRESSION_SHIFT_RUNS",
+        help="The most recent runs a shift is looked for over (below 2: no shift test, "
+        "only the run alone is compared).",
+    )(f)
+    f = click.option(
+        "--baseline-window",
+        default="30d",
+        metavar="PERIOD",
+        envvar="RESMON_BASELINE_WINDOW",
+        callback=_window_option,
+        help="The baseline is the job's runs received this long before the pushed one.",
+    )(f)
+    f = click.option(
+        "--baseline-runs",
+        default=20,
+        type=click.IntRange(0, 1000),
+        envvar="RESMON_BASELINE_RUNS",
+        help="At most this many of them, the newest (0: pushes are not compared).",
+    )(f)
+    return f
+
+
+def _seconds_option(name, low, high):
+    def convert(ctx, param, value):
+        from resmon.units import parse_duration
+
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        if not low <= seconds <= high:
+            raise click.BadParameter(f"must be between {name}")
+        return seconds
+
+    return convert
+
+
+def sse_options(f):
+    """GET /api/v1/events: Server-Sent Events, served off the request threads."""
+    f = click.option(
+        "--sse-poll-interval",
+        default="250ms",
+        metavar="DURATION",
+        envvar="RESMON_SSE_POLL_INTERVAL",
+        callback=_seconds_option("10ms and 10s", 0.01, 10),
+        help="How often each worker reads new events from the database while it has "
+        "subscribers (one read serves all of them; other replicas' events arrive this way).",
+    )(f)
+    f = click.option(
+        "--sse-heartbeat",
+        default="15s",
+        metavar="DURATION",
+        envvar="RESMON_SSE_HEARTBEAT",
+        callback=_seconds_option("100ms and 1h", 0.1, 3600),
+        help="An event stream with nothing to send this long gets a ': hb' comment line "
+        "(keeps proxies and load balancers from closing it).",
+    )(f)
+    f = click.option(
+        "--sse-max-subscribers",
+        default=500,
+        type=click.IntRange(1, 100_000),
+        envvar="RESMON_SSE_MAX_SUBSCRIBERS",
+        help="Event streams per worker process; beyond, GET /api/v1/events answers 503 "
+        "with Retry-After.",
+    )(f)
+    return f
+
+
+def _live_timeout(ctx, param, value):
+    from resmon.units import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not 1 <= seconds <= 7 * 86400:
+        raise click.BadParameter("must be between 1s and 7d")
+    return seconds
+
+
+def live_options(f):
+    """Live runs: when a running run whose batches stopped is lost."""
+    return click.option(
+        "--live-timeout",
+        default="2m",
+        metavar="DURATION",
+        envvar="RESMON_LIVE_TIMEOUT",
+        callback=_live_timeout,
+        help="A running run with no batch for max(3 x its live interval, this) becomes "
+        "lost, with a partial summary from its samples.  Each worker looks every "
+        "timeout/4 (at most every 30s) and before answering the live endpoints.",
+    )(f)
