@@ -15,6 +15,7 @@ from typing import Any
 from rich.text import Text
 
 from resmon.query.formats import fmt_ago, fmt_time
+from resmon.query.layout import Column
 
 TAGS = {"running": ("live", "green"), "lost": ("lost", "yellow")}
 CAPTION = (
@@ -71,3 +72,10 @@ def counted_caption(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     if not any(r.get("partial_runs") for r in rows):
         return []
     return ["(n lost): runs whose batches stopped, counted with their partial figures"]
+
+
+def id_column(rows: Sequence[Mapping[str, Any]]) -> Column:
+    """The ID column with each run's tag; left-aligned when any run has one, so the
+    ids stay in line and the tags stand out after them."""
+    tags = any(tag(r) for r in rows)
+    return Column("ID", [tagged(str(r.get("id")), r) for r in rows], "left" if tags else "right")

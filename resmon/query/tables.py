@@ -22,6 +22,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from resmon.query import run_states
 from resmon.query.formats import (
     ELLIPSIS,
     NONE,
@@ -39,8 +40,6 @@ from resmon.query.formats import (
     value_span,
 )
 from resmon.query.layout import Column, fit_table, heading, scope_units
-from resmon.query.run_states import caption as state_caption
-from resmon.query.run_states import counted_caption, partial_count, state_line, tagged
 from resmon.query.scopes import CAPTIONS, DEFAULT_SCOPE, figures, memory_text
 
 DEFAULT_WIDTH = 100
@@ -105,7 +104,7 @@ def jobs_table(
         Column("Runs", [str(j.get("run_count", 0)) for j in jobs], drop=2),
         Column(
             "Last run",
-            [tagged(fmt_ago(j.get("last_received_at"), now), j, "last_") for j in jobs],
+            [run_states.tagged(fmt_ago(j.get("last_received_at"), now), j, "last_") for j in jobs],
             drop=3,
         ),
         Column("Duration", [fmt_duration(j.get("last_duration_seconds")) for j in jobs], drop=1),
@@ -113,7 +112,7 @@ def jobs_table(
         _cpu_time_column(jobs, f.cpu_seconds, drop=4),
         Column("Mem peak", [memory_text(j, f.mem_peak, f.kind) for j in jobs]),
     ]
-    caption = [CAPTIONS[scope], *state_caption(jobs, "last_")]
+    caption = [CAPTIONS[scope], *run_states.caption(jobs, "last_")]
     if body.get("truncated"):
         caption.append(f"first {len(jobs)} shown; narrow the list with --org or --repo")
     title = f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}"
@@ -138,12 +137,12 @@ def runs_table(
     if not runs:
         return heading([*scope_units(body, "No runs of"), "in this period."], width, style="")
     f = figures(scope)
-    caption = [CAPTIONS[scope], *state_caption(runs)]
+    caption = [CAPTIONS[scope], *run_states.caption(runs)]
     if body.get("truncated"):
         caption.append(f"newest {len(runs)} shown; use --limit or --since/--until for others")
     steps = [step_name(r) for r in runs]
     columns = [
-        Column("ID", [tagged(str(r.get("id")), r) for r in runs]),
+        run_states.id_column(runs),
         Column("Run", [_run_label(r) for r in runs], "left", name=True),
         Column("Step", steps, "left", name=True) if any(steps) else None,
         Column("Received", [fmt_ago(r.get("received_at"), now) for r in runs], drop=2),
@@ -213,7 +212,7 @@ def _run_head(
 
     attempt = f" (attempt {run['run_attempt']})" if run.get("run_attempt") else ""
     row("Run", f"{run.get('id')} · run id {run.get('run_id')}{attempt}")
-    state = state_line(run, now)
+    state = run_states.state_line(run, now)
     if state and cell_len(state) > room and " up to " in state:
         # Two lines rather than a time cut in the middle.
         head_text, tail = state.split(" up to ", 1)
@@ -414,11 +413,11 @@ def _trend_lead(
     if by_day:
         return [
             Column("Day", [str(p.get("day")) for p in points], "left"),
-            Column("Runs", [partial_count(p) for p in points]),
+            Column("Runs", [run_states.partial_count(p) for p in points]),
         ]
     steps = [step_name(p) for p in points]
     return [
-        Column("ID", [tagged(str(p.get("id")), p) for p in points]),
+        run_states.id_column(points),
         Column("Run", [_run_label(p) for p in points], "left", name=True),
         Column("Step", steps, "left", name=True) if any(steps) else None,
         Column("Received", [fmt_ago(p.get("received_at"), now) for p in points], drop=2),
@@ -476,7 +475,7 @@ def top_table(body: Mapping[str, Any], width: int = DEFAULT_WIDTH) -> Renderable
         Column("Repository", [r.get("repository") for r in rows], "left", name=True),
         Column("Workflow", [r.get("workflow") for r in rows], "left", name=True),
         Column("Job", [r.get("job") for r in rows], "left", name=True),
-        Column("Runs", [partial_count(r) for r in rows], drop=2),
+        Column("Runs", [run_states.partial_count(r) for r in rows], drop=2),
         Column(title, [_top_cell(r, key) for r in rows], style="bold"),
         Column("Avg time", [fmt_duration(r.get("duration_seconds_avg")) for r in rows], drop=1),
         *(
@@ -490,5 +489,5 @@ def top_table(body: Mapping[str, Any], width: int = DEFAULT_WIDTH) -> Renderable
         columns,
         width,
         title=[f"Top jobs by {metric}{period}", TOP_LABELS[scope]],
-        caption=[CAPTIONS[scope], *counted_caption(rows)],
+        caption=[CAPTIONS[scope], *run_states.counted_caption(rows)],
     )
