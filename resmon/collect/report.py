@@ -101,6 +101,8 @@ PEAK_BASES = {
     "process_hwm": "one process's high-water mark (VmHWM)",
     "ru_maxrss": "the wait's ru_maxrss",
     "cgroup_peak": "the cgroup's own peak",
+    "tracked": "the tree tracker's reading between samples",
+    "estimate": "an estimate (each process's PSS read, scaled by its RSS since)",
 }
 
 
