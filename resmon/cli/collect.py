@@ -44,6 +44,8 @@ class _BudgetList(click.types.StringParamType):
 
 def _budgets_option(ctx, param, value):
     """Every --budget parsed now: a bad one is a usage error before the command starts."""
+    if not value:
+        return []  # budgets' module is the exit path's: not imported without a budget
     from click.core import ParameterSource
 
     from resmon.collect.budgets import parse_budget
@@ -339,7 +341,7 @@ def collect(ctx, **options):
     """
     from resmon.collect.collector import Collector
     from resmon.collect.logging_setup import configure_logging
-    from resmon.collect.spool import default_spool_dir
+    from resmon.collect.run_identity import default_spool_dir
 
     log_level, log_format = options["log_level"].lower(), options["log_format"].lower()
     level = "WARNING" if log_level in ("warn", "warning") else log_level.upper()

@@ -31,9 +31,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from resmon.collect.human_units import format_figure
-from resmon.collect.report_charts import md_cell
-
 if TYPE_CHECKING:
     from resmon.collect.comparison import Comparison
 
@@ -53,6 +50,8 @@ class Figure:
     limit_key: str | None  # the job block's limit, for a percentage
 
     def format(self, value: float | None) -> str:
+        from resmon.collect.human_units import format_figure
+
         return format_figure(self.name, value)
 
 
@@ -276,6 +275,8 @@ def describe(result: Mapping[str, Any]) -> str:
 
 def markdown_lines(results: list[Mapping[str, Any]]) -> list[str]:
     """A Markdown list item per result, the mark first."""
+    from resmon.collect.report_charts import md_cell
+
     marks = {OK: "✅", EXCEEDED: "❌", NOT_CHECKED: "➖"}
     lines = []
     for result in results:

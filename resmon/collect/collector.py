@@ -50,16 +50,18 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from resmon import __version__
-from resmon.collect.live import new_run_key, runner_host, start_live
 from resmon.collect.logging_setup import log_fields
 from resmon.collect.records import RecordWriter
+from resmon.collect.run_identity import new_run_key, runner_host, spool_holds_something
 from resmon.collect.signals import Wakeup, installed
 from resmon.execution import missing_required
 from resmon.schema import push_payload
 
 if TYPE_CHECKING:
     from resmon.collect.command_run import CommandRun
+    from resmon.collect.live import LiveStream
     from resmon.collect.push import PushClient, PushResult
+    from resmon.collect.run_checks import RunChecks
     from resmon.collect.spool import Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
@@ -115,8 +117,8 @@ class Collector:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # Only what sampling needs: a sidecar holds its imports for the whole job.
         from resmon.collect.accumulator import RunAccumulator
-        from resmon.collect.run_checks import RunChecks
         from resmon.collect.sampler import Sampler, SamplerConfig
 
         self.config = config
@@ -136,14 +138,21 @@ class Collector:
         self.spool: Spool | None = None
         self._last_sample_at: float | None = None
         self.run_key, self.host = new_run_key(), runner_host()
-        self.live = start_live(config, self.run_key, self.host)
-        self.checks = RunChecks(
-            list(config.budgets),
-            fail=config.budget_action == "fail",
-            workflow_commands=config.workflow_commands,
-            markdown_file=config.markdown_file,
-            pushing=bool(config.push_endpoint),
-        )
+        self.live: LiveStream | None = None
+        if config.push_endpoint and config.live_interval:
+            from resmon.collect.live import start_live
+
+            self.live = start_live(config, self.run_key, self.host)
+        self._checks: RunChecks | None = None
+
+    @property
+    def checks(self) -> RunChecks:
+        """The run's budgets and the server's comparison (made at the exit path)."""
+        if self._checks is None:
+            from resmon.collect.run_checks import RunChecks
+
+            self._checks = RunChecks.of(self.config)
+        return self._checks
 
     # -- sampling --
 
@@ -202,8 +211,9 @@ class Collector:
 
     def _deliver_earlier(self) -> None:
         cfg = self.config
-        spool = self._spool()
-        if not cfg.push_endpoint or spool is None:
+        if not cfg.push_endpoint or not spool_holds_something(cfg.spool_dir):
+            return
+        if (spool := self._spool()) is None:
             return
         started_ns = time.time_ns()
 

@@ -24,6 +24,9 @@ What it never does:
 - delay the exit path: nothing is flushed before the final push (the spool's is what
   matters); :meth:`LiveStream.stop` asks the thread to stop and waits at most
   :data:`STOP_WAIT_SECONDS`.  A request in flight then is abandoned with the thread.
+- weigh on the sidecar: the thread speaks HTTP with :mod:`resmon.collect.http_lite`
+  (the stdlib socket), not ``requests`` (16 MiB, for the whole job); only through a
+  proxy, which http_lite does not speak, does it take requests.
 
 A batch is sent until it is taken, with the same seq and key (a retried batch is
 stored once): network errors and 408/429/5xx are retried with backoff.  404 or 405
@@ -36,18 +39,16 @@ sample with a CPU rate, or after ``min(live interval, 5 s)``, so the run shows a
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from resmon.collect.live_samples import LiveBuffer, SampleCompactor
+from resmon.collect.run_identity import new_run_key, runner_host  # noqa: F401 - said here too
 
 if TYPE_CHECKING:
     from resmon.collect.push import PushClient
@@ -67,17 +68,6 @@ STOP_WAIT_SECONDS = 0.05
 BACKOFF_START = 0.5
 
 _SENT, _RETRY, _SPLIT, _DROP, _OFF = "sent", "retry", "split", "drop", "off"
-
-
-def new_run_key() -> str:
-    return str(uuid.uuid4())
-
-
-def runner_host(env: Mapping[str, str] | None = None) -> str:
-    """``RUNNER_NAME`` (GitHub and Forgejo runners set it), else the hostname."""
-    name = (os.environ if env is None else env).get("RUNNER_NAME") or ""
-    # os.uname().nodename is gethostname(2) without importing socket.
-    return name.strip() or os.uname().nodename
 
 
 def live_url(push_endpoint: str) -> str:
@@ -162,11 +152,18 @@ class LiveStream:
     # -- the sender thread --
 
     def _run(self) -> None:
-        from resmon.collect.push import PushClient  # imports requests: only when streaming
+        from resmon.collect.http_lite import proxy_configured
+        from resmon.collect.push import PushClient
 
         client: PushClient | None = None
         try:
-            client = PushClient(self.url, self.token)
+            # http_lite, not requests: the sender lives as long as the job, and requests
+            # would hold 16 MiB of a sidecar's memory all along.  Through a proxy (which
+            # http_lite does not speak), requests.
+            proxied = proxy_configured(self.url)
+            if proxied:
+                log.debug("live: a proxy is configured for %s: sending with requests", self.url)
+            client = PushClient(self.url, self.token, lite=not proxied)
             self._wake.wait(min(self.live_interval, FIRST_BATCH_WAIT))
             while self.on and not self._stopping:
                 delivered = self._send_waiting(client)

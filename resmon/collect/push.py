@@ -8,18 +8,23 @@ connection errors and timeouts, 408, 429 and 5xx, with exponential backoff and
 full jitter, honouring ``Retry-After``.  Any other 4xx means the server will never
 take this body: it moves to ``failed/`` with the reason.
 
-``requests`` is imported only when something is pushed: a sidecar that never
-pushes does not pay for it.
+Two ways to speak HTTP: ``requests`` (the final push and ``--flush-spool``: proxies,
+CA bundles, everything a CI network may need; imported only when something is pushed)
+and :mod:`resmon.collect.http_lite` (``lite=True``: the live sender, which runs for the
+whole job and must not hold requests' 16 MiB).  Either way the retries, the deadline
+and the results are the same code.  This module imports neither at the top, nor the
+spool, nor ``email``: the live sender imports it for the whole run.
 """
 
 from __future__ import annotations
 
-import email.utils
+import json
 import logging
 import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,13 +32,13 @@ import orjson
 
 from resmon import __version__
 from resmon.collect.logging_setup import log_fields
-from resmon.collect.spool import NotAPayload, Spool, SpoolEntry
 
 if TYPE_CHECKING:
-    import requests
+    from resmon.collect.spool import Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
 
+USER_AGENT = f"resmon-collect/{__version__}"
 DEFAULT_PUSH_TIMEOUT = 1.5
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 2.0
@@ -57,28 +62,108 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         return max(0.0, float(value))
     except ValueError:
         pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
+    when = _http_date(value)
     if when is None:
         return None
     now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
+    return max(0.0, when - now)
 
 
-def server_message(response: requests.Response) -> str:
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _http_date(value: str) -> float | None:
+    """The timestamp of an HTTP date: IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``,
+    what servers send) here; the obsolete forms through ``email.utils``, imported only
+    then (the email package costs about 6 MiB)."""
+    parts = value.split()
+    try:
+        if len(parts) == 6 and parts[0].endswith(",") and parts[5] == "GMT":
+            hour, minute, second = (int(x) for x in parts[4].split(":"))
+            month = _MONTHS.index(parts[2]) + 1
+            when = datetime(int(parts[3]), month, int(parts[1]), hour, minute, second, tzinfo=UTC)
+            return when.timestamp()
+    except ValueError:
+        return None
+    import email.utils
+
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return None if parsed is None else parsed.timestamp()
+
+
+def server_message(reply: Reply) -> str:
     """What the server said, short: the JSON ``error``/``message``, else the body text."""
     try:
-        body = response.json()
+        body = json.loads(reply.body)
     except ValueError:
         body = None
     if isinstance(body, dict):
         for key in ("error", "message", "detail", "status"):
             if isinstance(body.get(key), str):
                 return body[key][:MESSAGE_LIMIT]
-    text = (response.text or "").strip().replace("\n", " ")
-    return text[:MESSAGE_LIMIT] or (response.reason or "")
+    text = reply.body[: MESSAGE_LIMIT * 4].decode("utf-8", "replace").strip().replace("\n", " ")
+    return text[:MESSAGE_LIMIT] or reply.reason
+
+
+@dataclass
+class Reply:
+    """An HTTP answer, whichever client got it: header names in lower case."""
+
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class PushError(Exception):
+    """No HTTP answer came (refused, timed out, not HTTP): the message says why."""
+
+
+class _RequestsHTTP:
+    """``requests``: proxies from the environment, its CA bundle; about 16 MiB."""
+
+    def __init__(self) -> None:
+        import requests  # only here: the collector does not import it unless it pushes
+
+        self._requests = requests
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
+        try:
+            r = self.session.post(
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            )
+        except self._requests.RequestException as exc:
+            raise PushError(_short_error(exc)) from None
+        lower = {k.lower(): v for k, v in r.headers.items()}
+        return Reply(r.status_code, r.reason or "", lower, r.content)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class _LiteHTTP:
+    """:mod:`resmon.collect.http_lite`: the stdlib socket, a kept-alive connection."""
+
+    def __init__(self) -> None:
+        from resmon.collect import http_lite
+
+        self._error = http_lite.HttpError
+        self.client = http_lite.HttpClient({"User-Agent": USER_AGENT})
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
+        try:
+            r = self.client.post(url, body, headers, timeout=timeout)
+        except self._error as exc:
+            raise PushError(str(exc)[:MESSAGE_LIMIT]) from None
+        return Reply(r.status, r.reason, r.headers, r.body)
+
+    def close(self) -> None:
+        self.client.close()
 
 
 @dataclass
@@ -101,17 +186,16 @@ class PushResult:
 class PushClient:
     """POSTs payload bodies with the bearer token and idempotency key, retrying within a deadline."""
 
-    def __init__(self, endpoint: str, token: str | None = None) -> None:
-        import requests  # only here: the collector does not import it unless it pushes
-
+    def __init__(self, endpoint: str, token: str | None = None, *, lite: bool = False) -> None:
         self.endpoint = endpoint
         self.token = token
-        self._requests = requests
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = f"resmon-collect/{__version__}"
+        # lite: http_lite (the live sender); else requests.  Made at the first send.
+        self.lite = lite
+        self._http: _RequestsHTTP | _LiteHTTP | None = None
 
     def close(self) -> None:
-        self.session.close()
+        if self._http is not None:
+            self._http.close()
 
     def send(
         self,
@@ -141,32 +225,33 @@ class PushClient:
             result.attempts += 1
             retry_after = None
             try:
-                # The per-request timeout is whatever the budget has left: one slow server
+                if self._http is None:
+                    self._http = _LiteHTTP() if self.lite else _RequestsHTTP()
+                # The request's timeout is whatever the budget has left: one slow server
                 # cannot hold the exit path past the deadline.
-                response = self.session.post(
-                    url, data=body, headers=headers, timeout=remaining, allow_redirects=False
-                )
-            except self._requests.RequestException as exc:
-                result.status, result.message = None, _short_error(exc)
+                reply = self._http.post(url, body, headers, remaining)
+            except PushError as exc:
+                result.status, result.message = None, str(exc)
                 log.debug("push attempt %d to %s failed: %s", result.attempts, url, result.message)
             else:
-                result.status = response.status_code
-                if 200 <= response.status_code < 300:
+                result.status = reply.status
+                if 200 <= reply.status < 300:
                     result.delivered, result.message = True, ""
                     try:
-                        result.response = response.json()
+                        # The stdlib's json, as requests': big integers stay exact.
+                        result.response = json.loads(reply.body)
                     except ValueError:
                         result.response = None
                     return result
-                result.message = server_message(response)
-                if 300 <= response.status_code < 400:
-                    location = response.headers.get("Location", "")
+                result.message = server_message(reply)
+                if 300 <= reply.status < 400:
+                    location = reply.headers.get("location", "")
                     result.message = f"redirected to {location!r}; use that URL as --push-endpoint"
                     return result
-                if not is_retryable(response.status_code):
+                if not is_retryable(reply.status):
                     result.permanent = True
                     return result
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(reply.headers.get("retry-after"))
                 log.debug("push attempt %d to %s: %s", result.attempts, url, result.describe())
             delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (result.attempts - 1)))
             if retry_after is not None:
@@ -278,6 +363,8 @@ def _load(
     spool: Spool, entry: SpoolEntry, report: DeliveryReport
 ) -> tuple[bytes, dict[str, str]] | None:
     """An entry's body and meta, or None (gone, set aside, unreadable: logged and counted)."""
+    from resmon.collect.spool import NotAPayload
+
     try:
         return entry.read_body(), entry.read_meta()
     except FileNotFoundError:
@@ -329,6 +416,8 @@ def deliver_spool(
     Returns the counts of the pending pass, of the failed/ pass (None when not asked)
     and the spool errors logged on the way (leftovers cleaned do not count).
     """
+    from resmon.collect.spool import Spool
+
     spool = Spool(spool_dir)
     spool.tidy()
     deadline = time.monotonic() + budget

@@ -58,6 +58,17 @@ class RunChecks:
         self.pushing = pushing
         self.results: list[dict[str, Any]] = []
 
+    @classmethod
+    def of(cls, config: Any) -> RunChecks:
+        """The checks a :class:`~resmon.collect.collector.CollectConfig` asks for."""
+        return cls(
+            list(config.budgets),
+            fail=config.budget_action == "fail",
+            workflow_commands=config.workflow_commands,
+            markdown_file=config.markdown_file,
+            pushing=bool(config.push_endpoint),
+        )
+
     @property
     def exceeded(self) -> list[dict[str, Any]]:
         return [r for r in self.results if r.get("status") == EXCEEDED]

@@ -51,6 +51,9 @@ from typing import Any
 
 import orjson
 
+# default_spool_dir lives in run_identity (a sidecar need not import this module to know
+# where the spool is); said here too, where a reader looks for it.
+from resmon.collect.run_identity import default_spool_dir
 from resmon.collect.spool_files import (
     TMP_PREFIX,
     NotAPayload,
@@ -85,14 +88,6 @@ STALE_SECONDS = 60.0
 _NAME = re.compile(
     r"^(\d{20})-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.json$"
 )
-
-
-def default_spool_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_STATE_HOME/resmon/spool``, else ``~/.local/state/resmon/spool``."""
-    env = os.environ if env is None else env
-    state = env.get("XDG_STATE_HOME", "").strip()
-    base = Path(state) if state else Path.home() / ".local" / "state"
-    return base / "resmon" / "spool"
 
 
 # --- entries ----------------------------------------------------------------------------

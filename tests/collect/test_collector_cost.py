@@ -4,7 +4,9 @@ A steady-state sample opens one file per process (``/proc/PID/stat``) plus a few
 system files; ``/proc/PID/cgroup`` once per process lifetime; ``status`` never.  An
 extra per-process read would multiply the cost at a thousand processes, so the files
 opened are counted by wrapping ``os.open``.  And the collector's import path stays
-light: no flask, peewee or rich ever, requests only when pushing.
+light: no flask, peewee or rich ever; requests only for the final push, never while a
+run samples and streams (the live sender speaks HTTP with http_lite); nothing the exit
+path alone needs (report, budgets, comparison, spool...) before it.
 """
 
 from __future__ import annotations
@@ -183,6 +185,7 @@ def test_collect_imports_nothing_heavy(tmp_path):
 
 @pytest.mark.slow
 def test_collect_imports_requests_only_to_push(tmp_path):
+    """At the exit path: the final push takes requests (proxies, CA bundles)."""
     receiver = Receiver().start()
     try:
         mods = loaded_modules(
@@ -201,3 +204,82 @@ def test_collect_imports_requests_only_to_push(tmp_path):
     assert len(receiver.requests) == 1
     assert "requests" in mods
     assert not mods & (HEAVY - {"requests"}), mods & HEAVY
+
+
+# What a sampling (and streaming) sidecar must not hold before its exit path: requests
+# (16 MiB), http.client and email (6 MiB), OpenSSL for an http URL, and the modules only
+# the exit path or wrapper mode use.
+NOT_WHILE_SAMPLING = {
+    "requests",
+    "urllib3",
+    "http.client",
+    "email",
+    "ssl",
+    "_ssl",
+    "socket",  # http_lite uses _socket; the wrapper's enums cost 0.6 MiB
+    "encodings.idna",
+    "unicodedata",
+    "resmon.collect.report",
+    "resmon.collect.report_charts",
+    "resmon.collect.budgets",
+    "resmon.collect.comparison",
+    "resmon.collect.human_units",
+    "resmon.collect.run_checks",
+    "resmon.collect.spool",
+    "resmon.collect.command_run",
+    "resmon.collect.reaper",
+    "resmon.collect.tree_tracker",
+}
+STEADY_PROBE = """
+import os, signal, sys, threading, time
+def steady():
+    time.sleep(float(os.environ["PROBE_AT"]))
+    print("STEADY", sorted(sys.modules), file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=steady, daemon=True).start()
+from resmon.cli import cli
+cli(sys.argv[1:])
+"""
+
+
+def steady_modules(args: list[str], tmp_path: Path, at: float = 2.0) -> set[str]:
+    """Every module loaded ``at`` seconds into a real sidecar run (then SIGTERM)."""
+    env = dict(
+        os.environ,
+        RESMON_SPOOL_DIR=str(tmp_path / "spool"),
+        GITHUB_REPOSITORY="o/r",
+        PROBE_AT=str(at),
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", STEADY_PROBE, "collect", "--interval=0.2s", "--no-samples", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    lines = [x for x in run.stderr.splitlines() if x.startswith("STEADY ")]
+    assert lines, run.stderr[-2000:]
+    return set(eval(lines[-1][len("STEADY ") :]))  # a list literal printed by the probe
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("live", [True, False], ids=["streaming", "no-live"])
+def test_a_sampling_sidecar_holds_nothing_the_exit_path_alone_needs(tmp_path, live):
+    receiver = Receiver().start()
+    try:
+        args = [f"--push-endpoint={receiver.url}", "--push-token=t", "--live-interval=0.3s"]
+        mods = steady_modules([*args, *([] if live else ["--no-live"])], tmp_path)
+    finally:
+        receiver.stop()
+    assert {"resmon.collect.sampler", "resmon.collect.accumulator"} <= mods
+    held = mods & NOT_WHILE_SAMPLING
+    assert not held, held
+    assert not {m for m in mods if m.split(".")[0] in HEAVY}
+    if live:
+        # The sender ran before the snapshot, with http_lite; batches arrived.
+        assert {"resmon.collect.live", "resmon.collect.http_lite"} <= mods
+        assert len(receiver.live_requests) >= 2
+    else:
+        assert not mods & {"resmon.collect.live", "resmon.collect.push", "resmon.collect.http_lite"}
+        assert receiver.live_requests == []
+    assert len(receiver.requests) == 1  # the final push (with requests, at the end)

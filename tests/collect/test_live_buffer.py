@@ -76,7 +76,7 @@ def test_a_dead_server_never_grows_the_stream_past_its_cap(caplog, monkeypatch):
     holds at most one batch, one warning says samples are dropped."""
     monkeypatch.setattr(live, "ATTEMPT_BUDGET", 0.1)
     s = stream(closed_port_url(), cap=200)
-    client = PushClient(s.url, "t")
+    client = PushClient(s.url, "t", lite=True)
     caplog.set_level(logging.INFO, logger="resmon.collect.live")
     try:
         s._thread = object()  # type: ignore[assignment]  # no thread: the test drives it
@@ -162,7 +162,7 @@ def test_the_jobs_cpu_seconds_never_go_down_when_a_container_ends():
 def _drive(s: LiveStream, items: int) -> None:
     for i in range(items):
         s.buffer.append(SampleCompactor().compact(sample(float(i + 1), container("c"))))
-    client = PushClient(s.url, "t")
+    client = PushClient(s.url, "t", lite=True)
     try:
         assert s._send_waiting(client)
     finally:
