@@ -325,11 +325,22 @@ def _request_head(target: Target, headers: Mapping[str, str], length: int) -> by
 
 
 def _ca_bundle() -> str | None:
-    """The CA bundle a CI setup gave requests, so both senders trust the same servers."""
+    """The CA bundle requests would use, so the live sender and the final push trust the
+    same servers: the one a CI setup named, else certifi's (found, not imported: its
+    import pulls importlib.resources), else None (the system's)."""
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         if os.environ.get(name):
             return os.environ[name]
-    return None
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("certifi")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    bundle = os.path.join(os.path.dirname(spec.origin), "cacert.pem")
+    return bundle if os.path.isfile(bundle) else None
 
 
 class HttpClient:

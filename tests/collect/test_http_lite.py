@@ -379,3 +379,53 @@ def test_proxy_configured_follows_the_environment_as_requests_does():
         assert not proxy_configured(url, env), no_proxy
     env = {"http_proxy": "http://proxy:3128", "no_proxy": "resmon.internal:9999,other"}
     assert proxy_configured(url, env)
+
+
+def test_https_with_the_ca_bundle_requests_would_use(tmp_path, monkeypatch):
+    """A real TLS server with a self-signed certificate named by REQUESTS_CA_BUNDLE (as
+    a CI setup names its CA for requests): verified, posted, answered."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    RawServer._read_request(tls)
+                    tls.sendall(ok(b'{"tls": true}'))
+            except ssl.SSLError:
+                continue  # the client refused the certificate
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    client = HttpClient()
+    try:
+        answer = client.post(f"https://localhost:{port}/live", b"{}", timeout=5)
+        assert (answer.status, orjson.loads(answer.body)) == (201, {"tls": True})
+        # Without that bundle the certificate is refused, in words.
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", "")
+        monkeypatch.setenv("CURL_CA_BUNDLE", "")
+        with pytest.raises(HttpError, match="CERTIFICATE_VERIFY_FAILED"):
+            HttpClient().post(f"https://localhost:{port}/live", b"{}", timeout=5)
+    finally:
+        client.close()
+        listener.close()
