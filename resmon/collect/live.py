@@ -152,18 +152,13 @@ class LiveStream:
     # -- the sender thread --
 
     def _run(self) -> None:
-        from resmon.collect.http_lite import proxy_configured
         from resmon.collect.push import PushClient
 
         client: PushClient | None = None
         try:
-            # http_lite, not requests: the sender lives as long as the job, and requests
-            # would hold 16 MiB of a sidecar's memory all along.  Through a proxy (which
-            # http_lite does not speak), requests.
-            proxied = proxy_configured(self.url)
-            if proxied:
-                log.debug("live: a proxy is configured for %s: sending with requests", self.url)
-            client = PushClient(self.url, self.token, lite=not proxied)
+            # http_lite, not requests (unless through a proxy): the sender lives as long
+            # as the job, and requests would hold 16 MiB of a sidecar's memory all along.
+            client = PushClient(self.url, self.token)
             self._wake.wait(min(self.live_interval, FIRST_BATCH_WAIT))
             while self.on and not self._stopping:
                 delivered = self._send_waiting(client)

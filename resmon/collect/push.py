@@ -8,12 +8,12 @@ connection errors and timeouts, 408, 429 and 5xx, with exponential backoff and
 full jitter, honouring ``Retry-After``.  Any other 4xx means the server will never
 take this body: it moves to ``failed/`` with the reason.
 
-Two ways to speak HTTP: ``requests`` (the final push and ``--flush-spool``: proxies,
-CA bundles, everything a CI network may need; imported only when something is pushed)
-and :mod:`resmon.collect.http_lite` (``lite=True``: the live sender, which runs for the
-whole job and must not hold requests' 16 MiB).  Either way the retries, the deadline
-and the results are the same code.  This module imports neither at the top, nor the
-spool, nor ``email``: the live sender imports it for the whole run.
+Two ways to speak HTTP, one retry loop: :mod:`resmon.collect.http_lite` (the stdlib
+socket; ``ssl`` only for https) for every push and live batch, and ``requests`` only
+for a URL the environment sends through a proxy (``HTTP(S)_PROXY``/``ALL_PROXY``, not
+``NO_PROXY``), which http_lite does not speak.  A sidecar under a 64 MiB limit holds
+neither requests' 16 MiB while it streams nor takes them at the final push.  This
+module imports neither at the top, nor the spool, nor ``email``.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class PushError(Exception):
 
 
 class _RequestsHTTP:
-    """``requests``: proxies from the environment, its CA bundle; about 16 MiB."""
+    """``requests``, for a URL behind a proxy: about 16 MiB, imported only then."""
 
     def __init__(self) -> None:
         import requests  # only here: the collector does not import it unless it pushes
@@ -186,16 +186,33 @@ class PushResult:
 class PushClient:
     """POSTs payload bodies with the bearer token and idempotency key, retrying within a deadline."""
 
-    def __init__(self, endpoint: str, token: str | None = None, *, lite: bool = False) -> None:
+    def __init__(
+        self, endpoint: str, token: str | None = None, *, lite: bool | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.token = token
-        # lite: http_lite (the live sender); else requests.  Made at the first send.
+        # True: http_lite; False: requests; None: http_lite unless a proxy is set for the
+        # URL.  Each made at its first send.
         self.lite = lite
-        self._http: _RequestsHTTP | _LiteHTTP | None = None
+        self._lite: _LiteHTTP | None = None
+        self._requests: _RequestsHTTP | None = None
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
+        for http in (self._lite, self._requests):
+            if http is not None:
+                http.close()
+
+    def _http(self, url: str) -> _LiteHTTP | _RequestsHTTP:
+        lite = self.lite
+        if lite is None:
+            from resmon.collect.http_lite import proxy_configured
+
+            lite = not proxy_configured(url)
+        if lite:
+            self._lite = self._lite or _LiteHTTP()
+            return self._lite
+        self._requests = self._requests or _RequestsHTTP()
+        return self._requests
 
     def send(
         self,
@@ -225,11 +242,9 @@ class PushClient:
             result.attempts += 1
             retry_after = None
             try:
-                if self._http is None:
-                    self._http = _LiteHTTP() if self.lite else _RequestsHTTP()
                 # The request's timeout is whatever the budget has left: one slow server
                 # cannot hold the exit path past the deadline.
-                reply = self._http.post(url, body, headers, remaining)
+                reply = self._http(url).post(url, body, headers, remaining)
             except PushError as exc:
                 result.status, result.message = None, str(exc)
                 log.debug("push attempt %d to %s failed: %s", result.attempts, url, result.message)

@@ -4,9 +4,9 @@ A steady-state sample opens one file per process (``/proc/PID/stat``) plus a few
 system files; ``/proc/PID/cgroup`` once per process lifetime; ``status`` never.  An
 extra per-process read would multiply the cost at a thousand processes, so the files
 opened are counted by wrapping ``os.open``.  And the collector's import path stays
-light: no flask, peewee or rich ever; requests only for the final push, never while a
-run samples and streams (the live sender speaks HTTP with http_lite); nothing the exit
-path alone needs (report, budgets, comparison, spool...) before it.
+light: no flask, peewee or rich ever; requests only for a push through a proxy (pushes
+and live batches go with http_lite); nothing the exit path alone needs (report,
+budgets, comparison, spool...) before it.
 """
 
 from __future__ import annotations
@@ -184,9 +184,15 @@ def test_collect_imports_nothing_heavy(tmp_path):
 
 
 @pytest.mark.slow
-def test_collect_imports_requests_only_to_push(tmp_path):
-    """At the exit path: the final push takes requests (proxies, CA bundles)."""
+@pytest.mark.parametrize("proxy", [False, True], ids=["direct", "through-a-proxy"])
+def test_collect_imports_requests_only_through_a_proxy(tmp_path, monkeypatch, proxy):
+    """The final push goes with http_lite; requests only for a URL behind a proxy (the
+    receiver stands in for the proxy: http.server takes the absolute-form target)."""
     receiver = Receiver().start()
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    if proxy:
+        monkeypatch.setenv("HTTP_PROXY", receiver.url.split("/api/")[0])
     try:
         mods = loaded_modules(
             [
@@ -202,8 +208,10 @@ def test_collect_imports_requests_only_to_push(tmp_path):
     finally:
         receiver.stop()
     assert len(receiver.requests) == 1
-    assert "requests" in mods
+    assert ("requests" in mods) == proxy
     assert not mods & (HEAVY - {"requests"}), mods & HEAVY
+    if not proxy:
+        assert not mods & {"email", "ssl", "_ssl"}, mods & {"email", "ssl"}
 
 
 # What a sampling (and streaming) sidecar must not hold before its exit path: requests
@@ -282,4 +290,4 @@ def test_a_sampling_sidecar_holds_nothing_the_exit_path_alone_needs(tmp_path, li
     else:
         assert not mods & {"resmon.collect.live", "resmon.collect.push", "resmon.collect.http_lite"}
         assert receiver.live_requests == []
-    assert len(receiver.requests) == 1  # the final push (with requests, at the end)
+    assert len(receiver.requests) == 1  # the final push
