@@ -5,33 +5,44 @@ Phases, each ``--duration`` seconds (a few minutes in all):
 
 1. idle: the server's CPU with nothing to do (subtracted from phase 2);
 2. live traffic: ``--jobs`` simulated running jobs, each sending a batch of 7
-   samples (2 s apart) every ``--interval`` seconds to ``POST /api/v1/metrics/live``,
-   spread evenly; the server's CPU for it, in percent of one core (target < 15 %);
-3. ingest: ``--clients`` clients (processes x threads, keep-alive) sending batches
-   back to back; batches/s and p99 (target >= 1,000/s, p99 < 50 ms);
+   samples every ``--interval`` seconds to ``POST /api/v1/metrics/live``, spread
+   evenly; the server's CPU for it, in percent of one core (target < 15 %).  Every
+   job's first batch (which creates its run) is sent before, back to back, and
+   its CPU printed apart: the phase measures running jobs, not 1,000 starting;
+3. ingest: ``--clients`` keep-alive connections of wrk (C, epoll, a Lua script)
+   sending batches back to back, 64 runs per wrk thread; batches/s and p99 (target
+   >= 1,000/s, p99 < 50 ms), and the server's CPU per batch;
 4. the same with ``--subscribers`` SSE streams open (``GET /api/v1/events``, every
    event): batches/s against phase 3 (target >= 80 %) and push-to-event latency
    (the batch's sample time, stamped when sent, to the event's arrival on each
    stream; p99 target < 1 s).
 
-The clients run on the same two cores as the server, so the figures are a floor.
-CPU is the utime+stime of the server's arbiter and workers (/proc).
+The clients run on the same two cores as the server, so the figures are a floor;
+each phase prints the client's own CPU in percent of one core (wrk's from its
+rusage, the bench process's own for the paced jobs and the SSE streams).  Every
+client sends one pre-built body per run with only the run key, seq and sample times
+patched in (``body_template``).  CPU is the utime+stime of the server's arbiter and
+workers (/proc).  ``--runs N`` repeats everything on a fresh server and prints the
+medians.  wrk is Debian's package ``wrk`` (LuaJIT: the sample time is stamped with
+gettimeofday through its FFI).
 
     .venv/bin/python bench/live.py                    # 20 s per phase
-    .venv/bin/python bench/live.py --duration 10 --jobs 1000 --subscribers 200
+    .venv/bin/python bench/live.py --duration 8 --runs 3
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
-import multiprocessing
 import os
 import re
+import resource
 import secrets
 import selectors
+import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,24 +60,27 @@ from resmon.tokens import push_token  # noqa: E402
 
 SCOPE = ("bench-org", "bench-org/repo", "live.yml", "build")
 T_FIELD = re.compile(rb'"t":"([^"]+)"')
+WRK = shutil.which("wrk") or "wrk"
 
 
 def now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def batch(run_key: str, seq: int) -> bytes:
-    t = now_text()
+MARKS = {"\x01R": "run", "\x01S": "seq", "\x01T": "t"}
+
+
+def batch_body(run_key: str, seq: object, t: str) -> dict:
     sample = {
         "t": t,
         "elapsed": 2.0,
         "host": {"cpu_percent": 40.0, "mem_used_bytes": 1 << 30, "mem_total_bytes": 4 << 30},
-        "job": {"cpu_cores": 1.0, "memory_bytes": 1 << 28, "cpu_seconds": 2.0 * seq},
+        "job": {"cpu_cores": 1.0, "memory_bytes": 1 << 28, "cpu_seconds": 20.0},
         "containers": {
             "command": {
                 "cpu_cores": 1.0,
                 "memory_bytes": 1 << 28,
-                "cpu_seconds": 2.0 * seq,
+                "cpu_seconds": 20.0,
                 "memory_kind": "pss",
                 "limit_cpu_cores": 2.0,
                 "limit_memory_bytes": None,
@@ -74,13 +88,13 @@ def batch(run_key: str, seq: int) -> bytes:
         },
     }
     org, repo, workflow, job = SCOPE
-    body = {
+    return {
         "execution": {
             "organization": org,
             "repository": repo,
             "workflow": workflow,
             "job": job,
-            "run_id": run_key[:8],
+            "run_id": run_key,
             "run_attempt": "1",
         },
         "run": {
@@ -92,14 +106,33 @@ def batch(run_key: str, seq: int) -> bytes:
             "mode": "wrapper",
             "command_container": "command",
         },
-        # 7 samples, the last one stamped now (the snapshot event carries its time)
-        "batch": {"seq": seq, "samples": [sample] * 6 + [{**sample, "t": t}]},
+        # 7 samples stamped now (the snapshot event carries the time of the last)
+        "batch": {"seq": seq, "samples": [sample] * 7},
     }
-    return orjson.dumps(body)
+
+
+def body_template() -> tuple[str, list[str]]:
+    """The batch body as a ``%s`` template and what each ``%s`` is (run, seq, t):
+    built once, so a client only formats three values into it per batch."""
+    text = orjson.dumps(batch_body("\x01R", "\x01S", "\x01T")).decode().replace("%", "%%")
+    order = []
+    pattern = re.compile(r'"\\u0001S"|\\u0001[RT]')
+    for match in pattern.finditer(text):
+        order.append(MARKS["\x01" + match.group().strip('"')[-1]])
+    return pattern.sub("%s", text), order
+
+
+TEMPLATE, ORDER = body_template()
+
+
+def batch(run_key: str, seq: int) -> bytes:
+    values = {"run": run_key, "seq": str(seq), "t": now_text()}
+    return (TEMPLATE % tuple(values[name] for name in ORDER)).encode()
 
 
 class Server:
     def __init__(self, tmp: Path, workers: int, threads: int) -> None:
+        self.tmp = tmp
         self.port = _free_port()
         self.read = secrets.token_hex(16)
         self.key = secrets.token_hex(16)
@@ -137,7 +170,12 @@ class Server:
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(30)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            print("the server did not stop within 30 s of SIGTERM: killed", file=sys.stderr)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
 
 
 def _free_port() -> int:
@@ -158,10 +196,11 @@ def _post(conn: http.client.HTTPConnection, token: str, run_key: str, seq: int) 
     return response.status
 
 
-def paced_jobs(port: int, token: str, jobs: int, interval: float, duration: float) -> int:
-    """``jobs`` jobs, one batch each every ``interval`` s, spread evenly; batches sent."""
+def paced_jobs(port: int, token: str, keys: list[str], interval: float, duration: float) -> int:
+    """One batch of each job every ``interval`` s, spread evenly, seq from 1 (the
+    jobs' first batches were sent before: the steady state is measured); batches sent."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    keys = [str(uuid.uuid4()) for _ in range(jobs)]
+    jobs = len(keys)
     gap = interval / jobs
     start = time.monotonic()
     sent = 0
@@ -170,58 +209,109 @@ def paced_jobs(port: int, token: str, jobs: int, interval: float, duration: floa
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        _post(conn, token, keys[sent % jobs], sent // jobs)
+        _post(conn, token, keys[sent % jobs], 1 + sent // jobs)
         sent += 1
     return sent
 
 
-def _client_process(port: int, token: str, threads: int, duration: float, out) -> None:  # noqa: ANN001
-    latencies: list[float] = []
-    errors = [0]
-
-    def run() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        key = str(uuid.uuid4())
-        seq = 0
-        end = time.monotonic() + duration
-        while time.monotonic() < end:
-            started = time.perf_counter()
-            status = _post(conn, token, key, seq)
-            latencies.append(time.perf_counter() - started)
-            errors[0] += status not in (200, 201)
-            seq += 1
-
-    pool = [threading.Thread(target=run) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    out.put((latencies, errors[0]))
+def first_batches(port: int, token: str, keys: list[str]) -> None:
+    """Each job's first batch (the run is created), back to back."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for key in keys:
+        _post(conn, token, key, 0)
 
 
-def ingest(port: int, token: str, clients: int, duration: float) -> tuple[float, float, int]:
-    """Batches/s, p99 seconds, non-2xx with ``clients`` clients sending back to back."""
-    processes = 4
-    out: multiprocessing.Queue = multiprocessing.Queue()
-    procs = [
-        multiprocessing.Process(
-            target=_client_process, args=(port, token, clients // processes, duration, out)
-        )
-        for _ in range(processes)
-    ]
-    for p in procs:
-        p.start()
-    latencies: list[float] = []
-    errors = 0
-    for _ in procs:
-        got, bad = out.get()
-        latencies += got
-        errors += bad
-    for p in procs:
-        p.join()
-    latencies.sort()
-    p99 = latencies[int((len(latencies) - 1) * 0.99)] if latencies else float("nan")
-    return len(latencies) / duration, p99, errors
+LUA = """
+local ffi = require("ffi")
+ffi.cdef[[ typedef struct { long s; long us; } bench_tv;
+int gettimeofday(bench_tv *tv, void *tz); ]]
+local tv = ffi.new("bench_tv")
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  counter = 0; bad = 0
+  prefix = args[1]
+end
+local function now_text()
+  ffi.C.gettimeofday(tv, nil)
+  return os.date("!%Y-%m-%dT%H:%M:%S", tonumber(tv.s)) .. string.format(".%06dZ", tonumber(tv.us))
+end
+function request()
+  counter = counter + 1
+  local values = {
+    run = prefix .. "-" .. tid .. "-" .. (counter % RUNS),
+    seq = tostring(math.floor(counter / RUNS)),
+    t = now_text(),
+  }
+  local args = {}
+  for i, name in ipairs(ORDER) do args[i] = values[name] end
+  local body = string.format(TEMPLATE, unpack(args))
+  return wrk.format("POST", "/api/v1/metrics/live", {
+    ["Authorization"] = AUTH, ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = values.run .. ":" .. values.seq}, body)
+end
+function response(status, headers, body)
+  if status ~= 200 and status ~= 201 then bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local b = 0
+  for _, t in ipairs(threads) do b = b + t:get("bad") end
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests":%d,"duration_us":%d,"p99_us":%d,"bad":%d}\\n',
+    summary.requests, summary.duration, latency:percentile(99),
+    b + e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def lua_script(token: str) -> str:
+    def lua(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    order = ", ".join(lua(name) for name in ORDER)
+    return (
+        f"local TEMPLATE = {lua(TEMPLATE)}\nlocal ORDER = {{{order}}}\n"
+        f"local AUTH = {lua('Bearer ' + token)}\nlocal RUNS = 64\n" + LUA
+    )
+
+
+def ingest(server: Server, clients: int, duration: float) -> dict[str, float]:
+    """wrk, ``clients`` connections back to back for ``duration`` s: batches/s, p99,
+    non-2xx and socket errors, the server's CPU ms per batch, wrk's CPU share."""
+    script = server.tmp / "ingest.lua"
+    script.write_text(lua_script(server.token))
+    cpu0, children0 = server.cpu_seconds(), _children_cpu()
+    out = subprocess.run(
+        [WRK, "-t2", f"-c{clients}", f"-d{duration:g}s", "--timeout", "5s", "-s", str(script),
+         server.url, "--", uuid.uuid4().hex[:12]],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    server_cpu = server.cpu_seconds() - cpu0
+    line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"wrk gave no result:\n{out}")
+    r = orjson.loads(line[len("RESULT ") :])
+    seconds = r["duration_us"] / 1e6
+    return {
+        "rate": r["requests"] / seconds,
+        "p99": r["p99_us"] / 1e6,
+        "bad": r["bad"],
+        "server_ms": server_cpu / max(r["requests"], 1) * 1000,
+        "client_cpu": (_children_cpu() - children0) / seconds,
+    }
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class Subscribers:
@@ -285,59 +375,104 @@ def main() -> int:
     parser.add_argument("--subscribers", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=1, help="repeat, then print medians")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp), args.workers, args.threads)
-        try:
-            return run_phases(server, args)
-        finally:
-            server.stop()
+    if not shutil.which(WRK):
+        sys.exit("this bench needs wrk (Debian package wrk): apt-get install wrk")
+    runs = []
+    for i in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            server = Server(Path(tmp), args.workers, args.threads)
+            try:
+                figures = run_phases(server, args)
+            finally:
+                server.stop()
+        if figures is None:
+            return 1
+        runs.append(figures)
+        report(figures, args, f"run {i + 1} of {args.runs}")
+    if args.runs > 1:
+        medians = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        report(medians, args, f"medians of {args.runs} runs")
+    return 0
 
 
-def run_phases(server: Server, args: argparse.Namespace) -> int:
+def run_phases(server: Server, args: argparse.Namespace) -> dict[str, float] | None:
     d = args.duration
     probe = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     if _post(probe, server.token, str(uuid.uuid4()), 0) == 404:
         print("POST /api/v1/metrics/live is not served: nothing to measure")
-        return 1
+        return None
     cpu0 = server.cpu_seconds()
     time.sleep(d)
     idle = (server.cpu_seconds() - cpu0) / d
+    keys = [str(uuid.uuid4()) for _ in range(args.jobs)]
     cpu0 = server.cpu_seconds()
-    sent = paced_jobs(server.port, server.token, args.jobs, args.interval, d)
+    first_batches(server.port, server.token, keys)
+    first_ms = (server.cpu_seconds() - cpu0) / args.jobs * 1000
+    cpu0, self0 = server.cpu_seconds(), _self_cpu()
+    sent = paced_jobs(server.port, server.token, keys, args.interval, d)
+    live_client = (_self_cpu() - self0) / d
     live_cpu = (server.cpu_seconds() - cpu0) / d - idle
-    print(f"idle server CPU: {idle * 100:.1f} % of a core")
-    print(
-        f"live traffic: {args.jobs} jobs x {args.interval:g} s ({sent / d:.1f} batches/s): "
-        f"server CPU {live_cpu * 100:.1f} % of a core  target < 15 %  {verdict(live_cpu < 0.15)}"
-    )
-    rate, p99, errors = ingest(server.port, server.token, args.clients, d)
-    print(
-        f"ingest, {args.clients} clients: {rate:.0f} batches/s, p99 {p99 * 1000:.1f} ms, "
-        f"{errors} non-2xx  target >= 1000/s and p99 < 50 ms  "
-        f"{verdict(rate >= 1000 and p99 < 0.05)}"
-    )
+    alone = ingest(server, args.clients, d)
     subs = Subscribers(server.port, server.read, args.subscribers)
     time.sleep(1.0)
-    rate_sub, p99_sub, errors_sub = ingest(server.port, server.token, args.clients, d)
+    self0 = _self_cpu()
+    with_subs = ingest(server, args.clients, d)
+    streams_cpu = (_self_cpu() - self0) / d
     time.sleep(1.5)  # the last events arrive
     subs.close()
     lat = sorted(subs.latencies)
-    lat_p99 = lat[int((len(lat) - 1) * 0.99)] if lat else float("nan")
-    share = rate_sub / rate if rate else 0.0
+    nan = float("nan")
+    return {
+        "idle": idle,
+        "live_rate": sent / d,
+        "live_cpu": live_cpu,
+        "live_client": live_client,
+        "first_ms": first_ms,
+        **{f"ingest_{k}": v for k, v in alone.items()},
+        **{f"subs_{k}": v for k, v in with_subs.items()},
+        "subs_streams_cpu": streams_cpu,
+        "subscribers": args.subscribers - subs.refused,
+        "lat_p50": lat[len(lat) // 2] if lat else nan,
+        "lat_p99": lat[int((len(lat) - 1) * 0.99)] if lat else nan,
+        "deliveries": len(lat),
+        "share": with_subs["rate"] / alone["rate"] if alone["rate"] else 0.0,
+    }
+
+
+def report(f: dict[str, float], args: argparse.Namespace, title: str) -> None:
+    pct = 100
+    print(f"--- {title}")
+    print(f"idle server CPU: {f['idle'] * pct:.1f} % of a core")
     print(
-        f"with {args.subscribers - subs.refused} SSE subscribers ({subs.refused} refused): "
-        f"{rate_sub:.0f} batches/s, p99 {p99_sub * 1000:.1f} ms, {errors_sub} non-2xx"
+        f"live traffic: {args.jobs} jobs x {args.interval:g} s ({f['live_rate']:.1f} batches/s): "
+        f"server CPU {f['live_cpu'] * pct:.1f} % of a core  target < 15 %  "
+        f"{verdict(f['live_cpu'] < 0.15)}  (client {f['live_client'] * pct:.1f} %; "
+        f"a first batch, creating its run: {f['first_ms']:.2f} ms server CPU)"
     )
     print(
-        f"  push-to-event latency p50 {lat[len(lat) // 2] if lat else float('nan'):.3f} s "
-        f"p99 {lat_p99:.3f} s over {len(lat)} deliveries  target < 1 s  {verdict(lat_p99 < 1)}"
+        f"ingest, {args.clients} connections: {f['ingest_rate']:.0f} batches/s, "
+        f"p99 {f['ingest_p99'] * 1000:.1f} ms, {f['ingest_bad']:.0f} non-2xx/errors  "
+        f"target >= 1000/s and p99 < 50 ms  "
+        f"{verdict(f['ingest_rate'] >= 1000 and f['ingest_p99'] < 0.05)}  "
+        f"(server {f['ingest_server_ms']:.2f} ms CPU per batch; "
+        f"client wrk {f['ingest_client_cpu'] * pct:.0f} % of a core)"
     )
     print(
-        f"  push throughput with subscribers: {share * 100:.0f} % of without  target >= 80 %  "
-        f"{verdict(share >= 0.8)}"
+        f"with {f['subscribers']:.0f} SSE subscribers: {f['subs_rate']:.0f} batches/s, "
+        f"p99 {f['subs_p99'] * 1000:.1f} ms, {f['subs_bad']:.0f} non-2xx/errors  "
+        f"(client wrk {f['subs_client_cpu'] * pct:.0f} % + streams "
+        f"{f['subs_streams_cpu'] * pct:.0f} % of a core)"
     )
-    return 0
+    print(
+        f"  push-to-event latency p50 {f['lat_p50']:.3f} s p99 {f['lat_p99']:.3f} s over "
+        f"{f['deliveries']:.0f} deliveries  target < 1 s  {verdict(f['lat_p99'] < 1)}"
+    )
+    print(
+        f"  push throughput with subscribers: {f['share'] * pct:.0f} % of without  "
+        f"target >= 80 %  {verdict(f['share'] >= 0.8)}"
+    )
 
 
 if __name__ == "__main__":

@@ -80,7 +80,9 @@ def post_batch() -> Response:
     if header is not None and header != expected:
         raise ApiError(400, "Idempotency-Key must be <run.run_key>:<batch.seq> of the body")
     try:
-        result = live.store_batch(batch.execution, batch.run, batch.seq, batch.samples)
+        result = live.store_batch(
+            batch.execution, batch.run, batch.seq, batch.samples, times=batch.times
+        )
     except live.BatchConflict:
         raise ApiError(422, "this batch seq was already stored with other samples") from None
     answer = {"run": result.run, "state": result.state, "stored": result.stored}

@@ -13,16 +13,19 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from resmon.schema import (
     MAX_CONTAINERS,
+    MAX_DEPTH,
     MAX_NUMBER,
     PayloadError,
     parse_time,
     scope_too_long,
     validate_push,
 )
+from resmon.schema import _too_deep as too_deep
 
 MAX_BATCH_BYTES = 256 * 1024
 MAX_SAMPLES = 5000
@@ -39,6 +42,12 @@ CONTAINER_FIELDS = (
     "limit_cpu_cores",
     "limit_memory_bytes",
 )
+_JSON_NUMBERS = (int, float)
+_SAMPLE_KEYS = frozenset(("t", "elapsed", "host", "job", "containers"))
+_HOST_KEYS = frozenset(HOST_FIELDS)
+_JOB_KEYS = frozenset(JOB_FIELDS)
+_CONTAINER_KEYS = frozenset((*CONTAINER_FIELDS, "memory_kind"))
+_SAMPLE_LEVEL = 4  # a sample's level in the body, as schema.validate_push counts them
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class LiveBatch:
     run: dict[str, Any]
     seq: int
     samples: list[dict[str, Any]]
+    times: list[datetime]  # the samples' times, aware UTC
 
 
 def _number(value: Any, where: str, *, nullable: bool = True) -> None:
@@ -62,6 +72,10 @@ def _number(value: Any, where: str, *, nullable: bool = True) -> None:
 
 def _text(value: Any, where: str, *, nullable: bool = True, limit: int = 255) -> None:
     if value is None and nullable:
+        return
+    # The common case in one test: printable ASCII (no control characters, a byte
+    # per character) within the limit.
+    if type(value) is str and 0 < len(value) <= limit and value.isascii() and value.isprintable():
         return
     if not isinstance(value, str) or not value:
         raise PayloadError(f"{where} must be a non-empty string")
@@ -102,43 +116,62 @@ def _run(value: Any) -> dict[str, Any]:
     return run
 
 
-def _sample(value: Any, where: str) -> dict[str, Any]:
+def _numbers(obj: dict[str, Any], fields: tuple[str, ...], where: str) -> None:
+    for name in fields:
+        value = obj.get(name)
+        # The common case without a call: a finite JSON number in range (NaN and the
+        # infinities fail the comparison and get _number's message).
+        if value is None or (type(value) in _JSON_NUMBERS and 0 <= value <= MAX_NUMBER):
+            continue
+        _number(value, f"{where}.{name}")
+
+
+def _sample(value: Any, where: str) -> tuple[dict[str, Any], datetime]:
+    """A sample checked, and its time.  Every known field is a number or a string; a
+    sample with only known fields needs no walk for the nesting depth."""
     sample = _object(value, where)
-    _time(sample.get("t"), f"{where}.t")
-    _number(sample.get("elapsed"), f"{where}.elapsed")
+    t = sample.get("t")
+    try:
+        at = parse_time(t)
+    except (TypeError, ValueError, OverflowError):
+        raise PayloadError(f"{where}.t must be an RFC 3339 time") from None
+    _numbers(sample, ("elapsed",), where)
+    known = sample.keys() <= _SAMPLE_KEYS
     host = _object(sample.get("host"), f"{where}.host", nullable=True)
-    for name in HOST_FIELDS:
-        _number(host.get(name), f"{where}.host.{name}")
+    _numbers(host, HOST_FIELDS, f"{where}.host")
     job = _object(sample.get("job"), f"{where}.job", nullable=True)
-    for name in JOB_FIELDS:
-        _number(job.get(name), f"{where}.job.{name}")
+    _numbers(job, JOB_FIELDS, f"{where}.job")
+    known = known and host.keys() <= _HOST_KEYS and job.keys() <= _JOB_KEYS
     containers = _object(sample.get("containers"), f"{where}.containers", nullable=True)
     if len(containers) > MAX_CONTAINERS:
         raise PayloadError(f"{where}.containers has more than {MAX_CONTAINERS} entries")
     for name, figures in containers.items():
         _text(name, f"{where}.containers name", nullable=False)
         c = _object(figures, f"{where}.containers[{name!r}]")
-        for field in CONTAINER_FIELDS:
-            _number(c.get(field), f"{where}.containers[{name!r}].{field}")
+        _numbers(c, CONTAINER_FIELDS, f"{where}.containers[{name!r}]")
         _text(c.get("memory_kind"), f"{where}.containers[{name!r}].memory_kind", limit=16)
-    return sample
+        known = known and c.keys() <= _CONTAINER_KEYS
+    if not known and too_deep(sample, _SAMPLE_LEVEL):
+        raise PayloadError(f"batch nests objects or lists deeper than {MAX_DEPTH} levels")
+    return sample, at
 
 
 def validate_live_batch(obj: Any) -> LiveBatch:
     """A decoded batch body checked; :class:`~resmon.schema.PayloadError` says where not."""
     if not isinstance(obj, dict):
         raise PayloadError("payload must be a JSON object")
-    # The execution (and the nesting depth of the whole body) as a push's.
+    # The execution (and the nesting depth of the body but its samples, checked
+    # by _sample) as a push's.
+    batch = _object(obj.get("batch"), "batch")
     execution = validate_push(
         {
             "execution": obj.get("execution"),
             "run": obj.get("run"),
-            "batch": obj.get("batch"),
+            "batch": {k: v for k, v in batch.items() if k != "samples"},
             "run_summary": {},
         }
     ).execution
     run = _run(obj.get("run"))
-    batch = _object(obj.get("batch"), "batch")
     seq = batch.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
         raise PayloadError("batch.seq must be a whole number from 0 to 2^62")
@@ -148,4 +181,10 @@ def validate_live_batch(obj: Any) -> LiveBatch:
     if len(samples) > MAX_SAMPLES:
         raise PayloadError(f"batch.samples has more than {MAX_SAMPLES} entries")
     checked = [_sample(s, f"batch.samples[{i}]") for i, s in enumerate(samples)]
-    return LiveBatch(execution=execution, run=run, seq=seq, samples=checked)
+    return LiveBatch(
+        execution=execution,
+        run=run,
+        seq=seq,
+        samples=[s for s, _ in checked],
+        times=[t for _, t in checked],
+    )

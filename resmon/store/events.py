@@ -38,25 +38,40 @@ def event_insert(
     kind: str,
     scope: dict[str, Any],
     run_pk: int | None,
-    data: dict[str, Any],
+    data: dict[str, Any] | str,
     *,
     created_at: datetime | None = None,
 ) -> tuple[str, list[Any]]:
     """The INSERT of one event and its parameters, for a caller that runs its
-    statements on a raw cursor (the SQLite group commit of :mod:`resmon.store.write`)."""
+    statements on a raw cursor (the SQLite group commit of :mod:`resmon.store.write`).
+    ``data`` is the body, or its JSON text when the caller has it serialised already
+    (a live batch stores the same text as the run's snapshot)."""
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown event kind {kind!r}")
     when = (created_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
-    p = database_proxy.param
-    sql = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join([p] * len(_COLUMNS))})"
     params = [
         kind,
         Event.created_at.db_value(when),
         *(str(scope.get(name) or "") for name in SCOPE_FIELDS),
         run_pk,
-        orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode(),
+        data
+        if isinstance(data, str)
+        else orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode(),
     ]
-    return sql, params
+    return event_sql(), params
+
+
+def event_sql() -> str:
+    """The INSERT statement of :func:`event_insert` for the database's parameter style."""
+    p = database_proxy.param
+    sql = _EVENT_SQL.get(p)
+    if sql is None:
+        marks = ", ".join([p] * len(_COLUMNS))
+        sql = _EVENT_SQL[p] = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({marks})"
+    return sql
+
+
+_EVENT_SQL: dict[str, str] = {}
 
 
 def append_event(

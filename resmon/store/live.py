@@ -25,26 +25,27 @@ database exactly one of them wins, and the event exists iff the change was store
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from peewee import IntegrityError
+from peewee import SqliteDatabase
 
 from resmon.schema import format_time
 from resmon.store import db as dbmod
+from resmon.store import live_ingest as ingest
 from resmon.store import samples as samplemod
 from resmon.store.derive import derive, sha256_hex
 from resmon.store.events import append_event
-from resmon.store.models import ContainerStat, Run, RunBatch, database_proxy
+from resmon.store.live_ingest import CREATED, DUPLICATE, FINISHED, LOST, RUNNING  # noqa: F401 (this module's API)
+from resmon.store.models import ContainerStat, Event, Run, RunBatch, database_proxy
 
 log = logging.getLogger(__name__)
 
-RUNNING, FINISHED, LOST = "running", "finished", "lost"
 STATES = (RUNNING, FINISHED, LOST)
-CREATED, DUPLICATE = "created", "duplicate"
 DEFAULT_LIVE_INTERVAL = 15.0
 DEFAULT_LOST_FLOOR = 120.0  # seconds: a run is lost after max(3 x interval, this)
 LOST_INTERVALS = 3
@@ -96,64 +97,78 @@ def store_batch(
     samples: list[dict[str, Any]],
     *,
     now: datetime | None = None,
+    times: list[datetime] | None = None,
 ) -> BatchResult:
     """Store one validated batch once per (run, seq); see the module's docstring.
 
     ``execution`` is canonical (:func:`resmon.schema.validate_push`), ``run`` and
-    ``samples`` validated (:mod:`resmon.server.live_wire`).  Raises
-    :class:`BatchConflict` for a seq stored before with other samples."""
+    ``samples`` validated (:mod:`resmon.server.live_wire`; ``times`` the samples'
+    times it parsed, else they are parsed here).  Raises :class:`BatchConflict` for
+    a seq stored before with other samples.  The statements are
+    :mod:`resmon.store.live_ingest`'s; everything they need is made before the
+    transaction, since on SQLite whatever runs inside it runs under the write lock."""
+    job = _prepare(execution, run, seq, samples, now, times)
+    db = database_proxy
+    target = db.obj
+    if (
+        isinstance(target, SqliteDatabase)
+        and str(target.database) not in ("", ":memory:")
+        and not target.in_transaction()
+    ):
+        # Imported here: resmon.store.write imports this module.
+        from resmon.store.write import run_grouped
+
+        run_grouped(target, job)
+    else:
+        with dbmod.write_lock(target), db.atomic():
+            job.apply(ingest.PeeweeCursor(db))
+    assert job.run_pk is not None
+    if job.conflict:
+        raise BatchConflict(job.run_pk)
+    return BatchResult(job.run_pk, job.state, job.stored)
+
+
+def _prepare(
+    execution: dict[str, Any],
+    run: dict[str, Any],
+    seq: int,
+    samples: list[dict[str, Any]],
+    now: datetime | None,
+    times: list[datetime] | None,
+) -> ingest.BatchWrite:
     received = _naive(now or datetime.now(UTC))
     scope = _scope(execution)
     key = live_key(*scope.values(), run["run_key"])
-    times = [samplemod.sample_time(s) for s in samples]
+    if times is None:
+        times = [samplemod.sample_time(s) for s in samples]
     latest = samples[max(range(len(samples)), key=times.__getitem__)]
-    blob = samplemod.encode(samples)
-    digest = sha256_hex(orjson.dumps(samples))
-    batch_row = {
+    # Serialised once: the hash (as before: of orjson's text of the samples) and the blob.
+    text = orjson.dumps(samples)
+    row = {
         "seq": seq,
         "first_t": _naive(min(times)),
         "last_t": _naive(max(times)),
         "sample_count": len(samples),
-        "body_sha256": digest,
-        "samples": blob,
+        "body_sha256": hashlib.sha256(text).hexdigest(),
+        "samples": samplemod.encode_text(text),
         "received_at": received,
     }
-    db = database_proxy
-    with dbmod.write_lock(db.obj), db.atomic():
-        found = _run_by_live_key(key)
-        created = found is None
-        if found is None:
-            found = _create_run(execution, run, key, received, latest)
-        run_pk, state = found
-        try:
-            with db.atomic():
-                RunBatch.insert(run=run_pk, **batch_row).execute()
-        except IntegrityError:
-            stored = RunBatch.get_or_none((RunBatch.run == run_pk) & (RunBatch.seq == seq))
-            if stored is None:
-                raise
-            if stored.body_sha256 != digest:
-                raise BatchConflict(run_pk) from None
-            return BatchResult(run_pk, state, DUPLICATE)
-        if state == FINISHED:
-            return BatchResult(run_pk, state, CREATED)
-        host = run.get("host")
-        snapshot = _snapshot(run_pk, host, latest)
-        changed = (
-            Run.update(
-                state=RUNNING,
-                last_batch_at=received,
-                snapshot=orjson.dumps(snapshot).decode(),
-            )
-            .where((Run.id == run_pk) & (Run.state.in_((RUNNING, LOST))))
-            .execute()
-        )
-        if changed:
-            if created:
-                append_event("run_started", scope, run_pk, _started_data(run_pk, execution, run))
-            append_event("snapshot", scope, run_pk, snapshot)
-            state = RUNNING
-    return BatchResult(run_pk, state, CREATED)
+    run_pk = ingest.find_run(ingest.PeeweeCursor(database_proxy), key)
+    create = None if run_pk is not None else _create_statement(execution, run, key, received)
+    snapshot = _snapshot(0, run.get("host"), latest)
+    del snapshot["run"]
+    started = _started_data(0, execution, run)
+    del started["run"]
+    return ingest.BatchWrite(
+        live_key=key,
+        run_pk=run_pk,
+        create=create,
+        row=row,
+        received=Run.last_batch_at.db_value(received),
+        snapshot_tail=orjson.dumps(snapshot).decode(),
+        scope_params=[Event.created_at.db_value(received), *(str(v) for v in scope.values())],
+        started_data=orjson.dumps(started).decode(),
+    )
 
 
 def _started_data(run_pk: int, execution: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
@@ -174,16 +189,13 @@ def _run_by_live_key(key: str) -> tuple[int, str] | None:
     return None if row is None else (int(row[0]), str(row[1]))
 
 
-def _create_run(
-    execution: dict[str, Any],
-    run: dict[str, Any],
-    key: str,
-    received: datetime,
-    latest: dict[str, Any],
-) -> tuple[int, str]:
-    """The run row of a first batch, in a savepoint: when another worker created it
-    meanwhile (or the run was pushed whole, without streaming, under the same
-    scope, run id, attempt and start time), that row."""
+def _create_statement(
+    execution: dict[str, Any], run: dict[str, Any], key: str, received: datetime
+) -> tuple[str, list[Any], str]:
+    """The INSERT of a first batch's run row (``ON CONFLICT DO NOTHING``: when another
+    worker created it meanwhile, or the run was pushed whole, without streaming,
+    under the same scope, run id, attempt and start time, that row is used), its
+    parameters and the row's run key."""
     placeholder = {"start_time": run.get("start_time"), "state": RUNNING}
     derived = derive(execution, placeholder, sha256_hex(f"live\0{key}"))
     row = dict(derived.columns)
@@ -198,19 +210,11 @@ def _create_run(
         command_container=run.get("command_container"),
         last_batch_at=received,
     )
-    db = database_proxy
-    try:
-        with db.atomic():
-            return int(Run.insert(**row).execute()), RUNNING
-    except IntegrityError:
-        pass
-    found = _run_by_live_key(key)
-    if found is None:
-        same = Run.select(Run.id, Run.state).where(Run.run_key == row["run_key"]).tuples().first()
-        if same is None:
-            raise RuntimeError("run insert violated a constraint but no run matches")
-        found = (int(same[0]), str(same[1]))
-    return found
+    # Imported here: resmon.store.write imports this module.
+    from resmon.store.write import insert_sql
+
+    statement, params = insert_sql(Run, row, on_conflict_ignore=True)
+    return statement, params, row["run_key"]
 
 
 # --- the final push ------------------------------------------------------------

@@ -42,7 +42,12 @@ SERIES_FIELDS = ("cpu_cores", "memory_bytes")
 
 
 def encode(samples: list[dict[str, Any]]) -> bytes:
-    return zlib.compress(orjson.dumps(samples), _ZLIB_LEVEL)
+    return encode_text(orjson.dumps(samples))
+
+
+def encode_text(text: bytes) -> bytes:
+    """The stored form of a batch's samples already serialised (``orjson.dumps``)."""
+    return zlib.compress(text, _ZLIB_LEVEL)
 
 
 def decode(blob: bytes | memoryview) -> list[dict[str, Any]]:

@@ -102,12 +102,15 @@ def body_digest(payload: PushPayload) -> str:
 # (database class, model, column names) -> (INSERT statement, fields in its order),
 # or None where the shortcut did not reproduce peewee's own parameters.
 _INSERT_TEMPLATES: dict[
-    tuple[type, type[Model], tuple[str, ...]], tuple[str, list[Field]] | None
+    tuple[type, type[Model], tuple[str | bool, ...]], tuple[str, list[Field]] | None
 ] = {}
 
 
-def insert_sql(model: type[Model], row: dict[str, Any]) -> tuple[str, list[Any]]:
-    """``model.insert(**row).sql()``, with the statement cached per set of columns.
+def insert_sql(
+    model: type[Model], row: dict[str, Any], *, on_conflict_ignore: bool = False
+) -> tuple[str, list[Any]]:
+    """``model.insert(**row).sql()``, with the statement cached per set of columns
+    (``on_conflict_ignore``: ``.on_conflict_ignore()``'s, for a live run's first batch).
 
     Generating an INSERT of 25 columns with peewee costs more CPU than the rest of a
     push's storage together (profiled under load: a quarter of the server's CPU);
@@ -118,9 +121,9 @@ def insert_sql(model: type[Model], row: dict[str, Any]) -> tuple[str, list[Any]]
     do not.
     """
     db = database_proxy.obj
-    key = (type(db), model, tuple(row))
+    key = (type(db), model, (*row, on_conflict_ignore))
     if key not in _INSERT_TEMPLATES:
-        sql, params = model.insert(**row).sql()
+        sql, params = _peewee_insert(model, row, on_conflict_ignore).sql()
         template = _template_from(model, sql)
         if template is not None and _params(template[1], row) != params:
             template = None
@@ -128,8 +131,13 @@ def insert_sql(model: type[Model], row: dict[str, Any]) -> tuple[str, list[Any]]
         return sql, params
     template = _INSERT_TEMPLATES[key]
     if template is None:
-        return model.insert(**row).sql()
+        return _peewee_insert(model, row, on_conflict_ignore).sql()
     return template[0], _params(template[1], row)
+
+
+def _peewee_insert(model: type[Model], row: dict[str, Any], on_conflict_ignore: bool) -> Any:
+    query = model.insert(**row)
+    return query.on_conflict_ignore() if on_conflict_ignore else query
 
 
 def _template_from(model: type[Model], sql: str) -> tuple[str, list[Field]] | None:
@@ -238,6 +246,9 @@ def _run_batch(db: SqliteDatabase, batch: list[_Job]) -> None:
         cursor.execute("BEGIN IMMEDIATE")
         try:
             for job in batch:
+                if not isinstance(job, _Job):
+                    job.apply(cursor)  # another write sharing the commit (see run_grouped)
+                    continue
                 try:
                     cursor.execute(job.run_sql, job.run_params)
                 except sqlite3.IntegrityError:
@@ -254,6 +265,26 @@ def _run_batch(db: SqliteDatabase, batch: list[_Job]) -> None:
                 except sqlite3.Error as exc:  # the original error is the one to report
                     log.warning("rollback failed: %s", exc)
             raise
+
+
+def run_grouped(db: SqliteDatabase, job: Any) -> None:
+    """Run ``job.apply(cursor)`` inside this process's group commit on the SQLite file
+    ``db``, with the pushes and other jobs queued meanwhile: one write lock, one
+    transaction, answered after its COMMIT.  ``job`` has ``done`` and ``retry``
+    attributes (False) and an ``apply`` that runs its statements on the raw sqlite3
+    cursor, raises nothing it expects (a unique violation is its own to handle, e.g.
+    with ``INSERT OR IGNORE``) and sets its results afresh on each call: when the
+    group fails, it is applied again alone.  Used by live batches
+    (:mod:`resmon.store.live`)."""
+    path = os.path.abspath(str(db.database))
+    group = _group_commits.get(path)
+    if group is None:
+        with _group_commits_guard:
+            group = _group_commits.setdefault(path, _GroupCommit())
+    group.submit(db, job)
+    if job.retry:
+        job.retry = False
+        _run_batch(db, [job])
 
 
 def _insert_sqlite(

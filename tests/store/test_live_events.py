@@ -65,7 +65,8 @@ def test_version_6_is_upgraded_and_its_runs_are_finished(backend, tmp_path, monk
         str(tmp_path / "m.db") if backend == "sqlite" else request.getfixturevalue("postgres_url")
     )
     db = _at_version_6(target, monkeypatch)
-    assert dbmod.migrate(db) == (6, dbmod.LATEST_VERSION) == (6, 7)
+    assert dbmod.migrate(db) == (6, dbmod.LATEST_VERSION)
+    assert dbmod.LATEST_VERSION >= 7  # other versions may come after the live one
     runs = list(Run.select().order_by(Run.id))
     assert [(r.run_id, r.state, r.partial, r.live_key) for r in runs] == [
         ("1", "finished", False, None),
@@ -84,7 +85,8 @@ def test_version_6_is_upgraded_and_its_runs_are_finished(backend, tmp_path, monk
         ("run_finished", 3),
     ]
     assert events.events_after(0, 10)[-1]["id"] == first
-    assert dbmod.migrate(db) == (7, 7)  # idempotent
+    latest = dbmod.LATEST_VERSION
+    assert dbmod.migrate(db) == (latest, latest)  # idempotent
     # Repeating the step itself is harmless too.
     from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 
