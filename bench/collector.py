@@ -25,7 +25,7 @@
    to RunAccumulator; RSS and tracemalloc growth.  Target < 10 MiB.
 4. ``resmon --help`` / ``resmon collect --help`` wall time (median of 7), target
    < 150 ms, and the heavy modules loaded by a real ``resmon collect`` run, with and
-   without a push (flask, peewee, rich never; requests only when pushing).
+   without a push (flask, peewee, rich never; requests never: only through a proxy).
 
 The idle processes are ``sleep`` children in one process group, killed on the way
 out (exception, Ctrl-C, SIGTERM); they also die with this process (PR_SET_PDEATHSIG)
