@@ -40,6 +40,7 @@ from resmon.store import live_ingest as ingest
 from resmon.store import samples as samplemod
 from resmon.store.derive import derive, sha256_hex
 from resmon.store.events import append_event
+from resmon.store.group_commit import insert_sql, run_grouped
 from resmon.store.live_ingest import CREATED, DUPLICATE, FINISHED, LOST, RUNNING  # noqa: F401 (this module's API)
 from resmon.store.models import ContainerStat, Event, Run, RunBatch, database_proxy
 
@@ -115,9 +116,6 @@ def store_batch(
         and str(target.database) not in ("", ":memory:")
         and not target.in_transaction()
     ):
-        # Imported here: resmon.store.write imports this module.
-        from resmon.store.write import run_grouped
-
         run_grouped(target, job)
     else:
         with dbmod.write_lock(target), db.atomic():
@@ -210,9 +208,6 @@ def _create_statement(
         command_container=run.get("command_container"),
         last_batch_at=received,
     )
-    # Imported here: resmon.store.write imports this module.
-    from resmon.store.write import insert_sql
-
     statement, params = insert_sql(Run, row, on_conflict_ignore=True)
     return statement, params, row["run_key"]
 

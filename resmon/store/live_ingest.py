@@ -4,7 +4,7 @@
 transaction (the samples serialised once, hashed and compressed, the snapshot's
 JSON text, every parameter converted) and runs its :meth:`BatchWrite.apply` in one
 transaction: on a SQLite file inside the process's group commit
-(:func:`resmon.store.write.run_grouped`, with the pushes and the other threads'
+(:func:`resmon.store.group_commit.run_grouped`, with the pushes and the other threads'
 batches: one write lock, one BEGIN IMMEDIATE, one COMMIT), elsewhere in
 ``db.atomic()``.  Profiled before (SQLite, in process): building peewee queries was
 two thirds of a batch's storage, and every batch took the write lock on its own.

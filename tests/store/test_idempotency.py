@@ -12,7 +12,7 @@ import pytest
 from server_proc import sample_payload
 
 from resmon.schema import validate_push
-from resmon.store import write
+from resmon.store import group_commit, write
 from resmon.store.models import ContainerStat, Run, database_proxy
 
 
@@ -205,7 +205,7 @@ def test_a_group_commit_batch_answers_each_of_its_pushes(tmp_path):
     db = dbmod.open_database(path)
     dbmod.migrate(db)
     first = write.store_push(push("R-77"), "K1")
-    group = write._group_commits[os.path.abspath(path)]
+    group = group_commit._group_commits[os.path.abspath(path)]
     calls = [
         lambda: write.store_push(push("R-77", sample_count=601), "K2"),  # 409
         lambda: write.store_push(push("R-77"), "K3"),  # 200

@@ -12,7 +12,7 @@ from server_proc import sample_payload
 
 from resmon.schema import validate_push
 from resmon.store import db as dbmod
-from resmon.store import write
+from resmon.store import group_commit, write
 from resmon.store.models import ContainerStat, Run, database_proxy
 
 
@@ -125,7 +125,7 @@ def test_failed_container_insert_rolls_back_the_run(database, monkeypatch):
 def _one_batch(db_path: str, pushes: list) -> list:
     """Store ``pushes`` from one thread each, all queued before any is written, so
     that one group commit takes them together; results (or exceptions) in order."""
-    group = write._group_commits[os.path.abspath(db_path)]
+    group = group_commit._group_commits[os.path.abspath(db_path)]
     results: list = [None] * len(pushes)
 
     def worker(i):

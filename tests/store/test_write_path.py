@@ -12,7 +12,7 @@ from server_proc import sample_payload
 
 from resmon.schema import validate_push
 from resmon.store import db as dbmod
-from resmon.store import write
+from resmon.store import group_commit, write
 from resmon.store.models import ContainerStat, Run
 
 
@@ -28,11 +28,11 @@ def test_cached_insert_equals_peewee(database):
         row = {**derived.columns, "repository": derived.repository, "payload": "{}"}
         row.update(idempotency_key=None, received_at=derived.columns["start_time"])
         for _ in range(2):  # the first call builds the template, the second uses it
-            assert write.insert_sql(Run, row) == Run.insert(**row).sql()
+            assert group_commit.insert_sql(Run, row) == Run.insert(**row).sql()
         for container in derived.containers:
             c = {**container, "run": 7}
-            assert write.insert_sql(ContainerStat, c) == ContainerStat.insert(**c).sql()
-    assert all(t is not None for t in write._INSERT_TEMPLATES.values())
+            assert group_commit.insert_sql(ContainerStat, c) == ContainerStat.insert(**c).sql()
+    assert all(t is not None for t in group_commit._INSERT_TEMPLATES.values())
 
 
 def test_stored_rows_read_back_the_same(database):
