@@ -31,6 +31,7 @@ class ProcessState:
         "own",
         "paths",
         "ppid",
+        "rate_own",
         "sample",
         "stat",
     )
@@ -46,6 +47,9 @@ class ProcessState:
         self.ppid = st.ppid
         self.own = st.own_ticks
         self.children = st.children_ticks
+        # Its own ticks at the last reading a CPU rate was taken at (its percent is the
+        # growth since then): the same as ``own`` unless the last sample had no rate.
+        self.rate_own = self.own
         # The ProcessSample last made for it, reused while nothing in it changes, and
         # its top-N sort keys (see Sampler.sample).
         self.sample: ProcessSample | None = None
@@ -73,8 +77,11 @@ class SampleWork:
     # A process not seen before that started at this tick or later was born in the
     # interval; None on the first sample, where every process is only a baseline.
     born_after: float | None
-    # A process's CPU percent per tick of its own time; None without an interval.
+    # A process's CPU percent per tick of its own time; None without a rate.
     percent_per_tick: float | None
+    # A process that started at this tick or later was born within the rate's span: its
+    # percent is over the part it lived (None: no rate, or no /proc/uptime).
+    rate_born_after: float | None
     # What an unchanged process's CPU percent is this time (None without an interval).
     idle_percent: float | None
     # The live processes; the readings of those not seen before; the processes left
@@ -84,6 +91,11 @@ class SampleWork:
     slow: list[Key] = field(default_factory=list)
     # Processes came or went since the previous sample.
     churn: bool = False
+    # The procfs root's entries in the order their stat files were read.
+    listing: list[str] = field(default_factory=list)
+    # The processes whose children time grew in the interval, by how much (one born in
+    # the interval: all of it).
+    grown: dict[Key, int] = field(default_factory=dict)
     # Per group: its members, the ticks credited to it, and (in the set) whether one
     # of its members had no valid delta; then each group's container name.
     group_members: defaultdict[str, list[ProcessState]] = field(

@@ -23,25 +23,46 @@ negative, with this rule (applied across all processes, whatever their group):
 
 - a process alive at both readings is credited its own increase
   Δ(utime+stime) to its group, plus its children's increase Δ(cutime+cstime)
-  *minus* the last observed totals of the processes it reaped in the interval
-  (those were already credited, to their own groups, while they were seen),
-  floored at zero;
+  *minus* the last observed totals of the processes it reaped (those were already
+  credited, to their own groups, while they were seen); what it takes back is at
+  most that increase, so the credit is never negative;
 - a process born in the interval (``starttime`` after the previous reading) is
-  credited its whole total; one first seen that is older (the first sample, a
-  read race) is only a baseline;
+  credited its whole total (its children's part, too, may take back a child seen
+  before); one first seen that is older (the first sample, a read race) is only a
+  baseline;
 - a process that disappeared keeps its last observed total counted: nothing is
-  taken back.  Who reaped it is its last known parent if that parent is still
-  alive, else that parent's reaper, and so on (:mod:`resmon.collect.cpu_credit`).
-  If the reaper is resmon, outside the groups, or unknown, the last observed
-  total simply stays with the group (only the tail since the last reading is
-  lost; in wrapper mode :meth:`Sampler.final_command_sample` restores it from the
-  rusage of the wait).
+  taken back from its group.  Who reaped it is its last known parent if that parent
+  is still alive, else that parent's reaper, and so on; the reaper's growth takes
+  back its last observed total (:mod:`resmon.collect.cpu_credit`).  If the reaper
+  is resmon, outside the groups, or unknown, the last observed total simply stays
+  with the group (only the tail since the last reading is lost; in wrapper mode
+  :meth:`Sampler.final_command_sample` restores it from the rusage of the wait).
+
+One sample's stat files are read one after the other, so a reap can fall between a
+parent's read and its child's.  :class:`resmon.collect.cpu_credit.ReapLedger` keeps
+what that leaves open: a disappeared process no growth matched yet stays pending
+for a few samples (with its ancestors), since its reaper's growth shows only at the
+reaper's next reading; and a child read before the parent that reaped it (the
+parent's growth already there while the child is still in the readings) is matched
+at once and remembered, so its disappearance later takes nothing more.
 
 So a group's ``cpu_seconds`` never goes backwards, never goes negative, and a
-child reaped inside the measured processes is counted once (the min() floor also
-covers a parent that ignores SIGCHLD, whose cutime never grows).  A group with no
-reaper of its own (a container whose init is reaped by containerd-shim) keeps
-everything it was seen to use.
+child reaped inside the measured processes is counted once, whichever way its reap
+falls between two reads (a parent that ignores SIGCHLD, whose cutime never grows,
+takes nothing back).  A group with no reaper of its own (a container whose init is
+reaped by containerd-shim) keeps everything it was seen to use.
+
+Rates
+-----
+Cumulative CPU counts every credit at once; a *rate* (a container's cores, a
+process's percent, the machine's busy percent) is taken over the span since the
+last rated reading, and only when that span is at least ``MIN_RATE_TICKS`` clock
+ticks: a shorter gap (a sample right after the command exits, say) gives no rate
+(``rate_elapsed`` None, process percents None) and its time is merged into the next
+rate.  A process's percent is its own time since the last rated reading over that
+span, or, for a process born within it, over the part it lived (uptime minus its
+``starttime``, at least ``MIN_RATE_TICKS``): a compiler that ran 0.2 s flat out is
+100 %, not its share of a 5 s interval.
 
 Kernel counters
 ---------------
@@ -65,7 +86,7 @@ from dataclasses import dataclass, field
 from resmon import procfs
 from resmon.cgroupfs import CgroupFS
 from resmon.collect.containers import Limits
-from resmon.collect.cpu_credit import assign_reapers
+from resmon.collect.cpu_credit import ReapLedger
 from resmon.collect.sample_containers import ContainerFigures
 from resmon.collect.sample_groups import Grouping
 from resmon.collect.sample_state import EXCLUDED, Key, ProcessState, SampleWork
@@ -76,6 +97,15 @@ log = logging.getLogger(__name__)
 
 # A stat line is at most ~700 bytes (52 numbers and a 64-byte name); one small read.
 _STAT_READ_SIZE = 4096
+
+# The shortest span a CPU rate is taken over, in clock ticks.  utime and stime grow in
+# whole ticks, charged to whoever runs when the tick fires, so a rate over n ticks is
+# off by up to one tick per process and per CPU: over 2-3 ms (a sample right after the
+# command exits, or a signal) one tick reads as several cores.  Over 5 ticks (50 ms at
+# CLK_TCK 100; the shortest --interval is 100 ms) the error is a fifth of a tick's
+# worth; a shorter gap gives no rate and is merged into the next one.
+MIN_RATE_TICKS = 5
+MIN_RATE_SECONDS = MIN_RATE_TICKS / CLK_TCK
 
 
 @dataclass
@@ -102,11 +132,16 @@ class Sampler:
         self._raw: dict[str, tuple[bytes, PidStat, Key]] = {}
         # Each group's container name at the previous sample.
         self._group_names: dict[str, str] = {}
-        self._prev_cpu: procfs.CpuTimes | None = None
         self._first_cpu: procfs.CpuTimes | None = None
         self._prev_uptime: float | None = None
         self._prev_clock: float | None = None
+        # The last reading a CPU rate was taken at (or the first reading): its clock,
+        # uptime and system CPU times; rates span from there.
+        self._rated_clock: float | None = None
+        self._rated_uptime: float | None = None
+        self._rated_cpu: procfs.CpuTimes | None = None
         self._sampled = False
+        self._ledger = ReapLedger(config.proc_path)
         self._grouping = Grouping(
             config.proc_path,
             config.process_map,
@@ -142,14 +177,16 @@ class Sampler:
         self._account_cpu(work)
         self._name_containers(work)
         containers = self._containers.make(work)
-        cpu_total_percent, cpu_seconds_total = self._system_cpu(work.cpu)
+        cpu_total_percent, cpu_seconds_total = self._system_cpu(work)
         top_cpu, top_mem = self._top_processes(work)
         system_pressure = procfs.read_system_pressure(self.config.proc_path)
 
         self._procs = work.current
-        self._prev_cpu = work.cpu
         self._prev_uptime = work.uptime
         self._prev_clock = work.clock
+        if work.rate_elapsed is not None or not self._sampled:
+            self._rated_clock, self._rated_uptime = work.clock, work.uptime
+            self._rated_cpu = work.cpu
         self._sampled = True
         mem = work.mem
         return Sample(
@@ -171,13 +208,19 @@ class Sampler:
     # --- the steps of a sample ----------------------------------------------
 
     def _begin(self, now: float | None) -> SampleWork:
-        """The clocks and the system-wide files."""
+        """The clocks and the system-wide files, and whether this sample gives rates."""
         proc_path = self.config.proc_path
         timestamp = time.time() if now is None else now
         clock = time.monotonic() if now is None else now
         elapsed = None if self._prev_clock is None else clock - self._prev_clock
         if elapsed is not None and elapsed <= 0:
             elapsed = None
+        # A rate spans from the last rated reading, and needs MIN_RATE_TICKS of it.
+        rate_elapsed = None
+        if elapsed is not None and self._rated_clock is not None:
+            rate_elapsed = clock - self._rated_clock
+            if rate_elapsed < MIN_RATE_SECONDS:
+                rate_elapsed = None
         # Uptime first: a process not seen before that started after the previous
         # uptime reading was born in the interval.
         uptime = procfs.read_uptime(proc_path)
@@ -188,17 +231,22 @@ class Sampler:
             # Without /proc/uptime, a process not seen before is taken as new: after the
             # first sample nearly all are, and missing a newborn's time would undercount.
             born_after = self._prev_uptime * CLK_TCK - 1 if self._prev_uptime is not None else 0
-        percent_per_tick = 100.0 / CLK_TCK / elapsed if elapsed is not None else None
+        percent_per_tick = rate_born_after = None
+        if rate_elapsed is not None:
+            percent_per_tick = 100.0 / CLK_TCK / rate_elapsed
+            if uptime is not None and self._rated_uptime is not None:
+                rate_born_after = self._rated_uptime * CLK_TCK - 1
         return SampleWork(
             timestamp=timestamp,
             clock=clock,
             elapsed=elapsed,
-            rate_elapsed=elapsed,
+            rate_elapsed=rate_elapsed,
             uptime=uptime,
             cpu=cpu,
             mem=mem,
             born_after=born_after,
             percent_per_tick=percent_per_tick,
+            rate_born_after=rate_born_after,
             idle_percent=0.0 if percent_per_tick is not None else None,
         )
 
@@ -221,7 +269,8 @@ class Sampler:
         parse = procfs.parse_stat
         dir_fd = open_(proc_path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            for name in os.listdir(proc_path):
+            work.listing = listing = os.listdir(proc_path)
+            for name in listing:
                 if not (name.isdigit() and name.isascii()):  # see procfs.list_pids
                     continue
                 try:
@@ -291,9 +340,10 @@ class Sampler:
         """Credit each process that changed or is new to its group (the rule in the
         module docstring), and make its ProcessSample and top-N sort keys."""
         prev, current = self._procs, work.current
-        absorbed = assign_reapers(prev, current) if work.churn and prev else {}
         born_after, percent_per_tick = work.born_after, work.percent_per_tick
-        group_members, group_credit = work.group_members, work.group_credit
+        rated = percent_per_tick is not None
+        rate_born_after = work.rate_born_after
+        group_members, group_credit, grown = work.group_members, work.group_credit, work.grown
         invalid_groups, processes, states = work.invalid_groups, work.processes, work.process_states
         mem_keys, cpu_keys = work.mem_keys, work.cpu_keys
         # Groups keep their names from one sample to the next (almost always).
@@ -301,36 +351,50 @@ class Sampler:
         for key in work.slow:
             state = current[key]
             group = state.group
-            if group == EXCLUDED:
-                continue
             st = state.stat
-            group_members[group].append(state)
             old = prev.get(key)
+            # own_ticks: the growth of its own time since the last rated reading.
             own_ticks: int | None
             if old is state:
-                own_ticks, credit, valid = 0, 0, True
+                own_ticks, credit, valid = state.own - state.rate_own, 0, True
+                if rated:
+                    state.rate_own = state.own
             elif old is not None:
-                own_ticks = max(0, st.own_ticks - old.own)
-                children = max(0, st.children_ticks - old.children)
-                credit = own_ticks + children - absorbed.get(key, 0)
+                own_ticks = st.own_ticks
+                credit = max(0, own_ticks - old.own)
+                children = st.children_ticks - old.children
+                if children > 0:
+                    grown[key] = children
+                    credit += children
+                own_ticks = max(0, own_ticks - old.rate_own)
+                if not rated:
+                    state.rate_own = old.rate_own
                 valid = True
             elif born_after is not None and st.starttime >= born_after:
                 own_ticks = st.own_ticks
                 credit = st.total_ticks
+                if credit != own_ticks:  # it reaped children already: some may have been seen
+                    grown[key] = credit - own_ticks
                 valid = True
+                if not rated:
+                    state.rate_own = 0
             else:
                 own_ticks, credit, valid = None, 0, False
+            if group == EXCLUDED:
+                continue
+            group_members[group].append(state)
             if credit:
                 group_credit[group] += credit
             if not valid:
                 invalid_groups.add(group)
             pid = st.pid
             rss_bytes = st.rss_pages * PAGE_SIZE
-            cpu_percent = (
-                own_ticks * percent_per_tick
-                if percent_per_tick is not None and own_ticks is not None
-                else None
-            )
+            cpu_percent: float | None = None
+            if rated and own_ticks is not None:
+                if rate_born_after is not None and st.starttime >= rate_born_after:
+                    cpu_percent = own_ticks * self._lived_percent_per_tick(work, st.starttime)
+                else:
+                    cpu_percent = own_ticks * percent_per_tick  # type: ignore[operator]
             # (A ProcessSample handed out is never changed afterwards: an unchanged
             # process shares it with the previous Sample.)
             sample = state.sample = ProcessSample(
@@ -349,6 +413,16 @@ class Sampler:
             mem_keys.append(state.mem_key)
             if cpu_percent is not None:
                 cpu_keys.append(state.cpu_key)  # type: ignore[arg-type]
+        self._ledger.take_back(prev, work)
+
+    @staticmethod
+    def _lived_percent_per_tick(work: SampleWork, starttime: int) -> float:
+        """A process born within the rate's span: percent per tick over the part of the
+        span it lived (at least MIN_RATE_SECONDS, at most the span)."""
+        span = work.rate_elapsed
+        assert span is not None and work.uptime is not None
+        lived = work.uptime - starttime / CLK_TCK
+        return 100.0 / CLK_TCK / max(MIN_RATE_SECONDS, min(lived, span))
 
     def _name_containers(self, work: SampleWork) -> None:
         """Name every group; the processes of a group with a new name get renamed samples."""
@@ -374,12 +448,13 @@ class Sampler:
         work.mem_keys = [state.mem_key for state in process_states]  # type: ignore[misc]
         work.cpu_keys = [state.cpu_key for state in process_states if state.cpu_key is not None]
 
-    def _system_cpu(self, cpu: procfs.CpuTimes) -> tuple[float | None, float]:
-        """The machine's busy percent over the interval, and its busy CPU seconds so far."""
+    def _system_cpu(self, work: SampleWork) -> tuple[float | None, float]:
+        """The machine's busy percent over the rate's span, and its busy CPU seconds so far."""
+        cpu = work.cpu
         cpu_total_percent = None
-        if self._prev_cpu is not None:
-            d_total = cpu.total - self._prev_cpu.total
-            d_busy = cpu.busy - self._prev_cpu.busy
+        if self._rated_cpu is not None and work.rate_elapsed is not None:
+            d_total = cpu.total - self._rated_cpu.total
+            d_busy = cpu.busy - self._rated_cpu.busy
             if d_total > 0:
                 cpu_total_percent = min(100.0, max(0.0, d_busy / d_total * 100.0))
         if self._first_cpu is None:
