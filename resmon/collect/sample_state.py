@@ -104,6 +104,8 @@ class SampleWork:
     group_credit: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     invalid_groups: set[str] = field(default_factory=set)
     group_names: dict[str, str] = field(default_factory=dict)
+    # Containers renamed this sample (old name -> new name).
+    renamed: dict[str, str] = field(default_factory=dict)
     # The processes' samples and their states, in one order.
     processes: list[ProcessSample] = field(default_factory=list)
     process_states: list[ProcessState] = field(default_factory=list)

@@ -9,7 +9,10 @@ Groups and containers
 ---------------------
 A process belongs, for its whole life, to one *group* (its cgroup path, or in
 wrapper mode the command's tree), and a *container* is the groups that carry one
-name (:mod:`resmon.collect.sample_groups`).
+name (:mod:`resmon.collect.sample_groups`).  A group that gets a new name (its
+``CGROUP_PROCESS_MAP`` process is seen) carries it for the whole run: the sample
+says ``renamed`` old name -> new name, when no group carries the old name any more,
+and the run's figures under the old name are moved to the new one.
 
 CPU accounting that survives process churn
 ------------------------------------------
@@ -142,6 +145,8 @@ class Sampler:
         self._rated_cpu: procfs.CpuTimes | None = None
         self._sampled = False
         self._ledger = ReapLedger(config.proc_path)
+        # The last name of every group seen (a group can be absent for a while).
+        self._known_names: dict[str, str] = {}
         self._grouping = Grouping(
             config.proc_path,
             config.process_map,
@@ -203,6 +208,7 @@ class Sampler:
             containers=containers,
             command_container=self._command_container(),
             pressure=pressure_record(system_pressure) if system_pressure else None,
+            renamed=work.renamed,
         )
 
     # --- the steps of a sample ----------------------------------------------
@@ -431,6 +437,7 @@ class Sampler:
         work.group_names = self._group_names = group_names
         if not any(names_before.get(g) != name for g, name in group_names.items()):
             return
+        self._note_renames(work)
         processes, process_states = work.processes, work.process_states
         for index, (p, state) in enumerate(zip(processes, process_states, strict=True)):
             name = group_names[state.group]
@@ -447,6 +454,18 @@ class Sampler:
             )
         work.mem_keys = [state.mem_key for state in process_states]  # type: ignore[misc]
         work.cpu_keys = [state.cpu_key for state in process_states if state.cpu_key is not None]
+
+    def _note_renames(self, work: SampleWork) -> None:
+        """A group that carries a new name (it got its mapped name) renames its container
+        for the whole run: ``old -> new`` when no group carries the old name any more."""
+        known = self._known_names
+        carried = set(work.group_names.values())
+        for group, name in work.group_names.items():
+            old = known.get(group)
+            if old is not None and old != name and old not in carried:
+                work.renamed[old] = name
+                log.debug("container %s is now %s", old, name)
+        known.update(work.group_names)
 
     def _system_cpu(self, work: SampleWork) -> tuple[float | None, float]:
         """The machine's busy percent over the rate's span, and its busy CPU seconds so far."""

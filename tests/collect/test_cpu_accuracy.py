@@ -1,6 +1,7 @@
 """CPU figures that hold at short intervals: rates only over meaningful spans, a
-short-lived process's percent over the part it lived, and a fork-heavy workload
-sampled every 100 ms against the kernel's rusage.  (A child's time counted once whichever way its reap falls between two stat reads:
+short-lived process's percent over the part it lived, a mapped name for the group's
+whole run, and a fork-heavy workload sampled every 100 ms against the kernel's rusage.
+(A child's time counted once whichever way its reap falls between two stat reads:
 test_cpu_reap_races.py.)
 """
 
@@ -134,6 +135,56 @@ def test_a_process_born_in_the_interval_is_rated_over_the_part_it_lived(tmp_path
     fp.run(11, 10)
     percent = {p.pid: p.cpu_percent for p in clock.sample().processes}
     assert percent[11] == pytest.approx(10 / interval)
+
+
+# --- a mapped name for the group's whole run -----------------------------------------------
+
+DOCKER_ID = "4f1b" * 16
+
+
+def test_renamed_is_set_exactly_when_a_group_gets_its_mapped_name(tmp_path):
+    fp, s = make(tmp_path, process_map={"node": "runner", "gitea-runner": "forgejo"})
+    fp.add(10, "bash", cgroup=A, starttime=1)
+    fp.add(20, "bash", cgroup=f"0::/docker/{DOCKER_ID}\n", starttime=1)
+    fp.add(21, "bash", cgroup=f"0::/system.slice/docker-{DOCKER_ID}.scope\n", starttime=1)
+    clock = Clock(fp, s)
+    first = clock.sample()
+    assert first.renamed == {}
+    assert set(first.containers) == {"/groupA", DOCKER_ID[:12], "host"}
+    clock.tick()
+    assert clock.sample().renamed == {}
+    clock.tick()
+    fp.add(11, "node", ppid=10, cgroup=A)
+    fp.run(11, 5)
+    renamed = clock.sample()
+    assert renamed.renamed == {"/groupA": "runner"}
+    assert "/groupA" not in renamed.containers
+    assert {p.container for p in renamed.processes if p.pid in (10, 11)} == {"runner"}
+    clock.tick()
+    fp.exit_and_reap(11)
+    again = clock.sample()
+    assert again.renamed == {} and "runner" in again.containers
+    # One of two groups carrying one name gets a mapped name: the old name stays in use,
+    # so nothing is renamed (the other group's figures are still under it).
+    clock.tick()
+    fp.add(22, "gitea-runner", ppid=21, cgroup=f"0::/system.slice/docker-{DOCKER_ID}.scope\n")
+    split = clock.sample()
+    assert split.renamed == {}
+    assert {"forgejo", DOCKER_ID[:12]} <= set(split.containers)
+    assert clock.sample().renamed == {}
+
+
+def test_a_group_absent_for_a_while_is_renamed_when_it_returns_with_its_mapped_name(tmp_path):
+    fp, s = make(tmp_path, process_map={"node": "runner"})
+    fp.add(10, "bash", cgroup=A, starttime=1)
+    clock = Clock(fp, s)
+    clock.sample()
+    clock.tick()
+    fp.exit_and_reap(10)
+    assert "/groupA" not in clock.sample().containers
+    clock.tick()
+    fp.add(11, "node", cgroup=A)
+    assert clock.sample().renamed == {"/groupA": "runner"}
 
 
 # --- live: a fork-heavy Python workload against the kernel's rusage ---------------------
