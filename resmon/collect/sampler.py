@@ -158,6 +158,7 @@ class Sampler:
             CgroupFS(config.cgroup_path) if config.use_cgroupfs else None,
             config.limits,
             self._command_container(),
+            proc_path=config.proc_path,
         )
 
     # --- public ------------------------------------------------------------

@@ -65,6 +65,13 @@ def per_process(files: list[str], proc: str) -> tuple[Counter, list[str]]:
     return counts, others
 
 
+def split_memory_reads(counts: Counter) -> tuple[Counter, Counter]:
+    """The per-process opens apart from the memory files (status for VmHWM,
+    smaps_rollup for PSS), which follow their own rules (collect/memory_peaks.py)."""
+    memory = Counter({k: v for k, v in counts.items() if k[1] in ("status", "smaps_rollup")})
+    return Counter({k: v for k, v in counts.items() if k not in memory}), memory
+
+
 def test_steady_state_sample_opens_one_file_per_process(tmp_path, monkeypatch):
     fp = FakeProc(tmp_path / "proc")
     for pid in range(100, 150):
@@ -81,9 +88,11 @@ def test_steady_state_sample_opens_one_file_per_process(tmp_path, monkeypatch):
 
     s.sample(now=1.0)
     counts, others = per_process(rec.take(), proc)
-    # First sight of a process: its stat, and its cgroup once.
+    counts, memory = split_memory_reads(counts)
+    # First sight of a process: its stat, and its cgroup once (and its memory files:
+    # VmHWM from status, PSS from smaps_rollup, at most once each).
     assert set(counts) == {(p, n) for p in range(100, 150) for n in ("stat", "cgroup")}
-    assert set(counts.values()) == {1}
+    assert set(counts.values()) == {1} and set(memory.values()) <= {1}
 
     for step in range(2, 5):
         # Some processes run, one exits, one is born: still one file per live process.
@@ -93,10 +102,13 @@ def test_steady_state_sample_opens_one_file_per_process(tmp_path, monkeypatch):
         fp.write(100)
         s.sample(now=float(step))
         counts, others = per_process(rec.take(), proc)
+        counts, memory = split_memory_reads(counts)
         live = set(fp.processes)
         expected = {(p, "stat") for p in live} | {(200 + step, "cgroup")}
         assert set(counts) == expected, set(counts) ^ expected
-        assert set(counts.values()) == {1}
+        assert set(counts.values()) == {1} and set(memory.values()) <= {1}
+        # VmHWM is read only for a process whose stat line changed (it ran) or is new.
+        assert {p for p, n in memory if n == "status"} <= {100 + step, 200 + step}
         assert sorted(os.path.relpath(f, proc) for f in others) == sorted(SYSTEM_FILES)
         # The whole count, the figure an extra per-process read would change.
         assert len(counts) + len(others) == len(live) + 1 + len(SYSTEM_FILES)

@@ -312,14 +312,15 @@ def test_live_forked_python_tree_is_its_pss():
 
 
 def test_a_fixture_tree_never_reads_this_machines_proc(tmp_path):
-    """Without the procfs root handed on, /proc is read only when the sampled processes
-    are there: a fixture tree's PIDs are other processes here."""
+    """The sampler hands its procfs root on: a fixture tree's memory files are read
+    under the fixture (which has none here), never this machine's /proc, whose PIDs
+    are other processes."""
     fp = FakeProc(tmp_path / "proc")
     fp.add(os.getpid(), "fake", cgroup=A, starttime=12345, rss=10)
     s = Sampler(SamplerConfig(proc_path=str(fp.root), cgroup_path=str(tmp_path / "none")))
     fp.write(TICK)
     first = s.sample(now=1.0)
-    assert not s._containers.memory.enabled and s._containers.memory.hwm_reads == 0
+    assert s._containers.memory.proc_path == str(fp.root)
     assert first.containers["/groupA"].memory_pss_bytes is None
     live = Sampler(SamplerConfig(exclude_pids=frozenset({os.getpid()})))
     live.sample()
