@@ -118,7 +118,9 @@ def test_show_has_a_state_line(width):
     running = {**row(3, "running"), "last_batch_at": "2026-11-20T11:59:40Z", "containers": []}
     running["payload"] = {"start_time": running["start_time"], "state": "running"}
     lines = fits(text("run", running, width), width)
-    assert any(re.match(r"State\s+running \(live\), last batch 20s ago\s*$", line) for line in lines)
+    assert any(
+        re.match(r"State\s+running \(live\), last batch 20s ago\s*$", line) for line in lines
+    )
     assert any(re.match(r"Host\s+runner-with-a-rather-long-name-07\s*$", line) for line in lines)
     assert "No figures until it finishes" in "\n".join(lines)
 
