@@ -131,8 +131,10 @@ class Sampler:
     def __init__(self, config: SamplerConfig) -> None:
         self.config = config
         self._procs: dict[Key, ProcessState] = {}
-        # /proc entry name -> (its stat bytes, parsed, key) at the previous sample.
-        self._raw: dict[str, tuple[bytes, PidStat, Key]] = {}
+        # /proc entry name -> (the hash of its stat bytes, parsed, key) at the previous
+        # sample: a hash, not the ~300 bytes, since a sidecar keeps one per process on
+        # the machine (64 bits: a changed line that hashes the same is a 2**-64 chance).
+        self._raw: dict[str, tuple[int, PidStat, Key]] = {}
         # Each group's container name at the previous sample.
         self._group_names: dict[str, str] = {}
         self._first_cpu: procfs.CpuTimes | None = None
@@ -268,7 +270,7 @@ class Sampler:
         ProcessSample, nothing to credit.  The others are left to the next steps."""
         proc_path = self.config.proc_path
         prev, raw_prev = self._procs, self._raw
-        raw_now: dict[str, tuple[bytes, PidStat, Key]] = {}
+        raw_now: dict[str, tuple[int, PidStat, Key]] = {}
         current, new_stats, slow = work.current, work.new_stats, work.slow
         group_members, processes, states = work.group_members, work.processes, work.process_states
         mem_keys, cpu_keys, idle_percent = work.mem_keys, work.cpu_keys, work.idle_percent
@@ -294,7 +296,8 @@ class Sampler:
                 finally:
                     close(fd)
                 cached = raw_prev.get(name)
-                if cached is not None and cached[0] == data:
+                digest = hash(data)
+                if cached is not None and cached[0] == digest:
                     raw_now[name] = cached
                     st, key = cached[1], cached[2]
                     state = prev.get(key)
@@ -325,7 +328,7 @@ class Sampler:
                         log.debug("unparseable %s/%s/stat: %r", proc_path, name, data[:200])
                         continue
                     key = (int(name), st.starttime)
-                    raw_now[name] = (data, st, key)
+                    raw_now[name] = (digest, st, key)
                     state = prev.get(key)
                 if state is None:
                     new_stats[key] = st
