@@ -14,39 +14,17 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response
-from peewee import InterfaceError, OperationalError
 
-from resmon.server.api import json_response, require_read_token
-from resmon.server.read_api import count_arg, job_scope, text_arg
-from resmon.store import advice, baseline, history
+from resmon.server.api import json_response
+from resmon.server.read_api import count_arg, guard_reads, job_scope, text_arg
+from resmon.store import advice, baseline
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("advice_api", __name__)
 
 
-@bp.before_request
-def _authorize() -> None:
-    require_read_token()
-
-
-@bp.errorhandler(history.NotFound)
-def _not_found(exc: history.NotFound) -> Response:
-    return json_response({"error": exc.message, "suggestions": exc.suggestions}, 404)
-
-
-@bp.errorhandler(history.HistoryError)
-def _bad_question(exc: history.HistoryError) -> Response:
-    return json_response({"error": str(exc)}, 400)
-
-
-@bp.errorhandler(OperationalError)
-@bp.errorhandler(InterfaceError)
-def _database_down(exc: Exception) -> Response:
-    log.error("database error while reading advice: %s", type(exc).__name__)
-    response = json_response({"error": "database unavailable, retry later"}, 503)
-    response.headers["Retry-After"] = "1"
-    return response
+guard_reads(bp, "advice")
 
 
 @bp.get("/api/v1/jobs/<path:scope>/recommendation")

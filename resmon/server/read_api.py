@@ -38,28 +38,34 @@ MAX_PARAM = 255
 MAX_LIMIT_DIGITS = 9
 
 
-@bp.before_request
-def _authorize() -> None:
-    require_read_token()
+def guard_reads(blueprint: Blueprint, what: str) -> None:
+    """The read token before every request of ``blueprint``, and its answers for a
+    question that finds nothing (404 with suggestions), a bad question (400) and a
+    database that is down (503, logged as an error while reading ``what``)."""
+
+    def authorize() -> None:
+        require_read_token()
+
+    def not_found(exc: history.NotFound) -> Response:
+        return json_response({"error": exc.message, "suggestions": exc.suggestions}, 404)
+
+    def bad_question(exc: history.HistoryError) -> Response:
+        return json_response({"error": str(exc)}, 400)
+
+    def database_down(exc: Exception) -> Response:
+        log.error("database error while reading %s: %s", what, type(exc).__name__)
+        response = json_response({"error": "database unavailable, retry later"}, 503)
+        response.headers["Retry-After"] = "1"
+        return response
+
+    blueprint.before_request(authorize)
+    blueprint.register_error_handler(history.NotFound, not_found)
+    blueprint.register_error_handler(history.HistoryError, bad_question)
+    blueprint.register_error_handler(OperationalError, database_down)
+    blueprint.register_error_handler(InterfaceError, database_down)
 
 
-@bp.errorhandler(history.NotFound)
-def _not_found(exc: history.NotFound) -> Response:
-    return json_response({"error": exc.message, "suggestions": exc.suggestions}, 404)
-
-
-@bp.errorhandler(history.HistoryError)
-def _bad_question(exc: history.HistoryError) -> Response:
-    return json_response({"error": str(exc)}, 400)
-
-
-@bp.errorhandler(OperationalError)
-@bp.errorhandler(InterfaceError)
-def _database_down(exc: Exception) -> Response:
-    log.error("database error while reading: %s", type(exc).__name__)
-    response = json_response({"error": "database unavailable, retry later"}, 503)
-    response.headers["Retry-After"] = "1"
-    return response
+guard_reads(bp, "history")
 
 
 def text_arg(name: str) -> str | None:
