@@ -34,6 +34,7 @@ from resmon.query.advice_tables import (
 from resmon.query.kube_yaml import resources_yaml
 from resmon.query.scopes import DEFAULT_SCOPE
 from resmon.query.tables import jobs_table, run_view, runs_table, top_table, trend_table
+from resmon.store.job_figures import JOB_COLUMNS
 
 OUTPUTS = ("table", "json", "csv", "yaml")
 PIPE_WIDTH = 160
@@ -128,18 +129,8 @@ RUN_FIELDS = (
     # last, so scripts reading the earlier columns by position keep working.
     "command_container",
     "command_name",
-    # The job's own figures; cpu_percent_* and mem_bytes_* above are the host's.
-    "job_scope",
-    "job_cpu_cores_p95",
-    "job_cpu_cores_peak",
-    "job_cpu_seconds",
-    "job_memory_bytes_p95",
-    "job_memory_bytes_peak",
-    "job_memory_kind",
-    "job_memory_peak_low_bytes",
-    "job_memory_peak_high_bytes",
-    "job_limit_cpu_cores",
-    "job_limit_memory_bytes",
+    # The job's own figures, as stored; cpu_percent_* and mem_bytes_* above are the host's.
+    *JOB_COLUMNS,
     # The run's state (running, finished, lost), partial flag and runner host.
     "state",
     "partial",
