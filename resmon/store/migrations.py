@@ -40,7 +40,10 @@ Schema versions (``schema_version`` table, one row):
    stored since (with the regression event, which names each figure's test) are
    backfilled from their events.
 
-Steps 6 to 8 are in :mod:`resmon.store.migrations_recent`.
+Steps 6 to 8 are in :mod:`resmon.store.migrations_recent`; 9 (rollups) in
+:mod:`resmon.store.migrations_rollups`, 10 (alerts) in :mod:`resmon.store.migrations_alerts`,
+11 (run context, steps) in :mod:`resmon.store.migrations_context`, 12 (I/O) in
+:mod:`resmon.store.migrations_io`.
 """
 
 from __future__ import annotations
@@ -73,7 +76,11 @@ from resmon.store.derive import (
     sha256_hex,
 )
 from resmon.store.job_figures import JOB_COLUMNS, job_columns_of_text
+from resmon.store.migrations_alerts import to_v10
+from resmon.store.migrations_context import to_v11
+from resmon.store.migrations_io import to_v12
 from resmon.store.migrations_recent import _to_v6, _to_v7, _to_v8
+from resmon.store.migrations_rollups import to_v9
 
 log = logging.getLogger(__name__)
 
@@ -445,6 +452,10 @@ STEPS: dict[int, Callable[[Database, SchemaMigrator], None]] = {
     6: _to_v6,
     7: _to_v7,
     8: _to_v8,
+    9: to_v9,
+    10: to_v10,
+    11: to_v11,
+    12: to_v12,
 }
 
 
