@@ -249,4 +249,119 @@ class SchemaVersion(BaseModel):
         primary_key = False
 
 
-MODELS: tuple[type[Model], ...] = (Run, ContainerStat, RunRegression, RunBatch, Event)
+# --- alerts (schema version 10, resmon.store.alerts) ----------------------------
+
+
+class AlertRule(BaseModel):
+    """An alert rule: a scope pattern (``*`` matches any run of characters), a CPU and a
+    memory threshold, each a percent of the limit or an absolute figure
+    (:mod:`resmon.analysis.alert_machine`), and the consecutive breaches that change a
+    state.  ``container`` NULL watches the job's own figures, a pattern its containers.
+    ``source`` is ``file`` (``serve --alert-rules``, replaced when the file changes) or
+    ``api`` (the admin API)."""
+
+    id = AutoField()
+    name = CharField(max_length=255, unique=True)
+    source = CharField(max_length=8)
+    enabled = BooleanField(default=True)
+    evaluate_on = CharField(max_length=8, default="runs")  # runs or samples
+    organization = CharField(max_length=255, default="*")
+    repository = CharField(max_length=511, default="*")
+    workflow = CharField(max_length=255, default="*")
+    job = CharField(max_length=255, default="*")
+    container = CharField(max_length=255, null=True)
+    cpu_threshold_kind = CharField(max_length=8, null=True)  # percent or cores
+    cpu_threshold_value = DoubleField(null=True)
+    mem_threshold_kind = CharField(max_length=8, null=True)  # percent or bytes
+    mem_threshold_value = DoubleField(null=True)
+    consecutive = IntegerField(default=3)
+    created_at = DateTimeField()  # naive, UTC
+    updated_at = DateTimeField()
+
+    class Meta:
+        table_name = "alert_rules"
+
+
+class AlertState(BaseModel):
+    """The state of one rule for one matched job and container (``container`` empty:
+    the job's own figures).  ``target_key`` is a hash of the rule, scope and container,
+    unique: the evaluator finds and upserts a state by it."""
+
+    id = AutoField()
+    rule = ForeignKeyField(AlertRule, backref="states", on_delete="CASCADE", index=False)
+    target_key = CharField(max_length=64, unique=True)
+    organization = CharField(max_length=255)
+    repository = CharField(max_length=511)
+    workflow = CharField(max_length=255)
+    job = CharField(max_length=255)
+    container = CharField(max_length=255, default="")
+    state = CharField(max_length=16, default="normal")
+    cpu_consecutive_breaches = IntegerField(default=0)
+    mem_consecutive_breaches = IntegerField(default=0)
+    # Observations in a row without a breach while alerting: the way back to normal.
+    cpu_consecutive_clear = IntegerField(default=0)
+    mem_consecutive_clear = IntegerField(default=0)
+    cpu_value = DoubleField(null=True)  # the last figures seen: cores, bytes
+    cpu_limit = DoubleField(null=True)
+    mem_value = DoubleField(null=True)
+    mem_limit = DoubleField(null=True)
+    last_run = BigIntegerField(null=True)  # runs.id of the last observation
+    last_alerted_at = DateTimeField(null=True)  # naive, UTC: the last state change
+    created_at = DateTimeField()
+    updated_at = DateTimeField()
+
+    class Meta:
+        table_name = "alert_states"
+        indexes = ((("rule", "organization"), False), (("organization", "updated_at"), False))
+
+
+class AlertCursor(BaseModel):
+    """Where a background reader of the events table is (one row per reader): every
+    event id at or below ``last_event_id`` has been evaluated."""
+
+    name = CharField(max_length=32, primary_key=True)
+    last_event_id = BigIntegerField(default=0)
+    updated_at = DateTimeField()
+
+    class Meta:
+        table_name = "alert_cursor"
+
+
+class WebhookOutbox(BaseModel):
+    """One webhook delivery of one event to one target, kept until delivered (at least
+    once, across restarts): written with the event, sent by a background thread."""
+
+    id = BigAutoField()
+    event_id = BigIntegerField()
+    target = TextField()
+    body = TextField()  # the JSON text sent, as signed
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField()  # naive, UTC
+    delivered_at = DateTimeField(null=True)
+    last_error = TextField(null=True)
+    created_at = DateTimeField()
+
+    class Meta:
+        table_name = "webhook_outbox"
+
+
+# The deliveries still due, by their next attempt: the sender reads them through this
+# partial index, which holds only the undelivered rows.
+WebhookOutbox.add_index(
+    WebhookOutbox.index(
+        WebhookOutbox.next_attempt_at,
+        name="webhook_outbox_due",
+        where=WebhookOutbox.delivered_at.is_null(),
+    )
+)
+
+ALERT_MODELS: tuple[type[Model], ...] = (AlertRule, AlertState, AlertCursor, WebhookOutbox)
+
+MODELS: tuple[type[Model], ...] = (
+    Run,
+    ContainerStat,
+    RunRegression,
+    RunBatch,
+    Event,
+    *ALERT_MODELS,
+)
