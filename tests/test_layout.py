@@ -44,6 +44,8 @@ FORBIDDEN = {
     ),
     "resmon.server": ({"resmon.cli", "resmon.collect", "resmon.query"}, {"click", "rich"}),
     "resmon.query": ({"resmon.cli", "resmon.collect", "resmon.server"}, {"click", "flask"}),
+    # The web pages: over the server's read checks and the store, never the collector.
+    "resmon.web": ({"resmon.cli", "resmon.collect"}, {"click", "rich"}),
     # Pure advice (recommendations, baselines): plain values in and out, no I/O.
     "resmon.analysis": (
         {"resmon.cli", "resmon.collect", "resmon.store", "resmon.server", "resmon.query"},

@@ -1,0 +1,313 @@
+"""The web pages: server-rendered HTML over the same store functions as the read API.
+
+    GET /                       -> /jobs
+    GET /jobs?org=&repo=&sort=&page=
+    GET /job?org=&repo=&workflow=&job=
+    GET /runs/<id>
+    GET /live
+    GET /usage?metric=&period=
+
+Every figure comes from :mod:`resmon.store.history` (jobs, runs, trends, top),
+:mod:`resmon.store.advice` (recommendations), :mod:`resmon.store.baseline`
+(comparisons, flagged runs) and :mod:`resmon.store.live_view` (running runs,
+samples): a page computes nothing of its own, it lays out what the read API
+answers.  Every page is limited to :func:`resmon.server.read_scope.read_org`: a
+job or run of another organisation is a 404 like one that does not exist, and
+lists show only the organisation's jobs.
+
+Charts get their data from ``<script type="application/json">`` blocks read by
+``static/charts.js`` (uPlot); the live page updates from ``/api/v1/events`` in
+``static/live.js``.  There is no inline script, so the pages run under a CSP
+without ``'unsafe-inline'``; without JavaScript every page but its charts and live
+updates works.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from peewee import InterfaceError, OperationalError
+
+from resmon.query.kube_yaml import resources_yaml
+from resmon.server.read_scope import may_read, read_org, visible, visible_suggestions
+from resmon.store import advice, baseline, history, live_view
+from resmon.store.models import RunRegression
+from resmon.web import charts
+from resmon.web.auth import page_access
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint(
+    "web",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/assets",
+)
+
+PAGE_SIZE = 25
+SPARK_RUNS = 20
+HISTORY_RUNS = 100
+RECENT_RUNS = 20
+USAGE_ROWS = 50
+MAX_PARAM = 255
+MAX_PAGE = 100_000
+JOB_SORTS = {
+    "name": ("Name", None),
+    "last": ("Last run", "last_received_at"),
+    "cpu": ("CPU p95", "last_job_cpu_cores_p95"),
+    "memory": ("Memory p95", "last_job_memory_bytes_p95"),
+    "runs": ("Runs", "run_count"),
+}
+USAGE_METRICS = {"cpu": "CPU time", "memory": "Memory peak", "duration": "Run time"}
+USAGE_PERIODS = ("1d", "7d", "30d", "90d")
+
+
+class PageError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@bp.before_request
+def _access() -> Response | None:
+    return page_access()
+
+
+def _error_page(status: int, message: str, suggestions: list[str] | None = None) -> Response:
+    body = render_template(
+        "error.html", status=status, message=message, suggestions=suggestions or []
+    )
+    return Response(body, status, mimetype="text/html")
+
+
+@bp.errorhandler(PageError)
+def _page_error(exc: PageError) -> Response:
+    return _error_page(exc.status, exc.message)
+
+
+@bp.errorhandler(history.NotFound)
+def _not_found(exc: history.NotFound) -> Response:
+    return _error_page(404, exc.message, visible_suggestions(exc.suggestions))
+
+
+@bp.errorhandler(history.HistoryError)
+def _bad_question(exc: history.HistoryError) -> Response:
+    return _error_page(400, str(exc))
+
+
+@bp.errorhandler(OperationalError)
+@bp.errorhandler(InterfaceError)
+def _database_down(exc: Exception) -> Response:
+    log.error("database error while rendering a page: %s", type(exc).__name__)
+    response = _error_page(503, "The database is unavailable; retry in a moment.")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+def _arg(name: str) -> str | None:
+    value = request.args.get(name)
+    if value is not None and (len(value) > MAX_PARAM or "\x00" in value):
+        raise PageError(400, f"{name} must be at most {MAX_PARAM} characters without NUL")
+    return value or None
+
+
+def _page() -> int:
+    value = request.args.get("page") or "1"
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value[:7]) <= MAX_PAGE:
+        raise PageError(400, "page must be a whole number of at least 1")
+    return int(value)
+
+
+def _choice(name: str, choices: Any, default: str) -> str:
+    value = _arg(name) or default
+    if value not in choices:
+        raise PageError(400, f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def job_url(row: dict[str, Any]) -> str:
+    query = {k: row[k] for k in ("organization", "repository", "workflow", "job")}
+    return url_for(
+        "web.job",
+        org=query["organization"],
+        repo=query["repository"],
+        workflow=query["workflow"],
+        job=query["job"],
+    )
+
+
+def _no_such_job(org: str, repo: str, workflow: str, job: str) -> PageError:
+    return PageError(404, f"no job {repo} · {workflow} · {job} in {org}")
+
+
+@bp.app_template_global()
+def page_url(**changes: Any) -> str:
+    """This page's URL with some query parameters changed (None removes one)."""
+    args = {k: v for k, v in request.args.items()}
+    for key, value in changes.items():
+        if value is None:
+            args.pop(key, None)
+        else:
+            args[key] = str(value)
+    return request.path + ("?" + urlencode(args) if args else "")
+
+
+@bp.app_context_processor
+def _navigation() -> dict[str, Any]:
+    return {"nav_pages": set(current_app.view_functions), "show_alerts": False}
+
+
+@bp.app_template_global()
+def link_to_job(row: dict[str, Any]) -> str:
+    return job_url(row)
+
+
+# --- pages ---------------------------------------------------------------------------
+
+
+@bp.get("/")
+def index() -> Response:
+    return redirect(url_for("web.jobs"))
+
+
+@bp.get("/jobs")
+def jobs() -> str:
+    org, repo = _arg("org"), _arg("repo")
+    sort = _choice("sort", JOB_SORTS, "name")
+    page = _page()
+    scoped = read_org()
+    if scoped is not None and org is not None and org != scoped:
+        rows: list[dict[str, Any]] = []
+        truncated = False
+    else:
+        answer = history.list_jobs(organization=scoped or org, repository=repo)
+        rows, truncated = answer["jobs"], answer["truncated"]
+    key = JOB_SORTS[sort][1]
+    if key is not None:
+        present = [r for r in rows if r.get(key) is not None]
+        absent = [r for r in rows if r.get(key) is None]
+        rows = sorted(present, key=lambda r: r[key], reverse=True) + absent
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    for row in shown:
+        scope = (row["organization"], row["repository"], row["workflow"], row["job"])
+        points = history.trend(*scope, limit=SPARK_RUNS)["points"]
+        row["spark_cpu"] = [p.get("job_cpu_cores_p95") for p in points]
+        row["spark_memory"] = [p.get("job_memory_bytes_p95") for p in points]
+        row["recommendation"] = advice.recommend_job(*scope)["job_recommendation"]
+    return render_template(
+        "jobs.html",
+        jobs=shown,
+        total=len(rows),
+        truncated=truncated,
+        page=page,
+        pages=pages,
+        sort=sort,
+        sorts=JOB_SORTS,
+        org=org,
+        repo=repo,
+        scoped=scoped,
+    )
+
+
+@bp.get("/job")
+def job() -> str:
+    names = [_arg(k) for k in ("org", "repo", "workflow", "job")]
+    if not all(names):
+        raise PageError(400, "a job is named by org, repo, workflow and job")
+    org, repo, workflow, name = (str(n) for n in names)
+    if not may_read(org):
+        raise _no_such_job(org, repo, workflow, name)
+    runs = history.job_runs(org, repo, workflow, name, limit=RECENT_RUNS)
+    trend = history.trend(org, repo, workflow, name, limit=HISTORY_RUNS)
+    recommendation = advice.recommend_job(org, repo, workflow, name)
+    ids = [p["id"] for p in trend["points"]] + [r["id"] for r in runs["runs"]]
+    flagged = _flagged(ids)
+    return render_template(
+        "job.html",
+        scope=runs,
+        runs=runs,
+        trend=trend,
+        charts=charts.job_charts(trend["points"], flagged),
+        flagged=flagged,
+        recommendation=recommendation,
+        yaml=resources_yaml(recommendation),
+    )
+
+
+def _flagged(run_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """The figures flagged as regressions when each of these runs was pushed."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    ids = sorted(set(run_ids))
+    for start in range(0, len(ids), 500):
+        query = (
+            RunRegression.select(
+                RunRegression.run,
+                RunRegression.container,
+                RunRegression.metric,
+                RunRegression.value,
+                RunRegression.median,
+                RunRegression.change,
+                RunRegression.test,
+            )
+            .where(RunRegression.run.in_(ids[start : start + 500]))
+            .order_by(RunRegression.id)
+            .dicts()
+        )
+        for row in query:
+            out.setdefault(row["run"], []).append(row)
+    return out
+
+
+@bp.get("/runs/<run_pk>")
+def run(run_pk: str) -> str:
+    if not (run_pk.isascii() and run_pk.isdigit()) or len(run_pk) > 18:
+        raise PageError(404, f"no run with id {run_pk!r}: ids are the numbers the pages link")
+    found = history.get_run(int(run_pk))
+    if not may_read(found["organization"]):
+        raise PageError(404, f"no run with id {run_pk}")
+    payload = found.get("payload") or {}
+    timeline = payload.get("timeline") if isinstance(payload, dict) else None
+    samples = None
+    if found["state"] != "finished" or not isinstance(timeline, list) or len(timeline) < 2:
+        samples = live_view.run_history(found["id"])
+    config = current_app.extensions["resmon"].config
+    comparison = baseline.compare_stored_run(found["id"], config.baseline)
+    return render_template(
+        "run.html",
+        run=found,
+        payload=payload if isinstance(payload, dict) else {},
+        granularity=samples["granularity"] if samples and samples["buckets"] else "summary",
+        charts=charts.run_charts(found, timeline, samples),
+        comparison=comparison,
+        flagged=_flagged([found["id"]]).get(found["id"], []),
+    )
+
+
+@bp.get("/live")
+def live() -> str:
+    scoped = read_org()
+    answer = live_view.live_runs({"organization": scoped} if scoped is not None else None)
+    return render_template("live.html", live=answer)
+
+
+@bp.get("/usage")
+def usage() -> str:
+    metric = _choice("metric", USAGE_METRICS, "cpu")
+    period = _choice("period", USAGE_PERIODS, "7d")
+    answer = history.top(metric, period=period, limit=100)
+    rows = visible(answer["jobs"])[:USAGE_ROWS]
+    return render_template(
+        "usage.html",
+        top=answer,
+        rows=rows,
+        metric=metric,
+        metrics=USAGE_METRICS,
+        period=period,
+        periods=USAGE_PERIODS,
+    )
