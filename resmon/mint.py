@@ -3,6 +3,9 @@
 Locally it is :func:`resmon.tokens.push_token` with the first key; through a server
 it is ``POST /api/v1/token`` with the read token, so an admin needs no HMAC key.
 Either way a lifetime makes it a v2 token that expires (``--expires 90d``).
+
+``resmon token --read --org ORG`` mints an r1 read token of one organisation the same
+two ways (:func:`resmon.tokens.read_token`; ``"kind": "read"`` through a server).
 """
 
 from __future__ import annotations
@@ -10,7 +13,14 @@ from __future__ import annotations
 import re
 import time
 
-from resmon.tokens import MAX_LIFETIME, MIN_LIFETIME, push_token, token_expiry
+from resmon.tokens import (
+    MAX_LIFETIME,
+    MIN_LIFETIME,
+    parse_read_token,
+    push_token,
+    token_expiry,
+)
+from resmon.tokens import read_token as org_read_token
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _V1 = re.compile(r"[0-9a-f]{64}")
@@ -79,31 +89,56 @@ def mint_local(
     return push_token(hmac_keys[0], organization, repository, workflow, job, expires=expires)
 
 
+def check_organization(organization: str) -> None:
+    """Refuse an organisation no read token can name (empty, control characters, over
+    255 bytes): :class:`ScopeError` for ``organization``."""
+    if not organization or _CONTROL.search(organization):
+        raise ScopeError("organization", "must be non-empty, without control characters")
+    if len(organization.encode("utf-8", "surrogateescape")) > 255:
+        raise ScopeError("organization", "must be at most 255 bytes (UTF-8)")
+
+
+def mint_read_local(
+    hmac_keys: list[str] | tuple[str, ...], organization: str, *, expires: int | None = None
+) -> str:
+    """The r1 read token of ``organization`` with the first key, expiring at ``expires``
+    (Unix seconds) or never."""
+    if not hmac_keys or not hmac_keys[0]:
+        raise MintError("no HMAC key: set RECEIVER_HMAC_KEY or pass --hmac-key-file")
+    return org_read_token(hmac_keys[0], organization, expires=expires)
+
+
 def mint_remote(
     server: str,
     read_token: str,
     organization: str,
-    repository: str,
-    workflow: str,
-    job: str,
+    repository: str = "",
+    workflow: str = "",
+    job: str = "",
     *,
     expires_in: int | None = None,
     timeout: float = 10.0,
+    kind: str = "push",
 ) -> str:
     """``POST /api/v1/token`` on ``server``; with ``expires_in`` (seconds) the server is
     asked for a v2 token of that lifetime, and a server that ignores the field (it
-    answers a v1 token) is an error, never a token that does not expire."""
+    answers a v1 token) is an error, never a token that does not expire.  ``kind="read"``
+    asks for the r1 read token of ``organization`` instead (the scope's other parts unused)."""
     import requests  # only this path needs it
 
     if not read_token:
         raise MintError("no read token: set RECEIVER_READ_TOKEN or pass --read-token-file")
     url = server.rstrip("/") + "/api/v1/token"
-    body: dict[str, str | int] = {
-        "organization": organization,
-        "repository": repository,
-        "workflow": workflow,
-        "job": job,
-    }
+    body: dict[str, str | int]
+    if kind == "read":
+        body = {"kind": "read", "organization": organization}
+    else:
+        body = {
+            "organization": organization,
+            "repository": repository,
+            "workflow": workflow,
+            "job": job,
+        }
     if expires_in is not None:
         body["expires_in"] = expires_in
     try:
@@ -131,6 +166,8 @@ def mint_remote(
         detail = data.get("error") if isinstance(data, dict) else response.text[:200]
         raise MintError(f"server {server} answered {response.status_code}: {detail}")
     token = data.get("token") if isinstance(data, dict) else None
+    if kind == "read":
+        return _checked_read_answer(server, token, organization, expires_in)
     if not isinstance(token, str) or not (_V1.fullmatch(token) or token_expiry(token)):
         raise MintError(
             f"server {server} answered 200 without a token: is it a resmon or Go receiver?"
@@ -141,6 +178,20 @@ def mint_remote(
             "expiring tokens (expires_in); mint locally with the HMAC key, or without --expires"
         )
     return token
+
+
+def _checked_read_answer(
+    server: str, token: object, organization: str, expires_in: int | None
+) -> str:
+    parsed = parse_read_token(token) if isinstance(token, str) else None
+    if parsed is None or parsed[0] != organization:
+        raise MintError(
+            f"server {server} answered 200 without a read token of {organization!r}: "
+            "does it mint org-scoped read tokens (kind read)?"
+        )
+    if expires_in is not None and parsed[1] is None:
+        raise MintError(f"server {server} minted a read token that does not expire")
+    return token  # type: ignore[return-value]
 
 
 def expiry_after(seconds: int, now: float | None = None) -> int:

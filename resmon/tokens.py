@@ -10,6 +10,16 @@ Two token formats, both lowercase hex of HMAC-SHA256 with the server's key:
   time in seconds (decimal, no sign, no leading zero) from which it is refused.
   The expiry is inside the MAC, so changing it breaks the token.
 
+A third format is not a push token at all:
+
+- r1 (read token scoped to one organisation): ``r1.<expiry>.<org>.<hex(HMAC(key,
+  "r1\\0" + expiry + "\\0" + organization))>``, where ``<org>`` is the organisation in
+  unpadded base64url (any name survives the dots) and ``expiry`` is the Unix time in
+  seconds from which it is refused, or ``0`` for a token that never expires.  It reads
+  (API and web pages) only that organisation's jobs and runs; it never pushes, mints
+  or reads server-wide figures.  The ``r1\\0`` message prefix keeps the three MACs
+  apart: no push token verifies as a read token, nor the reverse.
+
 Minting signs the repository exactly as given; verifying accepts both spellings
 of a repository (``my-repo`` and ``my-org/my-repo`` under org ``my-org``), since
 the Go receiver's own docs mix them and its users get a 401 for it.
@@ -35,6 +45,12 @@ MIN_LIFETIME = 60
 MAX_LIFETIME = 3660 * 86400
 # A v2 token: the expiry (at most 12 digits: beyond the year 33000) and the MAC.
 _V2 = re.compile(r"v2\.([1-9][0-9]{0,11})\.([0-9a-f]{64})")
+# An r1 read token: expiry (0: never), the organisation in base64url, the MAC.
+READ_PREFIX = "r1."
+_R1 = re.compile(r"r1\.(0|[1-9][0-9]{0,11})\.([A-Za-z0-9_-]{1,340})\.([0-9a-f]{64})")
+# An organisation a read token may name: what a push may carry (schema.MAX_SCOPE_LEN
+# bytes of UTF-8; schema imports this module, so the figure is repeated here).
+MAX_ORG_BYTES = 255
 
 
 def key_bytes(key: str | bytes) -> bytes:
@@ -207,3 +223,86 @@ def bearer_from_header(value: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+# --- read tokens (r1) ---------------------------------------------------------
+
+
+def _b64_org(organization: str) -> str:
+    import base64
+
+    raw = organization.encode("utf-8", "surrogateescape")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _org_from_b64(text: str) -> str | None:
+    import base64
+    import binascii
+
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    organization = raw.decode("utf-8", "surrogateescape")
+    # Only the canonical spelling: one organisation, one token text.
+    return organization if organization and _b64_org(organization) == text else None
+
+
+def _read_mac(key: str | bytes, organization: str, expires: int) -> str:
+    import hashlib
+    import hmac
+
+    message = "\0".join(("r1", str(expires), organization)).encode("utf-8", "surrogateescape")
+    return hmac.new(key_bytes(key), message, hashlib.sha256).hexdigest()
+
+
+def read_token(key: str | bytes, organization: str, *, expires: int | None = None) -> str:
+    """The r1 read token of ``organization``: it reads that organisation's jobs and runs
+    only; ``expires`` (Unix seconds) or never."""
+    if not organization or len(organization.encode("utf-8", "surrogateescape")) > MAX_ORG_BYTES:
+        raise ValueError(f"organization must be 1 to {MAX_ORG_BYTES} bytes (UTF-8)")
+    if expires is not None and not 0 < expires < 10**12:
+        raise ValueError(f"expiry {expires} out of range (Unix seconds, 1 to 10^12 - 1)")
+    stamp = 0 if expires is None else expires
+    return f"{READ_PREFIX}{stamp}.{_b64_org(organization)}.{_read_mac(key, organization, stamp)}"
+
+
+def parse_read_token(token: str) -> tuple[str, int | None] | None:
+    """``(organization, expiry or None)`` as an r1 token states them, or None for any
+    other text.  Read, not verified: use :func:`check_read_token` for that."""
+    m = _R1.fullmatch(token)
+    if m is None:
+        return None
+    organization = _org_from_b64(m.group(2))
+    if organization is None:
+        return None
+    stamp = int(m.group(1))
+    return organization, (stamp or None)
+
+
+def check_read_token(
+    token: str,
+    keys: Iterable[str | bytes],
+    *,
+    require_expiry: bool = False,
+    now: float | None = None,
+) -> str | None:
+    """The organisation an r1 read token reads, when its MAC verifies under any of
+    ``keys`` (rotation) and it has not expired; else None.  ``require_expiry`` refuses
+    the r1 tokens that never expire, as it refuses v1 push tokens."""
+    import hmac
+
+    parsed = parse_read_token(token)
+    if parsed is None:
+        return None
+    organization, expires = parsed
+    if expires is None and require_expiry:
+        return None
+    presented = token.rsplit(".", 1)[1].encode()
+    ok = False
+    for key in keys:
+        expected = _read_mac(key, organization, expires or 0)
+        ok |= hmac.compare_digest(presented, expected.encode())
+    if expires is not None:
+        ok &= (time.time() if now is None else now) < expires
+    return organization if ok else None

@@ -1,4 +1,5 @@
-"""``resmon token``: mint a push token for one job's scope.
+"""``resmon token``: mint a push token for one job's scope, or (``--read``) a read
+token for one organisation.
 
 Locally with the HMAC key, or through a server's mint endpoint; the scope is
 checked first so a bad part is named by its option.  Keys and the read token
@@ -35,12 +36,18 @@ def _lifetime_option(ctx, param, value):
 @click.option(
     "--repo",
     "repository",
-    required=True,
     metavar="REPO",
-    help="Repository, org/repo as CI reports it (or the bare name).",
+    help="Repository, org/repo as CI reports it (or the bare name).  [required for a push token]",
 )
-@click.option("--workflow", required=True, metavar="NAME", help="Workflow name.")
-@click.option("--job", required=True, metavar="NAME", help="Job name.")
+@click.option("--workflow", metavar="NAME", help="Workflow name.  [required for a push token]")
+@click.option("--job", metavar="NAME", help="Job name.  [required for a push token]")
+@click.option(
+    "--read",
+    "read",
+    is_flag=True,
+    help="Mint a read token for --org instead: it reads that organisation's jobs and runs "
+    "(API and web pages) and nothing else; never pushes.",
+)
 @click.option(
     "--expires",
     metavar="LIFETIME",
@@ -86,13 +93,16 @@ def _lifetime_option(ctx, param, value):
     help="Read the read token of --server from this file.  [env: RESMON_READ_TOKEN_FILE]",
 )
 @click.pass_context
-def token(ctx, organization, repository, workflow, job, expires, server, **secrets):
+def token(ctx, organization, repository, workflow, job, read, expires, server, **secrets):
     """Mint a push token scoped to org/repo/workflow/job and print it.
 
     The token is HMAC-SHA256 over the scope with the server's key, signed over the
     repository exactly as given (like the Go receiver); the server accepts a push
     for either spelling, my-repo or my-org/my-repo.  With --expires the token
     carries its expiry (printed on stderr) and is refused from then on.
+
+    With --read (and --org only) it is a read token of that organisation: the read
+    API and the web pages show it that organisation's jobs and runs only.
 
     \b
     Examples:
@@ -102,20 +112,45 @@ def token(ctx, organization, repository, workflow, job, expires, server, **secre
           --workflow ci.yml --job build
       RECEIVER_READ_TOKEN=... resmon token --server http://host:8080 --org my-org \\
           --repo my-org/my-repo --workflow ci.yml --job build
+      resmon token --read --org my-org --expires 90d
     """
     from click.core import ParameterSource
 
     from resmon.mint import (
         MintError,
         ScopeError,
+        check_organization,
         check_scope,
         expiry_after,
         mint_local,
+        mint_read_local,
         mint_remote,
     )
 
     try:
-        check_scope(organization, repository, workflow, job)
+        if read:
+            given = [
+                f"--{n}"
+                for n, v in (("repo", repository), ("workflow", workflow), ("job", job))
+                if v
+            ]
+            if given:
+                raise click.UsageError(
+                    f"a read token is for a whole organisation: drop {', '.join(given)}"
+                )
+            check_organization(organization)
+        else:
+            missing = [
+                f"--{n}"
+                for n, v in (("repo", repository), ("workflow", workflow), ("job", job))
+                if v is None
+            ]
+            if missing:
+                raise click.UsageError(
+                    f"missing {', '.join(missing)} (a push token is for one job; --read mints "
+                    "an organisation's read token)"
+                )
+            check_scope(organization, repository, workflow, job)
     except ScopeError as exc:
         option = {"organization": "--org", "repository": "--repo"}.get(exc.field, f"--{exc.field}")
         raise click.BadParameter(str(exc), param_hint=option) from None
@@ -133,7 +168,12 @@ def token(ctx, organization, repository, workflow, job, expires, server, **secre
                     "give either --hmac-key/--hmac-key-file (mint locally) or --server, not both"
                 )
             read_token = resolve_read_token(ctx, secrets["read_token"], secrets["read_token_file"])
-            result = mint_remote(server, read_token or "", *scope, expires_in=expires)
+            if read:
+                result = mint_remote(
+                    server, read_token or "", organization, expires_in=expires, kind="read"
+                )
+            else:
+                result = mint_remote(server, read_token or "", *scope, expires_in=expires)
         else:
             keys = resolve_hmac_keys(ctx, secrets["hmac_keys"], secrets["hmac_key_files"])
             if not keys:
@@ -142,7 +182,10 @@ def token(ctx, organization, repository, workflow, job, expires, server, **secre
                     "or --server URL with RECEIVER_READ_TOKEN"
                 )
             expiry = None if expires is None else expiry_after(expires)
-            result = mint_local(keys, *scope, expires=expiry)
+            if read:
+                result = mint_read_local(keys, organization, expires=expiry)
+            else:
+                result = mint_local(keys, *scope, expires=expiry)
     except MintError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(result)
@@ -153,9 +196,10 @@ def _echo_expiry(result: str) -> None:
     """On stderr, so that $(resmon token ...) captures the token alone."""
     import datetime as dt
 
-    from resmon.tokens import token_expiry
+    from resmon.tokens import parse_read_token, token_expiry
 
-    expiry = token_expiry(result)
+    parsed = parse_read_token(result)
+    expiry = parsed[1] if parsed is not None else token_expiry(result)
     if expiry is not None:
         when = dt.datetime.fromtimestamp(expiry, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         click.echo(f"expires {when}", err=True)

@@ -32,6 +32,7 @@ from resmon.schema import (
     scope_too_long,
     validate_push,
 )
+from resmon.server import read_scope
 from resmon.server.config import ServerState
 from resmon.server.errors import ApiError
 from resmon.server.openapi import build_openapi
@@ -43,10 +44,10 @@ from resmon.tokens import (
     MAX_LIFETIME,
     MIN_LIFETIME,
     bearer_from_header,
-    check_bearer,
     check_push_token,
     push_token,
 )
+from resmon.tokens import read_token as org_read_token
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +127,11 @@ def _unreadable_body(exc: Exception) -> ApiError:
     )
 
 
-def require_read_token() -> None:
-    token = bearer_from_header(request.headers.get("Authorization"))
-    expected = _state().config.read_token
-    # The read token only: a push token or the HMAC key never reads or mints.
-    if token is None or not expected or not check_bearer(token, expected):
-        raise ApiError(401, "unauthorized", headers=_BEARER_CHALLENGE)
+def require_read_token(*, allow_session: bool = True) -> None:
+    """The read check (:func:`resmon.server.read_scope.authorize_read`): the server's
+    read token, an organisation's r1 read token, or on GET the web session; a push
+    token or the HMAC key never reads or mints.  Sets the request's read scope."""
+    read_scope.authorize_read(allow_session=allow_session)
 
 
 # --- push ------------------------------------------------------------------
@@ -246,10 +246,16 @@ def _idempotency_key(obj: dict) -> str | None:
 
 @bp.post("/api/v1/token")
 def mint_token() -> Response:
-    require_read_token()
+    require_read_token(allow_session=False)
+    read_scope.require_all("minting tokens")
     obj = loads_or_400(read_body(MINT_MAX_BODY))
     if not isinstance(obj, dict):
         raise ApiError(400, "payload must be a JSON object")
+    kind = obj.get("kind", "push")
+    if kind == "read":
+        return _mint_read_token(obj)
+    if kind != "push":
+        raise ApiError(400, "invalid field: kind (push or read)")
     scope = []
     for name in SCOPE_FIELDS:
         value = obj.get(name)
@@ -268,6 +274,25 @@ def mint_token() -> Response:
     return json_response(
         {"token": token} if expires is None else {"token": token, "expires_at": expires}
     )
+
+
+def _mint_read_token(obj: dict) -> Response:
+    """An r1 read token of ``organization`` (``kind: read``): it reads that
+    organisation only; with ``expires_in`` it expires."""
+    organization = obj.get("organization")
+    if not isinstance(organization, str) or not organization:
+        raise ApiError(400, "missing field: organization")
+    if scope_too_long(organization) or _CONTROL.search(organization):
+        raise ApiError(400, "invalid field: organization")
+    config = _state().config
+    if not config.hmac_keys:
+        raise ApiError(400, "no HMAC key configured")
+    expires = _expiry(obj.get("expires_in"), config.require_expiry)
+    token = org_read_token(config.hmac_keys[0], organization, expires=expires)
+    body: dict[str, Any] = {"token": token, "organization": organization}
+    if expires is not None:
+        body["expires_at"] = expires
+    return json_response(body)
 
 
 def _expiry(expires_in: Any, required: bool) -> int | None:
@@ -304,6 +329,8 @@ def query_metrics(scope: str) -> Response:
     takes the first N (and says when more matched).  Streamed: see :func:`_json_array`."""
     require_read_token()
     organization, repository, workflow, job = _scope_from_path(scope)
+    if not read_scope.may_read(organization):
+        raise ApiError(404, "not found")
     limit = _int_arg("limit", 1, MAX_QUERY_LIMIT)
     since, until = _time_arg("since"), _time_arg("until")
     where = scope_where(organization, repository, workflow, job)

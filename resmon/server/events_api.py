@@ -11,8 +11,10 @@ EventSource sends by itself on reconnect, or ``?last_event_id=``; the header win
 and misses none; without either it gets the events stored from now on.
 
 The read token: ``Authorization: Bearer``, or -- for a browser's EventSource,
-which cannot set headers -- the ``token`` query parameter or the
-``resmon_read_token`` cookie.  Neither is logged (request logs carry the path only).
+which cannot set headers -- the ``token`` query parameter, the
+``resmon_read_token`` cookie or the web session cookie.  None is logged (request
+logs carry the path only).  A token of one organisation (r1) gets that
+organisation's events only, whatever the filter asks.
 
 This thread checks the request and reserves a place; then the socket goes to the
 worker's SSE loop (:mod:`resmon.server.sse`) and the thread is free.  Beyond
@@ -30,7 +32,7 @@ import math
 from flask import Blueprint, Response, current_app, request
 from peewee import InterfaceError, OperationalError
 
-from resmon.server import sse
+from resmon.server import read_scope, sse
 from resmon.server.api import json_response
 from resmon.server.config import ServerState
 from resmon.server.errors import ApiError
@@ -38,13 +40,14 @@ from resmon.server.event_feed import BATCH, EventFilter, Subscriber, format_even
 from resmon.server.framing import RequestSocket
 from resmon.server.read_api import text_arg
 from resmon.store import events as store_events
-from resmon.tokens import bearer_from_header, check_bearer
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("events_api", __name__)
 
 TOKEN_COOKIE = "resmon_read_token"
+# A filter's kinds that no stored event has: the stream of another organisation.
+NO_KIND = frozenset({"<none>"})
 RETRY_MS = 2000
 PREAMBLE = b": resmon events\nretry: %d\n\n" % RETRY_MS
 MAX_EVENT_ID = 2**63 - 1
@@ -68,13 +71,9 @@ def _state() -> ServerState:
 
 
 def _authorize() -> None:
-    """The read token from the header, else ``?token=``, else the cookie."""
-    token = bearer_from_header(request.headers.get("Authorization"))
-    if token is None:
-        token = request.args.get("token") or request.cookies.get(TOKEN_COOKIE)
-    expected = _state().config.read_token
-    if not token or not expected or not check_bearer(token, expected):
-        raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+    """The read token (the server's or an organisation's) from the header, else
+    ``?token=``, else the cookie; else the web session (:mod:`resmon.server.read_scope`)."""
+    read_scope.authorize_read(request.args.get("token") or request.cookies.get(TOKEN_COOKIE))
 
 
 def _event_id(value: str | None, name: str) -> int | None:
@@ -118,7 +117,17 @@ def _filter() -> EventFilter:
         value = text_arg(name)
         if value is not None:
             scope.append((name, value))
-    return EventFilter(scope=tuple(scope), kinds=_kinds())
+    kinds = _kinds()
+    scoped = read_scope.read_org()
+    if scoped is not None:
+        # A token of one organisation gets that organisation's events only; asking
+        # for another's is a stream that never carries one (a kind no event has),
+        # read from its own organisation's rows.
+        asked = dict(scope).get("organization", scoped)
+        scope = [(k, v) for k, v in scope if k != "organization"] + [("organization", scoped)]
+        if asked != scoped:
+            kinds = NO_KIND
+    return EventFilter(scope=tuple(scope), kinds=kinds)
 
 
 @bp.get("/api/v1/events")

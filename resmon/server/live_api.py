@@ -28,11 +28,13 @@ from flask import Blueprint, Response, current_app, request
 from peewee import InterfaceError, OperationalError
 
 from resmon.schema import PayloadError, loads, parse_time
+from resmon.server import read_scope
 from resmon.server.api import _BEARER_CHALLENGE, json_response, read_body, require_read_token
 from resmon.server.config import ServerConfig, ServerState
 from resmon.server.errors import ApiError
 from resmon.server.live_wire import MAX_BATCH_BYTES, validate_live_batch
 from resmon.store import live, live_view
+from resmon.store.models import Run
 from resmon.store.samples import GRANULARITIES
 from resmon.tokens import bearer_from_header, check_push_token
 
@@ -113,6 +115,11 @@ def _time_arg(name: str) -> datetime | None:
 def get_live() -> Response:
     require_read_token()
     scope = {name: value for name in _SCOPE if (value := _text_arg(name)) is not None}
+    scoped = read_scope.read_org()
+    if scoped is not None:
+        if scope.get("organization", scoped) != scoped:
+            return json_response({"runs": [], "hosts": []})  # another org: nothing to see
+        scope["organization"] = scoped  # hosts too: only those the org's runs are on
     _check_on_read(_state().config)
     return json_response(live_view.live_runs(scope))
 
@@ -129,6 +136,10 @@ def get_samples(run_pk: str) -> Response:
     if since is not None and until is not None and since > until:
         raise ApiError(400, "since must not be after until")
     _check_on_read(_state().config)
+    if read_scope.read_org() is not None:
+        owner = Run.select(Run.organization).where(Run.id == int(run_pk)).scalar()
+        if owner is None or not read_scope.may_read(owner):
+            raise ApiError(404, f"no run with id {run_pk}")  # as for a run never stored
     body = live_view.run_history(int(run_pk), granularity, since, until)
     if body is None:
         raise ApiError(404, f"no run with id {run_pk}")

@@ -25,9 +25,11 @@ from urllib.parse import unquote, urlsplit
 from flask import Blueprint, Response, request
 from peewee import InterfaceError, OperationalError
 
+from resmon.server import read_scope
 from resmon.server.api import json_response, require_read_token
 from resmon.server.errors import ApiError
-from resmon.store import history
+from resmon.store import history, ranking
+from resmon.store.scope import job_not_found
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ def guard_reads(blueprint: Blueprint, what: str) -> None:
         require_read_token()
 
     def not_found(exc: history.NotFound) -> Response:
-        return json_response({"error": exc.message, "suggestions": exc.suggestions}, 404)
+        suggestions = read_scope.visible_suggestions(exc.suggestions)
+        return json_response({"error": exc.message, "suggestions": suggestions}, 404)
 
     def bad_question(exc: history.HistoryError) -> Response:
         return json_response({"error": str(exc)}, 400)
@@ -124,14 +127,38 @@ def job_scope(path: str, suffix: str) -> tuple[str, str, str, str]:
             "not found: use /api/v1/jobs/{organization}/{repository}/{workflow}/{job}/" + suffix,
         )
     org, repo, workflow, job = segments
+    if not read_scope.may_read(org):
+        # Another organisation's job answers as one never stored (suggestions of the
+        # organisation's own jobs only), so a scoped token learns nothing of it.
+        raise job_not_found(org, repo, workflow, job)
     return org, repo, workflow, job
+
+
+def scoped_limit(limit: int | None, maximum: int) -> int | None:
+    """The limit to ask the store for: ``maximum`` for a request limited to one
+    organisation (whose rows are then picked by :func:`cut_to_scope`), else ``limit``."""
+    return limit if read_scope.read_org() is None else maximum
+
+
+def cut_to_scope(rows: list[dict], limit: int | None, default: int) -> tuple[list[dict], bool]:
+    """The rows of a ranked list the request may see, at most ``limit`` (``default``
+    when not given); True when some were cut."""
+    if read_scope.read_org() is None:
+        return rows, False
+    kept = read_scope.visible(rows)
+    wanted = default if limit is None else limit
+    return kept[:wanted], len(kept) > wanted
 
 
 @bp.get("/api/v1/jobs")
 def jobs() -> Response:
-    body = history.list_jobs(
-        organization=text_arg("organization"), repository=text_arg("repository")
-    )
+    organization = text_arg("organization")
+    scoped = read_scope.read_org()
+    if scoped is not None:
+        if organization is not None and organization != scoped:
+            return json_response({"jobs": [], "truncated": False})
+        organization = scoped
+    body = history.list_jobs(organization=organization, repository=text_arg("repository"))
     headers = {"X-Resmon-Truncated": "true"} if body["truncated"] else None
     return json_response(body, 200, headers)
 
@@ -168,17 +195,24 @@ def run(run_pk: str) -> Response:
     # Not an <int:> rule: "/api/v1/runs/abc" gets a JSON 404 that says why.
     if not (run_pk.isascii() and run_pk.isdigit()) or len(run_pk) > 18:
         raise ApiError(404, f"no run with id {run_pk!r}: ids are the numbers `runs` lists")
-    return json_response(history.get_run(int(run_pk)))
+    body = history.get_run(int(run_pk))
+    if not read_scope.may_read(body["organization"]):
+        raise history.NotFound(f"no run with id {int(run_pk)}")
+    return json_response(body)
 
 
 @bp.get("/api/v1/top")
 def top() -> Response:
-    return json_response(
-        history.top(
-            text_arg("metric") or "cpu",
-            scope=text_arg("scope") or "job",
-            period=text_arg("period"),
-            until=text_arg("until"),
-            limit=_limit(),
-        )
+    limit = _limit()
+    body = history.top(
+        text_arg("metric") or "cpu",
+        scope=text_arg("scope") or "job",
+        period=text_arg("period"),
+        until=text_arg("until"),
+        limit=scoped_limit(limit, ranking.MAX_TOP_LIMIT),
     )
+    if read_scope.read_org() is not None:
+        wanted = min(limit or ranking.DEFAULT_TOP_LIMIT, ranking.MAX_TOP_LIMIT)
+        body["jobs"], _ = cut_to_scope(body["jobs"], wanted, wanted)
+        body["limit"] = wanted
+    return json_response(body)
