@@ -36,18 +36,21 @@ V2 = "v2"
 V1_MEMORY = "memory"
 V1_CPUACCT = "cpuacct"
 V1_CPU = "cpu"
-HIERARCHIES = (V2, V1_MEMORY, V1_CPUACCT, V1_CPU)
+V1_BLKIO = "blkio"
+HIERARCHIES = (V2, V1_MEMORY, V1_CPUACCT, V1_CPU, V1_BLKIO)
 
 # A file that tells each v1 controller's mount apart (and proves it is mounted).
 _V1_PROBE = {
     V1_MEMORY: "memory.usage_in_bytes",
     V1_CPUACCT: "cpuacct.usage",
     V1_CPU: "cpu.cfs_period_us",
+    V1_BLKIO: "blkio.throttle.io_service_bytes",
 }
 _V1_MOUNT_NAMES = {
     V1_MEMORY: ("memory",),
     V1_CPUACCT: ("cpuacct", "cpu,cpuacct", "cpuacct,cpu"),
     V1_CPU: ("cpu", "cpu,cpuacct", "cpuacct,cpu"),
+    V1_BLKIO: ("blkio",),
 }
 
 
@@ -121,6 +124,67 @@ def online_cpus(sys_root: str = "/sys") -> int | None:
     """The machine's online CPUs from ``<sys_root>/devices/system/cpu/online``; None if unreadable."""
     text = _read_text(os.path.join(sys_root, "devices", "system", "cpu", "online"))
     return parse_cpu_list(text) if text else None
+
+
+def parse_io_stat(data: bytes) -> tuple[int, int] | None:
+    """Read and written bytes of v2 ``io.stat``, summed over its devices
+    (``8:0 rbytes=1 wbytes=2 rios=...`` per line); None when no line has them."""
+    read = write = 0
+    found = False
+    for line in data.splitlines():
+        for part in line.split()[1:]:
+            key, sep, value = part.partition(b"=")
+            if not sep or key not in (b"rbytes", b"wbytes"):
+                continue
+            try:
+                number = int(value)
+            except ValueError:
+                continue
+            found = True
+            if key == b"rbytes":
+                read += number
+            else:
+                write += number
+    return (read, write) if found else None
+
+
+def parse_blkio_bytes(data: bytes) -> tuple[int, int] | None:
+    """Read and written bytes of v1 ``blkio.throttle.io_service_bytes[_recursive]``,
+    summed over its devices (``8:0 Read 123`` lines; the ``Total`` lines left out);
+    None when the file has no device line (``Total 0`` alone is zero, not unknown)."""
+    read = write = 0
+    found = False
+    for line in data.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == b"Total":
+            found = True
+            continue
+        if len(parts) != 3 or parts[1] not in (b"Read", b"Write"):
+            continue
+        try:
+            number = int(parts[2])
+        except ValueError:
+            continue
+        found = True
+        if parts[1] == b"Read":
+            read += number
+        else:
+            write += number
+    return (read, write) if found else None
+
+
+def read_io_bytes(hierarchy: str, directory: str) -> tuple[int, int] | None:
+    """A cgroup directory's read and written bytes: ``io.stat`` (v2) or the blkio
+    throttle counters, the recursive file first (v1); None where not readable."""
+    # A file there without a device line: no I/O yet (v2 lists a device once used).
+    if hierarchy == V2:
+        data = _read_bytes_or_none(os.path.join(directory, "io.stat"))
+        return (parse_io_stat(data) or (0, 0)) if data is not None else None
+    for name in ("blkio.throttle.io_service_bytes_recursive", "blkio.throttle.io_service_bytes"):
+        data = _read_bytes_or_none(os.path.join(directory, name))
+        if data is not None:
+            return parse_blkio_bytes(data) or (0, 0)
+    return None
 
 
 def parse_memory_max(text: str) -> int | None:

@@ -342,6 +342,123 @@ def read_pid_statm(pid: int, proc_path: str = "/proc") -> PidStatm | None:
         return None
 
 
+# --- /proc/PID/io and the network namespace's net/dev ---------------------------
+
+
+class PidIO(NamedTuple):
+    """Storage bytes of /proc/PID/io: what the process caused to be read from and
+    written to block devices (``read_bytes``, ``write_bytes``, counted when a write
+    dirties the page cache, not at writeback).  The kernel adds a reaped child's
+    figures to its parent's, as it does its CPU time to cutime+cstime."""
+
+    read_bytes: int
+    write_bytes: int
+
+
+def parse_pid_io(data: bytes) -> PidIO:
+    """``read_bytes`` and ``write_bytes`` of /proc/PID/io; ValueError when either is missing."""
+    read = write = None
+    for line in data.splitlines():
+        key, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        if key == b"read_bytes":
+            read = int(value)
+        elif key == b"write_bytes":
+            write = int(value)
+    if read is None or write is None:
+        raise ValueError("no read_bytes/write_bytes in /proc/PID/io")
+    return PidIO(max(0, read), max(0, write))
+
+
+# /proc/PID/io needs the right to trace the process (PTRACE_MODE_READ): another
+# user's process is unreadable without it, for as long as it lives.
+IO_UNREADABLE = "unreadable"
+
+
+def read_pid_io_at(dir_fd: int, pid: int) -> PidIO | str | None:
+    """/proc/PID/io relative to an open procfs root: the figures, None when the process
+    vanished (or the file is garbage), :data:`IO_UNREADABLE` without the permission."""
+    try:
+        fd = os.open(f"{pid}/io", os.O_RDONLY, dir_fd=dir_fd)
+    except PermissionError:
+        return IO_UNREADABLE
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 4096)
+    except PermissionError:
+        return IO_UNREADABLE
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        return parse_pid_io(data)
+    except ValueError:
+        return None
+
+
+def read_pid_io(pid: int, proc_path: str = "/proc") -> PidIO | str | None:
+    """:func:`read_pid_io_at` by path."""
+    dir_fd = os.open(proc_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return read_pid_io_at(dir_fd, pid)
+    finally:
+        os.close(dir_fd)
+
+
+class NetDev(NamedTuple):
+    """One interface's byte counters from a network namespace's /proc/PID/net/dev."""
+
+    rx_bytes: int
+    tx_bytes: int
+
+
+def parse_net_dev(data: bytes) -> dict[str, NetDev]:
+    """Interface name -> received and sent bytes (``face |bytes packets ...|bytes ...``:
+    the first receive column and the first transmit one, the ninth field)."""
+    out: dict[str, NetDev] = {}
+    for line in data.splitlines()[2:]:
+        name, sep, rest = line.partition(b":")
+        if not sep:
+            continue
+        fields = rest.split()
+        if len(fields) < 9:
+            continue
+        try:
+            rx, tx = int(fields[0]), int(fields[8])
+        except ValueError:
+            continue
+        out[name.strip().decode("utf-8", "replace")] = NetDev(max(0, rx), max(0, tx))
+    return out
+
+
+def read_net_dev(pid: int, proc_path: str = "/proc") -> dict[str, NetDev] | None:
+    """The interfaces of the network namespace ``pid`` is in; None when it vanished."""
+    data = _read_or_none(f"{proc_path}/{pid}/net/dev")
+    if data is None:
+        return None
+    return parse_net_dev(data)
+
+
+def net_namespace(pid: int, proc_path: str = "/proc") -> tuple[str, str] | None:
+    """The network namespace ``pid`` is in: ``(key, label)``.  The key is the device and
+    inode of its net/dev file (each namespace has its own, and reading it needs no
+    permission, so every namespace gets a key of one kind); the label is the
+    /proc/PID/ns/net link (``net:[inode]``) where readable (it needs the right to trace
+    the process), else the key.  None when the process vanished."""
+    try:
+        st = os.stat(f"{proc_path}/{pid}/net/dev")
+    except OSError:
+        return None
+    key = f"dev:[{st.st_dev}:{st.st_ino}]"
+    try:
+        return key, os.readlink(f"{proc_path}/{pid}/ns/net")
+    except OSError:
+        return key, key
+
+
 # --- /proc/PID/cgroup ------------------------------------------------------------
 
 # Which v1 hierarchy names a container, most telling first.  The memory controller

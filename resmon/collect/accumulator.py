@@ -30,6 +30,7 @@ from resmon.collect.container_run import (
     ContainerRun,
     readings,
 )
+from resmon.collect.io_run import IORun, job_io, job_network
 from resmon.collect.job import SCOPE_COMMAND, SCOPE_CONTAINERS, job_block
 from resmon.collect.samples import SOURCE_CGROUPFS, Sample, add_cgroup_counters
 from resmon.schema import format_time
@@ -172,6 +173,8 @@ class RunAccumulator:
         self.mem_used = Series()
         self.mem_percent = Series()
         self.containers: dict[str, ContainerRun] = {}
+        # Disk I/O and network per container (resmon.collect.io_run), where measured.
+        self.io: dict[str, IORun] = {}
         self.cpu_seconds_total = 0.0
         self.command_container: str | None = None
         # (pid, name) -> [peak cpu percent (-1: none yet), peak rss, VmHWM (-1: none),
@@ -204,6 +207,11 @@ class RunAccumulator:
             if run is None:
                 run = self.containers[name] = ContainerRun(index)
             run.add(c, index)
+            if c.io is not None or c.net is not None:
+                io_run = self.io.get(name)
+                if io_run is None:
+                    io_run = self.io[name] = IORun(index)
+                io_run.add(c, index)
         self._add_processes(sample)
         self._timeline.add(sample.timestamp - self.start, sample)
 
@@ -266,6 +274,12 @@ class RunAccumulator:
                 self.containers[new] = run
             else:
                 into.absorb(run)
+        io_run = self.io.pop(old, None)
+        if io_run is not None:
+            if new in self.io:
+                self.io[new].absorb(io_run)
+            else:
+                self.io[new] = io_run
         self._timeline.rename(old, new)
         old_index = self._name_index.pop(old, None)
         if old_index is not None:
@@ -372,6 +386,7 @@ class RunAccumulator:
             if command is not None and name == self.command_container and self._rusage:
                 entry["cpu_seconds"] = round(self.cpu_seconds(), 3)
             add_cgroup_counters(entry, self.containers[name])
+            self._add_io(entry, name)
             entry["top_processes"] = self._container_top(by_container.get(name, []))
             containers.append(entry)
         job_names = self.job_containers()
@@ -384,6 +399,13 @@ class RunAccumulator:
         scope = SCOPE_COMMAND if self.command_container is not None else SCOPE_CONTAINERS
         cpu_seconds = self.cpu_seconds()
         job_runs = {name: self.containers[name] for name in job_names}
+        job = job_block(job_runs, scope, self.count, cpu_seconds)
+        job_io_runs = [self.io[name] for name in job_names if name in self.io]
+        io, network = job_io(job_io_runs, self.count), job_network(job_io_runs, self.count)
+        if io is not None:
+            job["io"] = io
+        if network is not None:
+            job["network"] = network
         return {
             "start_time": format_time(datetime.fromtimestamp(self.start, UTC)),
             "end_time": format_time(datetime.fromtimestamp(self.end, UTC)),
@@ -396,9 +418,20 @@ class RunAccumulator:
             "top_mem_processes": self._process_list(_PEAK_RSS, job_keys),
             "containers": containers,
             "cpu_seconds": round(cpu_seconds, 3),
-            "job": job_block(job_runs, scope, self.count, cpu_seconds),
+            "job": job,
             "timeline": self._timeline.points_list(self._timeline_slots()),
         }
+
+    def _add_io(self, entry: dict[str, Any], name: str) -> None:
+        """A container's disk I/O and network blocks, where they were measured."""
+        io_run = self.io.get(name)
+        if io_run is None:
+            return
+        io, network = io_run.io_summary(), io_run.net_summary()
+        if io is not None:
+            entry["io"] = io
+        if network is not None:
+            entry["network"] = network
 
     def _timeline_slots(self) -> dict[str, tuple[int, int]]:
         return {
@@ -412,7 +445,11 @@ class RunAccumulator:
     def sources(self) -> dict[str, dict[str, list[str]]]:
         """Per container, the one source of its CPU and memory figures over the run (for
         the ``collector.sources`` block)."""
-        return {
+        out: dict[str, dict[str, list[str]]] = {
             name: {"cpu": [run.cpu_source], "memory": [run.memory_source]}
             for name, run in sorted(self.containers.items())
         }
+        for name, io_run in self.io.items():
+            if io_run.io_samples and name in out:
+                out[name]["io"] = [io_run.source]
+        return out

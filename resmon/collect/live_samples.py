@@ -12,6 +12,11 @@ PSS sum, else the RSS sum), and once a container's figure has gone down that lis
 it stays there for the run, so the server never sees one container's series jump
 between definitions (the run summary keeps one definition per container for the same
 reason); ``memory_kind`` says which one each value is.
+
+Disk I/O and network: a measured container's totals since the run's first reading
+(``io_read_bytes``, ``io_write_bytes``, ``net_rx_bytes``, ``net_tx_bytes``, without
+loopback), and the job's sums (each network namespace once); rates are the
+differences between samples.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class SampleCompactor:
         containers: dict[str, dict[str, Any]] = {}
         cores: list[float] = []
         memory: list[int] = []
+        job_io: dict[str, int] = {}
+        namespaces: set[str] = set()
         for name, c in sample.containers.items():
             kind, value = self._memory(name, c)
             containers[name] = {
@@ -63,8 +70,18 @@ class SampleCompactor:
                 "limit_cpu_cores": c.limit_cpu_cores,
                 "limit_memory_bytes": c.limit_memory_bytes,
             }
+            io = _io_figures(c)
+            if io:
+                containers[name].update(io)
             if job_name is not None and name != job_name:
                 continue
+            # Disk per container; network per namespace (each counted once).
+            net_counted = c.net is None or c.net.namespace in namespaces
+            for key, value in io.items():
+                if key.startswith("io_") or not net_counted:
+                    job_io[key] = job_io.get(key, 0) + value
+            if c.net is not None:
+                namespaces.add(c.net.namespace)
             self._job_seconds[name] = c.cpu_seconds
             if c.cpu_cores is not None:
                 cores.append(c.cpu_cores)
@@ -82,6 +99,7 @@ class SampleCompactor:
                 "cpu_cores": round(sum(cores), 4) if cores else None,
                 "memory_bytes": sum(memory) if memory else None,
                 "cpu_seconds": round(sum(self._job_seconds.values()), 3),
+                **job_io,
             },
             "containers": containers,
         }
@@ -97,6 +115,20 @@ class SampleCompactor:
                 return _MEMORY_KINDS[i], int(value)
         # No memory reading this sample (only zombies): no value, the kind unchanged.
         return _MEMORY_KINDS[start], None
+
+
+def _io_figures(c: ContainerSample) -> dict[str, int]:
+    """A measured container's disk I/O (its source this sample) and network namespace's
+    totals since the run's first reading; nothing where not measured."""
+    out: dict[str, int] = {}
+    chosen = c.io.chosen if c.io is not None else None
+    if chosen is not None:
+        out["io_read_bytes"] = chosen.read_bytes
+        out["io_write_bytes"] = chosen.write_bytes
+    if c.net is not None:
+        out["net_rx_bytes"] = c.net.rx_bytes
+        out["net_tx_bytes"] = c.net.tx_bytes
+    return out
 
 
 class LiveBuffer:

@@ -42,6 +42,7 @@ from resmon.collect.report_charts import (
     job_containers,
 )
 from resmon.collect.report_charts import md_cell as _cell
+from resmon.collect.report_io import container_io_table, job_io_rows
 
 __all__ = [
     "JOB_COLOURS",
@@ -133,6 +134,7 @@ def render_markdown(summary: Mapping[str, Any], execution: Mapping[str, Any] | N
     mine, others = _split_containers(summary, containers)
     if mine:
         lines += _container_table(mine)
+        lines += container_io_table(mine)
     lines += _container_notes(containers)
     if others:
         lines += [
@@ -205,6 +207,7 @@ def _job_table(summary: Mapping[str, Any]) -> list[str]:
     if isinstance(job.get("cpu_seconds"), (int, float)):
         rows.append(("CPU time", f"**{job['cpu_seconds']:.1f} CPU-seconds**"))
     rows += _memory_rows(job, mem, mem_limit)
+    rows += job_io_rows(job)
     lines = [f"| **job**: {whose} | |", "| --- | --- |"]
     lines += [f"| {label} | {value} |" for label, value in rows]
     return [*lines, ""]

@@ -26,6 +26,8 @@ import os
 from resmon import procfs
 from resmon.cgroupfs import CgroupFS, online_cpus
 from resmon.collect.containers import Limits
+from resmon.collect.io_counters import ProcessIO
+from resmon.collect.io_figures import IOFigures, NetFigures
 from resmon.collect.kernel_counters import (
     NO_KERNEL_FIGURES,
     ContainerDirs,
@@ -34,6 +36,7 @@ from resmon.collect.kernel_counters import (
     exclusive_dirs,
 )
 from resmon.collect.memory_peaks import DEFAULT_BUDGET_SECONDS, MemoryFigures, ProcessMemory
+from resmon.collect.net_counters import NetworkCounters
 from resmon.collect.sample_state import EXCLUDED, Paths, SampleWork
 from resmon.collect.samples import SOURCE_CGROUPFS, SOURCE_PROCFS, ContainerSample
 from resmon.procfs import CLK_TCK, PAGE_SIZE
@@ -84,6 +87,9 @@ class ContainerFigures:
         # The procfs root the processes' memory files are read under; None: not given,
         # /proc once it is shown to be the sampler's (see _check_proc_path).
         self.memory = ProcessMemory(proc_path or "/proc", pss_budget_seconds)
+        # Disk I/O and the network namespaces' counters of the measured containers.
+        self.io = ProcessIO(proc_path or "/proc")
+        self.net = NetworkCounters(proc_path or "/proc")
         self._proc_known = proc_path is not None
         self.online_cpus = _online_cpus(proc_path or "/proc", cgroupfs)
 
@@ -91,6 +97,8 @@ class ContainerFigures:
         """The procfs root the sampler reads (its processes' memory files are there)."""
         self.memory.proc_path = proc_path
         self.memory.enabled = self._proc_known = True
+        self.io.proc_path = self.net.proc_path = proc_path
+        self.io.enabled = self.net.enabled = True
 
     def _check_proc_path(self, work: SampleWork) -> None:
         """Without a procfs root given, /proc is used only if it is where the sampler's
@@ -105,8 +113,9 @@ class ContainerFigures:
             break
         else:
             self.memory.enabled = False
+        self.io.enabled = self.net.enabled = self.memory.enabled
         if not self.memory.enabled:
-            log.debug("/proc is not the sampled procfs: no VmHWM or PSS reads")
+            log.debug("/proc is not the sampled procfs: no VmHWM, PSS, I/O or network reads")
 
     def processes_changed(self) -> None:
         """Processes came or went: the containers' own directories are to be found again."""
@@ -134,10 +143,17 @@ class ContainerFigures:
         fs = self._cgroupfs
         dirs_by_container = self._own_dirs(fs, work) if fs is not None else {}
         memory = self.memory.update(work, by_container, self.measured, renamed)
-        return {
+        if renamed:
+            self.io.rename(renamed)
+            self.net.rename(renamed)
+        io = self.io.update(work, by_container, self.measured, dirs_by_container, self._command)
+        net = self.net.update(work, by_container, self.measured)
+        out = {
             name: self._container(name, groups, work, dirs_by_container.get(name), memory.get(name))
             for name, groups in by_container.items()
         }
+        _add_io(out, io, net)
+        return out
 
     def _follow_renames(self, work: SampleWork) -> dict[str, str]:
         """Containers renamed this sample (old -> new: a group got its mapped name): what
@@ -330,6 +346,27 @@ class ContainerFigures:
             if configured.memory_bytes is not None:
                 limit_mem = configured.memory_bytes
         return limit_cpu, limit_mem
+
+
+def _add_io(
+    out: dict[str, ContainerSample], io: dict[str, IOFigures], net: dict[str, NetFigures]
+) -> None:
+    """Each container's disk I/O and network figures; containers in one network
+    namespace name each other (``net_shared_with``)."""
+    for name, figures in io.items():
+        if name in out:
+            out[name].io = figures
+    if not net:
+        return
+    by_namespace: dict[str, list[str]] = {}
+    for name, figures in net.items():
+        if name in out:
+            out[name].net = figures
+            by_namespace.setdefault(figures.namespace, []).append(name)
+    for names in by_namespace.values():
+        if len(names) > 1:
+            for name in names:
+                out[name].net_shared_with = tuple(sorted(n for n in names if n != name))
 
 
 def _online_cpus(proc_path: str, cgroupfs: CgroupFS | None) -> int | None:

@@ -60,6 +60,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from resmon import procfs
+from resmon.collect.io_figures import IOFigures, NetFigures
 from resmon.schema import format_time
 
 SOURCE_PROCFS = "procfs"
@@ -155,6 +156,12 @@ class ContainerSample:
     # That source's rate was above the CPUs the container can use, and cut to them.
     cpu_capped_procfs: bool = False
     cpu_capped_cgroup: bool = False
+    # Disk I/O (resmon.collect.io_counters) and the network namespace's counters
+    # (resmon.collect.net_counters) of a measured container; None: not measured.
+    io: IOFigures | None = None
+    net: NetFigures | None = None
+    # The other containers in its network namespace (they report the same figures).
+    net_shared_with: tuple[str, ...] = ()
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -171,6 +178,7 @@ class ContainerSample:
             "source_memory": self.source_memory,
         }
         add_cgroup_counters(out, self)
+        add_io_fields(out, self)
         if self.pressure:
             out["pressure"] = self.pressure
         return out
@@ -216,6 +224,37 @@ def add_cgroup_counters(out: dict[str, Any], source: CgroupCounters) -> None:
         out["throttled_periods_percent"] = round(source.throttled_periods_percent, 2)
     if source.oom_kills is not None:
         out["oom_kills"] = source.oom_kills
+
+
+def _rate(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def add_io_fields(out: dict[str, Any], c: ContainerSample) -> None:
+    """A measured container's disk I/O (this sample's source: ``io_source``) and its
+    network namespace's figures, in its record; left out where not measured, so the
+    records of before stay as they were.  Totals are since the run's first reading."""
+    io = c.io
+    chosen = io.chosen if io is not None else None
+    if io is not None and chosen is not None:
+        out["io_source"] = io.source
+        out["io_read_bytes"] = chosen.read_bytes
+        out["io_write_bytes"] = chosen.write_bytes
+        out["io_read_bytes_per_second"] = _rate(chosen.read_rate)
+        out["io_write_bytes_per_second"] = _rate(chosen.write_rate)
+        if io.unreadable:
+            out["io_unreadable_processes"] = io.unreadable
+    net = c.net
+    if net is not None:
+        out["net_namespace"] = net.namespace
+        out["net_rx_bytes"] = net.rx_bytes
+        out["net_tx_bytes"] = net.tx_bytes
+        out["net_rx_bytes_per_second"] = _rate(net.rx_rate)
+        out["net_tx_bytes_per_second"] = _rate(net.tx_rate)
+        out["net_loopback_rx_bytes"] = net.loopback_rx_bytes
+        out["net_loopback_tx_bytes"] = net.loopback_tx_bytes
+        if c.net_shared_with:
+            out["net_shared_with"] = list(c.net_shared_with)
 
 
 @dataclass

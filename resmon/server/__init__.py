@@ -35,6 +35,8 @@ from resmon.server.live_api import init_app as init_live
 from resmon.server.logs import log_request
 from resmon.server.read_api import bp as read_bp
 from resmon.store import db as dbmod
+from resmon.web import init_app as init_web
+from resmon.web.auth import init_app as init_web_auth
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     app.register_blueprint(live_bp)
     init_live(app)
     app.register_blueprint(events_bp)
+    init_web_auth(app)
+    init_web(app)
     register_error_handlers(app)
     _register_request_log(app)
     metrics.init_app(app, serve_path=config.metrics_path)

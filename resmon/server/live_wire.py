@@ -34,13 +34,16 @@ MAX_LIVE_INTERVAL = 86_400.0
 _RUN_KEY = re.compile(r"[\x21-\x7e]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 HOST_FIELDS = ("cpu_percent", "mem_used_bytes", "mem_total_bytes")
-JOB_FIELDS = ("cpu_cores", "memory_bytes", "cpu_seconds")
+# Disk I/O and network totals since the run's first reading (resmon.collect.io_run).
+IO_FIELDS = ("io_read_bytes", "io_write_bytes", "net_rx_bytes", "net_tx_bytes")
+JOB_FIELDS = ("cpu_cores", "memory_bytes", "cpu_seconds", *IO_FIELDS)
 CONTAINER_FIELDS = (
     "cpu_cores",
     "memory_bytes",
     "cpu_seconds",
     "limit_cpu_cores",
     "limit_memory_bytes",
+    *IO_FIELDS,
 )
 _JSON_NUMBERS = (int, float)
 _SAMPLE_KEYS = frozenset(("t", "elapsed", "host", "job", "containers"))

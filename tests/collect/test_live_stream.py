@@ -36,6 +36,8 @@ CONTAINER_KEYS = {
     "limit_cpu_cores",
     "limit_memory_bytes",
 }
+# A measured container's disk I/O and network totals, and the job's sums.
+IO_KEYS = {"io_read_bytes", "io_write_bytes", "net_rx_bytes", "net_tx_bytes"}
 
 
 def sidecar(url: str, tmp_path, *args: str, run_for: float = 2.0, **popen):
@@ -108,10 +110,10 @@ def test_batches_arrive_in_order_with_the_contract_fields(tmp_path, receiver):
     for s in samples:
         assert set(s) == SAMPLE_KEYS
         assert set(s["host"]) == {"cpu_percent", "mem_used_bytes", "mem_total_bytes"}
-        assert set(s["job"]) == {"cpu_cores", "memory_bytes", "cpu_seconds"}
+        assert set(s["job"]) - IO_KEYS == {"cpu_cores", "memory_bytes", "cpu_seconds"}
         assert s["containers"]
         for c in s["containers"].values():
-            assert set(c) == CONTAINER_KEYS
+            assert set(c) - IO_KEYS == CONTAINER_KEYS
             assert c["memory_kind"] in ("pss", "rss", "cgroup")
     job_seconds = [s["job"]["cpu_seconds"] for s in samples]
     assert job_seconds == sorted(job_seconds)
@@ -148,7 +150,10 @@ def test_the_wrappers_job_is_the_commands_container(tmp_path, receiver):
     samples = [s for b in batches for s in b["batch"]["samples"]]
     for s in samples:
         command = s["containers"]["command"]
-        assert s["job"] == {k: command[k] for k in ("cpu_cores", "memory_bytes", "cpu_seconds")}
+        # One container, so the job's I/O and network totals are its own too.
+        assert s["job"] == {k: command[k] for k in ("cpu_cores", "memory_bytes", "cpu_seconds")} | {
+            k: command[k] for k in IO_KEYS if k in command
+        }
     assert max(s["job"]["cpu_cores"] or 0 for s in samples) > 0.5  # the busy loop
     assert final_summary(receiver)["collector"]["run_key"] == batches[0]["run"]["run_key"]
 
