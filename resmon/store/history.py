@@ -36,10 +36,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from peewee import fn
 
+from resmon.store import rollups
 from resmon.store.job_figures import JOB_COLUMNS
-from resmon.store.models import ContainerStat, Run
+from resmon.store.models import ContainerStat, Run, database_proxy
 from resmon.store.ranking import TOP_METRICS, TOP_SCOPES, top
 from resmon.store.scope import (
     HistoryError,
@@ -56,7 +56,6 @@ from resmon.store.scope import (
     scope_where,
 )
 from resmon.store.trends import TREND_BY, trend
-from resmon.tokens import canonical_repository
 
 # The questions asked here and in their own modules, and what they raise, by one name.
 __all__ = [
@@ -160,36 +159,11 @@ def list_jobs(organization: str | None = None, repository: str | None = None) ->
     """Every job with its run count and its last run's figures.
 
     ``repository`` may be ``org/repo`` or, alone or with ``organization``, the bare name.
+    The counts come from the daily rollups and the runs not rolled up yet
+    (:mod:`resmon.store.rollups`), not from a walk over every run: a run deleted by
+    retention still counts in its job's ``run_count``.
     """
-    latest = Run.select(
-        Run.organization,
-        Run.repository,
-        Run.workflow,
-        Run.job,
-        fn.COUNT(Run.id).alias("run_count"),
-        # Ids grow with arrival, so the largest id is the last run received; the
-        # (scope, received_at) index covers this group-by without touching payloads.
-        fn.MAX(Run.id).alias("last_id"),
-    )
-    if organization:
-        latest = latest.where(Run.organization == organization)
-    if repository and "/" in repository:
-        latest = latest.where(Run.repository == repository)
-    elif repository and organization:
-        latest = latest.where(Run.repository == canonical_repository(organization, repository))
-    elif repository:  # the bare name under any organization: "widgets" or "*/widgets"
-        tail = fn.substr(Run.repository, fn.length(Run.repository) - len(repository))
-        latest = latest.where((Run.repository == repository) | (tail == "/" + repository))
-    scope = (Run.organization, Run.repository, Run.workflow, Run.job)
-    groups = list(
-        latest.group_by(*scope)
-        .order_by(Run.repository, Run.workflow, Run.job, Run.organization)
-        .limit(MAX_JOBS + 1)
-        .dicts()
-    )
-    more = len(groups) > MAX_JOBS
-    groups = groups[:MAX_JOBS]
-
+    groups, more = _job_groups(organization, repository)
     last: dict[int, dict[str, Any]] = {}
     ids = [g["last_id"] for g in groups]
     for chunk_start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
@@ -221,6 +195,51 @@ def list_jobs(organization: str | None = None, repository: str | None = None) ->
     jobs.sort(key=lambda j: (j["repository"], j["workflow"], j["job"], j["organization"]))
     jobs, cut = within_bytes(jobs)
     return {"jobs": jobs, "truncated": more or cut}
+
+
+_COUNT_COLUMNS = tuple(c for c in rollups.JOB_COLUMNS if c[0] in ("runs", "last_run_pk"))
+
+
+def _job_groups(
+    organization: str | None, repository: str | None
+) -> tuple[list[dict[str, Any]], bool]:
+    """Every job's run count and last run id (its largest: ids grow with arrival), in
+    the list's order, at most MAX_JOBS, and whether there were more: the runs with
+    figures from the rollups (and the runs not rolled up yet), the running ones from
+    the runs (the partial index on running runs)."""
+    counts: dict[tuple[str, ...], list[int]] = {}
+    group = [(name, name, f"r.{name}") for name in rollups.SCOPE]
+    cover = rollups.cover(None, None, edge=rollups.horizon())
+    combined = rollups.combined_sql(group, _COUNT_COLUMNS, cover, organization, repository)
+    db = database_proxy
+    if combined is not None:
+        for org, repo, workflow, job, runs, last in db.execute_sql(*combined).fetchall():
+            if runs:
+                counts[(org, repo, workflow, job)] = [int(runs), int(last)]
+    where, params = rollups.scope_filter("", organization, repository)
+    running = db.execute_sql(
+        "SELECT organization, repository, workflow, job, COUNT(*), MAX(id) FROM runs "
+        f"WHERE state = 'running' AND {where} "
+        "GROUP BY organization, repository, workflow, job",
+        params,
+    ).fetchall()
+    for org, repo, workflow, job, runs, last in running:
+        entry = counts.setdefault((org, repo, workflow, job), [0, 0])
+        entry[0] += int(runs)
+        entry[1] = max(entry[1], int(last))
+    ordered = sorted(counts.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][3], kv[0][0]))
+    groups = [
+        {
+            "organization": k[0],
+            "repository": k[1],
+            "workflow": k[2],
+            "job": k[3],
+            "run_count": v[0],
+            "last_id": v[1],
+        }
+        for k, v in ordered[:MAX_JOBS]
+    ]
+    return groups, len(ordered) > MAX_JOBS
 
 
 def job_runs(

@@ -357,6 +357,122 @@ WebhookOutbox.add_index(
 
 ALERT_MODELS: tuple[type[Model], ...] = (AlertRule, AlertState, AlertCursor, WebhookOutbox)
 
+
+# --- rollups (schema version 9, resmon.store.rollups) ---------------------------
+
+
+class RollupJob(BaseModel):
+    """One job's runs received in one hour or one UTC day (``span``): counts, sums (an
+    average is ``_sum / _n``, ``_n`` the runs that had the figure) and maxima of the
+    job's and the host's figures, OOM kills and throttled seconds of its containers.
+    Written by :mod:`resmon.store.rollups` from the runs, never by a push."""
+
+    id = BigAutoField()
+    span = CharField(max_length=4)  # hour or day
+    bucket = DateTimeField()  # naive, UTC: the hour's or the day's start
+    organization = CharField(max_length=255)
+    repository = CharField(max_length=511)
+    workflow = CharField(max_length=255)
+    job = CharField(max_length=255)
+    runs = BigIntegerField()
+    partial_runs = BigIntegerField()
+    last_run_pk = BigIntegerField(null=True)
+    duration_seconds_sum = DoubleField(null=True)
+    duration_seconds_n = BigIntegerField()
+    duration_seconds_max = DoubleField(null=True)
+    job_cpu_seconds_sum = DoubleField(null=True)
+    job_cpu_seconds_n = BigIntegerField()
+    job_cpu_cores_p95_sum = DoubleField(null=True)
+    job_cpu_cores_p95_n = BigIntegerField()
+    job_cpu_cores_p95_max = DoubleField(null=True)
+    job_cpu_cores_peak_max = DoubleField(null=True)
+    job_memory_bytes_peak_sum = DoubleField(null=True)
+    job_memory_bytes_peak_n = BigIntegerField()
+    job_memory_bytes_peak_max = BigIntegerField(null=True)
+    job_memory_bytes_p95_sum = DoubleField(null=True)
+    job_memory_bytes_p95_n = BigIntegerField()
+    job_memory_byte_seconds = DoubleField(null=True)  # sum of memory peak x duration
+    job_memory_kind_min = CharField(max_length=16, null=True)
+    job_memory_kind_max = CharField(max_length=16, null=True)
+    cpu_seconds_sum = DoubleField(null=True)
+    cpu_seconds_n = BigIntegerField()
+    cpu_percent_p95_sum = DoubleField(null=True)
+    cpu_percent_p95_n = BigIntegerField()
+    mem_bytes_peak_max = BigIntegerField(null=True)
+    mem_bytes_p95_sum = DoubleField(null=True)
+    mem_bytes_p95_n = BigIntegerField()
+    oom_kills = BigIntegerField()
+    cpu_throttled_seconds = DoubleField()
+
+    class Meta:
+        table_name = "rollup_jobs"
+        indexes = (
+            (("span", "bucket", "organization", "repository", "workflow", "job"), True),
+            (("organization", "repository", "workflow", "job", "span", "bucket"), False),
+        )
+
+
+class RollupContainer(BaseModel):
+    """One container of one job over the runs received in one hour or day."""
+
+    id = BigAutoField()
+    span = CharField(max_length=4)
+    bucket = DateTimeField()
+    organization = CharField(max_length=255)
+    repository = CharField(max_length=511)
+    workflow = CharField(max_length=255)
+    job = CharField(max_length=255)
+    name = CharField(max_length=255)
+    runs = BigIntegerField()
+    partial_runs = BigIntegerField()
+    duration_seconds_sum = DoubleField(null=True)
+    cpu_seconds_sum = DoubleField(null=True)
+    cpu_seconds_n = BigIntegerField()
+    cpu_cores_p95_sum = DoubleField(null=True)
+    cpu_cores_p95_n = BigIntegerField()
+    cpu_cores_p95_max = DoubleField(null=True)
+    cpu_cores_peak_max = DoubleField(null=True)
+    memory_bytes_peak_sum = DoubleField(null=True)
+    memory_bytes_peak_n = BigIntegerField()
+    memory_bytes_peak_max = BigIntegerField(null=True)
+    memory_byte_seconds = DoubleField(null=True)
+    limit_cpu_cores_max = DoubleField(null=True)
+    limit_memory_bytes_max = BigIntegerField(null=True)
+    oom_kills = BigIntegerField()
+    cpu_throttled_seconds = DoubleField()
+
+    class Meta:
+        table_name = "rollup_containers"
+        indexes = (
+            (("span", "bucket", "organization", "repository", "workflow", "job", "name"), True),
+        )
+
+
+class RollupRun(BaseModel):
+    """Where a run was last counted (its received_at then): a run whose row changes
+    (a lost run finished, a step pushed) leaves that bucket, which is recomputed."""
+
+    run_pk = BigIntegerField(primary_key=True)
+    received_at = DateTimeField()
+
+    class Meta:
+        table_name = "rollup_runs"
+
+
+class RollupCursor(BaseModel):
+    """The background loops' progress: ``rollups`` is the last event id applied."""
+
+    name = CharField(max_length=32, primary_key=True)
+    last_event_id = BigIntegerField()
+    updated_at = DateTimeField()
+
+    class Meta:
+        table_name = "rollup_cursor"
+
+
+ROLLUP_MODELS: tuple[type[Model], ...] = (RollupJob, RollupContainer, RollupRun, RollupCursor)
+
+
 MODELS: tuple[type[Model], ...] = (
     Run,
     ContainerStat,
@@ -364,4 +480,5 @@ MODELS: tuple[type[Model], ...] = (
     RunBatch,
     Event,
     *ALERT_MODELS,
+    *ROLLUP_MODELS,
 )

@@ -1,0 +1,185 @@
+"""The rollups' writers: the background pass over new events, a rebuild of any range
+from the runs (what :mod:`resmon.store.rollups` keeps, and why, is said there).
+
+Each write is a short transaction under the writer lock (SQLite's one writer):
+:data:`JOBS_PER_TRANSACTION` jobs' hours and days at a time, so a push waits at most
+one of them.  Only one process or replica runs a pass at a time
+(:mod:`resmon.server.maintenance` holds the lock); a pass is idempotent, so one that
+died half-way is simply redone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from resmon.store import db as dbmod
+from resmon.store import rollups
+from resmon.store.models import database_proxy
+
+EVENTS_PER_PASS = 2000
+# Jobs recomputed per write transaction: short, so a push never waits long for the
+# SQLite write lock behind a pass.
+JOBS_PER_TRANSACTION = 8
+# On PostgreSQL, how long a missing event id is waited for (resmon.server.event_feed).
+GAP_WAIT = 5.0
+
+
+def _write(fn: Any, *args: Any) -> Any:
+    db = database_proxy
+    with dbmod.write_lock(db.obj), db.atomic():
+        return fn(*args)
+
+
+def rebuild(start: datetime | None = None, end: datetime | None = None) -> int:
+    """Recompute the hourly and daily rollups of the days [start, end) (widened to
+    whole UTC days; None: from the first run, to the last) from the runs that remain,
+    one day per transaction; returns how many days were recomputed.  Rows of days
+    whose runs are all gone are emptied: rollups outlive runs only when not rebuilt."""
+    db = database_proxy
+    if start is None or end is None:
+        row = db.execute_sql(
+            "SELECT MIN(received_at), MAX(received_at) FROM runs"
+            " UNION ALL SELECT MIN(bucket), MAX(bucket) FROM rollup_jobs"
+        ).fetchall()
+        lows = [rollups.as_time(r[0]) for r in row if r[0] is not None]
+        highs = [rollups.as_time(r[1]) for r in row if r[1] is not None]
+        if not lows:
+            return 0
+        start = start or min(t for t in lows if t is not None)
+        end = end or max(t for t in highs if t is not None) + timedelta(seconds=1)
+    day, last = rollups.floor_day(start), rollups.ceil_day(end)
+    days = 0
+    while day < last:
+        following = day + timedelta(days=1)
+        _write(rollups.rebuild_day, day, following)
+        day, days = following, days + 1
+    return days
+
+
+def _readable_events(after: int, limit: int, gap_wait: float) -> tuple[list[tuple], int]:
+    """Events after ``after`` that may be applied, in id order, and the new cursor.
+    On PostgreSQL a missing id stops the walk until it is ``gap_wait`` seconds old
+    (its transaction may still commit); SQLite commits ids in order."""
+    db = database_proxy
+    p = db.param
+    rows = db.execute_sql(
+        f"SELECT id, kind, run_pk, created_at FROM events WHERE id > {p} ORDER BY id LIMIT {p}",
+        (after, limit),
+    ).fetchall()
+    out, last = [], after
+    postgres = rollups.postgres()
+    oldest_allowed = rollups.utc_now() - timedelta(seconds=gap_wait)
+    for event_id, kind, run_pk, created in rows:
+        if postgres and event_id != last + 1:
+            created_at = rollups.as_time(created)
+            if created_at is not None and created_at > oldest_allowed:
+                break
+        out.append((event_id, kind, run_pk))
+        last = event_id
+    return out, last
+
+
+@dataclass
+class PassResult:
+    events: int = 0
+    runs: int = 0
+    hours: int = 0
+    cursor: int = 0
+
+
+def run_pass(
+    *,
+    max_events: int = EVENTS_PER_PASS,
+    gap_wait: float = GAP_WAIT,
+    pause: float = 0.0,
+    min_bucket: datetime | None = None,
+) -> PassResult:
+    """Apply the events stored since the last pass: recompute every hour and day of
+    every job the runs they name fall in (or fell in before), then move the cursor.
+    Idempotent: a pass that dies half-way is redone by the next.  ``pause`` sleeps
+    between write transactions (pushes go first); buckets older than ``min_bucket``
+    (the runs retention) are not recomputed, their runs being partly gone."""
+    db = database_proxy
+    p = db.param
+    start = rollups.cursor()
+    events, last = _readable_events(start, max_events, gap_wait)
+    result = PassResult(events=len(events), cursor=start)
+    if last == start:
+        return result
+    pks = sorted({int(pk) for _, kind, pk in events if kind in rollups.ROLLUP_EVENT_KINDS and pk})
+    touched: dict[tuple[str, ...], set[datetime]] = {}
+    for at in range(0, len(pks), 500):
+        part = pks[at : at + 500]
+        marks = ", ".join([p] * len(part))
+        rows = db.execute_sql(
+            f"SELECT r.id, r.organization, r.repository, r.workflow, r.job, r.received_at, "
+            f"r.state, l.received_at FROM runs r LEFT JOIN rollup_runs l ON l.run_pk = r.id "
+            f"WHERE r.id IN ({marks})",
+            part,
+        ).fetchall()
+        for _, org, repo, workflow, job, received, state, counted in rows:
+            hours = touched.setdefault((org, repo, workflow, job), set())
+            if state != "running":
+                hours.add(rollups.floor_hour(rollups.as_time(received)))  # type: ignore[arg-type]
+            if counted is not None:
+                hours.add(rollups.floor_hour(rollups.as_time(counted)))  # type: ignore[arg-type]
+        # Runs deleted since their event: the rows they were counted in stay as they are.
+    result.runs = len(pks)
+    jobs = list(touched.items())
+    for at in range(0, len(jobs), JOBS_PER_TRANSACTION):
+        chunk = jobs[at : at + JOBS_PER_TRANSACTION]
+        result.hours += _write(_recompute_jobs, chunk, min_bucket)
+        if pause:
+            time.sleep(pause)
+    _write(_finish_pass, pks, last)
+    result.cursor = last
+    return result
+
+
+def _recompute_jobs(
+    jobs: list[tuple[tuple[str, ...], set[datetime]]], min_bucket: datetime | None
+) -> int:
+    hours = 0
+    for scope, touched in jobs:
+        key = (scope[0], scope[1], scope[2], scope[3])
+        days = set()
+        for hour in touched:
+            if min_bucket is not None and hour < rollups.floor_day(min_bucket):
+                continue
+            rollups.recompute(rollups.HOUR, hour, hour + timedelta(hours=1), key)
+            days.add(rollups.floor_day(hour))
+            hours += 1
+        for day in days:
+            rollups.recompute(rollups.DAY, day, day + timedelta(days=1), key)
+    return hours
+
+
+def _finish_pass(pks: list[int], last: int) -> None:
+    """Remember where each run was counted, and move the cursor."""
+    db = database_proxy
+    p = db.param
+    for at in range(0, len(pks), 500):
+        part = pks[at : at + 500]
+        marks = ", ".join([p] * len(part))
+        db.execute_sql(f"DELETE FROM rollup_runs WHERE run_pk IN ({marks})", part)
+        db.execute_sql(
+            "INSERT INTO rollup_runs (run_pk, received_at) SELECT id, received_at FROM runs "
+            f"WHERE id IN ({marks}) AND state <> {rollups.RUNNING_SQL}",
+            part,
+        )
+    rollups.set_cursor(last)
+
+
+def catch_up(*, max_passes: int = 1000, gap_wait: float = GAP_WAIT) -> int:
+    """Run passes until no event is left to apply (tests, ``resmon rollups``); returns
+    how many events were applied."""
+    applied = 0
+    for _ in range(max_passes):
+        result = run_pass(gap_wait=gap_wait)
+        applied += result.events
+        if result.events == 0:
+            break
+    return applied

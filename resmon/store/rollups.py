@@ -1,0 +1,486 @@
+"""Hourly and daily rollups per job and per container, written in the background.
+
+A rollup row holds one job's (``rollup_jobs``) or one container's
+(``rollup_containers``) runs *received* in one UTC hour or day (``span``,
+``bucket``): the run count, the partial (lost) runs among them, sums and counts of
+each figure (an average is ``_sum / _n``: ``_n`` counts the runs that had the
+figure), maxima, CPU-seconds, memory peak x duration (byte-seconds, what GiB-hours
+are made of), OOM kills and throttled seconds.  A run counts in the hour it was
+received, as ``top`` and ``runs --since`` have always counted it.  Running runs
+have no figures and are not rolled up.
+
+Written from the runs, never added to: a pass reads the ``run_finished`` and
+``run_lost`` events after its cursor (``rollup_cursor``) in id order, with the
+PostgreSQL out-of-order rule of :mod:`resmon.server.event_feed` (a missing id holds
+the later ones until it commits or is :data:`GAP_WAIT` seconds old), and
+*recomputes* each hour and day of each job those runs fall in from the runs stored
+there.  So a run counts once however often it was pushed or announced, a lost run
+finished by its final push replaces its partial figures, and a run whose row moved
+to another hour (``rollup_runs`` remembers where each run was counted) leaves the
+old one.  The pass never runs in a push: :mod:`resmon.server.maintenance` calls
+:func:`resmon.store.rollup_pass.run_pass` every second (so the rollups lag the runs by about a second),
+one process or replica at a time.
+
+Readers (:mod:`resmon.store.ranking`, :mod:`resmon.store.usage`, the jobs list)
+never wait for the pass: :func:`horizon` is the earliest hour a pending event
+touches; rollup rows before it are read as they are, and runs from it on (and the
+partial hours at a window's edges) are read from ``runs``, so an answer equals
+what the runs give at any moment (see :func:`combined_sql`).
+
+:func:`resmon.store.rollup_pass.rebuild` recomputes any range from the runs that remain (``resmon rollups
+rebuild``): rollups outlive the runs retention deletes, and a rebuild of a range
+whose runs are gone empties it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from peewee import PostgresqlDatabase
+
+from resmon.store.models import database_proxy
+
+log = logging.getLogger(__name__)
+
+HOUR, DAY = "hour", "day"
+SPANS = (HOUR, DAY)
+CURSOR_NAME = "rollups"
+# The events a rollup follows: a run got (or changed) its figures.
+ROLLUP_EVENT_KINDS = ("run_finished", "run_lost")
+SCOPE = ("organization", "repository", "workflow", "job")
+
+# --- what a rollup holds ---------------------------------------------------------
+
+# Job columns: (name, aggregate over runs ``r``, how rows of it combine).
+RUNNING_SQL = "'running'"
+
+
+def _oom(column: str) -> str:
+    return f"COALESCE(SUM((SELECT SUM(c.{column}) FROM run_containers c WHERE c.run_id = r.id)), 0)"
+
+
+JOB_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("runs", "COUNT(*)", "sum"),
+    ("partial_runs", "COALESCE(SUM(CASE WHEN r.partial THEN 1 ELSE 0 END), 0)", "sum"),
+    ("last_run_pk", "MAX(r.id)", "max"),
+    ("duration_seconds_sum", "SUM(r.duration_seconds)", "sum"),
+    ("duration_seconds_n", "COUNT(r.duration_seconds)", "sum"),
+    ("duration_seconds_max", "MAX(r.duration_seconds)", "max"),
+    ("job_cpu_seconds_sum", "SUM(r.job_cpu_seconds)", "sum"),
+    ("job_cpu_seconds_n", "COUNT(r.job_cpu_seconds)", "sum"),
+    ("job_cpu_cores_p95_sum", "SUM(r.job_cpu_cores_p95)", "sum"),
+    ("job_cpu_cores_p95_n", "COUNT(r.job_cpu_cores_p95)", "sum"),
+    ("job_cpu_cores_p95_max", "MAX(r.job_cpu_cores_p95)", "max"),
+    ("job_cpu_cores_peak_max", "MAX(r.job_cpu_cores_peak)", "max"),
+    ("job_memory_bytes_peak_sum", "SUM(r.job_memory_bytes_peak)", "sum"),
+    ("job_memory_bytes_peak_n", "COUNT(r.job_memory_bytes_peak)", "sum"),
+    ("job_memory_bytes_peak_max", "MAX(r.job_memory_bytes_peak)", "max"),
+    ("job_memory_bytes_p95_sum", "SUM(r.job_memory_bytes_p95)", "sum"),
+    ("job_memory_bytes_p95_n", "COUNT(r.job_memory_bytes_p95)", "sum"),
+    (
+        "job_memory_byte_seconds",
+        "SUM(CAST(r.job_memory_bytes_peak AS DOUBLE PRECISION) * r.duration_seconds)",
+        "sum",
+    ),
+    ("job_memory_kind_min", "MIN(r.job_memory_kind)", "min"),
+    ("job_memory_kind_max", "MAX(r.job_memory_kind)", "max"),
+    ("cpu_seconds_sum", "SUM(r.cpu_seconds)", "sum"),
+    ("cpu_seconds_n", "COUNT(r.cpu_seconds)", "sum"),
+    ("cpu_percent_p95_sum", "SUM(r.cpu_percent_p95)", "sum"),
+    ("cpu_percent_p95_n", "COUNT(r.cpu_percent_p95)", "sum"),
+    ("mem_bytes_peak_max", "MAX(r.mem_bytes_peak)", "max"),
+    ("mem_bytes_p95_sum", "SUM(r.mem_bytes_p95)", "sum"),
+    ("mem_bytes_p95_n", "COUNT(r.mem_bytes_p95)", "sum"),
+    ("oom_kills", _oom("oom_kills"), "sum"),
+    ("cpu_throttled_seconds", _oom("cpu_throttled_seconds"), "sum"),
+)
+
+# Container columns, over run_containers ``c`` joined to its run ``r``.
+CONTAINER_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("runs", "COUNT(*)", "sum"),
+    ("partial_runs", "COALESCE(SUM(CASE WHEN r.partial THEN 1 ELSE 0 END), 0)", "sum"),
+    ("duration_seconds_sum", "SUM(r.duration_seconds)", "sum"),
+    ("cpu_seconds_sum", "SUM(c.cpu_seconds)", "sum"),
+    ("cpu_seconds_n", "COUNT(c.cpu_seconds)", "sum"),
+    ("cpu_cores_p95_sum", "SUM(c.cpu_cores_p95)", "sum"),
+    ("cpu_cores_p95_n", "COUNT(c.cpu_cores_p95)", "sum"),
+    ("cpu_cores_p95_max", "MAX(c.cpu_cores_p95)", "max"),
+    ("cpu_cores_peak_max", "MAX(c.cpu_cores_peak)", "max"),
+    ("memory_bytes_peak_sum", "SUM(c.memory_bytes_peak)", "sum"),
+    ("memory_bytes_peak_n", "COUNT(c.memory_bytes_peak)", "sum"),
+    ("memory_bytes_peak_max", "MAX(c.memory_bytes_peak)", "max"),
+    (
+        "memory_byte_seconds",
+        "SUM(CAST(c.memory_bytes_peak AS DOUBLE PRECISION) * r.duration_seconds)",
+        "sum",
+    ),
+    ("limit_cpu_cores_max", "MAX(c.limit_cpu_cores)", "max"),
+    ("limit_memory_bytes_max", "MAX(c.limit_memory_bytes)", "max"),
+    ("oom_kills", "COALESCE(SUM(c.oom_kills), 0)", "sum"),
+    ("cpu_throttled_seconds", "COALESCE(SUM(c.cpu_throttled_seconds), 0)", "sum"),
+)
+
+# Counts that are never NULL in a rollup row, also when combined over no rows.
+_COUNTS = {"runs", "partial_runs", "oom_kills", "cpu_throttled_seconds"}
+
+
+def combine(columns: Iterable[tuple[str, str, str]], alias: str = "") -> list[str]:
+    """``AGG(alias.name) AS name`` for each column, as rows of rollups add up."""
+    prefix = f"{alias}." if alias else ""
+    out = []
+    for name, _, how in columns:
+        expr = f"{how.upper()}({prefix}{name})"
+        if name in _COUNTS or name.endswith("_n"):
+            expr = f"COALESCE({expr}, 0)"
+        out.append(f"{expr} AS {name}")
+    return out
+
+
+# --- times -----------------------------------------------------------------------
+
+
+def postgres() -> bool:
+    return isinstance(database_proxy.obj, PostgresqlDatabase)
+
+
+def param_time(value: datetime) -> Any:
+    """A naive-UTC time as a raw statement's parameter: the text peewee stores on
+    SQLite (so text comparison orders it), the datetime itself on PostgreSQL."""
+    return value if postgres() else str(value)
+
+
+def bucket_expr(span: str, column: str) -> str:
+    """The start of the hour or day of a stored time, as the bucket column holds it."""
+    if postgres():
+        return f"date_trunc('{span}', {column})"
+    if span == HOUR:
+        return f"strftime('%Y-%m-%d %H:00:00', {column})"
+    return f"(date({column}) || ' 00:00:00')"
+
+
+def floor_hour(value: datetime) -> datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
+def floor_day(value: datetime) -> datetime:
+    return value.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(value: datetime) -> datetime:
+    floor = floor_hour(value)
+    return floor if floor == value else _later(floor, timedelta(hours=1))
+
+
+def ceil_day(value: datetime) -> datetime:
+    floor = floor_day(value)
+    return floor if floor == value else _later(floor, timedelta(days=1))
+
+
+def _later(value: datetime, step: timedelta) -> datetime:
+    try:
+        return value + step
+    except OverflowError:  # the last hour of year 9999
+        return datetime.max
+
+
+def as_time(value: Any) -> datetime | None:
+    """A time a raw aggregate answered (text on SQLite) as a naive datetime."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# --- recomputing from the runs ----------------------------------------------------
+
+
+def recompute(
+    span: str,
+    start: datetime,
+    end: datetime,
+    scope: tuple[str, str, str, str] | None = None,
+) -> None:
+    """Replace the ``span`` rows of [start, end) (of one job, or of every job) by what
+    the runs received then give.  Call inside a write transaction."""
+    db = database_proxy
+    p = db.param
+    where = f"r.received_at >= {p} AND r.received_at < {p} AND r.state <> {RUNNING_SQL}"
+    params: list[Any] = [param_time(start), param_time(end)]
+    delete_where = f"span = {p} AND bucket >= {p} AND bucket < {p}"
+    delete_params: list[Any] = [span, param_time(start), param_time(end)]
+    if scope is not None:
+        where += "".join(f" AND r.{name} = {p}" for name in SCOPE)
+        params += list(scope)
+        delete_where += "".join(f" AND {name} = {p}" for name in SCOPE)
+        delete_params += list(scope)
+    bucket = bucket_expr(span, "r.received_at")
+    scope_cols = ", ".join(f"r.{name}" for name in SCOPE)
+    for table in ("rollup_jobs", "rollup_containers"):
+        db.execute_sql(f"DELETE FROM {table} WHERE {delete_where}", delete_params)
+    names = [name for name, _, _ in JOB_COLUMNS]
+    db.execute_sql(
+        f"INSERT INTO rollup_jobs (span, bucket, {', '.join(SCOPE)}, {', '.join(names)}) "
+        f"SELECT {p}, {bucket}, {scope_cols}, "
+        + ", ".join(expr for _, expr, _ in JOB_COLUMNS)
+        + f" FROM runs r WHERE {where} GROUP BY {bucket}, {scope_cols}",
+        [span, *params],
+    )
+    names = [name for name, _, _ in CONTAINER_COLUMNS]
+    db.execute_sql(
+        f"INSERT INTO rollup_containers (span, bucket, {', '.join(SCOPE)}, name, "
+        f"{', '.join(names)}) SELECT {p}, {bucket}, {scope_cols}, c.name, "
+        + ", ".join(expr for _, expr, _ in CONTAINER_COLUMNS)
+        + f" FROM runs r JOIN run_containers c ON c.run_id = r.id WHERE {where} "
+        f"GROUP BY {bucket}, {scope_cols}, c.name",
+        [span, *params],
+    )
+
+
+def rebuild_day(day: datetime, following: datetime) -> None:
+    """Recompute one day's rollups and where its runs were counted (in a transaction)."""
+    db = database_proxy
+    p = db.param
+    recompute(HOUR, day, following)
+    recompute(DAY, day, following)
+    window = [param_time(day), param_time(following)]
+    db.execute_sql(
+        f"DELETE FROM rollup_runs WHERE received_at >= {p} AND received_at < {p}", window
+    )
+    db.execute_sql(
+        "INSERT INTO rollup_runs (run_pk, received_at) SELECT id, received_at FROM runs "
+        f"WHERE received_at >= {p} AND received_at < {p} AND state <> {RUNNING_SQL} "
+        "AND id NOT IN (SELECT run_pk FROM rollup_runs)",
+        window,
+    )
+
+
+# --- the pass ---------------------------------------------------------------------
+
+
+def cursor() -> int:
+    row = database_proxy.execute_sql(
+        f"SELECT last_event_id FROM rollup_cursor WHERE name = {database_proxy.param}",
+        (CURSOR_NAME,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def set_cursor(value: int) -> None:
+    db = database_proxy
+    p = db.param
+    now = param_time(utc_now())
+    changed = db.execute_sql(
+        f"UPDATE rollup_cursor SET last_event_id = {p}, updated_at = {p} WHERE name = {p}",
+        (value, now, CURSOR_NAME),
+    ).rowcount
+    if not changed:
+        db.execute_sql(
+            f"INSERT INTO rollup_cursor (name, last_event_id, updated_at) VALUES ({p}, {p}, {p})",
+            (CURSOR_NAME, value, now),
+        )
+
+
+def set_cursor_to_latest() -> None:
+    """Every event stored so far counts as applied (after a rebuild of everything)."""
+    row = database_proxy.execute_sql("SELECT MAX(id) FROM events").fetchone()
+    set_cursor(int(row[0] or 0))
+
+
+# --- what a reader may take from the rollups --------------------------------------
+
+
+def horizon() -> datetime | None:
+    """The start of the earliest hour a pending event touches (where its run is now,
+    or where it was counted before), or None when no event waits: rollup rows before
+    it are complete; from it on, a reader reads the runs."""
+    db = database_proxy
+    p = db.param
+    kinds = ", ".join(f"'{k}'" for k in ROLLUP_EVENT_KINDS)
+    row = db.execute_sql(
+        "SELECT MIN(r.received_at), MIN(l.received_at), COUNT(*) FROM events e "
+        "LEFT JOIN runs r ON r.id = e.run_pk LEFT JOIN rollup_runs l ON l.run_pk = e.run_pk "
+        f"WHERE e.id > {p} AND e.kind IN ({kinds})",
+        (cursor(),),
+    ).fetchone()
+    if not row or not row[2]:
+        return None
+    times = [as_time(t) for t in row[:2] if t is not None]
+    if not times:
+        return None
+    return floor_hour(min(t for t in times if t is not None))
+
+
+@dataclass(frozen=True)
+class Cover:
+    """Which rows answer a window [start, end) (None: unbounded): rollup rows of whole
+    days and hours inside it and before the horizon, and the runs of the rest."""
+
+    day_from: datetime | None
+    day_to: datetime | None
+    hours: tuple[tuple[datetime | None, datetime | None], ...]
+    runs: tuple[tuple[datetime | None, datetime | None], ...]
+
+
+def cover(
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    edge: datetime | None,
+    use_days: bool = True,
+) -> Cover:
+    """How a window is answered, given the horizon ``edge`` (None: nothing pending)."""
+    low = ceil_hour(start) if start is not None else None
+    high_candidates = [t for t in (floor_hour(end) if end else None, edge) if t is not None]
+    high = min(high_candidates) if high_candidates else None
+    if low is not None and high is not None and low >= high:
+        return Cover(None, None, (), ((start, end),))
+    runs: list[tuple[datetime | None, datetime | None]] = []
+    if start is not None and low is not None and start < low:
+        runs.append((start, low))
+    if high is not None:
+        runs.append((high, end))
+    if not use_days:
+        return Cover(None, None, ((low, high),), tuple(runs))
+    d1 = ceil_day(low) if low is not None else None
+    d2 = floor_day(high) if high is not None else None
+    if d1 is not None and d2 is not None and d1 >= d2:
+        return Cover(None, None, ((low, high),), tuple(runs))
+    hours = []
+    if low is not None and d1 is not None and low < d1:
+        hours.append((low, d1))
+    if high is not None and d2 is not None and d2 < high:
+        hours.append((d2, high))
+    # An empty day range is marked by day_from == day_to.
+    return Cover(d1, d2, tuple(hours), tuple(runs))
+
+
+def _range(column: str, low: datetime | None, high: datetime | None) -> tuple[str, list[Any]]:
+    p = database_proxy.param
+    parts, params = [], []
+    if low is not None:
+        parts.append(f"{column} >= {p}")
+        params.append(param_time(low))
+    if high is not None:
+        parts.append(f"{column} < {p}")
+        params.append(param_time(high))
+    return (" AND ".join(parts) or "1 = 1"), params
+
+
+def rollup_where(c: Cover, alias: str = "") -> tuple[str, list[Any]] | None:
+    """The condition on a rollup table's rows a cover takes, or None for none."""
+    prefix = f"{alias}." if alias else ""
+    p = database_proxy.param
+    parts, params = [], []
+    if not (c.day_from is not None and c.day_to is not None and c.day_from >= c.day_to) and (
+        c.day_from is not None or c.day_to is not None or not c.hours
+    ):
+        sql, ps = _range(f"{prefix}bucket", c.day_from, c.day_to)
+        parts.append(f"({prefix}span = {p} AND {sql})")
+        params += [DAY, *ps]
+    for low, high in c.hours:
+        if low is not None and high is not None and low >= high:
+            continue
+        sql, ps = _range(f"{prefix}bucket", low, high)
+        parts.append(f"({prefix}span = {p} AND {sql})")
+        params += [HOUR, *ps]
+    if not parts:
+        return None
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def runs_where(c: Cover, alias: str = "r") -> tuple[str, list[Any]] | None:
+    """The condition on ``runs`` a cover reads (the runs of the window not covered)."""
+    parts, params = [], []
+    for low, high in c.runs:
+        sql, ps = _range(f"{alias}.received_at", low, high)
+        parts.append(f"({sql})")
+        params += ps
+    if not parts:
+        return None
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def scope_filter(
+    alias: str, organization: str | None, repository: str | None
+) -> tuple[str, list[Any]]:
+    """The organization and repository filter of the jobs list and usage, on any table
+    with the scope columns: ``repository`` is ``org/repo``, or the bare name (with
+    ``organization``: that org's; alone: under any organization)."""
+    from resmon.tokens import canonical_repository
+
+    p = database_proxy.param
+    a = f"{alias}." if alias else ""
+    parts, params = [], []
+    if organization:
+        parts.append(f"{a}organization = {p}")
+        params.append(organization)
+    if repository and "/" in repository:
+        parts.append(f"{a}repository = {p}")
+        params.append(repository)
+    elif repository and organization:
+        parts.append(f"{a}repository = {p}")
+        params.append(canonical_repository(organization, repository))
+    elif repository:
+        n = len(repository)
+        parts.append(
+            f"({a}repository = {p} OR substr({a}repository, length({a}repository) - {n}) = {p})"
+        )
+        params += [repository, "/" + repository]
+    return (" AND ".join(parts) or "1 = 1"), params
+
+
+def combined_sql(
+    group: list[tuple[str, str, str]],
+    columns: tuple[tuple[str, str, str], ...],
+    c: Cover,
+    organization: str | None = None,
+    repository: str | None = None,
+) -> tuple[str, list[Any]] | None:
+    """One query over the rollup rows a cover takes and the runs it reads, grouped by
+    ``group`` (``(answer name, expression over a rollup row, expression over runs r)``),
+    each of ``columns`` combined: the answer is the same as from the runs alone.
+    ``organization`` and ``repository`` filter as :func:`scope_filter` does."""
+    parts: list[str] = []
+    params: list[Any] = []
+    names = [name for name, _, _ in columns]
+    group_names = [g[0] for g in group]
+    rw = rollup_where(c)
+    if rw is not None:
+        fsql, fparams = scope_filter("", organization, repository)
+        parts.append(
+            "SELECT "
+            + ", ".join([f"{g[1]} AS {g[0]}" for g in group] + names)
+            + f" FROM rollup_jobs WHERE {rw[0]} AND {fsql}"
+        )
+        params += rw[1] + fparams
+    runs = runs_where(c)
+    if runs is not None:
+        filters = scope_filter("r", organization, repository)
+        gexprs = [g[2] for g in group]
+        parts.append(
+            "SELECT "
+            + ", ".join(
+                [f"{g[2]} AS {g[0]}" for g in group]
+                + [f"{expr} AS {name}" for name, expr, _ in columns]
+            )
+            + f" FROM runs r WHERE {runs[0]} AND r.state <> {RUNNING_SQL} AND {filters[0]}"
+            + (f" GROUP BY {', '.join(gexprs)}" if gexprs else "")
+        )
+        params += runs[1] + filters[1]
+    if not parts:
+        return None
+    inner = " UNION ALL ".join(parts)
+    sql = (
+        "SELECT "
+        + ", ".join([*(f"t.{g}" for g in group_names), *combine(columns, "t")])
+        + f" FROM ({inner}) t"
+        + (f" GROUP BY {', '.join('t.' + g for g in group_names)}" if group_names else "")
+    )
+    return sql, params
