@@ -6,10 +6,11 @@
     GET /runs/<id>
     GET /live
     GET /usage?metric=&period=
+    GET /alerts
 
 Every figure comes from :mod:`resmon.store.history` (jobs, runs, trends, top),
 :mod:`resmon.store.advice` (recommendations), :mod:`resmon.store.baseline`
-(comparisons, flagged runs) and :mod:`resmon.store.live_view` (running runs,
+(comparisons, flagged runs), :mod:`resmon.store.alerts` (rules and states) and :mod:`resmon.store.live_view` (running runs,
 samples): a page computes nothing of its own, it lays out what the read API
 answers.  Every page is limited to :func:`resmon.server.read_scope.read_org`: a
 job or run of another organisation is a 404 like one that does not exist, and
@@ -33,7 +34,7 @@ from peewee import InterfaceError, OperationalError
 
 from resmon.query.kube_yaml import resources_yaml
 from resmon.server.read_scope import may_read, read_org, visible, visible_suggestions
-from resmon.store import advice, baseline, history, live_view
+from resmon.store import advice, alerts, baseline, history, live_view
 from resmon.store.models import RunRegression
 from resmon.web import charts
 from resmon.web.auth import page_access
@@ -64,6 +65,8 @@ JOB_SORTS = {
 }
 USAGE_METRICS = {"cpu": "CPU time", "memory": "Memory peak", "duration": "Run time"}
 USAGE_PERIODS = ("1d", "7d", "30d", "90d")
+ALERT_STATES_SHOWN = 500
+ALERTING = ("cpu_alert", "mem_alert", "both_alert")
 
 
 class PageError(Exception):
@@ -157,11 +160,6 @@ def page_url(**changes: Any) -> str:
     return request.path + ("?" + urlencode(args) if args else "")
 
 
-@bp.app_context_processor
-def _navigation() -> dict[str, Any]:
-    return {"nav_pages": set(current_app.view_functions), "show_alerts": False}
-
-
 @bp.app_template_global()
 def link_to_job(row: dict[str, Any]) -> str:
     return job_url(row)
@@ -200,6 +198,10 @@ def jobs() -> str:
         row["spark_cpu"] = [p.get("job_cpu_cores_p95") for p in points]
         row["spark_memory"] = [p.get("job_memory_bytes_p95") for p in points]
         row["recommendation"] = advice.recommend_job(*scope)["job_recommendation"]
+    states: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for state in alerts.list_states(scoped):
+        key = (state["organization"], state["repository"], state["workflow"], state["job"])
+        states.setdefault(key, []).append(state)
     return render_template(
         "jobs.html",
         jobs=shown,
@@ -212,6 +214,8 @@ def jobs() -> str:
         org=org,
         repo=repo,
         scoped=scoped,
+        alert_states=states,
+        alerting=ALERTING,
     )
 
 
@@ -310,4 +314,17 @@ def usage() -> str:
         metrics=USAGE_METRICS,
         period=period,
         periods=USAGE_PERIODS,
+    )
+
+
+@bp.get("/alerts")
+def alerts_page() -> str:
+    scoped = read_org()
+    return render_template(
+        "alerts.html",
+        summary=alerts.summary(scoped),
+        rules=alerts.list_rules(scoped),
+        states=alerts.list_states(scoped, limit=ALERT_STATES_SHOWN),
+        limit=ALERT_STATES_SHOWN,
+        alerting=ALERTING,
     )

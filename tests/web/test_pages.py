@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
-from conftest import AXE, RUNNING_JOB, SCREENSHOTS, PageWatch, sign_in
+from conftest import AXE, READ_TOKEN, RUNNING_JOB, SCREENSHOTS, PageWatch, _missing, sign_in
 from web_data import live_batch, new_run_key
 
 from resmon.tokens import read_token
@@ -36,6 +36,7 @@ def pages(site) -> dict[str, str]:
         "run-running": f"/runs/{site.running_run}",
         "live": "/live",
         "usage": "/usage",
+        "alerts": "/alerts",
     }
 
 
@@ -63,7 +64,7 @@ def _load(context, url, name):
     return page, watch
 
 
-PAGE_NAMES = ["jobs", "jobs-by-memory", "job", "run", "run-running", "live", "usage"]
+PAGE_NAMES = ["jobs", "jobs-by-memory", "job", "run", "run-running", "live", "usage", "alerts"]
 
 
 @pytest.mark.parametrize("name", PAGE_NAMES)
@@ -107,7 +108,7 @@ def test_dark_theme_follows_the_system(site, browser, signed_in):
     page.close()
 
 
-@pytest.mark.parametrize("name", ["jobs", "job", "run", "live", "usage"])
+@pytest.mark.parametrize("name", ["jobs", "job", "run", "live", "usage", "alerts"])
 def test_keyboard_reaches_every_link(site, signed_in, name):
     page = signed_in.new_page()
     page.goto(site.url + pages(site)[name], wait_until="load")
@@ -130,14 +131,14 @@ def test_keyboard_reaches_every_link(site, signed_in, name):
     page.close()
 
 
-@pytest.mark.parametrize("name", ["jobs", "job", "run", "run-running", "live", "usage"])
+@pytest.mark.parametrize("name", PAGE_NAMES)
 def test_axe_finds_no_serious_violation(site, browser, name):
     # axe-core is injected as a script: this context bypasses the page's CSP for it.
     context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 800})
-    from conftest import READ_TOKEN
-
     sign_in(context, site.url, READ_TOKEN)
     page = context.new_page()
+    if not AXE.exists():
+        _missing("axe-core (PUPPETEER_SKIP_DOWNLOAD=1 npm ci)")
     page.goto(site.url + pages(site)[name], wait_until="load")
     page.add_script_tag(path=str(AXE))
     for scheme in ("light", "dark"):
@@ -197,8 +198,9 @@ def test_an_organisation_token_sees_its_organisation_only(site, browser):
             assert "globex/api" not in page.inner_text("main")
         else:
             assert response.status == 404, path
-    page.goto(site.url + "/usage")
-    assert "globex" not in page.inner_text("main")
+    for path in ("/usage", "/alerts", "/live"):
+        page.goto(site.url + path)
+        assert "globex" not in page.inner_text("main"), path
     # The API answers the session as it answers the token: no other org's run.
     cookies = {c["name"]: c["value"] for c in context.cookies()}
     api = requests.get(f"{site.url}/api/v1/runs/{site.other_org_run}", cookies=cookies, timeout=10)

@@ -16,7 +16,7 @@ from typing import Any
 from query_data import GiB, MiB, push_body, run_summary
 
 from resmon.schema import format_time, validate_push
-from resmon.store import baseline
+from resmon.store import alert_eval, alerts, baseline, events
 from resmon.store import db as dbmod
 from resmon.store.write import store_push
 from resmon.tokens import push_token
@@ -33,6 +33,22 @@ JOBS = (
 REGRESSED = ("acme", "acme/widgets", "ci.yml", "build")
 OTHER_ORG = "globex"
 TIMELINE_POINTS = 120
+RULES = (
+    {"name": "memory over the limit", "mem_threshold": "100%", "consecutive": 1},
+    {
+        "name": "CPU near the limit",
+        "organization": "acme",
+        "cpu_threshold": "90%",
+        "consecutive": 2,
+    },
+    {
+        "name": "globex memory",
+        "organization": "globex",
+        "mem_threshold": "3Gi",
+        "consecutive": 3,
+        "enabled": False,
+    },
+)
 
 
 def _timeline(duration: float, cores: float, builder_mem: int, wave: float) -> list[dict]:
@@ -115,6 +131,9 @@ def build_history(path: str | Path, now: datetime | None = None) -> str:
     db = dbmod.open_database(str(path))
     dbmod.migrate(db)
     options = baseline.BaselineOptions()
+    for rule in RULES:
+        alerts.create_rule(rule)
+    alert_eval.start_cursor()  # from the first run on
     for org, repo, workflow, job, runs, memory_mib, cores in JOBS:
         for n in range(runs):
             start = now - timedelta(days=runs - n, hours=2, minutes=7 * n)
@@ -123,6 +142,8 @@ def build_history(path: str | Path, now: datetime | None = None) -> str:
             body = push_body(str(1000 + n), summary, org=org, repo=repo, workflow=workflow, job=job)
             stored = store_push(validate_push(body), received_at=start + timedelta(minutes=9))
             baseline.save_flags(stored.id, baseline.compare_stored_run(stored.id, options))
+    while alert_eval.step(lambda cursor: events.events_after(cursor, 500))[0]:
+        pass
     db.close()
     return str(path)
 
