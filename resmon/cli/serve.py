@@ -9,7 +9,13 @@ from __future__ import annotations
 import click
 
 from resmon.cli.go_flags import GoFlagCommand
-from resmon.cli.serve_options import baseline_options, live_options, sse_options
+from resmon.cli.serve_options import (
+    alert_options,
+    baseline_options,
+    live_options,
+    resolve_alerts,
+    sse_options,
+)
 
 # Seconds a connection to --metrics-addr may stay open; a scrape takes milliseconds.
 METRICS_TIMEOUT = 10.0
@@ -257,6 +263,7 @@ def _memory_option(ctx, param, value):
 @baseline_options
 @live_options
 @sse_options
+@alert_options
 @click.pass_context
 def serve(ctx, **options):
     """Store run summaries, answer queries, mint push tokens.
@@ -350,6 +357,7 @@ def _run(options, read_token, hmac_keys):
         live_timeout=options["live_timeout"],
         live_check_period=min(30.0, max(0.25, options["live_timeout"] / 4)),
     )
+    config = dataclasses.replace(config, alerts=resolve_alerts(options))
     serve_options = ServeOptions(
         host=host,
         port=port,

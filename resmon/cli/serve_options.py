@@ -159,3 +159,124 @@ def live_options(f):
         "lost, with a partial summary from its samples.  Each worker looks every "
         "timeout/4 (at most every 30s) and before answering the live endpoints.",
     )(f)
+
+
+def _alert_rules(ctx, param, value):
+    if value is None:
+        return None
+    from resmon.server.alert_loop import rules_file_error
+
+    error = rules_file_error(value)
+    if error is not None:
+        raise click.BadParameter(error)
+    return value
+
+
+def _webhook_urls(ctx, param, value):
+    from resmon.server.webhooks import WebhookUrlError, check_url
+
+    try:
+        return tuple(check_url(url) for url in value)
+    except WebhookUrlError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def alert_options(f):
+    """Alerts: the rules file, the admin API's token, the webhooks (resmon.server.alert_loop)."""
+    f = click.option(
+        "--alert-poll-interval",
+        default="1s",
+        metavar="DURATION",
+        envvar="RESMON_ALERT_POLL_INTERVAL",
+        callback=_seconds_option("10ms and 1m", 0.01, 60),
+        help="How often each worker reads new events for the alert rules and looks at the "
+        "webhook outbox.",
+    )(f)
+    f = click.option(
+        "--webhook-backoff",
+        default="1s",
+        metavar="DURATION",
+        envvar="RESMON_WEBHOOK_BACKOFF",
+        callback=_seconds_option("10ms and 1h", 0.01, 3600),
+        help="Wait before retrying a failed delivery, doubled at each failure (up to 1h).",
+    )(f)
+    f = click.option(
+        "--webhook-timeout",
+        default="5s",
+        metavar="DURATION",
+        envvar="RESMON_WEBHOOK_TIMEOUT",
+        callback=_seconds_option("100ms and 2m", 0.1, 120),
+        help="A delivery that takes longer (connect, or the answer) has failed and is retried.",
+    )(f)
+    f = click.option(
+        "--webhook-format",
+        default="json",
+        type=click.Choice(["json", "slack"]),
+        envvar="RESMON_WEBHOOK_FORMAT",
+        help="json: the alert event as the event stream carries it; slack: a "
+        'Slack/Mattermost incoming-webhook message {"text": ...}.',
+    )(f)
+    f = click.option(
+        "--webhook-secret-file",
+        metavar="PATH",
+        envvar="RESMON_WEBHOOK_SECRET_FILE",
+        help="Key of X-Resmon-Signature (sha256=HMAC-SHA256 of the body), read from this "
+        "file; or the RESMON_WEBHOOK_SECRET variable.  Without one deliveries are unsigned.",
+    )(f)
+    f = click.option(
+        "--webhook-url",
+        "webhook_urls",
+        multiple=True,
+        metavar="URL",
+        envvar="RESMON_WEBHOOK_URL",
+        callback=_webhook_urls,
+        help="POST every alert state change here (repeatable; the variable takes "
+        "space-separated URLs), at least once, retried from a durable outbox.",
+    )(f)
+    f = click.option(
+        "--admin-token-file",
+        metavar="PATH",
+        envvar="RESMON_ADMIN_TOKEN_FILE",
+        help="Token of the admin API (alert rules: POST, PATCH, DELETE), read from this "
+        "file; or the RESMON_ADMIN_TOKEN variable.  Without one, rule changes are refused.",
+    )(f)
+    f = click.option(
+        "--alert-rules",
+        metavar="FILE",
+        envvar="RESMON_ALERT_RULES",
+        callback=_alert_rules,
+        help="Alert rules in TOML ([[rule]] tables) or JSON (.json); re-read when the file "
+        "changes (and on SIGHUP).",
+    )(f)
+    return f
+
+
+def resolve_alerts(options):
+    """The AlertsConfig of serve's options and the RESMON_ADMIN_TOKEN /
+    RESMON_WEBHOOK_SECRET variables (secrets never on the command line)."""
+    import os
+
+    from resmon.server.alerts_config import AlertsConfig
+    from resmon.tokens import secret_from_file
+
+    def secret(path_option, path, variable):
+        if path:
+            try:
+                return secret_from_file(path, path_option)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint=path_option) from None
+        return os.environ.get(variable, "")
+
+    return AlertsConfig(
+        rules_file=options["alert_rules"],
+        admin_token=secret("--admin-token-file", options["admin_token_file"], "RESMON_ADMIN_TOKEN"),
+        webhook_urls=options["webhook_urls"],
+        webhook_secret=secret(
+            "--webhook-secret-file", options["webhook_secret_file"], "RESMON_WEBHOOK_SECRET"
+        ),
+        webhook_format=options["webhook_format"],
+        webhook_timeout=options["webhook_timeout"],
+        webhook_backoff=options["webhook_backoff"],
+        poll_interval=options["alert_poll_interval"],
+        background=True,
+    )

@@ -26,6 +26,8 @@ from flask.json.provider import JSONProvider
 
 from resmon.server import metrics
 from resmon.server.advice_api import bp as advice_bp
+from resmon.server.alert_loop import init_app as init_alerts
+from resmon.server.alerts_api import bp as alerts_bp
 from resmon.server.api import bp as api_bp
 from resmon.server.config import ServerConfig, ServerState, state
 from resmon.server.errors import register_error_handlers
@@ -71,6 +73,8 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     app.register_blueprint(live_bp)
     init_live(app)
     app.register_blueprint(events_bp)
+    app.register_blueprint(alerts_bp)
+    init_alerts(app)
     init_web_auth(app)
     init_web(app)
     register_error_handlers(app)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from flask import Flask
 from peewee import Database
 
+from resmon.server.alerts_config import AlertsConfig
 from resmon.store import db as dbmod
 from resmon.store.baseline import BaselineOptions
 
@@ -54,6 +55,8 @@ class ServerConfig:
     sse_poll_interval: float = 0.25
     sse_buffer_limit: int = MIB
     events_gap_wait: float = 5.0
+    # Alert rules, their admin API and webhooks (resmon.server.alert_loop).
+    alerts: AlertsConfig = AlertsConfig()
 
     def __repr__(self) -> str:  # never print secrets, not even in a traceback
         return (

@@ -15,7 +15,15 @@ from copy import deepcopy
 from typing import Any
 
 from resmon import __version__
-from resmon.server.openapi import advice_api, api, events_api, live_api, metrics, read_api
+from resmon.server.openapi import (
+    advice_api,
+    alerts_api,
+    api,
+    events_api,
+    live_api,
+    metrics,
+    read_api,
+)
 from resmon.server.openapi.components import COMPONENTS
 
 
@@ -37,9 +45,13 @@ def build_openapi() -> dict[str, Any]:
             **advice_api.paths(),
             **live_api.paths(),
             **events_api.paths(),
+            **alerts_api.paths(),
             **metrics.paths(),
         },
-        "components": COMPONENTS,
+        "components": {
+            **COMPONENTS,
+            "securitySchemes": {**COMPONENTS["securitySchemes"], **alerts_api.SECURITY_SCHEMES},
+        },
     }
     # Built from module-level dicts: the copy keeps a caller's changes out of them,
     # and so out of the next document.

@@ -1,0 +1,254 @@
+"""Alerts through real ``resmon serve`` processes, on SQLite and PostgreSQL: rules from
+a file and the admin API, runs pushed over HTTP, the evaluator in the background,
+alert events on the event stream, and webhooks to a receiver on loopback that fails
+before it accepts, signed and retried from the outbox, across a restart."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
+import pytest
+import requests
+from alert_helpers import run_payload
+from server_proc import ServerProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+SECRET = "webhook-secret-0123456789"
+ADMIN = "admin-token-0123456789abcdef"
+FAST = (
+    "--alert-poll-interval=50ms",
+    "--webhook-backoff=200ms",
+    "--webhook-timeout=2s",
+)
+
+
+class Receiver:
+    """A webhook receiver on a loopback port: answers 500 to the first ``fail_first``
+    requests, 200 after; records every request; de-duplicates by event id."""
+
+    def __init__(self, fail_first: int = 0, port: int | None = None) -> None:
+        self.fail_first = fail_first
+        self.requests: list[dict] = []
+        self.accepted: dict[int, int] = {}  # event id -> times answered 200
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    n = len(receiver.requests)
+                    event_id = int(self.headers["X-Resmon-Event-Id"])
+                    receiver.requests.append(
+                        {"headers": dict(self.headers), "body": body, "event_id": event_id}
+                    )
+                    ok = n >= receiver.fail_first
+                    if ok:
+                        receiver.accepted[event_id] = receiver.accepted.get(event_id, 0) + 1
+                self.send_response(200 if ok else 500)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port or 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_accepted(self, count: int, timeout: float = 20.0) -> dict[int, int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.accepted) >= count:
+                    return dict(self.accepted)
+            time.sleep(0.05)
+        raise AssertionError(f"accepted {self.accepted} of {count}; requests {len(self.requests)}")
+
+
+def push_runs(server, shares, start=1):
+    for i, share in enumerate(shares, start):
+        answer = server.push(run_payload(str(i), share))
+        assert answer.status_code == 201, answer.text
+
+
+def alert_events(server, count, timeout=20.0):
+    """The alert events stored, once ``count`` are (read back with the event stream)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = requests.get(
+            server.url + "/api/v1/events",
+            params={"last_event_id": "0", "kinds": "alert", "timeout_seconds": "0.5"},
+            headers=server.read_headers,
+            timeout=10,
+        )
+        found = [
+            orjson.loads(line[len("data: ") :])
+            for line in answer.text.splitlines()
+            if line.startswith("data: ")
+        ]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def database_target(backend, tmp_path, request):
+    if backend == "sqlite":
+        return tmp_path / "metrics.db"
+    return request.getfixturevalue("postgres_url")
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def rules_file(tmp_path, consecutive=3, threshold="90%"):
+    path = tmp_path / "alerts.toml"
+    path.write_text(
+        f'[[rule]]\nname = "memory near the limit"\nmem_threshold = "{threshold}"\n'
+        f"consecutive = {consecutive}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_receiver_failing_twice_gets_each_event_once_signed(backend, tmp_path, request):
+    with Receiver(fail_first=2) as hook:
+        args = (
+            *FAST,
+            f"--alert-rules={rules_file(tmp_path)}",
+            f"--webhook-url={hook.url}",
+        )
+        env = {"RESMON_WEBHOOK_SECRET": SECRET}
+        target = database_target(backend, tmp_path, request)
+        with ServerProcess(target, extra_args=args, env=env, startup_timeout=60) as server:
+            time.sleep(0.3)  # the evaluator's cursor starts at the newest event
+            push_runs(server, [0.95, 0.95, 0.95, 0.5, 0.5, 0.5])
+            stored = alert_events(server, 2)
+            assert [e["data"]["state"] for e in stored] == ["mem_alert", "normal"]
+            accepted = hook.wait_accepted(2)
+        # Each event id accepted exactly once; the failures were retried.
+        assert accepted == {e["id"]: 1 for e in stored}
+        assert len(hook.requests) == 4
+        for event in stored:  # attempts 1, 2, ... of each event, the last one accepted
+            attempts = [
+                int(r["headers"]["X-Resmon-Attempt"])
+                for r in hook.requests
+                if r["event_id"] == event["id"]
+            ]
+            assert attempts == list(range(1, len(attempts) + 1))
+        for r in hook.requests:
+            mac = hmac.new(SECRET.encode(), r["body"], hashlib.sha256).hexdigest()
+            assert r["headers"]["X-Resmon-Signature"] == f"sha256={mac}"
+            assert json.loads(r["body"])["id"] == r["event_id"]
+        assert server.returncode == 0, server.stderr_text()[-3000:]
+
+
+def test_the_outbox_survives_a_restart(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"  # nothing listens there yet
+    args = (*FAST, f"--alert-rules={rules_file(tmp_path, consecutive=1)}", f"--webhook-url={url}")
+    database = tmp_path / "metrics.db"
+    with ServerProcess(database, extra_args=args) as server:
+        time.sleep(0.3)
+        push_runs(server, [0.95])
+        (event,) = alert_events(server, 1)
+        time.sleep(0.5)  # a few refused attempts
+    from resmon.store import db as dbmod
+    from resmon.store import outbox
+
+    db = dbmod.open_database(str(database))
+    assert outbox.pending() == 1
+    db.close()
+    with (
+        Receiver(port=port) as hook,
+        ServerProcess(
+            database,
+            read_token=server.read_token,
+            hmac_keys=server.hmac_keys,
+            extra_args=args,
+        ),
+    ):
+        assert hook.wait_accepted(1) == {event["id"]: 1}
+        body = json.loads(hook.requests[0]["body"])
+        assert (
+            body["data"]["state"] == "mem_alert"
+            and int(hook.requests[0]["headers"]["X-Resmon-Attempt"]) > 1
+        )
+    db = dbmod.open_database(str(database))
+    assert outbox.pending() == 0
+    db.close()
+
+
+def test_rules_from_the_file_and_the_admin_api(tmp_path):
+    path = rules_file(tmp_path)
+    args = (*FAST, f"--alert-rules={path}")
+    with ServerProcess(
+        tmp_path / "metrics.db", extra_args=args, env={"RESMON_ADMIN_TOKEN": ADMIN}
+    ) as server:
+        rules_url = server.url + "/api/v1/alerts/rules"
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        (file_rule,) = requests.get(rules_url, headers=server.read_headers, timeout=10).json()[
+            "rules"
+        ]
+        assert file_rule["source"] == "file" and file_rule["mem_threshold"] == "90%"
+        refused = requests.patch(
+            f"{rules_url}/{file_rule['id']}", json={"enabled": False}, headers=admin, timeout=10
+        )
+        assert refused.status_code == 409 and "rules file" in refused.json()["error"]
+        created = requests.post(
+            rules_url,
+            json={"name": "cpu", "cpu_threshold": "1.5 cores", "evaluate_on": "samples"},
+            headers=admin,
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        assert (
+            requests.post(
+                rules_url, json={"name": "x"}, headers=server.read_headers, timeout=10
+            ).status_code
+            == 401
+        )
+        # The file changes: the evaluator applies it.
+        path.write_text('[[rule]]\nname = "memory near the limit"\nmem_threshold = "80%"\n')
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            rules = requests.get(rules_url, headers=server.read_headers, timeout=10).json()["rules"]
+            if rules[0]["mem_threshold"] == "80%":
+                break
+            time.sleep(0.1)
+        assert [(r["name"], r["source"]) for r in rules] == [
+            ("memory near the limit", "file"),
+            ("cpu", "api"),
+        ]
+        assert rules[0]["mem_threshold"] == "80%" and rules[0]["consecutive"] == 3
+        gone = requests.delete(f"{rules_url}/{created.json()['id']}", headers=admin, timeout=10)
+        assert gone.status_code == 204
+
+
+def test_a_bad_rules_file_stops_serve_with_where(tmp_path, runner):
+    from resmon.cli import cli
+
+    path = tmp_path / "alerts.toml"
+    path.write_text('[[rule]]\nname = "x"\nmem_threshold = "ninety"\n')
+    result = runner.invoke(
+        cli,
+        ["serve", f"--db={tmp_path / 'm.db'}", f"--alert-rules={path}"],
+        env={"RECEIVER_READ_TOKEN": "r" * 20, "RECEIVER_HMAC_KEY": "k" * 20},
+    )
+    assert result.exit_code == 2, result.output
+    assert "rule 1 (x): mem_threshold 'ninety'" in result.output
