@@ -202,7 +202,35 @@ def validate_run_summary(summary: Any, where: str = "run_summary") -> dict:
                 numeric = ("limit_", "cpu_seconds", "cpu_throttled", "throttled_", "oom_")
                 if key.startswith(numeric) and value is not None:
                     _number(value, f"{where}.containers[{i}].{key}")
+    _context_and_step(summary, where)
     return summary
+
+
+# resmon's additive fields of a run summary (a peer sends none): the run's context
+# (resmon.execution.context_from_env) and, for one step of a job pushed on its own
+# (``resmon collect --step NAME``), the step it was; the server merges the steps of
+# one run id and attempt into one run (resmon.store.steps), so the name must be usable.
+MAX_STEPS = 1000
+
+
+def _context_and_step(summary: dict, where: str) -> None:
+    context = summary.get("context")
+    if context is not None:
+        for key, value in _object(context, f"{where}.context").items():
+            if value is not None and not isinstance(value, str):
+                raise PayloadError(f"{where}.context.{key} must be a string")
+    step = summary.get("step")
+    if step is not None:
+        name = _object(step, f"{where}.step").get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_SCOPE_LEN:
+            raise PayloadError(f"{where}.step.name must be a non-empty string of at most 255")
+        if _CONTROL.search(name):
+            raise PayloadError(f"{where}.step.name contains control characters")
+        if summary.get("start_time") is None:
+            raise PayloadError(f"{where}.start_time is required with step")
+    if summary.get("steps") is not None:
+        for i, item in enumerate(_list(summary["steps"], f"{where}.steps", MAX_STEPS)):
+            _object(item, f"{where}.steps[{i}]")
 
 
 def _too_deep(value: Any, depth: int) -> bool:

@@ -272,6 +272,39 @@ def _config_from(ctx, name: str, value: str | None, env: str, parse):
     "failing CMD's exit code always wins; a budget not checked never fails). warn: the "
     "exit code is CMD's.",
 )
+@click.option(
+    "--step",
+    metavar="NAME",
+    help="Wrapper mode: this command is step NAME of the job. Each step pushes its own "
+    "summary; the server merges the steps of one run id and attempt into one run with a "
+    "step breakdown (its CPU-seconds their sum, its memory peak their largest). The "
+    "command's container is named NAME unless --name is given. No live streaming.",
+)
+@click.option(
+    "--mark",
+    metavar="NAME",
+    help="Mark the start of step NAME in the running collector (a sidecar) and exit: one "
+    "line appended to the marks file, which the collector reads at each sample. Its run "
+    "summary lists the segments (steps) and their CPU-seconds and memory peaks.",
+)
+@click.option(
+    "--marks-file",
+    envvar="RESMON_MARKS_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where --mark writes and the collector reads the marks [default: marks beside "
+    "the spool directory; a sidecar always watches it, a wrapper only when given]. In a "
+    "pod: a file on a volume both containers mount.",
+)
+@click.option(
+    "--context",
+    "context",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a field of the run's context (repeatable): ref, branch, sha, event, "
+    "run_attempt, runner_name, runner_labels, pod, namespace, node. Read from the CI "
+    "environment otherwise (GITHUB_REF_NAME, GITHUB_SHA, ... see Environment); an empty "
+    "VALUE leaves the field out.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD [ARGS]...]")
 @click.pass_context
 def collect(ctx, **options):
@@ -315,6 +348,13 @@ def collect(ctx, **options):
       RESMON_LIVE_INTERVAL     --live-interval
       RESMON_NO_LIVE=1         --no-live
       RUNNER_NAME              the runner's name sent with the run (else the hostname)
+      GITHUB_REF GITHUB_REF_NAME GITHUB_HEAD_REF GITHUB_SHA GITHUB_EVENT_NAME RUNNER_LABELS
+                               the run's context (--context); GitLab's CI_COMMIT_REF_NAME,
+                               CI_COMMIT_BRANCH, CI_COMMIT_SHA, CI_PIPELINE_SOURCE,
+                               CI_RUNNER_DESCRIPTION, CI_RUNNER_TAGS otherwise
+      RESMON_POD_NAME RESMON_POD_NAMESPACE RESMON_NODE_NAME (or POD_NAME, POD_NAMESPACE,
+      NODE_NAME)               Kubernetes: set them with the Downward API (docs/kubernetes.md)
+      RESMON_MARKS_FILE        --marks-file
       RESMON_SPOOL_DIR         --spool-dir
       RESMON_BUDGET            --budget, one a line or ';'-separated
       RESMON_BUDGET_ACTION     --budget-action
@@ -334,6 +374,11 @@ def collect(ctx, **options):
       # its CPU time grows by more than 30 % over the job's usual
       resmon collect --budget 'memory<=90%' --budget 'cpu-seconds<=baseline+30%' \\
           --budget-action fail -- make -j2
+      # one run, three steps: each wrapped on its own, merged by the server
+      resmon collect --step build -- make -j2
+      resmon collect --step test -- make check
+      # mark steps for a sidecar that shares the marks file (RESMON_MARKS_FILE)
+      resmon collect --mark test
       # deliver what earlier runs could not
       resmon collect --flush-spool --push-endpoint=http://resmon:8080/api/v1/metrics
       # re-send what was refused, with a corrected token from the environment
@@ -354,6 +399,12 @@ def collect(ctx, **options):
         ctx.exit(_flush(options, spool_dir))
     if options["retry_failed"]:
         raise click.UsageError("--retry-failed works with --flush-spool")
+    if options["mark"] is not None:
+        ctx.exit(_mark(options, spool_dir))
+    if options["step"] is not None and not options["command"]:
+        raise click.UsageError("--step names a wrapped command: --step NAME -- CMD [ARGS]")
+    if options["step"] is not None:
+        _check_name(options["step"], "--step")
 
     proc_path = options["proc_path"]
     try:
@@ -368,6 +419,44 @@ def collect(ctx, **options):
 
     config = _collect_config(ctx, options, spool_dir, log_format)
     ctx.exit(Collector(config, options["output"]).run())
+
+
+def _check_name(value: str, option: str) -> None:
+    if not value.strip() or len(value) > 255 or any(ch < " " or ch == "\x7f" for ch in value):
+        raise click.BadParameter(
+            "a name of 1 to 255 characters without control characters", param_hint=option
+        )
+
+
+def _mark(options: dict[str, Any], spool_dir: Path) -> int:
+    """``--mark NAME``: append the mark for the running collector, then exit."""
+    import time
+
+    from resmon.collect.marks import default_marks_file, write_mark
+
+    if options["command"]:
+        raise click.UsageError("--mark takes no command")
+    _check_name(options["mark"], "--mark")
+    path = options["marks_file"] or default_marks_file(spool_dir)
+    try:
+        write_mark(path, options["mark"], time.time())
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the mark to {path}: {exc}") from None
+    return 0
+
+
+def _context(values: tuple[str, ...]) -> dict[str, str]:
+    """The run's context: the CI environment's, with the --context overrides."""
+    from resmon.execution import context_from_env, parse_context_option
+
+    overrides = {}
+    for text in values:
+        try:
+            key, value = parse_context_option(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--context") from None
+        overrides[key] = value
+    return context_from_env(overrides=overrides)
 
 
 def _flush(options: dict[str, Any], spool_dir: Path) -> int:
@@ -416,11 +505,22 @@ def _collect_config(
     Called only for a run, after the /proc check: ``--flush-spool`` needs none of it, so
     a malformed CGROUP_* variable never stops a flush.
     """
+    from click.core import ParameterSource
+
     from resmon.collect.collector import CollectConfig
     from resmon.collect.containers import parse_limits, parse_process_map
     from resmon.execution import execution_from_env
 
     command = options["command"]
+    step = options["step"]
+    marks_file = options["marks_file"]
+    if marks_file is None and not command:
+        from resmon.collect.marks import default_marks_file
+
+        marks_file = default_marks_file(spool_dir)  # a sidecar always watches for marks
+    name = options["name"]
+    if step and ctx.get_parameter_source("name") == ParameterSource.DEFAULT:
+        name = step
     return CollectConfig(
         interval=options["interval"],
         proc_path=options["proc_path"],
@@ -439,14 +539,18 @@ def _collect_config(
         summary_file=options["summary_file"],
         markdown_file=options["markdown_file"],
         command=list(command) if command else None,
-        command_name=options["name"],
+        command_name=name,
         kill_left_running=options["kill_left_running"],
         record_command=options["record_command"],
         execution=execution_from_env(),
         budgets=options["budgets"],
         budget_action=options["budget_action"].lower(),
         workflow_commands=_workflow_commands(),
-        live_interval=None if options["no_live"] else options["live_interval"],
+        # A step's run is merged by the server from the steps' pushes: no live run of its own.
+        live_interval=None if options["no_live"] or step else options["live_interval"],
+        context=_context(options["context"]),
+        step=step,
+        marks_file=marks_file,
     )
 
 

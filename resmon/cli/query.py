@@ -205,11 +205,25 @@ def query_jobs(ctx, organization, repository, scope, server, read_token, databas
 @click.argument("workflow")
 @click.argument("job")
 @_window_options(default_limit=20, limit_help="At most this many runs, newest first.")
+@click.option("--branch", metavar="NAME", help="Only the runs that built this branch.")
 @_scope_option
 @_query_options
 @click.pass_context
 def query_runs(
-    ctx, org, repo, workflow, job, limit, since, until, scope, server, read_token, database, output
+    ctx,
+    org,
+    repo,
+    workflow,
+    job,
+    limit,
+    since,
+    until,
+    branch,
+    scope,
+    server,
+    read_token,
+    database,
+    output,
 ):
     """The last runs of one job: duration, samples, the job's own CPU p95/peak (cores)
     and CPU time, memory p95/peak (with its kind); --scope host: the machine's.
@@ -220,6 +234,7 @@ def query_runs(
     Examples:
       resmon query runs my-org my-repo ci.yml build
       resmon query runs my-org my-org/my-repo ci.yml build --since 7d --limit 50 -o csv
+      resmon query runs my-org my-repo ci.yml build --branch main
     """
     _check_window(ctx, since, until)
     target = (org, repo, workflow, job)
@@ -230,7 +245,7 @@ def query_runs(
         read_token,
         database,
         output,
-        lambda s: s.runs(target, limit, since, until),
+        lambda s: s.runs(target, limit, since, until, branch),
         scope,
     )
 
@@ -272,6 +287,7 @@ def query_show(ctx, run_id, server, read_token, database, output):
     "--since/--until select runs by that time too.",
 )
 @_window_options(default_limit=30, limit_help="The last this many points.")
+@click.option("--branch", metavar="NAME", help="Only the runs that built this branch.")
 @_scope_option
 @_query_options
 @click.pass_context
@@ -286,6 +302,7 @@ def query_trend(
     limit,
     since,
     until,
+    branch,
     scope,
     server,
     read_token,
@@ -300,6 +317,7 @@ def query_trend(
     Examples:
       resmon query trend my-org my-repo ci.yml build
       resmon query trend my-org my-repo ci.yml build --container runner --by day --since 30d
+      resmon query trend my-org my-repo ci.yml build --branch main
     """
     _check_window(ctx, since, until)
     if container and scope == "host":
@@ -316,7 +334,7 @@ def query_trend(
         read_token,
         database,
         output,
-        lambda s: s.trend(target, container, by, limit, since, until),
+        lambda s: s.trend(target, container, by, limit, since, until, branch),
         scope,
     )
 

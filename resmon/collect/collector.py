@@ -102,6 +102,9 @@ class CollectConfig:
     budget_action: str = "warn"  # "warn" | "fail" (wrapper mode: exit code 3, see budgets)
     workflow_commands: bool = False  # on GitHub/Forgejo: ::warning:: lines on stdout
     live_interval: float | None = None  # seconds between live batches; None: no streaming
+    context: dict[str, str] = field(default_factory=dict)  # the run's context (summary.context)
+    step: str | None = None  # --step: this run is one step of the job's run
+    marks_file: Path | None = None  # --mark boundaries are read from here (collect.marks)
 
 
 # --- the run --------------------------------------------------------------------
@@ -144,6 +147,11 @@ class Collector:
 
             self.live = start_live(config, self.run_key, self.host)
         self._checks: RunChecks | None = None
+        self.segments: Any = None
+        if config.marks_file is not None:
+            from resmon.collect.marks import MarkReader, Segments
+
+            self.segments = Segments(MarkReader(config.marks_file))
 
     @property
     def checks(self) -> RunChecks:
@@ -185,11 +193,21 @@ class Collector:
         if self.config.command is not None and figures is not None:
             self._sampled_command_cpu = figures.cpu_seconds
         self.accumulator.add(sample)
+        if self.segments is not None:
+            self._segment_sample(sample)
         if self.live is not None:
             self.live.append(sample)
         if self.config.sample_records:
             self.writer.write("metrics_collected", sample.record())
         return sample
+
+    def _segment_sample(self, sample: Any) -> None:
+        """The job's CPU-seconds so far and memory now, for the --mark segments."""
+        names = self.accumulator.job_containers()
+        memory = sum(
+            sample.containers[n].memory_bytes or 0 for n in names if n in sample.containers
+        )
+        self.segments.sample(sample.timestamp, self.accumulator.cpu_seconds(), float(memory))
 
     def _final_sample(self) -> None:
         if self._last_sample_at is not None:
@@ -360,6 +378,13 @@ class Collector:
                 "containers": self.accumulator.sources(),
             },
         }
+        if self.config.context:
+            summary["context"] = dict(self.config.context)
+        if self.config.step:
+            summary["step"] = {"name": self.config.step}
+        if self.segments is not None and self.segments.segments:
+            end = self.accumulator.end or 0.0
+            summary["steps"] = self.segments.summary(end, self.accumulator.cpu_seconds())
         if self.config.command is not None:
             argv = self.config.command
             command: dict[str, Any] = {

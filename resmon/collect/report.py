@@ -42,6 +42,7 @@ from resmon.collect.report_charts import (
     job_containers,
 )
 from resmon.collect.report_charts import md_cell as _cell
+from resmon.collect.report_steps import context_line, steps_lines
 from resmon.collect.report_io import container_io_table, job_io_rows
 
 __all__ = [
@@ -124,7 +125,10 @@ def render_markdown(summary: Mapping[str, Any], execution: Mapping[str, Any] | N
     lines += [f"### {title}", ""]
     lines.append(_headline(summary, execution))
     lines.append("")
+    if (context := context_line(summary)) is not None:
+        lines += [context, ""]
     lines += _job_table(summary)
+    lines += steps_lines(summary)
     lines += _budgets(summary)
     lines += _left_running(command)
     containers = [c for c in summary.get("containers") or [] if isinstance(c, Mapping)]

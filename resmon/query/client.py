@@ -40,6 +40,7 @@ class Source(Protocol):
         limit: int | None,
         since: str | None,
         until: str | None,
+        branch: str | None = None,
     ) -> dict[str, Any]: ...
 
     def run(self, run_pk: int) -> dict[str, Any]: ...
@@ -52,6 +53,7 @@ class Source(Protocol):
         limit: int | None,
         since: str | None,
         until: str | None,
+        branch: str | None = None,
     ) -> dict[str, Any]: ...
 
     def top(
@@ -175,15 +177,16 @@ class HttpSource:
     def jobs(self, organization: str | None, repository: str | None) -> dict[str, Any]:
         return self._get("/api/v1/jobs", {"organization": organization, "repository": repository})
 
-    def runs(self, scope, limit, since, until):  # type: ignore[no-untyped-def]
-        params = {"limit": limit, "since": since, "until": until}
+    def runs(self, scope, limit, since, until, branch=None):  # type: ignore[no-untyped-def]
+        params = {"limit": limit, "since": since, "until": until, "branch": branch}
         return self._get(self._job_path(scope, "runs"), params)
 
     def run(self, run_pk: int) -> dict[str, Any]:
         return self._get(f"/api/v1/runs/{run_pk}")
 
-    def trend(self, scope, container, by, limit, since, until):  # type: ignore[no-untyped-def]
+    def trend(self, scope, container, by, limit, since, until, branch=None):  # type: ignore[no-untyped-def]
         params = {"container": container, "by": by, "limit": limit, "since": since, "until": until}
+        params["branch"] = branch
         return self._get(self._job_path(scope, "trend"), params)
 
     def top(
@@ -296,17 +299,19 @@ class DatabaseSource:
 
         return self._call(history.list_jobs, organization=organization, repository=repository)
 
-    def runs(self, scope, limit, since, until):  # type: ignore[no-untyped-def]
+    def runs(self, scope, limit, since, until, branch=None):  # type: ignore[no-untyped-def]
         from resmon.store import history
 
-        return self._call(history.job_runs, *scope, limit=limit, since=since, until=until)
+        return self._call(
+            history.job_runs, *scope, limit=limit, since=since, until=until, branch=branch
+        )
 
     def run(self, run_pk: int) -> dict[str, Any]:
         from resmon.store import history
 
         return self._call(history.get_run, run_pk)
 
-    def trend(self, scope, container, by, limit, since, until):  # type: ignore[no-untyped-def]
+    def trend(self, scope, container, by, limit, since, until, branch=None):  # type: ignore[no-untyped-def]
         from resmon.store import history
 
         return self._call(
@@ -317,6 +322,7 @@ class DatabaseSource:
             limit=limit,
             since=since,
             until=until,
+            branch=branch,
         )
 
     def top(

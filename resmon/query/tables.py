@@ -41,6 +41,7 @@ from resmon.query.formats import (
 )
 from resmon.query.layout import Column, fit_table, heading, scope_units
 from resmon.query.scopes import CAPTIONS, DEFAULT_SCOPE, figures, memory_text
+from resmon.query.step_tables import context_lines, steps_table
 
 DEFAULT_WIDTH = 100
 # The container a wrapped command's processes are in unless `collect --name` says otherwise.
@@ -192,6 +193,9 @@ def run_view(
         parts.append(Text("\nNo figures until it finishes: resmon query live shows it now."))
     else:
         parts.append(Text("\nNo per-container statistics in this run."))
+    if run.get("steps"):
+        parts.append(Text(""))
+        parts.append(steps_table(run["steps"]))
     parts.extend(_process_tables(summary, width))
     return Group(*parts)
 
@@ -222,6 +226,8 @@ def _run_head(
         row("State", state)
     if run.get("host"):
         row("Host", str(run["host"]))
+    for label, value in context_lines(run):
+        row(label, value)
     if cell_len(_scope(run)) <= room:
         row("Job", _scope(run))
     else:

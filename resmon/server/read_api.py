@@ -1,8 +1,8 @@
 """The read API for people and scripts, behind the read token.
 
     GET /api/v1/jobs?organization=&repository=
-    GET /api/v1/jobs/{org}/{repo}/{workflow}/{job}/runs?limit=&since=&until=
-    GET /api/v1/jobs/{org}/{repo}/{workflow}/{job}/trend?container=&by=run|day&limit=&since=&until=
+    GET /api/v1/jobs/{org}/{repo}/{workflow}/{job}/runs?limit=&since=&until=&branch=
+    GET /api/v1/jobs/{org}/{repo}/{workflow}/{job}/trend?container=&by=run|day&limit=&since=&until=&branch=
     GET /api/v1/runs/{id}
     GET /api/v1/top?metric=cpu|memory|duration&scope=job|host&period=7d&until=&limit=
 
@@ -167,7 +167,14 @@ def jobs() -> Response:
 def job_runs(scope: str) -> Response:
     org, repo, workflow, job = job_scope(scope, "runs")
     body = history.job_runs(
-        org, repo, workflow, job, limit=_limit(), since=text_arg("since"), until=text_arg("until")
+        org,
+        repo,
+        workflow,
+        job,
+        limit=_limit(),
+        since=text_arg("since"),
+        until=text_arg("until"),
+        branch=text_arg("branch"),
     )
     headers = {"X-Resmon-Truncated": "true"} if body["truncated"] else None
     return json_response(body, 200, headers)
@@ -186,6 +193,7 @@ def job_trend(scope: str) -> Response:
         limit=_limit(),
         since=text_arg("since"),
         until=text_arg("until"),
+        branch=text_arg("branch"),
     )
     return json_response(body)
 

@@ -20,6 +20,7 @@ import orjson
 from resmon.schema import parse_time
 from resmon.stats import STAT_KEYS
 from resmon.store.job_figures import job_columns
+from resmon.store.run_context import context_columns
 from resmon.store.values import bigint as _int
 from resmon.store.values import name as _name
 from resmon.store.values import number as _num
@@ -138,6 +139,7 @@ def derive(execution: dict[str, Any], run_summary: dict[str, Any], body_sha256: 
         "mem_bytes_p95": _int(_stat(run_summary, "mem_used_bytes", "p95")),
         **command_columns(run_summary),
         **job_columns(run_summary),
+        **context_columns(run_summary),
     }
     containers = []
     for c in run_summary.get("containers") or ():

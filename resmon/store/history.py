@@ -41,6 +41,7 @@ from resmon.store import rollups
 from resmon.store.job_figures import JOB_COLUMNS
 from resmon.store.models import ContainerStat, Run, database_proxy
 from resmon.store.ranking import TOP_METRICS, TOP_SCOPES, top
+from resmon.store.run_context import CONTEXT_COLUMNS
 from resmon.store.scope import (
     HistoryError,
     NotFound,
@@ -55,6 +56,7 @@ from resmon.store.scope import (
     scope_fields,
     scope_where,
 )
+from resmon.store.steps import steps_of_run
 from resmon.store.trends import TREND_BY, trend
 
 # The questions asked here and in their own modules, and what they raise, by one name.
@@ -111,6 +113,8 @@ RUN_COLUMNS = (
     Run.host,
     # The job's own figures; the cpu_percent_* and mem_bytes_* above are the host's.
     *(getattr(Run, name) for name in JOB_COLUMNS),
+    # Its context: branch, commit, event, runner, pod (resmon.store.run_context).
+    *(getattr(Run, name) for name in CONTEXT_COLUMNS),
 )
 CONTAINER_COLUMNS = tuple(
     getattr(ContainerStat, name)
@@ -252,12 +256,16 @@ def job_runs(
     since: str | None = None,
     until: str | None = None,
     now: datetime | None = None,
+    branch: str | None = None,
 ) -> dict[str, Any]:
     """The runs of one job, newest first, at most ``limit``; ``truncated`` says whether
-    more runs match.  Raises :class:`NotFound` (with close job names) for an unknown job."""
+    more runs match; ``branch``: only the runs that built that branch.  Raises
+    :class:`NotFound` (with close job names) for an unknown job."""
     limit = bounded(limit, DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT, "limit")
     start, end = parse_window(since, until, now)
     query = Run.select(*RUN_COLUMNS).where(scope_where(organization, repository, workflow, job))
+    if branch:
+        query = query.where(Run.branch == branch)
     if start is not None:
         query = query.where(Run.received_at >= start)
     if end is not None:
@@ -271,6 +279,7 @@ def job_runs(
         "since": answer_time(start),
         "until": answer_time(end),
         "limit": limit,
+        **({"branch": branch} if branch else {}),
         "truncated": len(rows) > limit or cut,
         "runs": runs,
     }
@@ -300,4 +309,9 @@ def get_run(run_pk: int) -> dict[str, Any]:
         .order_by(ContainerStat.name)
         .dicts()
     )
-    return {**run_row(row), "containers": containers, "payload": payload}
+    return {
+        **run_row(row),
+        "containers": containers,
+        "steps": steps_of_run(run_pk, payload),
+        "payload": payload,
+    }

@@ -106,6 +106,8 @@ def _to_v2(db: Database, migrator: SchemaMigrator) -> None:
 
     seen: set[str] = set()
     containers: list[dict[str, Any]] = []
+    # Only the columns version 2 has: later steps add and backfill their own.
+    present = {c.name for c in db.get_columns("runs")}
     cursor = db.execute_sql(
         "SELECT id, organization, repository, workflow, job, run_id, received_at, payload "
         "FROM runs ORDER BY id"
@@ -118,11 +120,10 @@ def _to_v2(db: Database, migrator: SchemaMigrator) -> None:
         if derived.run_key in seen:
             derived.columns["run_key"] = sha256_hex(f"legacy\0{run_pk}")
         seen.add(derived.run_key)
-        # Only the columns version 2 has: later steps add and backfill their own.
         columns = {
             k: v
             for k, v in derived.columns.items()
-            if k not in _V4_RUN_COLUMNS and k not in JOB_COLUMNS
+            if k in present and k not in _V4_RUN_COLUMNS and k not in JOB_COLUMNS
         }
         columns["repository"] = derived.repository
         columns["received_at"] = _normalise_time(received_at)

@@ -117,13 +117,28 @@ class Run(BaseModel):
     live_interval_seconds = DoubleField(null=True)
     last_batch_at = DateTimeField(null=True)  # naive, UTC: when the last batch was stored
     snapshot = TextField(null=True)  # the latest live sample, JSON text
+    # The run's context (schema version 11, resmon.store.run_context): from the
+    # summary's ``context``, NULL when the collector sent none (the Go collector).
+    git_ref = CharField(max_length=255, null=True)
+    branch = CharField(max_length=255, null=True)
+    commit_sha = CharField(max_length=255, null=True)
+    event_name = CharField(max_length=255, null=True)
+    runner_name = CharField(max_length=255, null=True)
+    runner_labels = CharField(max_length=255, null=True)
+    pod_name = CharField(max_length=255, null=True)
+    pod_namespace = CharField(max_length=255, null=True)
+    node_name = CharField(max_length=255, null=True)
 
     class Meta:
         table_name = "runs"
         # Only what a query uses (EXPLAIN QUERY PLAN of resmon.store.history and the query
         # API): every index is one more B-tree each push updates under the write lock.
-        # received_at alone serves top() over a period across all jobs.
-        indexes = ((("organization", "repository", "workflow", "job", "received_at"), False),)
+        # received_at alone serves top() over a period across all jobs.  The branch one
+        # serves a job's runs and trend on one branch (schema version 11).
+        indexes = (
+            (("organization", "repository", "workflow", "job", "received_at"), False),
+            (("organization", "repository", "workflow", "job", "branch", "received_at"), False),
+        )
 
 
 class ContainerStat(BaseModel):
@@ -250,6 +265,33 @@ class SchemaVersion(BaseModel):
 
 
 # --- alerts (schema version 10, resmon.store.alerts) ----------------------------
+
+
+class RunStep(BaseModel):
+    """One step of a run made of several ``resmon collect --step NAME -- CMD`` pushes
+    (schema version 11, :mod:`resmon.store.steps`): its own figures and its summary
+    as pushed.  Stored once per ``step_key`` (scope, run id, attempt, name, start) and
+    per scoped idempotency key, as a run is."""
+
+    id = AutoField()
+    run = ForeignKeyField(Run, backref="steps", on_delete="CASCADE", index=True)
+    name = CharField(max_length=255)
+    step_key = CharField(max_length=64, unique=True)
+    scoped_idempotency_key = CharField(max_length=64, null=True, unique=True)
+    body_sha256 = CharField(max_length=64)
+    received_at = DateTimeField()  # naive, UTC
+    start_time = DateTimeField(null=True)  # naive, UTC
+    end_time = DateTimeField(null=True)
+    duration_seconds = DoubleField(null=True)
+    sample_count = BigIntegerField(null=True)
+    cpu_seconds = DoubleField(null=True)
+    memory_bytes_peak = BigIntegerField(null=True)
+    memory_kind = CharField(max_length=16, null=True)
+    exit_code = IntegerField(null=True)
+    payload = TextField()  # the step's run summary as JSON text
+
+    class Meta:
+        table_name = "run_steps"
 
 
 class AlertRule(BaseModel):
@@ -479,6 +521,7 @@ MODELS: tuple[type[Model], ...] = (
     RunRegression,
     RunBatch,
     Event,
+    RunStep,
     *ALERT_MODELS,
     *ROLLUP_MODELS,
 )

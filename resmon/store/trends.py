@@ -73,6 +73,7 @@ def trend(
     since: str | None = None,
     until: str | None = None,
     now: datetime | None = None,
+    branch: str | None = None,
 ) -> dict[str, Any]:
     """p95 and peak of CPU and memory per run (or per UTC day) of one job, oldest first:
     the last ``limit`` points.  Without ``container`` a point has the job's own figures
@@ -89,6 +90,8 @@ def trend(
     limit = bounded(limit, DEFAULT_TREND_POINTS, MAX_TREND_POINTS, "limit")
     start, end = parse_window(since, until, now)
     where = scope_where(organization, repository, workflow, job) & has_figures()
+    if branch:  # the runs that built one branch (schema version 11's index)
+        where &= Run.branch == branch
     # A day is the day its runs started (scope.run_time), and so is the window:
     # runs pushed together from a spool are spread over the days they ran on, and
     # no day outside the window is shown.  Per run, the window is of arrival, as in
@@ -114,6 +117,7 @@ def trend(
     return {
         **scope_fields(organization, repository, workflow, job),
         "container": container or None,
+        **({"branch": branch} if branch else {}),
         "by": by,
         "since": answer_time(start),
         "until": answer_time(end),
@@ -158,6 +162,8 @@ def _trend_query(by: str, metrics: dict[str, Any], container: str | None, where:
             Run.state,
             Run.partial,
             Run.host,
+            Run.branch,
+            Run.commit_sha,
             *(col.alias(name) for name, col in metrics.items()),
             *kinds,
         )

@@ -45,7 +45,7 @@ from peewee import IntegrityError, SqliteDatabase
 
 from resmon.schema import PushPayload, parse_time
 from resmon.store import db as dbmod
-from resmon.store import live
+from resmon.store import live, steps
 from resmon.store.derive import derive, scoped_idempotency_key, sha256_hex
 from resmon.store.events import event_insert
 from resmon.store.group_commit import (
@@ -117,8 +117,15 @@ def store_push(
     :class:`RunConflict` when the run is already stored with another run summary.
     """
     digest = body_digest(payload)
-    derived = derive(payload.execution, payload.run_summary, digest)
     now = received_at or datetime.now(UTC)
+    if steps.step_name(payload.run_summary) is not None:
+        # One step of a job (resmon collect --step): merged into the job's run.
+        try:
+            run_pk, new = steps.store_step(payload, idempotency_key, digest, now)
+        except steps.StepConflict as exc:
+            raise (IdempotencyConflict if exc.same_key else RunConflict)(exc.run_id) from None
+        return StoreResult(id=run_pk, status=CREATED if new else DUPLICATE)
+    derived = derive(payload.execution, payload.run_summary, digest)
     row = dict(derived.columns)
     # From the columns as stored, as the version-4 upgrade computes it for older rows.
     scoped_key = scoped_idempotency_key(

@@ -128,6 +128,25 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {"$ref": "#/components/schemas/Container"},
             },
+            "context": {
+                "type": "object",
+                "description": "resmon's: the run's context (ref, branch, sha, event, "
+                "run_attempt, runner_name, runner_labels, pod, namespace, node), strings.",
+                "additionalProperties": {"type": ["string", "null"]},
+            },
+            "step": {
+                "type": "object",
+                "required": ["name"],
+                "description": "resmon's: this summary is one step of a job (resmon collect "
+                "--step NAME); the server merges the steps of one run id and attempt into "
+                "one run. start_time is then required.",
+                "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 255}},
+            },
+            "steps": {
+                "type": "array",
+                "description": "resmon's: the run's steps or marked segments, in order.",
+                "items": {"type": "object"},
+            },
         },
     },
     "PushPayload": {

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from resmon.server.openapi.common import error_response, json_response, with_common
+from resmon.server.openapi.run_context import CONTEXT_PROPERTIES, STEPS, branch_param
 from resmon.server.openapi.run_states import (
     LAST_RUN_STATE_PROPERTIES,
     LIVE_RUN_PROPERTIES,
@@ -119,6 +120,7 @@ RUN_ROW = {
         **STEP_PROPERTIES,
         **JOB_PROPERTIES,
         **RUN_STATE_PROPERTIES,
+        **CONTEXT_PROPERTIES,
     },
 }
 CONTAINER_ROW = {
@@ -237,6 +239,8 @@ TREND_POINT = {
         "received_at": TIME,
         **STEP_PROPERTIES,
         **RUN_STATE_PROPERTIES,
+        "branch": CONTEXT_PROPERTIES["branch"],
+        "commit_sha": CONTEXT_PROPERTIES["commit_sha"],
         "day": STRING,
         "runs": {"type": "integer"},
         "partial_runs": PARTIAL_RUNS,
@@ -346,7 +350,7 @@ def _job_runs() -> dict[str, Any]:
         "Indexed columns only (no stored summaries parsed). At most `limit` runs (default "
         "20, capped at 1000) and 4 MiB of JSON rows; `truncated` says when more matched. "
         "Every run, whatever its state (running ones without figures)." + SCOPE_NOTE,
-        [*SCOPE_PARAMS, LIMIT, SINCE, UNTIL],
+        [*SCOPE_PARAMS, LIMIT, SINCE, UNTIL, branch_param("the run's context")],
         json_response(
             "The runs; `truncated` (and the X-Resmon-Truncated header) when more match.",
             {
@@ -355,6 +359,7 @@ def _job_runs() -> dict[str, Any]:
                 "properties": {
                     **SCOPE_PROPERTIES,
                     **WINDOW,
+                    "branch": STRING,
                     "limit": {"type": "integer"},
                     "truncated": {"type": "boolean"},
                     "runs": {"type": "array", "items": RUN_ROW},
@@ -384,6 +389,7 @@ def _job_trend() -> dict[str, Any]:
             LIMIT,
             SINCE,
             UNTIL,
+            branch_param("a trend of one branch"),
         ],
         json_response(
             "The points.",
@@ -393,6 +399,7 @@ def _job_trend() -> dict[str, Any]:
                 "properties": {
                     **SCOPE_PROPERTIES,
                     **WINDOW,
+                    "branch": STRING,
                     "container": {"type": ["string", "null"]},
                     "by": {"type": "string", "enum": ["run", "day"]},
                     "points": {"type": "array", "items": TREND_POINT},
@@ -427,6 +434,7 @@ def _run() -> dict[str, Any]:
                     **RUN_ROW["properties"],
                     **LIVE_RUN_PROPERTIES,
                     "containers": {"type": "array", "items": CONTAINER_ROW},
+                    "steps": STEPS,
                     "payload": {"$ref": "#/components/schemas/RunSummary"},
                 },
             },
