@@ -19,6 +19,7 @@ import orjson
 
 from resmon.schema import parse_time
 from resmon.stats import STAT_KEYS
+from resmon.store.io_columns import io_columns
 from resmon.store.job_figures import job_columns
 from resmon.store.run_context import context_columns
 from resmon.store.values import bigint as _int
@@ -140,6 +141,7 @@ def derive(execution: dict[str, Any], run_summary: dict[str, Any], body_sha256: 
         **command_columns(run_summary),
         **job_columns(run_summary),
         **context_columns(run_summary),
+        **io_columns(run_summary),
     }
     containers = []
     for c in run_summary.get("containers") or ():

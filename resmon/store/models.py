@@ -128,6 +128,14 @@ class Run(BaseModel):
     pod_name = CharField(max_length=255, null=True)
     pod_namespace = CharField(max_length=255, null=True)
     node_name = CharField(max_length=255, null=True)
+    # The job's disk I/O and network (schema version 12, resmon.store.io_columns): bytes
+    # read and written and their source (cgroup, blkio, proc or mixed), bytes received
+    # and sent without loopback; NULL when the summary has none (the Go collector).
+    job_io_read_bytes = BigIntegerField(null=True)
+    job_io_write_bytes = BigIntegerField(null=True)
+    job_io_source = CharField(max_length=16, null=True)
+    job_net_rx_bytes = BigIntegerField(null=True)
+    job_net_tx_bytes = BigIntegerField(null=True)
 
     class Meta:
         table_name = "runs"
