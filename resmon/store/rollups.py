@@ -320,8 +320,10 @@ def horizon() -> datetime | None:
 @dataclass(frozen=True)
 class Cover:
     """Which rows answer a window [start, end) (None: unbounded): rollup rows of whole
-    days and hours inside it and before the horizon, and the runs of the rest."""
+    days (when ``days``: [day_from, day_to)) and hours inside it and before the
+    horizon, and the runs of the rest."""
 
+    days: bool
     day_from: datetime | None
     day_to: datetime | None
     hours: tuple[tuple[datetime | None, datetime | None], ...]
@@ -340,25 +342,24 @@ def cover(
     high_candidates = [t for t in (floor_hour(end) if end else None, edge) if t is not None]
     high = min(high_candidates) if high_candidates else None
     if low is not None and high is not None and low >= high:
-        return Cover(None, None, (), ((start, end),))
+        return Cover(False, None, None, (), ((start, end),))
     runs: list[tuple[datetime | None, datetime | None]] = []
     if start is not None and low is not None and start < low:
         runs.append((start, low))
     if high is not None:
         runs.append((high, end))
     if not use_days:
-        return Cover(None, None, ((low, high),), tuple(runs))
+        return Cover(False, None, None, ((low, high),), tuple(runs))
     d1 = ceil_day(low) if low is not None else None
     d2 = floor_day(high) if high is not None else None
     if d1 is not None and d2 is not None and d1 >= d2:
-        return Cover(None, None, ((low, high),), tuple(runs))
+        return Cover(False, None, None, ((low, high),), tuple(runs))
     hours = []
     if low is not None and d1 is not None and low < d1:
         hours.append((low, d1))
     if high is not None and d2 is not None and d2 < high:
         hours.append((d2, high))
-    # An empty day range is marked by day_from == day_to.
-    return Cover(d1, d2, tuple(hours), tuple(runs))
+    return Cover(True, d1, d2, tuple(hours), tuple(runs))
 
 
 def _range(column: str, low: datetime | None, high: datetime | None) -> tuple[str, list[Any]]:
@@ -378,9 +379,7 @@ def rollup_where(c: Cover, alias: str = "") -> tuple[str, list[Any]] | None:
     prefix = f"{alias}." if alias else ""
     p = database_proxy.param
     parts, params = [], []
-    if not (c.day_from is not None and c.day_to is not None and c.day_from >= c.day_to) and (
-        c.day_from is not None or c.day_to is not None or not c.hours
-    ):
+    if c.days:
         sql, ps = _range(f"{prefix}bucket", c.day_from, c.day_to)
         parts.append(f"({prefix}span = {p} AND {sql})")
         params += [DAY, *ps]
