@@ -38,6 +38,7 @@ from flask import (
     Flask,
     Response,
     abort,
+    current_app,
     g,
     redirect,
     render_template,
@@ -222,7 +223,9 @@ class FailureLimiter:
                 del self._failures[client]
 
 
-limiter = FailureLimiter()
+def _limiter() -> FailureLimiter:
+    """This app's limiter (one per app and worker process)."""
+    return current_app.extensions["resmon_login_limiter"]
 
 
 # --- the login and logout routes ------------------------------------------------------
@@ -236,7 +239,7 @@ def login() -> Response | tuple[str, int]:
     if not session.available():
         return _login_page(target, "This server has no read token or HMAC key: no sign-in.", 503)
     client = request.remote_addr or "?"
-    wait = limiter.retry_after(client)
+    wait = _limiter().retry_after(client)
     if wait:
         page = _login_page(target, f"Too many failed sign-ins: try again in {wait} s.", 429)
         page.headers["Retry-After"] = str(wait)
@@ -249,7 +252,7 @@ def login() -> Response | tuple[str, int]:
     if token and len(token) <= MAX_TOKEN_CHARS and not _CONTROL.search(token):
         valid, organization = read_scope.token_scope(token)
     if not valid:
-        limiter.failed(client)
+        _limiter().failed(client)
         log.info("sign-in refused from %s", client)
         return _login_page(
             target, "That is not a read token of this server, or it has expired.", 401
@@ -329,6 +332,7 @@ def security_headers(response: Response) -> Response:
 def init_app(app: Flask) -> None:
     """Register the login and logout routes, the Jinja globals and the headers."""
     app.register_blueprint(bp)
+    app.extensions["resmon_login_limiter"] = FailureLimiter()
     globals_: dict[str, Any] = {
         "csrf_token": csrf_token,
         "current_org": current_org,

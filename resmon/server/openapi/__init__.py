@@ -23,6 +23,7 @@ from resmon.server.openapi import (
     live_api,
     metrics,
     read_api,
+    web_auth,
 )
 from resmon.server.openapi.components import COMPONENTS
 
@@ -47,6 +48,7 @@ def build_openapi() -> dict[str, Any]:
             **events_api.paths(),
             **alerts_api.paths(),
             **metrics.paths(),
+            **web_auth.paths(),
         },
         "components": {
             **COMPONENTS,

@@ -12,8 +12,15 @@ from resmon.server.openapi.common import (
     json_response,
     with_common,
 )
+from resmon.server.openapi.components import SCOPE_STRING
 
 STATUS = {"$ref": "#/components/schemas/Status"}
+EXPIRES_IN = {
+    "type": "integer",
+    "minimum": 60,
+    "maximum": 3660 * 86400,
+    "description": "Lifetime of the token in seconds.",
+}
 
 
 def paths() -> dict[str, Any]:
@@ -93,12 +100,15 @@ def _push() -> dict[str, Any]:
 def _mint_token() -> dict[str, Any]:
     return {
         "operationId": "mintToken",
-        "summary": "Mint the push token of a scope",
+        "summary": "Mint the push token of a scope, or an organisation's read token",
         "description": (
             "Signs the repository exactly as given, with the first HMAC key: a v1 token "
             "(the Go receiver's, never expires), or with `expires_in` a v2 token "
             "`v2.<expiry>.<hex MAC>` refused from `expires_at` on.  A server started with "
-            "--require-expiry needs `expires_in`."
+            "--require-expiry needs `expires_in`.  With `kind: read` and `organization` "
+            "alone: the r1 read token of that organisation, "
+            "`r1.<expiry or 0>.<org base64url>.<hex MAC>`.  Only the server's own read "
+            "token mints (an organisation's: 403)."
         ),
         "security": [{"readToken": []}],
         "requestBody": {
@@ -106,17 +116,26 @@ def _mint_token() -> dict[str, Any]:
             "content": {
                 "application/json": {
                     "schema": {
-                        "allOf": [
-                            {"$ref": "#/components/schemas/Scope"},
+                        "oneOf": [
+                            {
+                                "allOf": [
+                                    {"$ref": "#/components/schemas/Scope"},
+                                    {
+                                        "type": "object",
+                                        "properties": {
+                                            "kind": {"const": "push"},
+                                            "expires_in": EXPIRES_IN,
+                                        },
+                                    },
+                                ]
+                            },
                             {
                                 "type": "object",
+                                "required": ["kind", "organization"],
                                 "properties": {
-                                    "expires_in": {
-                                        "type": "integer",
-                                        "minimum": 60,
-                                        "maximum": 3660 * 86400,
-                                        "description": "Lifetime of the token in seconds.",
-                                    }
+                                    "kind": {"const": "read"},
+                                    "organization": SCOPE_STRING,
+                                    "expires_in": EXPIRES_IN,
                                 },
                             },
                         ]
@@ -127,14 +146,18 @@ def _mint_token() -> dict[str, Any]:
         "responses": with_common(
             {
                 "200": json_response(
-                    "The push token.",
+                    "The push token (or, with kind read, the read token and its organization).",
                     {
                         "type": "object",
                         "required": ["token"],
                         "properties": {
+                            "organization": {"type": "string"},
                             "token": {
                                 "type": "string",
-                                "pattern": "^([0-9a-f]{64}|v2\\.[1-9][0-9]{0,11}\\.[0-9a-f]{64})$",
+                                "pattern": (
+                                    "^([0-9a-f]{64}|v2\\.[1-9][0-9]{0,11}\\.[0-9a-f]{64}"
+                                    "|r1\\.(0|[1-9][0-9]{0,11})\\.[A-Za-z0-9_-]{1,340}\\.[0-9a-f]{64})$"
+                                ),
                             },
                             "expires_at": {
                                 "type": "integer",
@@ -148,6 +171,9 @@ def _mint_token() -> dict[str, Any]:
                     "server needs expires_in."
                 ),
                 "401": UNAUTHORIZED,
+                "403": error_response(
+                    "An organisation's read token: only the server's read token mints."
+                ),
                 "413": error_response("Body too large."),
                 "408": error_response("Body not received within the server's --io-timeout."),
             }
