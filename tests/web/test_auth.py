@@ -153,7 +153,17 @@ def test_csrf_refusals(server):
     r = s.post(
         url,
         data={"token": token, "csrf_token": csrf},
-        headers={"Origin": server.url},
+        headers={"Origin": "null"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert r.status_code == 403
+    csrf = login_form(s, server)
+    # This site through a TLS proxy: an https Origin for the same host is this site.
+    r = s.post(
+        url,
+        data={"token": token, "csrf_token": csrf},
+        headers={"Origin": server.url.replace("http://", "https://")},
         allow_redirects=False,
         timeout=10,
     )
