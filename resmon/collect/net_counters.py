@@ -25,6 +25,7 @@ only when processes come or go.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 from resmon import procfs
@@ -34,6 +35,8 @@ from resmon.collect.sample_state import Key, SampleWork
 log = logging.getLogger(__name__)
 
 LOOPBACK = "lo"
+# /proc/PID/stat states of a process that has exited (zombie, dead).
+_GONE = frozenset({"Z", "X", "x"})
 
 
 class _Namespace:
@@ -56,6 +59,10 @@ class NetworkCounters:
         self._where: dict[str, tuple[Key, str]] = {}
         # Namespace key -> its label (the ns/net link where readable).
         self._labels: dict[str, str] = {}
+        # Namespace key -> the pid its net/dev is read through this sample.
+        self._readers: dict[str, int] = {}
+        # (proc_path, resmon's own namespace under it, "" when it is not there).
+        self._own: tuple[str, str] | None = None
         self.dev_reads = 0
 
     def rename(self, renamed: dict[str, str]) -> None:
@@ -83,7 +90,7 @@ class NetworkCounters:
         read: dict[str, NetFigures | None] = {}
         for name, ns in where.items():
             if ns not in read:
-                read[ns] = self._read(ns, self._where[name][0][0], work.elapsed)
+                read[ns] = self._read(ns, self._readers[ns], work.elapsed)
             got = read[ns]
             if got is not None:
                 figures[name] = got
@@ -95,20 +102,35 @@ class NetworkCounters:
 
     def _namespace_of(self, name: str, groups: list[str], work: SampleWork) -> str | None:
         known = self._where.get(name)
-        if known is not None and known[0] in work.current:
-            return known[1]  # (a process does not change its namespace in practice)
+        if known is not None:
+            state = work.current.get(known[0])
+            if state is not None and state.stat.state not in _GONE:
+                self._readers[known[1]] = known[0][0]
+                return known[1]  # (a process does not change its namespace in practice)
         for group in groups:
             for state in work.group_members.get(group, ()):
                 st = state.stat
-                if st.state in ("Z", "X", "x"):
-                    continue  # a zombie has left its namespace
+                if st.state in _GONE:
+                    continue  # a zombie has left its namespace: no net/dev to read
                 found = procfs.net_namespace(st.pid, self.proc_path)
                 if found is not None:
                     ns, self._labels[found[0]] = found
                     self._where[name] = ((st.pid, st.starttime), ns)
+                    self._readers[ns] = st.pid
                     return ns
+        if known is not None and self._own_namespace() == known[1]:
+            # Its processes are gone or zombies (a wrapped command's last sample), and
+            # resmon is in the same namespace: read its counters through resmon.
+            self._readers[known[1]] = os.getpid()
+            return known[1]
         self._where.pop(name, None)
         return None
+
+    def _own_namespace(self) -> str | None:
+        if self._own is None or self._own[0] != self.proc_path:
+            found = procfs.net_namespace(os.getpid(), self.proc_path)
+            self._own = (self.proc_path, found[0] if found is not None else "")
+        return self._own[1] or None
 
     def _read(self, ns: str, pid: int, elapsed: float | None) -> NetFigures | None:
         interfaces = procfs.read_net_dev(pid, self.proc_path)

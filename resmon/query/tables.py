@@ -39,6 +39,7 @@ from resmon.query.formats import (
     to_datetime,
     value_span,
 )
+from resmon.query.io_tables import io_lines, io_table
 from resmon.query.layout import Column, fit_table, heading, scope_units
 from resmon.query.scopes import CAPTIONS, DEFAULT_SCOPE, figures, memory_text
 from resmon.query.step_tables import context_lines, steps_table
@@ -193,6 +194,9 @@ def run_view(
         parts.append(Text("\nNo figures until it finishes: resmon query live shows it now."))
     else:
         parts.append(Text("\nNo per-container statistics in this run."))
+    if (io := io_table(summary, width)) is not None:
+        parts.append(Text(""))
+        parts.append(io)
     if run.get("steps"):
         parts.append(Text(""))
         parts.append(steps_table(run["steps"]))
@@ -248,6 +252,8 @@ def _run_head(
     if run.get("cpu_seconds") is not None:
         row("CPU time", fmt_duration(run.get("cpu_seconds")))
     for label, value in _job_lines(run):
+        row(label, value)
+    for label, value in io_lines(summary):
         row(label, value)
     return head
 
