@@ -49,8 +49,6 @@ from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
 from resmon import __version__, procfs
 from resmon.server.config import PUSH_OUTCOMES, state
-from resmon.server.errors import ApiError
-from resmon.tokens import bearer_from_header, check_bearer
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -462,10 +460,12 @@ def init_app(app: Flask, *, serve_path: bool = True) -> ServerMetrics:
             # The read token, as for every read: the figures (version, runs, database
             # size) are the server's own business.  Prometheus sends it from its
             # scrape config (authorization: credentials).
-            token = bearer_from_header(request.headers.get("Authorization"))
-            expected = st.config.read_token
-            if token is None or not expected or not check_bearer(token, expected):
-                raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+            # An organisation's read token is a valid read token that may not see the
+            # whole server's figures: 403.  Never the web session (no cookie auth here).
+            from resmon.server import read_scope
+
+            read_scope.authorize_read(allow_session=False)
+            read_scope.require_all("the server's metrics")
             body, content_type = metrics.exposition(request.headers.get("Accept"))
             return Response(body, status=200, content_type=content_type)
 

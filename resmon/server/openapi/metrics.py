@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resmon.server.openapi.common import UNAUTHORIZED, with_common
+from resmon.server.openapi.common import UNAUTHORIZED, error_response, with_common
 
 
 def paths() -> dict[str, Any]:
@@ -32,6 +32,9 @@ def paths() -> dict[str, Any]:
                             },
                         },
                         "401": UNAUTHORIZED,
+                        "403": error_response(
+                            "An organisation's read token: only the server's reads metrics."
+                        ),
                     }
                 ),
             }
