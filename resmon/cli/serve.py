@@ -13,7 +13,9 @@ from resmon.cli.serve_options import (
     alert_options,
     baseline_options,
     live_options,
+    maintenance_options,
     resolve_alerts,
+    resolve_maintenance,
     sse_options,
 )
 
@@ -264,6 +266,7 @@ def _memory_option(ctx, param, value):
 @live_options
 @sse_options
 @alert_options
+@maintenance_options
 @click.pass_context
 def serve(ctx, **options):
     """Store run summaries, answer queries, mint push tokens.
@@ -368,6 +371,9 @@ def _run(options, read_token, hmac_keys):
         request_timeout=options["request_timeout"],
         log_level=log_level,
     )
+    from resmon.server import maintenance
+
+    maintenance.configure(resolve_maintenance(options))
     try:
         serve_forever(
             config,

@@ -280,3 +280,88 @@ def resolve_alerts(options):
         poll_interval=options["alert_poll_interval"],
         background=True,
     )
+
+
+def _keep_option(ctx, param, value):
+    """A keep time: 7d, 12h, 2w, 2y (365 days each), or 0 / off: kept forever."""
+    from datetime import timedelta
+
+    from resmon.store.scope import HistoryError, parse_period
+
+    text = (value or "").strip().lower()
+    if text in ("0", "off", "none", "forever"):
+        return None
+    years = text[:-1].strip() if text.endswith("y") else None
+    try:
+        keep = timedelta(days=365 * float(years)) if years is not None else parse_period(text)
+    except (HistoryError, ValueError, OverflowError):
+        raise click.BadParameter(
+            f"{value!r} is not a keep time: use e.g. 7d, 12h, 2w, 2y, or off"
+        ) from None
+    if keep <= timedelta(0):
+        return None
+    if keep.days > 100 * 365:
+        raise click.BadParameter("must be at most 100y (or off)")
+    return keep
+
+
+def maintenance_options(f):
+    """The background work: rollups, and retention (what is deleted after how long)."""
+    keeps = (
+        ("--retention-events", "7d", "RESMON_RETENTION_EVENTS",
+         "Events (the SSE stream's history; an event the rollups still need is kept)."),
+        ("--retention-daily-rollups", "2y", "RESMON_RETENTION_DAILY_ROLLUPS",
+         "Daily rollups (top, usage, the jobs list over long periods)."),
+        ("--retention-hourly-rollups", "90d", "RESMON_RETENTION_HOURLY_ROLLUPS",
+         "Hourly rollups (usage --granularity hour)."),
+        ("--retention-runs", "180d", "RESMON_RETENTION_RUNS",
+         "Runs, with their containers, regressions and samples (rollups outlive them)."),
+        ("--retention-samples", "7d", "RESMON_RETENTION_SAMPLES",
+         "Live samples of runs (run_batches: a run's sample history)."),
+    )  # fmt: skip
+    for name, default, env, what in keeps:
+        f = click.option(
+            name,
+            default=default,
+            metavar="KEEP",
+            envvar=env,
+            callback=_keep_option,
+            help=f"{what} Deleted this long after they were received, in the background "
+            "in small batches (one replica at a time); 0 or off keeps them.",
+        )(f)
+    f = click.option(
+        "--retention-interval",
+        default="1m",
+        metavar="DURATION",
+        envvar="RESMON_RETENTION_INTERVAL",
+        callback=_seconds_option("0 (off) and 1d", 0, 86400),
+        help="How often retention looks for rows to delete (0: never).",
+    )(f)
+    f = click.option(
+        "--rollup-interval",
+        default="1s",
+        metavar="DURATION",
+        envvar="RESMON_ROLLUP_INTERVAL",
+        callback=_seconds_option("0 (off) and 1h", 0, 3600),
+        help="How often new runs are added to the hourly and daily rollups (the lag of "
+        "the rollups; answers never wait for them).  0: never (answers then read the "
+        "runs, slower).",
+    )(f)
+    return f
+
+
+def resolve_maintenance(options):
+    from resmon.server.maintenance import MaintenanceOptions
+    from resmon.store.retention import RetentionPolicy
+
+    return MaintenanceOptions(
+        rollup_interval=options["rollup_interval"],
+        retention_interval=options["retention_interval"],
+        policy=RetentionPolicy(
+            samples=options["retention_samples"],
+            runs=options["retention_runs"],
+            hourly_rollups=options["retention_hourly_rollups"],
+            daily_rollups=options["retention_daily_rollups"],
+            events=options["retention_events"],
+        ),
+    )

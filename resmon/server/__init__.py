@@ -35,7 +35,9 @@ from resmon.server.events_api import bp as events_bp
 from resmon.server.live_api import bp as live_bp
 from resmon.server.live_api import init_app as init_live
 from resmon.server.logs import log_request
+from resmon.server.maintenance import init_app as init_maintenance
 from resmon.server.read_api import bp as read_bp
+from resmon.server.usage_api import bp as usage_bp
 from resmon.store import db as dbmod
 from resmon.web import init_app as init_web
 from resmon.web.auth import init_app as init_web_auth
@@ -69,9 +71,11 @@ def create_app(config: ServerConfig | None = None) -> Flask:
 
     app.register_blueprint(api_bp)
     app.register_blueprint(read_bp)
+    app.register_blueprint(usage_bp)
     app.register_blueprint(advice_bp)
     app.register_blueprint(live_bp)
     init_live(app)
+    init_maintenance(app)
     app.register_blueprint(events_bp)
     app.register_blueprint(alerts_bp)
     init_alerts(app)

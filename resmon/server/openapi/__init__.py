@@ -23,6 +23,7 @@ from resmon.server.openapi import (
     live_api,
     metrics,
     read_api,
+    usage_api,
     web_auth,
 )
 from resmon.server.openapi.components import COMPONENTS
@@ -43,6 +44,7 @@ def build_openapi() -> dict[str, Any]:
         "paths": {
             **api.paths(),
             **read_api.paths(),
+            **usage_api.paths(),
             **advice_api.paths(),
             **live_api.paths(),
             **events_api.paths(),
