@@ -33,7 +33,12 @@ def go_path(org: str) -> str:
 def served(tmp_path_factory):
     """One server, two organisations with the same jobs: nine ordinary runs and one
     that regresses each, and a live run each (on hosts named after them)."""
-    with ServerProcess(tmp_path_factory.mktemp("scope") / "m.db") as server:
+    directory = tmp_path_factory.mktemp("scope")
+    rules = directory / "alerts.toml"
+    # The builder's memory against its 1 GiB limit: every run is over 80 %.
+    rules.write_text('[[rule]]\nname = "memory"\nmem_threshold = "80%"\nconsecutive = 1\n')
+    args = (f"--alert-rules={rules}", "--alert-poll-interval=50ms")
+    with ServerProcess(directory / "m.db", extra_args=args) as server:
         ids: dict[str, list[int]] = {}
         live: dict[str, int] = {}
         for org in ORGS:
@@ -280,3 +285,28 @@ def test_the_server_mints_read_tokens(served):
             served.url + "/api/v1/token", json=bad, headers=served.read_headers, timeout=10
         )
         assert r.status_code == 400, bad
+
+
+def test_alert_states_are_the_organisations_only(served):
+    deadline = time.monotonic() + 20
+    while True:  # the evaluator runs in the background
+        everything = get(served, "/api/v1/alerts/states", served.read_token).json()["states"]
+        if orgs_of(everything) == set(ORGS) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert orgs_of(everything) == set(ORGS)
+    token = org_token(served)
+    assert orgs_of(get(served, "/api/v1/alerts/states", token).json()["states"]) == {"acme"}
+    other = get(served, "/api/v1/alerts/states", token, organization="globex")
+    assert other.status_code == 200 and other.json()["states"] == []
+    assert get(served, "/api/v1/alerts/rules", token).status_code == 200
+
+
+def test_usage_is_the_organisations_only(served):
+    everything = get(served, "/api/v1/usage", served.read_token, by="org").json()
+    assert {row["organization"] for row in everything["rows"]} == set(ORGS)
+    token = org_token(served)
+    mine = get(served, "/api/v1/usage", token, by="org").json()
+    assert {row["organization"] for row in mine["rows"]} == {"acme"}
+    other = get(served, "/api/v1/usage", token, by="org", organization="globex").json()
+    assert other["rows"] == []
