@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -57,14 +58,20 @@ class Session:
     expires: int
 
 
-def _secrets() -> list[bytes]:
+def _secrets() -> tuple[bytes, ...]:
     config = current_app.extensions["resmon"].config
-    roots = [*config.hmac_keys, config.read_token] if config.read_token else [*config.hmac_keys]
+    return _derive(tuple(config.hmac_keys), config.read_token)
+
+
+@functools.lru_cache(maxsize=8)
+def _derive(hmac_keys: tuple[str, ...], read_token: str) -> tuple[bytes, ...]:
+    """The session secrets of these keys (the first signs), then of the read token."""
+    roots = [*hmac_keys, read_token] if read_token else [*hmac_keys]
     out = []
     for root in roots:
         raw = root if isinstance(root, bytes) else root.encode("utf-8", "surrogateescape")
         out.append(hmac.new(raw, _DERIVE, hashlib.sha256).digest())
-    return out
+    return tuple(out)
 
 
 def available() -> bool:
@@ -143,9 +150,10 @@ def verify(value: str | None, now: float | None = None) -> Session | None:
 
 def current() -> Session | None:
     """The session of this request's cookie, or None."""
-    if not available():
+    value = request.cookies.get(COOKIE)
+    if not value or not available():
         return None
-    return verify(request.cookies.get(COOKIE))
+    return verify(value)
 
 
 def secure() -> bool:
