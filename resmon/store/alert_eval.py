@@ -139,6 +139,7 @@ class RunFigures:
 
     def __init__(self) -> None:
         self._command: dict[int, str | None] = {}
+        self._finished: dict[int, tuple[Figures | None, dict[str, Figures]]] = {}
 
     def command_container(self, run_pk: int | None) -> str | None:
         if run_pk is None:
@@ -152,32 +153,44 @@ class RunFigures:
 
     def finished(self, run_pk: int) -> tuple[Figures | None, dict[str, Figures]]:
         """The run's job figures and its containers' (CPU p95, memory peak)."""
-        run = (
-            Run.select(
-                Run.job_cpu_cores_p95,
-                Run.job_limit_cpu_cores,
-                Run.job_memory_bytes_peak,
-                Run.job_limit_memory_bytes,
-            )
-            .where(Run.id == run_pk)
-            .tuples()
-            .first()
-        )
-        if run is None:
-            return None, {}
-        containers = {
-            name: Figures(*(None if v is None else float(v) for v in values))
-            for name, *values in ContainerStat.select(
-                ContainerStat.name,
-                ContainerStat.cpu_cores_p95,
-                ContainerStat.limit_cpu_cores,
-                ContainerStat.memory_bytes_peak,
-                ContainerStat.limit_memory_bytes,
-            )
-            .where(ContainerStat.run == run_pk)
-            .tuples()
-        }
-        return Figures(*(None if v is None else float(v) for v in run)), containers
+        if run_pk not in self._finished:
+            self.prefetch([run_pk])
+        return self._finished.pop(run_pk, (None, {}))
+
+    def prefetch(self, run_pks: list[int]) -> None:
+        """Read the figures of these runs at once (two queries per 500 runs)."""
+        for at in range(0, len(run_pks), 500):
+            part = run_pks[at : at + 500]
+            jobs = {
+                int(pk): Figures(*(None if v is None else float(v) for v in values))
+                for pk, *values in Run.select(
+                    Run.id,
+                    Run.job_cpu_cores_p95,
+                    Run.job_limit_cpu_cores,
+                    Run.job_memory_bytes_peak,
+                    Run.job_limit_memory_bytes,
+                )
+                .where(Run.id.in_(part))
+                .tuples()
+            }
+            containers: dict[int, dict[str, Figures]] = {pk: {} for pk in jobs}
+            for pk, name, *values in (
+                ContainerStat.select(
+                    ContainerStat.run,
+                    ContainerStat.name,
+                    ContainerStat.cpu_cores_p95,
+                    ContainerStat.limit_cpu_cores,
+                    ContainerStat.memory_bytes_peak,
+                    ContainerStat.limit_memory_bytes,
+                )
+                .where(ContainerStat.run.in_(part))
+                .tuples()
+            ):
+                containers.setdefault(int(pk), {})[name] = Figures(
+                    *(None if v is None else float(v) for v in values)
+                )
+            for pk, job in jobs.items():
+                self._finished[pk] = (job, containers.get(pk, {}))
 
 
 def _snapshot_figures(
@@ -213,14 +226,20 @@ def observations(
 ) -> list[Observation]:
     """One observation per (event, matching rule, target), in event order."""
     out: list[Observation] = []
+    wanted: list[tuple[dict[str, Any], list[Rule]]] = []
     for row in rows:
         kind = row["kind"]
         if kind not in INPUT_KINDS:
             continue
         on = SAMPLES if kind == "snapshot" else "runs"
         matching = [r for r in rules if r.evaluate_on == on and r.matches_scope(row)]
-        if not matching:
-            continue
+        if matching:
+            wanted.append((row, matching))
+    runs.prefetch(
+        sorted({int(r["run_pk"]) for r, _ in wanted if r["kind"] != "snapshot" and r["run_pk"]})
+    )
+    for row, matching in wanted:
+        kind = row["kind"]
         if kind == "snapshot":
             data = row["data"] if isinstance(row["data"], dict) else orjson.loads(row["data"])
             job, containers = _snapshot_figures(data, runs.command_container(row["run_pk"]))
