@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from resmon import __version__
-from resmon.cli import collect, query, query_alerts, query_live, serve, token
+from resmon.cli import admin, collect, query, query_alerts, query_live, query_usage, serve, token
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -38,6 +38,8 @@ def cli():
 cli.add_command(collect.collect)
 cli.add_command(query.query)
 query.query.add_command(query_live.live)
+query.query.add_command(query_usage.usage)
 query.query.add_command(query_alerts.alerts)
 cli.add_command(serve.serve)
 cli.add_command(token.token)
+cli.add_command(admin.admin)
