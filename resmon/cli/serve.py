@@ -360,7 +360,7 @@ def _run(options, read_token, hmac_keys):
         live_timeout=options["live_timeout"],
         live_check_period=min(30.0, max(0.25, options["live_timeout"] / 4)),
     )
-    config = dataclasses.replace(config, alerts=resolve_alerts(options))
+    config = dataclasses.replace(config, alerts=resolve_alerts(options, read_token, hmac_keys))
     serve_options = ServeOptions(
         host=host,
         port=port,

@@ -251,9 +251,11 @@ def alert_options(f):
     return f
 
 
-def resolve_alerts(options):
+def resolve_alerts(options, read_token="", hmac_keys=()):
     """The AlertsConfig of serve's options and the RESMON_ADMIN_TOKEN /
-    RESMON_WEBHOOK_SECRET variables (secrets never on the command line)."""
+    RESMON_WEBHOOK_SECRET variables (secrets never on the command line).  The admin
+    token must differ from the read token and the HMAC keys: who may read must not
+    be able to change the rules by that alone."""
     import os
 
     from resmon.server.alerts_config import AlertsConfig
@@ -267,9 +269,14 @@ def resolve_alerts(options):
                 raise click.BadParameter(str(exc), param_hint=path_option) from None
         return os.environ.get(variable, "")
 
+    admin_token = secret("--admin-token-file", options["admin_token_file"], "RESMON_ADMIN_TOKEN")
+    if admin_token and (admin_token == read_token or admin_token in hmac_keys):
+        raise click.UsageError("the admin token must differ from the read token and the HMAC keys")
+    if admin_token and len(admin_token) < 16:
+        raise click.UsageError("the admin token must be at least 16 characters")
     return AlertsConfig(
         rules_file=options["alert_rules"],
-        admin_token=secret("--admin-token-file", options["admin_token_file"], "RESMON_ADMIN_TOKEN"),
+        admin_token=admin_token,
         webhook_urls=options["webhook_urls"],
         webhook_secret=secret(
             "--webhook-secret-file", options["webhook_secret_file"], "RESMON_WEBHOOK_SECRET"

@@ -252,3 +252,130 @@ def test_a_bad_rules_file_stops_serve_with_where(tmp_path, runner):
     )
     assert result.exit_code == 2, result.output
     assert "rule 1 (x): mem_threshold 'ninety'" in result.output
+
+
+def test_the_admin_token_must_differ_from_the_read_token(tmp_path, runner):
+    from resmon.cli import cli
+
+    result = runner.invoke(
+        cli,
+        ["serve", f"--db={tmp_path / 'm.db'}"],
+        env={
+            "RECEIVER_READ_TOKEN": "r" * 20,
+            "RECEIVER_HMAC_KEY": "k" * 20,
+            "RESMON_ADMIN_TOKEN": "r" * 20,
+        },
+    )
+    assert result.exit_code == 2 and "admin token must differ" in result.output
+
+
+@pytest.mark.postgres
+def test_two_replicas_on_postgres_evaluate_each_event_once(tmp_path, postgres_url):
+    with Receiver() as hook:
+        args = (*FAST, f"--alert-rules={rules_file(tmp_path, consecutive=2)}")
+        args += (f"--webhook-url={hook.url}",)
+        first = ServerProcess(postgres_url, extra_args=(*args, "--workers=2")).start()
+        try:
+            second = ServerProcess(
+                postgres_url,
+                read_token=first.read_token,
+                hmac_keys=first.hmac_keys,
+                extra_args=(*args, "--workers=2"),
+            ).start()
+            try:
+                time.sleep(0.3)
+                shares = [0.95, 0.95, 0.5, 0.5, 0.95, 0.95, 0.5, 0.5]
+                for i, share in enumerate(shares, 1):
+                    server = first if i % 2 else second
+                    assert server.push(run_payload(str(i), share)).status_code == 201
+                stored = alert_events(first, 4)
+                time.sleep(1.0)  # four evaluators polling every 50 ms: none adds a change
+                stored = alert_events(first, 4)
+                assert [e["data"]["state"] for e in stored] == [
+                    "mem_alert",
+                    "normal",
+                    "mem_alert",
+                    "normal",
+                ]
+                # One delivery per event, whichever replica sent it.
+                assert hook.wait_accepted(4) == {e["id"]: 1 for e in stored}
+                assert len(hook.requests) == 4
+            finally:
+                second.terminate()
+        finally:
+            first.terminate()
+
+
+def test_live_samples_alert_on_the_event_stream(tmp_path):
+    from alert_helpers import live_body
+
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(
+        '[[rule]]\nname = "cpu busy"\nevaluate_on = "samples"\ncontainer = "runner"\n'
+        'cpu_threshold = "90%"\nconsecutive = 2\n'
+    )
+    with ServerProcess(tmp_path / "m.db", extra_args=(*FAST, f"--alert-rules={rules}")) as server:
+        time.sleep(0.3)
+        for seq, share in enumerate([0.95, 0.99, 0.99, 0.1, 0.1]):
+            body = live_body(
+                "rk-live", seq, cpu_share=share, mem_share=0.1, t=f"2026-01-02T03:04:{seq:02d}Z"
+            )
+            answer = requests.post(
+                server.url + "/api/v1/metrics/live",
+                json=body,
+                headers=server.push_headers(body["execution"]),
+                timeout=10,
+            )
+            assert answer.status_code == 201, answer.text
+        stored = alert_events(server, 2)
+        assert [(e["data"]["container"], e["data"]["state"]) for e in stored] == [
+            ("runner", "cpu_alert"),
+            ("runner", "normal"),
+        ]
+        assert stored[0]["data"]["evaluate_on"] == "samples"
+        assert stored[0]["data"]["cpu"] == {
+            "value": 1.98,
+            "limit": 2.0,
+            "threshold": "90%",
+            "breaches": 2,
+        }
+
+
+def test_a_receiver_that_hangs_holds_up_nothing_else(tmp_path):
+    """A receiver that accepts the connection and never answers: each delivery waits
+    its timeout and backs off; pushes, evaluation and the event stream go on."""
+    import socket
+
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(64)  # never accepted: connections complete, no answer ever comes
+    url = f"http://127.0.0.1:{hang.getsockname()[1]}/hook"
+    args = (
+        "--alert-poll-interval=50ms",
+        "--webhook-timeout=1s",
+        "--webhook-backoff=100ms",
+        f"--alert-rules={rules_file(tmp_path, consecutive=1)}",
+        f"--webhook-url={url}",
+    )
+    try:
+        with ServerProcess(tmp_path / "m.db", extra_args=args) as server:
+            time.sleep(0.3)
+            latencies = []
+            for i, share in enumerate([0.95, 0.5] * 10, 1):
+                started = time.perf_counter()
+                assert server.push(run_payload(str(i), share)).status_code == 201
+                latencies.append(time.perf_counter() - started)
+            stored = alert_events(server, 20)
+            assert len(stored) == 20  # every change evaluated while deliveries hang
+            assert max(latencies) < 0.5, latencies
+    finally:
+        hang.close()
+    from resmon.store import db as dbmod
+    from resmon.store.models import WebhookOutbox
+
+    db = dbmod.open_database(str(tmp_path / "m.db"))
+    rows = list(WebhookOutbox.select())
+    assert len(rows) == 20 and all(r.delivered_at is None for r in rows)
+    tried = [r for r in rows if r.attempts]
+    assert tried and all("timed out" in (r.last_error or "") for r in tried if r.last_error)
+    db.close()
