@@ -28,7 +28,7 @@ from peewee import InterfaceError, OperationalError
 from resmon.server import read_scope
 from resmon.server.api import json_response, require_read_token
 from resmon.server.errors import ApiError
-from resmon.store import history, ranking
+from resmon.store import history
 from resmon.store.scope import job_not_found
 
 log = logging.getLogger(__name__)
@@ -211,16 +211,13 @@ def run(run_pk: str) -> Response:
 
 @bp.get("/api/v1/top")
 def top() -> Response:
-    limit = _limit()
-    body = history.top(
-        text_arg("metric") or "cpu",
-        scope=text_arg("scope") or "job",
-        period=text_arg("period"),
-        until=text_arg("until"),
-        limit=scoped_limit(limit, ranking.MAX_TOP_LIMIT),
+    return json_response(
+        history.top(
+            text_arg("metric") or "cpu",
+            scope=text_arg("scope") or "job",
+            period=text_arg("period"),
+            until=text_arg("until"),
+            limit=_limit(),
+            organization=read_scope.read_org(),
+        )
     )
-    if read_scope.read_org() is not None:
-        wanted = min(limit or ranking.DEFAULT_TOP_LIMIT, ranking.MAX_TOP_LIMIT)
-        body["jobs"], _ = cut_to_scope(body["jobs"], wanted, wanted)
-        body["limit"] = wanted
-    return json_response(body)
