@@ -456,10 +456,8 @@ class RollupJob(BaseModel):
 
     class Meta:
         table_name = "rollup_jobs"
-        indexes = (
-            (("span", "bucket", "organization", "repository", "workflow", "job"), True),
-            (("organization", "repository", "workflow", "job", "span", "bucket"), False),
-        )
+        # Every read takes a range of (span, bucket); a pass replaces one job's bucket.
+        indexes = ((("span", "bucket", "organization", "repository", "workflow", "job"), True),)
 
 
 class RollupContainer(BaseModel):

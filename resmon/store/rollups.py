@@ -435,6 +435,21 @@ def scope_filter(
     return (" AND ".join(parts) or "1 = 1"), params
 
 
+def scope_matches(org: str, repo: str, organization: str | None, repository: str | None) -> bool:
+    """:func:`scope_filter` on one row's organization and repository."""
+    from resmon.tokens import canonical_repository
+
+    if organization and org != organization:
+        return False
+    if repository and "/" in repository:
+        return repo == repository
+    if repository and organization:
+        return repo == canonical_repository(organization, repository)
+    if repository:
+        return repo == repository or repo.endswith("/" + repository)
+    return True
+
+
 def combined_sql(
     group: list[tuple[str, str, str]],
     columns: tuple[tuple[str, str, str], ...],
