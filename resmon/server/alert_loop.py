@@ -3,10 +3,12 @@ thread (:class:`Evaluator`) and the webhook sender (:class:`resmon.server.webhoo
 
 Nothing of it runs in a request: a push or a live batch only appends its event, as
 before, and the evaluator reads the events table after it
-(:mod:`resmon.store.alert_eval`).  Every worker of every replica runs both threads;
-the evaluator's cursor moves by a conditional UPDATE under a PostgreSQL advisory
-lock (SQLite: the write lock), so the events are evaluated once whichever thread
-gets there first, and a delivery is claimed by one sender.  The events are read in
+(:mod:`resmon.store.alert_eval`).  Every worker of every replica runs both threads.
+One evaluator at a time holds the cursor's lease (10 s, renewed; another takes over
+when it runs out) and reads; the others only look at the lease.  The cursor moves by
+a conditional UPDATE under a PostgreSQL advisory lock (SQLite: the write lock), so
+the events are evaluated once even when two evaluators overlap, and a delivery is
+claimed by one sender.  The events are read in
 id order with the events feed's rule for PostgreSQL ids that commit out of order
 (:class:`resmon.server.event_feed.GapRule`): an id missing below a visible one holds
 the evaluation until it commits or ``serve --events-gap-wait``-like 5 s pass.
@@ -24,8 +26,11 @@ at the worker's first request.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import secrets
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -88,16 +93,26 @@ class Evaluator:
         self.gaps = GapRule(gap_wait)
         self.runs = alert_eval.RunFigures()
         self.rules_file = RulesFile(config.rules_file) if config.rules_file else None
+        self.owner = f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="resmon-alerts", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+        atexit.register(self.release)
 
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+
+    def release(self) -> None:
+        """At the worker's exit: the lease goes, so another evaluator starts at once."""
+        self._stopping = True
+        try:
+            alert_eval.release(self.owner)
+        except Exception as exc:  # the database is away: the lease runs out by itself
+            log.debug("alert lease not released: %s", type(exc).__name__)
 
     def _run(self) -> None:
         while not self._stopping:
@@ -119,6 +134,8 @@ class Evaluator:
         """One round; True when there is more to read at once."""
         if self.rules_file is not None:
             self.rules_file.sync_if_changed()
+        if not alert_eval.lead(self.owner):
+            return False  # another worker or replica evaluates; this one takes over if it stops
         read, appended = alert_eval.step(
             self._ready,
             targets=self.config.webhook_urls,

@@ -33,7 +33,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -287,6 +287,57 @@ def start_cursor() -> int:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+LEASE_SECONDS = 10.0
+
+
+def lead(owner: str, lease: float = LEASE_SECONDS, now: datetime | None = None) -> bool:
+    """Whether ``owner`` (one worker of one replica) is the one evaluating: it holds
+    the cursor's lease, renewed once half of it is gone (a write every lease/2
+    seconds), or takes it when it has run out (its owner stopped).  The others only
+    read.  Correctness does not rest on it (the cursor's conditional UPDATE does);
+    it keeps the others from evaluating the same events for nothing."""
+    now = now or _now()
+    start_cursor()
+    row = (
+        AlertCursor.select(AlertCursor.owner, AlertCursor.lease_until)
+        .where(AlertCursor.name == CURSOR)
+        .first()
+    )
+    if row is None:
+        return False
+    held = row.lease_until is not None and row.lease_until > now
+    if held and row.owner != owner:
+        return False
+    if held and row.lease_until - now > timedelta(seconds=lease / 2):
+        return True
+    db = database_proxy
+    with dbmod.write_lock(db.obj), db.atomic():
+        taken = (
+            AlertCursor.update(owner=owner, lease_until=now + timedelta(seconds=lease))
+            .where(
+                (AlertCursor.name == CURSOR)
+                & (
+                    (AlertCursor.owner == owner)
+                    | AlertCursor.owner.is_null()
+                    | AlertCursor.lease_until.is_null()
+                    | (AlertCursor.lease_until <= now)
+                )
+            )
+            .execute()
+        )
+    return bool(taken)
+
+
+def release(owner: str) -> None:
+    """Give the lease up (a worker stopping): another takes over at its next look,
+    not when the lease would have run out."""
+    db = database_proxy
+    with dbmod.write_lock(db.obj), db.atomic():
+        AlertCursor.update(owner=None, lease_until=None).where(
+            (AlertCursor.name == CURSOR) & (AlertCursor.owner == owner)
+        ).execute()
 
 
 # --- one batch ------------------------------------------------------------------

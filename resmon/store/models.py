@@ -367,10 +367,14 @@ class AlertState(BaseModel):
 
 class AlertCursor(BaseModel):
     """Where a background reader of the events table is (one row per reader): every
-    event id at or below ``last_event_id`` has been evaluated."""
+    event id at or below ``last_event_id`` has been evaluated.  ``owner`` holds the
+    reading until ``lease_until`` (naive, UTC), so the other workers and replicas do
+    not do the same work only to lose the cursor's conditional UPDATE."""
 
     name = CharField(max_length=32, primary_key=True)
     last_event_id = BigIntegerField(default=0)
+    owner = CharField(max_length=128, null=True)
+    lease_until = DateTimeField(null=True)
     updated_at = DateTimeField()
 
     class Meta:

@@ -379,3 +379,20 @@ def test_a_receiver_that_hangs_holds_up_nothing_else(tmp_path):
     tried = [r for r in rows if r.attempts]
     assert tried and all("timed out" in (r.last_error or "") for r in tried if r.last_error)
     db.close()
+
+
+def test_a_restarted_server_evaluates_at_once(tmp_path):
+    """The stopping worker gives its lease up: the next server does not wait for it."""
+    args = (*FAST, f"--alert-rules={rules_file(tmp_path, consecutive=1)}")
+    database = tmp_path / "metrics.db"
+    with ServerProcess(database, extra_args=args) as server:
+        time.sleep(0.3)
+        push_runs(server, [0.95])
+        assert len(alert_events(server, 1)) == 1
+    with ServerProcess(
+        database, read_token=server.read_token, hmac_keys=server.hmac_keys, extra_args=args
+    ) as again:
+        started = time.monotonic()
+        push_runs(again, [0.5], start=2)
+        assert len(alert_events(again, 2, timeout=5)) == 2
+        assert time.monotonic() - started < 3

@@ -273,3 +273,17 @@ def test_slack_body_is_one_line_of_text(database):
     assert "normal -> mem_alert" in body["text"] and "memory 1.90 GiB of 2.00 GiB" in body["text"]
     assert "my-org/my-repo ci.yml / build" in body["text"]
     assert event["data"]["mem"]["threshold"] == "90%"
+
+
+def test_one_evaluator_holds_the_lease_until_it_runs_out(database):
+    from datetime import datetime, timedelta
+
+    t0 = datetime(2026, 1, 1)
+    assert alert_eval.lead("a", 10, now=t0)
+    assert not alert_eval.lead("b", 10, now=t0 + timedelta(seconds=1))
+    assert alert_eval.lead("a", 10, now=t0 + timedelta(seconds=6))  # renewed to t0 + 16 s
+    assert not alert_eval.lead("b", 10, now=t0 + timedelta(seconds=15))
+    assert alert_eval.lead("b", 10, now=t0 + timedelta(seconds=17))  # a stopped renewing
+    assert not alert_eval.lead("a", 10, now=t0 + timedelta(seconds=18))
+    alert_eval.release("b")
+    assert alert_eval.lead("a", 10, now=t0 + timedelta(seconds=19))
