@@ -65,6 +65,9 @@ from resmon.collect.sample_state import Key, SampleWork
 log = logging.getLogger(__name__)
 
 
+# A process's last reading: none allowed (another user's process), none there.
+UNREADABLE, NO_FILE = -1, -2
+
 # How many samples a reaped process's last reading waits for its reaper's growth (the
 # reaper's reading after the reap may come a sample later when the reap fell between
 # the two reads, as in resmon.collect.cpu_credit.PENDING_SAMPLES).
@@ -74,13 +77,17 @@ OWED_SAMPLES = 3
 class _Proc:
     """What is kept of one measured process: its last reading, parent and container."""
 
-    __slots__ = ("container", "ppid", "read", "write")
+    __slots__ = ("container", "ppid", "read", "stat", "write")
 
-    def __init__(self, container: str, ppid: int, read: int, write: int) -> None:
+    def __init__(self, container: str, ppid: int, read: int, write: int, stat: object) -> None:
         self.container = container
         self.ppid = ppid
-        self.read = read  # -1: unreadable
+        self.read = read  # -1: unreadable; NO_FILE: no file at the last attempt
         self.write = write
+        # The sampler's stat reading this one was made at: the same object means the
+        # process did not run since (a sample after the first also lists it as changed,
+        # to give it a CPU percent).
+        self.stat = stat
 
 
 class _Kernel:
@@ -147,7 +154,7 @@ class ProcessIO:
             self._gone(work)
         self._read(work, groups, credit, command)
         for p in self._procs.values():
-            if p.read < 0:
+            if p.read == UNREADABLE:
                 unreadable[p.container] = unreadable.get(p.container, 0) + 1
         self._expire_owed()
         elapsed = work.elapsed
@@ -229,23 +236,30 @@ class ProcessIO:
                 if name is None:
                     continue
                 p = procs.get(key)
-                if p is not None and p.read < 0:
+                if p is not None and (p.read == UNREADABLE or p.stat is state.stat):
                     p.container = name
-                    continue  # unreadable for its whole life
+                    continue  # unreadable for its whole life, or it did not run
                 if dir_fd < 0:
                     dir_fd = os.open(self.proc_path, os.O_RDONLY | os.O_DIRECTORY)
                 reading = procfs.read_pid_io_at(dir_fd, key[0])
                 self.io_reads += 1
                 if reading is None:
-                    continue  # vanished meanwhile: its last reading stays
+                    # Vanished meanwhile (its last reading stays), or no such file (a
+                    # kernel without I/O accounting, a fixture tree): tried again only
+                    # once it has run.
+                    if p is None:
+                        procs[key] = _Proc(name, state.ppid, NO_FILE, NO_FILE, state.stat)
+                    else:
+                        p.stat = state.stat
+                    continue
                 self._seen.add(name)
                 if reading == procfs.IO_UNREADABLE:
-                    procs[key] = _Proc(name, state.ppid, -1, -1)
+                    procs[key] = _Proc(name, state.ppid, UNREADABLE, UNREADABLE, state.stat)
                     continue
                 assert isinstance(reading, procfs.PidIO)
                 read, write = reading
-                if p is None:
-                    procs[key] = _Proc(name, state.ppid, read, write)
+                if p is None or p.read == NO_FILE:
+                    procs[key] = _Proc(name, state.ppid, read, write, state.stat)
                     if name != command and (
                         born_after is None or state.stat.starttime < born_after
                     ):
@@ -254,6 +268,7 @@ class ProcessIO:
                 else:
                     d_read, d_write = max(0, read - p.read), max(0, write - p.write)
                     p.read, p.write, p.ppid, p.container = read, write, state.ppid, name
+                    p.stat = state.stat
                 owed = owed_by.get(key)
                 if owed is not None and (d_read or d_write):
                     pay = min(d_read, owed[0])

@@ -1,7 +1,8 @@
 """Regression guards for the collector's cost that time nothing (bench/collector.py times it).
 
 A steady-state sample opens one file per process (``/proc/PID/stat``) plus a few
-system files; ``/proc/PID/cgroup`` once per process lifetime; ``status`` never.  An
+system files; ``/proc/PID/cgroup`` once per process lifetime; ``status`` and ``io``
+only for a process whose stat line changed; ``net/dev`` once per network namespace.  An
 extra per-process read would multiply the cost at a thousand processes, so the files
 opened are counted by wrapping ``os.open``.  And the collector's import path stays
 light: no flask, peewee or rich ever; requests only for a push through a proxy (pushes
@@ -68,8 +69,9 @@ def per_process(files: list[str], proc: str) -> tuple[Counter, list[str]]:
 
 def split_memory_reads(counts: Counter) -> tuple[Counter, Counter]:
     """The per-process opens apart from the memory files (status for VmHWM,
-    smaps_rollup for PSS), which follow their own rules (collect/memory_peaks.py)."""
-    memory = Counter({k: v for k, v in counts.items() if k[1] in ("status", "smaps_rollup")})
+    smaps_rollup for PSS), which follow their own rules (collect/memory_peaks.py), and
+    the disk I/O file (io, read by the rule of status: collect/io_counters.py)."""
+    memory = Counter({k: v for k, v in counts.items() if k[1] in ("status", "smaps_rollup", "io")})
     return Counter({k: v for k, v in counts.items() if k not in memory}), memory
 
 
@@ -108,8 +110,10 @@ def test_steady_state_sample_opens_one_file_per_process(tmp_path, monkeypatch):
         expected = {(p, "stat") for p in live} | {(200 + step, "cgroup")}
         assert set(counts) == expected, set(counts) ^ expected
         assert set(counts.values()) == {1} and set(memory.values()) <= {1}
-        # VmHWM is read only for a process whose stat line changed (it ran) or is new.
+        # VmHWM and I/O are read only for a process whose stat line changed (it ran) or
+        # is new.
         assert {p for p, n in memory if n == "status"} <= {100 + step, 200 + step}
+        assert {p for p, n in memory if n == "io"} <= {100 + step, 200 + step}
         assert sorted(os.path.relpath(f, proc) for f in others) == sorted(SYSTEM_FILES)
         # The whole count, the figure an extra per-process read would change.
         assert len(counts) + len(others) == len(live) + 1 + len(SYSTEM_FILES)
@@ -131,9 +135,11 @@ def test_steady_state_sample_of_the_live_machine(monkeypatch):
             sample = s.sample()
             counts, others = per_process(rec.take(), "/proc")
             names = {name for _, name in counts}
-            # The job's processes (sidecar: all) also have their VmHWM (status) read when
-            # their stat changed, and their PSS (smaps_rollup) when due, within a budget.
-            assert names <= {"stat", "cgroup", "status", "smaps_rollup"}, names
+            # The job's processes (sidecar: all) also have their VmHWM (status) and I/O
+            # (io) read when their stat changed, and their PSS (smaps_rollup) when due,
+            # within a budget; net/dev once per network namespace.
+            assert names <= {"stat", "cgroup", "status", "smaps_rollup", "io", "net/dev"}, names
+            assert sum(n for (_, name), n in counts.items() if name == "net/dev") <= 4
             # An unchanged process shares its ProcessSample with the previous Sample.
             changed = {p.pid for p in sample.processes if id(p) not in before}
             for (pid, name), n in counts.items():
@@ -142,8 +148,8 @@ def test_steady_state_sample_of_the_live_machine(monkeypatch):
                 assert n == 1 or (name == "stat" and n == 2), (pid, name, n)
                 if name == "cgroup":
                     assert pid not in previous, f"cgroup of pid {pid} read again"
-                if name == "status":
-                    assert pid in changed, f"status of unchanged pid {pid} read"
+                if name in ("status", "io"):
+                    assert pid in changed, f"{name} of unchanged pid {pid} read"
             before = {id(p) for p in sample.processes}
             seen = {p.pid for p in sample.processes} | {os.getpid()}
             assert {p.pid for p in sleepers} <= seen
