@@ -272,9 +272,6 @@ class SchemaVersion(BaseModel):
         primary_key = False
 
 
-# --- alerts (schema version 10, resmon.store.alerts) ----------------------------
-
-
 class RunStep(BaseModel):
     """One step of a run made of several ``resmon collect --step NAME -- CMD`` pushes
     (schema version 11, :mod:`resmon.store.steps`): its own figures and its summary
@@ -300,6 +297,9 @@ class RunStep(BaseModel):
 
     class Meta:
         table_name = "run_steps"
+
+
+# --- alerts (schema version 10, resmon.store.alerts) ----------------------------
 
 
 class AlertRule(BaseModel):
