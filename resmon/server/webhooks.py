@@ -148,7 +148,7 @@ class Sender:
         if room <= 0:
             return 0
         handed = 0
-        for row_id, due_at in outbox.due(BATCH):
+        for row_id, due_at in outbox.due(BATCH, self.config.webhook_urls):
             with self._lock:
                 if row_id in self.in_flight or len(self.in_flight) >= POOL * 2:
                     continue

@@ -42,8 +42,12 @@ def backoff(attempts: int, first: float = BACKOFF_FIRST) -> float:
     return min(BACKOFF_MAX, first * 2 ** max(0, min(attempts - 1, 30)))
 
 
-def due(limit: int, now: datetime | None = None) -> list[tuple[int, datetime]]:
-    """The undelivered rows whose next attempt is due, oldest due first: (id, due at)."""
+def due(
+    limit: int, targets: tuple[str, ...] | None = None, now: datetime | None = None
+) -> list[tuple[int, datetime]]:
+    """The undelivered rows whose next attempt is due, oldest due first: (id, due at).
+    With ``targets``, only the rows for them: a URL taken out of the server's options
+    is no longer called (its rows stay, and go out again if it comes back)."""
     now = now or _now()
     query = (
         WebhookOutbox.select(WebhookOutbox.id, WebhookOutbox.next_attempt_at)
@@ -51,6 +55,8 @@ def due(limit: int, now: datetime | None = None) -> list[tuple[int, datetime]]:
         .order_by(WebhookOutbox.next_attempt_at, WebhookOutbox.id)
         .limit(limit)
     )
+    if targets is not None:
+        query = query.where(WebhookOutbox.target.in_(list(targets)))
     return [(int(i), at) for i, at in query.tuples()]
 
 
