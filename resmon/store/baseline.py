@@ -51,7 +51,6 @@ class BaselineOptions:
 # The figures compared, as columns of ``runs`` and ``run_containers``.
 _JOB_FIGURES = ("job_cpu_seconds", "job_cpu_cores_p95", "job_memory_bytes_peak", "duration_seconds")
 _CONTAINER_FIGURES = ("cpu_seconds", "cpu_cores_p95", "memory_bytes_peak")
-_METRICS = ("cpu_seconds", "cpu_cores_p95", "memory_bytes_peak", "duration_seconds")
 _SCOPE = (Run.organization, Run.repository, Run.workflow, Run.job)
 # A flagged figure as the regression event carries it.
 _EVENT_FIGURE = (
@@ -68,38 +67,61 @@ _EVENT_FIGURE = (
 
 
 def _statements(p: str) -> tuple[str, str]:
-    """The two SELECTs of a comparison, written out: peewee's query building cost more
-    than both queries together (profiled: 3.4 ms of a push against 1.5 without)."""
-    columns = ", ".join(("id", "received_at", *_JOB_FIGURES))
-    previous = (
-        f"SELECT {columns} FROM runs WHERE organization = {p} AND repository = {p} "
-        f"AND workflow = {p} AND job = {p} AND received_at >= {p} AND received_at <= {p} "
-        f"AND (received_at < {p} OR id < {p}) AND state = '{FINISHED}' "
-        f"ORDER BY received_at DESC, id DESC LIMIT {p}"
-    )
+    """The two SELECTs of a comparison, written out (peewee's query building cost more
+    than the queries: profiled, 3.4 ms of a push against 1.5 without), each run with
+    its containers' figures joined: one row per (run, container), a run without
+    containers once, its container columns NULL."""
+    figures = ", ".join(_JOB_FIGURES)
+    containers = ", ".join(f"c.{name}" for name in _CONTAINER_FIGURES)
     own = (
-        f"SELECT {columns}, organization, repository, workflow, job, state FROM runs WHERE id = {p}"
+        f"SELECT r.id, r.received_at, {', '.join(f'r.{f}' for f in _JOB_FIGURES)}, "
+        f"r.organization, r.repository, r.workflow, r.job, r.state, c.name, {containers} "
+        f"FROM runs r LEFT JOIN run_containers c ON c.run_id = r.id WHERE r.id = {p}"
+    )
+    previous = (
+        f"SELECT p.id, p.received_at, {', '.join(f'p.{f}' for f in _JOB_FIGURES)}, "
+        f"c.name, {containers} FROM ("
+        f"SELECT id, received_at, {figures} FROM runs WHERE organization = {p} "
+        f"AND repository = {p} AND workflow = {p} AND job = {p} AND received_at >= {p} "
+        f"AND received_at <= {p} AND (received_at < {p} OR id < {p}) AND state = '{FINISHED}' "
+        f"ORDER BY received_at DESC, id DESC LIMIT {p}) p "
+        f"LEFT JOIN run_containers c ON c.run_id = p.id ORDER BY p.received_at DESC, p.id DESC"
     )
     return own, previous
 
 
-def _figures(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {**dict(zip(_METRICS, row[2:6], strict=True)), "containers": {}}
+_SQL: dict[str, tuple[str, str]] = {}
 
 
-def _add_containers(runs: dict[int, dict[str, Any]]) -> None:
-    db = database_proxy.obj
-    ids = list(runs)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ", ".join([db.param] * len(chunk))
-        cursor = db.execute_sql(
-            f"SELECT run_id, name, {', '.join(_CONTAINER_FIGURES)} FROM run_containers "
-            f"WHERE run_id IN ({marks})",
-            chunk,
-        )
-        for run_pk, name, *values in cursor.fetchall():
-            runs[run_pk]["containers"][name] = dict(zip(_CONTAINER_FIGURES, values, strict=True))
+def _runs(rows: list[tuple[Any, ...]], at: int) -> list[dict[str, Any]]:
+    """The runs of joined rows, in their order: each one's figures and ``containers``
+    (name -> figures); the container columns start at ``at``."""
+    runs: list[dict[str, Any]] = []
+    last = None
+    containers: dict[str, Any] = {}
+    for row in rows:
+        if row[0] != last:
+            last = row[0]
+            containers = {}
+            runs.append(
+                {
+                    "id": row[0],
+                    "received_at": row[1],
+                    "cpu_seconds": row[2],
+                    "cpu_cores_p95": row[3],
+                    "memory_bytes_peak": row[4],
+                    "duration_seconds": row[5],
+                    "containers": containers,
+                }
+            )
+        name = row[at]
+        if name is not None:
+            containers[name] = {
+                "cpu_seconds": row[at + 1],
+                "cpu_cores_p95": row[at + 2],
+                "memory_bytes_peak": row[at + 3],
+            }
+    return runs
 
 
 def compare_stored_run(run_pk: int, options: BaselineOptions) -> dict[str, Any] | None:
@@ -109,20 +131,23 @@ def compare_stored_run(run_pk: int, options: BaselineOptions) -> dict[str, Any] 
     if options.runs < 1:
         return None
     db = database_proxy.obj
-    own_sql, previous_sql = _statements(db.param)
-    own = db.execute_sql(own_sql, (run_pk,)).fetchone()
-    if own is None or own[10] != FINISHED:
+    statements = _SQL.get(db.param)
+    if statements is None:
+        statements = _SQL[db.param] = _statements(db.param)
+    own_sql, previous_sql = statements
+    cursor = db.execute_sql(own_sql, (run_pk,))
+    own_rows = cursor.fetchall()
+    if not own_rows or own_rows[0][10] != FINISHED:
         return None
+    own = own_rows[0]
     at = Run.received_at.python_value(own[1])
     if isinstance(at, str):  # a stored time peewee's formats do not read: no window
         return None
     params = (*own[6:10], at - options.window, at, at, run_pk, options.runs)
-    previous = db.execute_sql(previous_sql, params).fetchall()
-    runs = {row[0]: _figures(row) for row in (own[:6], *previous)}
-    _add_containers(runs)
-    current = runs.pop(run_pk)
-    comparison = compare_run(current, list(runs.values()), options.thresholds)
-    first = Run.received_at.python_value(previous[-1][1]) if previous else None
+    previous = _runs(db.execute_sql(previous_sql, params).fetchall(), 6)
+    current = _runs(own_rows, 11)[0]
+    comparison = compare_run(current, previous, options.thresholds)
+    first = Run.received_at.python_value(previous[-1]["received_at"]) if previous else None
     return {
         **comparison,
         "window_days": options.window.total_seconds() / 86400,
