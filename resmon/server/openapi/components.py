@@ -129,13 +129,13 @@ SCHEMAS: dict[str, Any] = {
                 "items": {"$ref": "#/components/schemas/Container"},
             },
             "context": {
-                "type": "object",
+                "type": ["object", "null"],
                 "description": "resmon's: the run's context (ref, branch, sha, event, "
                 "run_attempt, runner_name, runner_labels, pod, namespace, node), strings.",
                 "additionalProperties": {"type": ["string", "null"]},
             },
             "step": {
-                "type": "object",
+                "type": ["object", "null"],
                 "required": ["name"],
                 "description": "resmon's: this summary is one step of a job (resmon collect "
                 "--step NAME); the server merges the steps of one run id and attempt into "
@@ -143,7 +143,7 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 255}},
             },
             "steps": {
-                "type": "array",
+                "type": ["array", "null"],
                 "description": "resmon's: the run's steps or marked segments, in order.",
                 "items": {"type": "object"},
             },
