@@ -169,3 +169,47 @@ def run_charts(
             }
         )
     return out
+
+
+def _group_label(row: dict[str, Any], fields: tuple[str, ...]) -> str:
+    # The repository already names its organisation ("org/repo").
+    shown = [f for f in fields if not (f == "organization" and "repository" in fields)]
+    return " · ".join(str(row.get(f) or "") for f in shown)
+
+
+def usage_charts(answer: dict[str, Any], fields: tuple[str, ...], groups: int) -> list[dict]:
+    """CPU-hours and GiB-hours per day (or hour) of the first ``groups`` groups of a
+    :func:`resmon.store.usage.usage` answer, a series each; a bucket a group has no
+    row for is a gap."""
+    rows = answer.get("rows") or []
+    if not rows:
+        return []
+    buckets = sorted({r["bucket"] for r in rows})
+    x = [epoch(b if "T" in b else b + "T00:00:00Z") for b in buckets]
+    index = {b: i for i, b in enumerate(buckets)}
+    series: dict[str, dict[str, list[Any]]] = {}
+    for r in rows:
+        label = _group_label(r, fields)
+        if label not in series:
+            if len(series) >= groups:
+                continue
+            series[label] = {"cpu": [None] * len(x), "gib": [None] * len(x)}
+        series[label]["cpu"][index[r["bucket"]]] = r.get("cpu_hours")
+        series[label]["gib"][index[r["bucket"]]] = r.get("gib_hours")
+    span = "hour" if answer.get("granularity") == "hour" else "day"
+    return [
+        _chart(
+            "usage-cpu",
+            f"CPU-hours per {span}",
+            "hours",
+            x,
+            [_series(name, s["cpu"], "group") for name, s in series.items()],
+        ),
+        _chart(
+            "usage-gib",
+            f"GiB-hours per {span} (memory peak × duration)",
+            "hours",
+            x,
+            [_series(name, s["gib"], "group") for name, s in series.items()],
+        ),
+    ]

@@ -5,12 +5,13 @@
     GET /job?org=&repo=&workflow=&job=
     GET /runs/<id>
     GET /live
-    GET /usage?metric=&period=
+    GET /usage?by=&period=&metric=
     GET /alerts
 
 Every figure comes from :mod:`resmon.store.history` (jobs, runs, trends, top),
 :mod:`resmon.store.advice` (recommendations), :mod:`resmon.store.baseline`
-(comparisons, flagged runs), :mod:`resmon.store.alerts` (rules and states) and :mod:`resmon.store.live_view` (running runs,
+(comparisons, flagged runs), :mod:`resmon.store.usage` (CPU- and GiB-hours),
+:mod:`resmon.store.alerts` (rules and states) and :mod:`resmon.store.live_view` (running runs,
 samples): a page computes nothing of its own, it lays out what the read API
 answers.  Every page is limited to :func:`resmon.server.read_scope.read_org`: a
 job or run of another organisation is a 404 like one that does not exist, and
@@ -35,8 +36,8 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from peewee import InterfaceError, OperationalError
 
 from resmon.query.kube_yaml import resources_yaml
-from resmon.server.read_scope import may_read, read_org, visible, visible_suggestions
-from resmon.store import advice, alerts, baseline, history, live_view
+from resmon.server.read_scope import may_read, read_org, visible_suggestions
+from resmon.store import advice, alerts, baseline, history, live_view, usage
 from resmon.store.models import RunRegression
 from resmon.web import charts
 from resmon.web.auth import page_access
@@ -67,6 +68,14 @@ JOB_SORTS = {
 }
 USAGE_METRICS = {"cpu": "CPU time", "memory": "Memory peak", "duration": "Run time"}
 USAGE_PERIODS = ("1d", "7d", "30d", "90d")
+USAGE_BY_LABELS = {
+    "org": "organisation",
+    "repo": "repository",
+    "workflow": "workflow",
+    "job": "job",
+}
+USAGE_TABLE_ROWS = 500
+CHARTED_GROUPS = 10
 ALERT_STATES_SHOWN = 500
 # The jobs list's recommendation column: a job's answer is kept until the job gets a
 # new run or RECOMMENDATION_TTL passes (its 30-day window moves), so a list page asks
@@ -329,15 +338,24 @@ def live() -> str:
 
 
 @bp.get("/usage")
-def usage() -> str:
+def usage_page() -> str:
     metric = _choice("metric", USAGE_METRICS, "cpu")
     period = _choice("period", USAGE_PERIODS, "7d")
-    answer = history.top(metric, period=period, limit=100)
-    rows = visible(answer["jobs"])[:USAGE_ROWS]
+    by = _choice("by", usage.USAGE_BY, "repo")
+    scoped = read_org()
+    granularity = "hour" if period == "1d" else "day"
+    used = usage.usage(by, period, granularity, organization=scoped)
+    top = history.top(metric, period=period, limit=USAGE_ROWS, organization=scoped)
     return render_template(
         "usage.html",
-        top=answer,
-        rows=rows,
+        top=top,
+        rows=top["jobs"],
+        usage=used,
+        usage_rows=used["rows"][:USAGE_TABLE_ROWS],
+        charts=charts.usage_charts(used, usage.USAGE_BY[by], CHARTED_GROUPS),
+        charted_groups=CHARTED_GROUPS,
+        by=by,
+        by_choices=USAGE_BY_LABELS,
         metric=metric,
         metrics=USAGE_METRICS,
         period=period,

@@ -36,12 +36,13 @@ def pages(site) -> dict[str, str]:
         "run-running": f"/runs/{site.running_run}",
         "live": "/live",
         "usage": "/usage",
+        "usage-by-job": "/usage?by=job&period=30d&metric=memory",
         "alerts": "/alerts",
     }
 
 
 # The charts each page draws at least.
-CHARTS = {"job": 2, "run": 4, "run-running": 2}
+CHARTS = {"job": 2, "run": 4, "run-running": 2, "usage": 2, "usage-by-job": 2}
 
 PIXELS_DRAWN = """
 (holder) => {
@@ -64,7 +65,17 @@ def _load(context, url, name):
     return page, watch
 
 
-PAGE_NAMES = ["jobs", "jobs-by-memory", "job", "run", "run-running", "live", "usage", "alerts"]
+PAGE_NAMES = [
+    "jobs",
+    "jobs-by-memory",
+    "job",
+    "run",
+    "run-running",
+    "live",
+    "usage",
+    "usage-by-job",
+    "alerts",
+]
 
 
 @pytest.mark.parametrize("name", PAGE_NAMES)

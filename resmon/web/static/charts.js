@@ -19,11 +19,20 @@
 
   function formatter(unit) {
     if (unit === "bytes") return bytes;
+    if (unit === "hours") return function (v) { return v == null ? "–" : (v < 10 ? v.toFixed(2) : v.toFixed(0)) + " h"; };
     if (unit === "percent") return function (v) { return v == null ? "–" : v.toFixed(0) + " %"; };
     return function (v) { return v == null ? "–" : (v < 10 ? v.toFixed(2) : v.toFixed(1)); };
   }
 
-  function seriesOptions(s) {
+  // Series of groups (usage by organisation, repository...): told apart by colour;
+  // these read on both the light and the dark background.
+  var PALETTE = ["#2f81f7", "#e8590c", "#2b9a66", "#c2255c", "#8c6bd1", "#b08800", "#0b98b8", "#d6336c", "#5c940d", "#868e96"];
+
+  function seriesOptions(s, i) {
+    if (s.style === "group") {
+      var c = PALETTE[i % PALETTE.length];
+      return { label: s.label, stroke: c, width: 1.5, spanGaps: false, points: { show: true, size: 5, fill: c } };
+    }
     var colour = {
       p95: css("--avg"), avg: css("--avg"), peak: css("--peak"), max: css("--peak"),
       limit: css("--limit"), flag: css("--flag")
@@ -47,7 +56,7 @@
     var fmt = formatter(spec.unit);
     var axis = { stroke: css("--muted"), grid: { stroke: css("--line"), width: 1 }, ticks: { stroke: css("--line") } };
     var yAxis = Object.assign({}, axis, {
-      size: spec.unit === "bytes" ? 70 : 50,
+      size: spec.unit === "bytes" ? 72 : (spec.unit === "hours" ? 64 : 50),
       values: function (u, vals) { return vals.map(fmt); }
     });
     var opts = {
@@ -55,8 +64,8 @@
       height: holder.clientWidth < 500 ? 180 : 220,
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.08 : 1]; } } },
       axes: [Object.assign({}, axis, { space: 60 }), yAxis],
-      series: [{ label: "time", value: "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}" }].concat(spec.series.map(function (s) {
-        var o = seriesOptions(s);
+      series: [{ label: "time", value: "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}" }].concat(spec.series.map(function (s, i) {
+        var o = seriesOptions(s, i);
         o.value = function (u, v) { return fmt(v); };
         return o;
       })),
