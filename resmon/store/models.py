@@ -460,8 +460,17 @@ class RollupJob(BaseModel):
 
     class Meta:
         table_name = "rollup_jobs"
-        # Every read takes a range of (span, bucket); a pass replaces one job's bucket.
-        indexes = ((("span", "bucket", "organization", "repository", "workflow", "job"), True),)
+        # Every read of a period takes a range of (span, bucket); a pass replaces one
+        # job's bucket.  The second covers the jobs list (each job's run count and last
+        # run over its daily rows, in order, from the index alone: 37 -> 17 ms at 200
+        # jobs x 91 days).
+        indexes = (
+            (("span", "bucket", "organization", "repository", "workflow", "job"), True),
+            (
+                ("span", "organization", "repository", "workflow", "job", "runs", "last_run_pk"),
+                False,
+            ),
+        )
 
 
 class RollupContainer(BaseModel):
