@@ -288,8 +288,9 @@ def current_org() -> str | None:
     """The organisation the page is limited to (None: every one); a Jinja global."""
     try:
         return read_scope.read_org()
-    except ApiError:  # not signed in: nothing to show
-        return None
+    except ApiError:  # a page without the read check (the login page): the session's
+        signed = session.current()
+        return signed.organization if signed is not None else None
 
 
 def signed_in() -> bool:

@@ -237,6 +237,10 @@ def test_an_org_session_sees_only_its_organisation(server):
     page = s.get(server.url + "/jobs", timeout=10)
     assert page.status_code == 200 and "acme/widgets" in page.text
     assert "globex" not in page.text
+    # The account block names the organisation, on the login page too.
+    for path in ("/jobs", "/login"):
+        html = s.get(server.url + path, timeout=10).text
+        assert '<span class="account-org">acme</span>' in html, path
     # The session reads; it never mints (no POST takes the cookie).
     r = s.post(
         server.url + "/api/v1/token", json={"kind": "read", "organization": "acme"}, timeout=10
