@@ -46,6 +46,13 @@ def _seconds(value: Any) -> float | None:
         return None
 
 
+def _pair(step: Mapping[str, Any], first: str, second: str) -> str:
+    values = [step.get(first), step.get(second)]
+    if all(v is None for v in values):
+        return ""
+    return " / ".join(format_bytes(v) if isinstance(v, (int, float)) else "–" for v in values)
+
+
 def steps_lines(summary: Mapping[str, Any]) -> list[str]:
     """A table of the run's steps: name, start (from the run's start), duration,
     CPU-seconds and memory peak; nothing without steps."""
@@ -54,9 +61,15 @@ def steps_lines(summary: Mapping[str, Any]) -> list[str]:
         return []
     origin = _seconds(summary.get("start_time"))
     marked = any(s.get("source") == "mark" for s in steps)
+    disk = any(s.get("disk_read_bytes") is not None for s in steps)
+    net = any(s.get("net_rx_bytes") is not None for s in steps)
     lines = [
-        "| step | start | duration | CPU-s | memory peak |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| step | start | duration | CPU-s | memory peak |"
+        + (" disk read / written |" if disk else "")
+        + (" network in / out |" if net else ""),
+        "| --- | ---: | ---: | ---: | ---: |"
+        + (" ---: |" if disk else "")
+        + (" ---: |" if net else ""),
     ]
     for step in steps:
         start = _seconds(step.get("start_time"))
@@ -70,6 +83,8 @@ def steps_lines(summary: Mapping[str, Any]) -> list[str]:
             f"{format_duration(step.get('duration_seconds'))} | "
             f"{f'{cpu:.2f}' if isinstance(cpu, (int, float)) else ''} | "
             f"{format_bytes(peak) if isinstance(peak, (int, float)) else ''} |"
+            + (f" {_pair(step, 'disk_read_bytes', 'disk_write_bytes')} |" if disk else "")
+            + (f" {_pair(step, 'net_rx_bytes', 'net_tx_bytes')} |" if net else "")
         )
     note = (
         "Steps marked with `resmon collect --mark` (each ends where the next starts)."

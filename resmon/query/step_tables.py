@@ -48,15 +48,13 @@ def steps_table(steps: list[Mapping[str, Any]]) -> Table:
     """One row per step: name, start (from the first step's), duration, CPU-s, memory
     peak, and the share of the run's CPU time each took."""
     table = Table(title="Steps", title_justify="left", expand=False)
-    for header, justify in (
-        ("Step", "left"),
-        ("Start", "right"),
-        ("Duration", "right"),
-        ("CPU-s", "right"),
-        ("CPU share", "right"),
-        ("Memory peak", "right"),
-    ):
-        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    disk = any(s.get("disk_read_bytes") is not None for s in steps)
+    net = any(s.get("net_rx_bytes") is not None for s in steps)
+    headers = ["Step", "Start", "Duration", "CPU-s", "CPU share", "Memory peak"]
+    headers += ["Disk r / w"] if disk else []
+    headers += ["Net in / out"] if net else []
+    for header in headers:
+        table.add_column(header, justify="left" if header == "Step" else "right", no_wrap=True)
     starts = [to_datetime(s.get("start_time")) for s in steps]
     known = [s for s in starts if s is not None]
     first = min(known) if known else None
@@ -64,12 +62,22 @@ def steps_table(steps: list[Mapping[str, Any]]) -> Table:
     for step in steps:
         cpu = step.get("cpu_seconds")
         share = f"{100 * float(cpu) / total:.0f} %" if cpu is not None and total > 0 else NONE
-        table.add_row(
+        cells = [
             str(step.get("name") or NONE),
             _offset(step.get("start_time"), first),
             fmt_duration(step.get("duration_seconds")),
             f"{float(cpu):.2f}" if cpu is not None else NONE,
             share,
             fmt_bytes(step.get("memory_bytes_peak")),
-        )
+        ]
+        if disk:
+            cells.append(
+                f"{fmt_bytes(step.get('disk_read_bytes'))} / "
+                f"{fmt_bytes(step.get('disk_write_bytes'))}"
+            )
+        if net:
+            cells.append(
+                f"{fmt_bytes(step.get('net_rx_bytes'))} / {fmt_bytes(step.get('net_tx_bytes'))}"
+            )
+        table.add_row(*cells)
     return table

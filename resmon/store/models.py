@@ -293,6 +293,12 @@ class RunStep(BaseModel):
     memory_bytes_peak = BigIntegerField(null=True)
     memory_kind = CharField(max_length=16, null=True)
     exit_code = IntegerField(null=True)
+    # The step's disk and network bytes, where its collector measured them (job.io,
+    # job.network of its summary).
+    disk_read_bytes = BigIntegerField(null=True)
+    disk_write_bytes = BigIntegerField(null=True)
+    net_rx_bytes = BigIntegerField(null=True)
+    net_tx_bytes = BigIntegerField(null=True)
     payload = TextField()  # the step's run summary as JSON text
 
     class Meta:

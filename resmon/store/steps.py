@@ -59,6 +59,17 @@ STEP_COLUMNS = (
     "memory_bytes_peak",
     "memory_kind",
     "exit_code",
+    "disk_read_bytes",
+    "disk_write_bytes",
+    "net_rx_bytes",
+    "net_tx_bytes",
+)
+# A step's I/O columns: (column, the job block's object, its field).
+IO_COLUMNS = (
+    ("disk_read_bytes", "io", "read_bytes"),
+    ("disk_write_bytes", "io", "write_bytes"),
+    ("net_rx_bytes", "network", "rx_bytes"),
+    ("net_tx_bytes", "network", "tx_bytes"),
 )
 
 
@@ -108,7 +119,13 @@ def step_row(summary: dict[str, Any]) -> dict[str, Any]:
     command = summary.get("command") if isinstance(summary.get("command"), dict) else {}
     exit_code = command.get("exit_code")
     cpu = figures["job_cpu_seconds"]
+    job = summary.get("job") if isinstance(summary.get("job"), dict) else {}
+    io = {
+        column: bigint(job[block].get(field)) if isinstance(job.get(block), dict) else None
+        for column, block, field in IO_COLUMNS
+    }
     return {
+        **io,
         "name": name(step_name(summary)) or "step",
         "start_time": _naive(summary.get("start_time")),
         "end_time": _naive(summary.get("end_time")),
@@ -403,12 +420,54 @@ def _merge_job(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
     for key in ("limit_cpu_cores", "limit_memory_bytes"):
         values = [j.get(key) for j, _ in jobs if number(j.get(key)) is not None]
         job[key] = max(values) if values else None
+    for block in ("io", "network"):
+        merged = _merge_io([(j.get(block), n) for j, n in jobs])
+        if merged is not None:
+            job[block] = merged
     return job
 
 
+def _merge_io(parts: list[tuple[Any, int]]) -> dict[str, Any] | None:
+    """The steps' disk or network blocks: byte totals summed, rates merged as any
+    statistic, sources and namespaces as the steps had them."""
+    blocks = [(b, n) for b, n in parts if isinstance(b, dict)]
+    if not blocks:
+        return None
+    out: dict[str, Any] = {}
+    keys = {k for b, _ in blocks for k in b}
+    for key in sorted(keys):
+        values = [b.get(key) for b, _ in blocks]
+        if key.endswith("_per_second"):
+            stat = _merge_stat([(b.get(key), n) for b, n in blocks])
+            if stat is not None:
+                out[key] = stat
+        elif key.endswith("_bytes"):
+            total = _sum(values)
+            if total is not None:
+                out[key] = int(total)
+        elif key == "sources":
+            out[key] = sorted(
+                {s for v in values if isinstance(v, list) for s in v if isinstance(s, str)}
+            )
+        elif key == "namespaces":
+            known = [bigint(v) for v in values if bigint(v) is not None]
+            if known:
+                out[key] = max(known)
+    return out
+
+
 def _merge_top(summaries: list[dict[str, Any]], key: str, figure: str) -> list[dict[str, Any]]:
-    procs = [p for s in summaries for p in s.get(key) or () if isinstance(p, dict)]
-    procs.sort(key=lambda p: -(number(p.get(figure)) or 0.0))
+    best: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for s in summaries:
+        for p in s.get(key) or ():
+            if not isinstance(p, dict):
+                continue
+            ident = (p.get("pid"), p.get("name"))
+            if ident not in best or (number(p.get(figure)) or 0.0) > (
+                number(best[ident].get(figure)) or 0.0
+            ):
+                best[ident] = p  # one process seen by two steps is listed once
+    procs = sorted(best.values(), key=lambda p: -(number(p.get(figure)) or 0.0))
     return procs[:MERGED_TOP]
 
 
@@ -416,7 +475,6 @@ def step_entry(summary: dict[str, Any]) -> dict[str, Any]:
     """A step as the merged summary lists it: its name, times and own figures."""
     row = step_row(summary)
     command = summary.get("command") if isinstance(summary.get("command"), dict) else {}
-    job = summary.get("job") if isinstance(summary.get("job"), dict) else {}
     entry: dict[str, Any] = {
         "name": row["name"],
         "start_time": summary.get("start_time"),
@@ -431,10 +489,10 @@ def step_entry(summary: dict[str, Any]) -> dict[str, Any]:
         entry["command"] = command["name"]
     if row["exit_code"] is not None:
         entry["exit_code"] = row["exit_code"]
-    # The step's disk and network figures, where its collector measured them.
-    for key in ("io", "disk", "network"):
-        if isinstance(job.get(key), dict):
-            entry[key] = job[key]
+    # The step's disk and network bytes, where its collector measured them.
+    for column, _, _ in IO_COLUMNS:
+        if row[column] is not None:
+            entry[column] = row[column]
     return entry
 
 
@@ -508,5 +566,8 @@ def steps_of_run(run_pk: int, payload: Any) -> list[dict[str, Any]]:
             entry[key] = number(item.get(key))
         for key in ("sample_count", "memory_bytes_peak"):
             entry[key] = bigint(item.get(key))
+        for column, _, _ in IO_COLUMNS:
+            if item.get(column) is not None:
+                entry[column] = bigint(item.get(column))
         out.append(entry)
     return out

@@ -184,3 +184,45 @@ def test_a_step_needs_a_start_time_and_context_strings():
         validate_push(sample_payload("1", context={"branch": 3}))
     with pytest.raises(PayloadError, match="steps must be a list"):
         validate_push(sample_payload("1", steps={"a": 1}))
+
+
+def test_steps_carry_their_disk_and_network_bytes(database):
+    rate = {"peak": 10.0, "p99": 9.0, "p95": 8.0, "p75": 5.0, "p50": 2.0, "avg": 3.0}
+    for i, body in enumerate(STEPS[:2]):
+        job = body["run_summary"]["job"]
+        job["io"] = {
+            "sources": ["io.stat"],
+            "read_bytes": 100 * (i + 1),
+            "write_bytes": 1000 * (i + 1),
+            "read_bytes_per_second": rate,
+            "write_bytes_per_second": rate,
+        }
+        job["network"] = {"namespaces": 1, "rx_bytes": 7 + i, "tx_bytes": 9 + i}
+    try:
+        run_pk = [store_push(validate_push(b)).id for b in STEPS][0]
+    finally:
+        for body in STEPS[:2]:
+            body["run_summary"]["job"].pop("io")
+            body["run_summary"]["job"].pop("network")
+    run = history.get_run(run_pk)
+    io = [(s["disk_read_bytes"], s["disk_write_bytes"], s["net_rx_bytes"]) for s in run["steps"]]
+    assert io == [(100, 1000, 7), (200, 2000, 8), (None, None, None)]
+    job = run["payload"]["job"]
+    assert (job["io"]["read_bytes"], job["io"]["write_bytes"]) == (300, 3000)
+    assert job["io"]["read_bytes_per_second"]["peak"] == 10.0
+    assert (job["network"]["rx_bytes"], job["network"]["tx_bytes"]) == (15, 19)
+
+    from io import StringIO
+
+    from rich.console import Console
+
+    from resmon.collect.report import render_markdown
+    from resmon.query.tables import run_view
+
+    text = render_markdown(run["payload"])
+    assert "| build | +0s | 1m 0s | 30.00 | 500 B | 100 B / 1000 B | 7 B / 9 B |" in text
+    out = StringIO()
+    Console(file=out, width=140).print(run_view(run))
+    shown = out.getvalue()
+    assert "Steps" in shown and "package" in shown and "Disk r / w" in shown
+    assert "main @ abc" in shown

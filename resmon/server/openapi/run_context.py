@@ -41,6 +41,10 @@ STEP_ROW: dict[str, Any] = {
         "memory_bytes_peak": {**INTEGER, "description": "The step's own memory peak."},
         "memory_kind": NAME,
         "exit_code": INTEGER,
+        "disk_read_bytes": {**INTEGER, "description": "The step's disk reads, where measured."},
+        "disk_write_bytes": {**INTEGER, "description": "The step's disk writes."},
+        "net_rx_bytes": {**INTEGER, "description": "The step's network bytes received."},
+        "net_tx_bytes": {**INTEGER, "description": "The step's network bytes sent."},
     },
 }
 STEPS = {
