@@ -43,7 +43,7 @@ from resmon.store import live
 from resmon.store.derive import derive, scoped_idempotency_key, sha256_hex
 from resmon.store.events import append_event
 from resmon.store.job_figures import job_columns
-from resmon.store.models import ContainerStat, Run, RunStep, database_proxy
+from resmon.store.models import ContainerStat, Run, RunRegression, RunStep, database_proxy
 from resmon.store.values import bigint, name, number
 
 # The top processes the merged summary keeps (per list), as a collector's --top would.
@@ -285,6 +285,9 @@ def _update_run(
     )
     Run.update(**columns).where(Run.id == run_pk).execute()
     ContainerStat.delete().where(ContainerStat.run == run_pk).execute()
+    # Flags of an earlier step's comparison are of figures the run no longer has: the
+    # push's answer compares the run as it is now and flags it again where it must.
+    RunRegression.delete().where(RunRegression.run == run_pk).execute()
     if derived.containers:
         ContainerStat.insert_many([{**c, "run": run_pk} for c in derived.containers]).execute()
     data = live.finished_data(run_pk, columns | {"run_id": execution["run_id"]})

@@ -226,3 +226,20 @@ def test_steps_carry_their_disk_and_network_bytes(database):
     shown = out.getvalue()
     assert "Steps" in shown and "package" in shown and "Disk r / w" in shown
     assert "main @ abc" in shown
+
+
+def test_a_later_step_clears_the_flags_of_the_run_as_it_was(database):
+    from resmon.store.models import RunRegression
+
+    run_pk = store_push(validate_push(STEPS[0])).id
+    RunRegression.insert(
+        run=run_pk,
+        received_at=Run.get_by_id(run_pk).received_at,
+        metric="cpu_seconds",
+        value=30.0,
+        median=10.0,
+        mad=1.0,
+        baseline_runs=5,
+    ).execute()
+    store_push(validate_push(STEPS[1]))
+    assert RunRegression.select().where(RunRegression.run == run_pk).count() == 0
