@@ -214,7 +214,9 @@ def _job_groups(
     counts: dict[tuple[str, ...], list[int]] = {}
     group = [(name, name, f"r.{name}") for name in rollups.SCOPE]
     cover = rollups.cover(None, None, edge=rollups.horizon())
-    combined = rollups.combined_sql(group, _COUNT_COLUMNS, cover, organization, repository)
+    combined = rollups.combined_sql(
+        group, _COUNT_COLUMNS, cover, organization, repository, by_scope_index=True
+    )
     db = database_proxy
     if combined is not None:
         for org, repo, workflow, job, runs, last in db.execute_sql(*combined).fetchall():

@@ -456,11 +456,15 @@ def combined_sql(
     c: Cover,
     organization: str | None = None,
     repository: str | None = None,
+    *,
+    by_scope_index: bool = False,
 ) -> tuple[str, list[Any]] | None:
     """One query over the rollup rows a cover takes and the runs it reads, grouped by
     ``group`` (``(answer name, expression over a rollup row, expression over runs r)``),
     each of ``columns`` combined: the answer is the same as from the runs alone.
-    ``organization`` and ``repository`` filter as :func:`scope_filter` does."""
+    ``organization`` and ``repository`` filter as :func:`scope_filter` does;
+    ``by_scope_index`` lets SQLite group the rollup rows in the order of the covering
+    (span, scope) index (the jobs list: every daily row, no period)."""
     parts: list[str] = []
     params: list[Any] = []
     names = [name for name, _, _ in columns]
@@ -468,11 +472,18 @@ def combined_sql(
     rw = rollup_where(c)
     if rw is not None:
         fsql, fparams = scope_filter("", organization, repository)
-        parts.append(
+        part = (
             "SELECT "
             + ", ".join([f"{g[1]} AS {g[0]}" for g in group] + names)
             + f" FROM rollup_jobs WHERE {rw[0]} AND {fsql}"
         )
+        if not (by_scope_index or postgres()):
+            # SQLite: a subquery with a LIMIT is not flattened into the grouping, so
+            # the (span, bucket) range is read, never every row of a span in scope
+            # order (the covering index only the jobs list wants: ``by_scope_index``).
+            # An hour's usage by org at 1,000,000 runs: 956 ms -> a few ms.
+            part = f"SELECT * FROM ({part} LIMIT -1) rollup_rows"
+        parts.append(part)
         params += rw[1] + fparams
     runs = runs_where(c)
     if runs is not None:
