@@ -77,9 +77,9 @@ class SampleCompactor:
                 continue
             # Disk per container; network per namespace (each counted once).
             net_counted = c.net is None or c.net.namespace in namespaces
-            for key, value in io.items():
+            for key, total in io.items():
                 if key.startswith("io_") or not net_counted:
-                    job_io[key] = job_io.get(key, 0) + value
+                    job_io[key] = job_io.get(key, 0) + total
             if c.net is not None:
                 namespaces.add(c.net.namespace)
             self._job_seconds[name] = c.cpu_seconds

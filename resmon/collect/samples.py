@@ -253,8 +253,7 @@ def add_io_fields(out: dict[str, Any], c: ContainerSample) -> None:
         out["net_tx_bytes_per_second"] = _rate(net.tx_rate)
         out["net_loopback_rx_bytes"] = net.loopback_rx_bytes
         out["net_loopback_tx_bytes"] = net.loopback_tx_bytes
-        if c.net_shared_with:
-            out["net_shared_with"] = list(c.net_shared_with)
+        # (Which containers share the namespace is said once, in the run summary.)
 
 
 @dataclass

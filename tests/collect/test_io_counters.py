@@ -382,3 +382,76 @@ def test_a_container_without_net_dev_has_no_network_figures(tmp_path):
     sample = w.sample()
     assert sample.containers["/groupA"].net is None
     assert job_network([], 1) is None
+
+
+def test_the_blkio_counter_of_a_v1_container(tmp_path):
+    root = tmp_path / "cgroup"
+    blkio = root / "blkio"
+    (blkio / "groupA").mkdir(parents=True)
+    (blkio / "release_agent").write_text("")  # the hierarchy's root (the machine)
+    (blkio / "blkio.throttle.io_service_bytes").write_text("Total 0\n")
+    counter = blkio / "groupA" / "blkio.throttle.io_service_bytes_recursive"
+    counter.write_text("8:0 Read 0\n8:0 Write 0\nTotal 0\n")
+    w = IOProc(tmp_path)
+    w.sampler = Sampler(SamplerConfig(proc_path=str(w.fp.root), cgroup_path=str(root)))
+    w.add(10, "db", cgroup="5:blkio:/groupA\n")
+    w.sample()
+    counter.write_text(f"8:0 Read {MiB}\n8:0 Write {2 * MiB}\nTotal {3 * MiB}\n")
+    w.write(10, MiB)  # a buffered write the v1 counter does not see
+    io = w.sample().containers["/groupA"].io
+    assert io.source == "blkio"
+    assert (io.kernel.read_bytes, io.kernel.write_bytes) == (MiB, 2 * MiB)
+    assert io.proc.write_bytes == MiB
+
+
+def test_io_follows_a_container_renamed_by_the_process_map(tmp_path):
+    w = IOProc(tmp_path)
+    w.sampler = Sampler(
+        SamplerConfig(
+            proc_path=str(w.fp.root),
+            cgroup_path=str(tmp_path / "none"),
+            process_map={"postgres": "db"},
+        )
+    )
+    w.add(10, "sh")
+    acc = RunAccumulator()
+    acc.add(w.sample())
+    w.write(10, 3 * MiB)
+    acc.add(w.sample())
+    w.add(11, "postgres", ppid=10)  # the mapped process: the group is "db" from now on
+    w.write(11, 2 * MiB)
+    renamed = w.sample()
+    acc.add(renamed)
+    assert renamed.renamed == {"/groupA": "db"}
+    assert renamed.containers["db"].io.proc.write_bytes == 5 * MiB
+    (entry,) = [c for c in acc.run_summary()["containers"] if c["name"] == "db"]
+    assert entry["io"]["write_bytes"] == 5 * MiB
+
+
+def test_live_samples_carry_io_totals_and_count_a_namespace_once(tmp_path):
+    from resmon.collect.live_samples import SampleCompactor
+
+    w = IOProc(tmp_path)
+    w.add(10, "app", cgroup=A)
+    w.add(20, "sidecar", cgroup=B)
+    for pid in (10, 20):
+        d = w.fp.root / str(pid) / "net"
+        w.files.append(
+            lambda d=d: (d.mkdir(exist_ok=True), (d / "dev").write_text(NET_DEV.format(**dev)))
+        )
+    dev = {"lo": 0, "rx": 0, "tx": 0}
+    compactor = SampleCompactor()
+    compactor.compact(w.sample())
+    w.write(10, 2 * MiB)
+    w.write(20, MiB)
+    dev.update(rx=3 * MiB, tx=MiB)
+    live = compactor.compact(w.sample())
+    a, b = live["containers"]["/groupA"], live["containers"]["/groupB"]
+    assert (a["io_write_bytes"], b["io_write_bytes"]) == (2 * MiB, MiB)
+    # Two files of one fixture tree are two namespaces here; each container its own.
+    assert (a["net_rx_bytes"], b["net_rx_bytes"]) == (3 * MiB, 3 * MiB)
+    job = live["job"]
+    assert job["io_write_bytes"] == 3 * MiB
+    assert job["net_rx_bytes"] == 6 * MiB
+    memories = [c["memory_bytes"] for c in live["containers"].values() if c["memory_bytes"]]
+    assert job["memory_bytes"] == sum(memories)  # not overwritten by the I/O sums
