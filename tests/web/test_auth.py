@@ -237,6 +237,15 @@ def test_an_org_session_sees_only_its_organisation(server):
     page = s.get(server.url + "/jobs", timeout=10)
     assert page.status_code == 200 and "acme/widgets" in page.text
     assert "globex" not in page.text
+    jobs = requests.get(server.url + "/api/v1/jobs", headers=server.read_headers, timeout=10)
+    theirs = next(j["last_id"] for j in jobs.json()["jobs"] if j["organization"] == "globex")
+    job = "/job?org=globex&repo=globex%2Fwidgets&workflow=ci.yml&job=build"
+    for path in (job, f"/runs/{theirs}"):
+        assert s.get(server.url + path, timeout=10).status_code == 404, path
+    for path in ("/jobs?org=globex", "/live", "/usage", "/alerts"):
+        r = s.get(server.url + path, timeout=10)
+        # (the filter asked for may be echoed in links; no job of globex's is shown)
+        assert r.status_code == 200 and "globex/widgets" not in r.text, path
     # The account block names the organisation, on the login page too.
     for path in ("/jobs", "/login"):
         html = s.get(server.url + path, timeout=10).text
