@@ -119,6 +119,27 @@ def test_dark_theme_follows_the_system(site, browser, signed_in):
     page.close()
 
 
+def test_pages_work_without_javascript(site, browser):
+    context = browser.new_context(java_script_enabled=False)
+    sign_in(context, site.url, READ_TOKEN)
+    page = context.new_page()
+    for name, path in pages(site).items():
+        watch = PageWatch(page)
+        response = page.goto(site.url + path)
+        assert response.status == 200, name
+        assert page.query_selector("main h1") is not None, name
+        assert page.query_selector("main table tbody tr") is not None, name
+        assert watch.problems == [], (name, watch.problems)
+    # The filter, the sort and the pages are links and a GET form.
+    page.goto(site.url + "/jobs")
+    page.fill("#f-org", "globex")
+    with page.expect_navigation():
+        page.click("form.filters button[type=submit]")
+    assert "org=globex" in page.url
+    assert "acme/widgets" not in page.inner_text("main table")
+    context.close()
+
+
 @pytest.mark.parametrize("name", ["jobs", "job", "run", "live", "usage", "alerts"])
 def test_keyboard_reaches_every_link(site, signed_in, name):
     page = signed_in.new_page()
@@ -142,14 +163,20 @@ def test_keyboard_reaches_every_link(site, signed_in, name):
     page.close()
 
 
-@pytest.mark.parametrize("name", PAGE_NAMES)
-def test_axe_finds_no_serious_violation(site, browser, name):
-    # axe-core is injected as a script: this context bypasses the page's CSP for it.
-    context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 800})
-    sign_in(context, site.url, READ_TOKEN)
-    page = context.new_page()
+@pytest.fixture(scope="module")
+def axe_context(browser, site):
+    """A signed-in context that bypasses the pages' CSP, so axe-core can be injected."""
     if not AXE.exists():
         _missing("axe-core (PUPPETEER_SKIP_DOWNLOAD=1 npm ci)")
+    context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 800})
+    sign_in(context, site.url, READ_TOKEN)
+    yield context
+    context.close()
+
+
+@pytest.mark.parametrize("name", PAGE_NAMES)
+def test_axe_finds_no_serious_violation(site, axe_context, name):
+    page = axe_context.new_page()
     page.goto(site.url + pages(site)[name], wait_until="load")
     page.add_script_tag(path=str(AXE))
     for scheme in ("light", "dark"):
@@ -161,7 +188,7 @@ def test_axe_finds_no_serious_violation(site, browser, name):
             if v["impact"] in ("serious", "critical")
         ]
         assert bad == [], f"{scheme}: {bad}"
-    context.close()
+    page.close()
 
 
 def test_live_page_shows_a_new_run_within_two_seconds(site, signed_in):
