@@ -41,7 +41,8 @@ def _offset(start: Any, first: datetime | None) -> str:
     at = to_datetime(start)
     if at is None or first is None:
         return NONE
-    return "+" + fmt_duration(max(0.0, (at - first).total_seconds()))
+    seconds = (at - first).total_seconds()
+    return "+" + (fmt_duration(seconds) if seconds >= 1 else "0s")
 
 
 def steps_table(steps: list[Mapping[str, Any]]) -> Table:

@@ -147,6 +147,10 @@ def runs_table(
         run_states.id_column(runs),
         Column("Run", [_run_label(r) for r in runs], "left", name=True),
         Column("Step", steps, "left", name=True) if any(steps) else None,
+        # The branch each run built, unless the list is of one branch (--branch).
+        Column("Branch", [r.get("branch") or "" for r in runs], "left", name=True, drop=6)
+        if not body.get("branch") and any(r.get("branch") for r in runs)
+        else None,
         Column("Received", [fmt_ago(r.get("received_at"), now) for r in runs], drop=2),
         Column("Duration", [fmt_duration(r.get("duration_seconds")) for r in runs]),
         Column("Samples", [_count(r.get("sample_count")) for r in runs], drop=1),
