@@ -1,0 +1,149 @@
+"""Retention deleting 100,000 expired runs while pushes arrive at 500/s: push latency
+against a baseline measured in the same run on the same database without retention.
+
+    .venv/bin/python bench/retention.py [--expired 100000] [--rate 500] [--duration 20]
+
+1. A SQLite file with ``--expired`` runs received 200 days ago (two containers each:
+   bulk SQL, bench/query_api.py's generator) and their rollups.
+2. baseline: ``resmon serve`` with retention off; wrk pushes new runs at about
+   ``--rate`` per second for ``--duration`` seconds (bench/server_load.py's push
+   script, each connection pausing between requests).
+3. retention: the same database, ``resmon serve --retention-interval 1s`` (runs kept
+   180 days): the same pushes while the background deletes the expired runs in
+   batches; the phase lasts until they are all gone (at least ``--duration``).
+
+Prints pushes/s, p50/p99/max latency of each phase and their ratios, how long the
+deletion took and its rate, and whether the push p99 stayed under 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import query_api  # noqa: E402
+import server_load  # noqa: E402
+
+
+def expired_db(path: str, expired: int) -> float:
+    """The database: ``expired`` runs 200 to 210 days old, with their rollups."""
+    end = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    from datetime import timedelta
+
+    return query_api.bulk_seed(path, expired, 200, days=10, end=end - timedelta(days=200))
+
+
+def count_old(path: str) -> int:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(
+            "SELECT COUNT(*) FROM runs WHERE received_at < datetime('now', '-180 days')"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def phase(
+    name: str, db: Path, tmp: Path, args: argparse.Namespace, options: tuple[str, ...]
+) -> tuple[server_load.Result, float | None]:
+    """Pushes at the rate on a server with ``options``; returns the wrk result and,
+    with retention on, the seconds until no expired run was left."""
+    wrk = server_load.ensure_wrk()
+    port = server_load.free_port()
+    log_path = tmp / f"{name}.log"
+    with open(log_path, "wb") as log:
+        proc = server_load.start_resmon(port, db, log, args.workers, args.threads, *options)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            server_load.wait_ready(url + "/readyz", proc, log_path)
+            server_load.wait_workers(proc, args.workers)
+            script = tmp / f"{name}.lua"
+            pace_ms = max(1, round(args.connections * 1000 / args.rate))
+            text = server_load.push_script(200).replace(
+                "  if stopped then return 3600000 end\n  return 0\n",
+                f"  if stopped then return 3600000 end\n  return {pace_ms}\n",
+            )
+            script.write_text(text)
+            load = server_load.start_wrk(wrk, script, url, args.connections, 3600, 2, name)
+            started = time.monotonic()
+            gone_after = None
+            while True:
+                time.sleep(0.5)
+                elapsed = time.monotonic() - started
+                deleting = "--retention-interval=1s" in options
+                if deleting and gone_after is None and count_old(str(db)) == 0:
+                    gone_after = elapsed
+                done = gone_after is not None or "--retention-interval=1s" not in options
+                if (done and elapsed >= args.duration) or elapsed > args.timeout:
+                    break
+            load.stop_file.touch()
+            load.stopped = time.monotonic()
+            time.sleep(1.0)  # the answers in flight
+            load.proc.send_signal(signal.SIGINT)  # wrk stops and reports
+            result = server_load.finish_wrk(name, load)
+        finally:
+            server_load.stop(proc)
+    return result, gone_after
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--expired", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=500.0, help="pushes per second")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds, at least")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="resmon-bench-retention-"))
+    try:
+        seeded = tmp / "seeded.db"
+        seconds = expired_db(str(seeded), args.expired)
+        print(f"{args.expired:,} expired runs (200-210 days old, 2 containers each) "
+              f"generated in {seconds:.0f} s; {os.path.getsize(seeded) / 2**20:,.0f} MiB")  # fmt: skip
+        base_db = tmp / "baseline.db"
+        shutil.copy(seeded, base_db)
+        baseline, _ = phase("baseline", base_db, tmp, args, ("--retention-interval=0",))
+        ret_db = tmp / "retention.db"
+        shutil.copy(seeded, ret_db)
+        during, gone = phase("retention", ret_db, tmp, args, ("--retention-interval=1s",))
+        print(f"\npushes at ~{args.rate:.0f}/s ({args.connections} connections pausing "
+              f"{max(1, round(args.connections * 1000 / args.rate))} ms), "
+              f"{args.workers} workers x {args.threads} threads; ms")  # fmt: skip
+        print(f"{'phase':34} {'pushes/s':>9} {'p50':>7} {'p99':>7} {'max':>8} {'non-2xx':>8}")
+        for label, r in (
+            ("baseline (retention off)", baseline),
+            ("deleting expired runs", during),
+        ):
+            rate = r.requests / r.seconds if r.seconds else 0.0
+            print(f"{label:34} {rate:9.0f} {r.p50_ms:7.1f} {r.p99_ms:7.1f} {r.max_ms:8.1f} "
+                  f"{r.non2xx + r.socket_errors:8d}")  # fmt: skip
+        print(f"{'ratio (retention / baseline)':34} {'':9} "
+              f"{during.p50_ms / max(baseline.p50_ms, 0.01):7.2f} "
+              f"{during.p99_ms / max(baseline.p99_ms, 0.01):7.2f}")  # fmt: skip
+        if gone is None:
+            print(f"\nthe expired runs were NOT all deleted within {args.timeout:.0f} s")
+            return 1
+        print(f"\n{args.expired:,} expired runs deleted in {gone:.1f} s "
+              f"({args.expired / gone:,.0f} runs/s, batches of 200 runs with their "
+              f"containers); push p99 during it {during.p99_ms:.1f} ms (target < 50 ms): "
+              f"{'met' if during.p99_ms < 50 else 'missed'}")  # fmt: skip
+        return 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
