@@ -44,6 +44,7 @@ class Site:
     running_run: int
     other_org_run: int
     finished_run: int
+    lost_run: int = 0
     ids: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -69,7 +70,8 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
     path = build_history(tmp_path_factory.mktemp("web") / "metrics.db")
-    with ServerProcess(path, read_token=READ_TOKEN) as server:
+    # A long live timeout: the running run stays running for the whole module.
+    with ServerProcess(path, read_token=READ_TOKEN, extra_args=("--live-timeout=30m",)) as server:
         runs = requests.get(
             server.url + "/api/v1/jobs", headers=server.read_headers, timeout=10
         ).json()["jobs"]
@@ -79,7 +81,10 @@ def site(tmp_path_factory) -> Iterator[Site]:
         )
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=40)
         key = new_run_key()
-        site = Site(server, running_run=0, other_org_run=other, finished_run=finished)
+        lost = next(j["last_id"] for j in runs if j["last_state"] == "lost")
+        site = Site(
+            server, running_run=0, other_org_run=other, finished_run=finished, lost_run=lost
+        )
         for seq in range(2):
             answer = site.post_batch(
                 live_batch(*RUNNING_JOB, "2001", run_key=key, seq=seq, start=start)

@@ -34,6 +34,7 @@ def pages(site) -> dict[str, str]:
         "job": "/job?" + urlencode(JOB),
         "run": f"/runs/{site.finished_run}",
         "run-running": f"/runs/{site.running_run}",
+        "run-lost": f"/runs/{site.lost_run}",
         "live": "/live",
         "usage": "/usage",
         "usage-by-job": "/usage?by=job&period=30d&metric=memory",
@@ -42,7 +43,7 @@ def pages(site) -> dict[str, str]:
 
 
 # The charts each page draws at least.
-CHARTS = {"job": 2, "run": 4, "run-running": 2, "usage": 2, "usage-by-job": 2}
+CHARTS = {"job": 2, "run": 4, "run-running": 2, "run-lost": 2, "usage": 2, "usage-by-job": 2}
 
 PIXELS_DRAWN = """
 (holder) => {
@@ -71,6 +72,7 @@ PAGE_NAMES = [
     "job",
     "run",
     "run-running",
+    "run-lost",
     "live",
     "usage",
     "usage-by-job",

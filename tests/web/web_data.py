@@ -16,7 +16,8 @@ from typing import Any
 from query_data import GiB, MiB, push_body, run_summary
 
 from resmon.schema import format_time, validate_push
-from resmon.store import alert_eval, alerts, baseline, events
+from resmon.server.live_wire import validate_live_batch
+from resmon.store import alert_eval, alerts, baseline, events, live
 from resmon.store import db as dbmod
 from resmon.store.write import store_push
 from resmon.tokens import push_token
@@ -31,6 +32,7 @@ JOBS = (
     ("globex", "globex/api", "ci.yml", "lint", 2, 150, 0.3),
 )
 REGRESSED = ("acme", "acme/widgets", "ci.yml", "build")
+LOST_JOB = ("acme", "acme/gadgets", "nightly.yml", "integration (postgres-16)")
 OTHER_ORG = "globex"
 TIMELINE_POINTS = 120
 RULES = (
@@ -142,10 +144,30 @@ def build_history(path: str | Path, now: datetime | None = None) -> str:
             body = push_body(str(1000 + n), summary, org=org, repo=repo, workflow=workflow, job=job)
             stored = store_push(validate_push(body), received_at=start + timedelta(minutes=9))
             baseline.save_flags(stored.id, baseline.compare_stored_run(stored.id, options))
+    _lost_run(now)
     while alert_eval.step(lambda cursor: events.events_after(cursor, 500))[0]:
         pass
     db.close()
     return str(path)
+
+
+def _lost_run(now: datetime) -> None:
+    """A streamed run whose batches stopped an hour ago, made lost (its partial summary
+    from the samples) as the server's check would."""
+    start = now - timedelta(hours=1, minutes=2)
+    key = new_run_key()
+    for seq in range(4):
+        body = live_batch(*LOST_JOB, "1500", run_key=key, seq=seq, start=start)
+        batch = validate_live_batch(body)
+        live.store_batch(
+            batch.execution,
+            batch.run,
+            batch.seq,
+            batch.samples,
+            times=batch.times,
+            now=start + timedelta(seconds=16 * (seq + 1)),
+        )
+    live.mark_lost(now=now)
 
 
 # --- live batches --------------------------------------------------------------------

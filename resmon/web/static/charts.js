@@ -28,6 +28,21 @@
   // these read on both the light and the dark background.
   var PALETTE = ["#2f81f7", "#e8590c", "#2b9a66", "#c2255c", "#8c6bd1", "#b08800", "#0b98b8", "#d6336c", "#5c940d", "#868e96"];
 
+  // Time ticks in UTC, 24-hour: days as MM-DD, else HH:MM (HH:MM:SS under a minute),
+  // the first tick of a day with its date.
+  function timeTicks(u, splits, axisIdx, space, incr) {
+    var lastDay = null;
+    return splits.map(function (ts) {
+      var iso = new Date(ts * 1e3).toISOString();
+      var day = iso.slice(5, 10);
+      if (incr >= 86400) return day;
+      var time = incr < 60 ? iso.slice(11, 19) : iso.slice(11, 16);
+      var label = day !== lastDay ? day + " " + time : time;
+      lastDay = day;
+      return label;
+    });
+  }
+
   function seriesOptions(s, i) {
     if (s.style === "group") {
       var c = PALETTE[i % PALETTE.length];
@@ -63,7 +78,7 @@
       width: Math.max(holder.clientWidth, 200),
       height: holder.clientWidth < 500 ? 180 : 220,
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.08 : 1]; } } },
-      axes: [Object.assign({}, axis, { space: 60 }), yAxis],
+      axes: [Object.assign({}, axis, { space: 70, values: timeTicks }), yAxis],
       series: [{ label: "time", value: "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}" }].concat(spec.series.map(function (s, i) {
         var o = seriesOptions(s, i);
         o.value = function (u, v) { return fmt(v); };
