@@ -1,0 +1,76 @@
+"""The pages against what a person (or a crawler) may type into a URL: a clear 400 or
+404 page, never a 500 or a traceback; and the read token as a bearer header works
+for scripts as the session does for browsers.  In process (Flask's test client)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from web_data import build_history
+
+from resmon.server import create_app
+from resmon.server.config import ServerConfig
+
+TOKEN = "page-inputs-read-token"
+JOB = {"org": "acme", "repo": "acme/widgets", "workflow": "ci.yml", "job": "build"}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    path = build_history(tmp_path_factory.mktemp("inputs") / "metrics.db")
+    app = create_app(ServerConfig(database=path, read_token=TOKEN))
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+    return client
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [
+        ("/jobs?sort=size", 400),
+        ("/jobs?page=0", 400),
+        ("/jobs?page=-1", 400),
+        ("/jobs?page=1e3", 400),
+        ("/jobs?page=99999999999999999999", 400),
+        ("/jobs?page=50", 200),
+        ("/jobs?org=" + "x" * 300, 400),
+        ("/jobs?repo=%00", 400),
+        ("/jobs?org=nobody", 200),
+        ("/job", 400),
+        ("/job?org=acme&repo=acme/widgets&workflow=ci.yml", 400),
+        ("/job?" + urlencode({**JOB, "job": "buidl"}), 404),
+        ("/job?" + urlencode({**JOB, "job": "b\x00"}), 400),
+        ("/job?" + urlencode({**JOB, "repo": "widgets"}), 200),
+        ("/runs/0", 404),
+        ("/runs/abc", 404),
+        ("/runs/-1", 404),
+        ("/runs/" + "9" * 19, 404),
+        ("/runs/999999999999999999", 404),
+        ("/usage?period=2w", 400),
+        ("/usage?by=team", 400),
+        ("/usage?metric=disk", 400),
+        ("/usage?period=1d&by=job&metric=duration", 200),
+        ("/alerts?state=%ff", 200),
+        ("/live?organization=%00", 200),
+    ],
+)
+def test_a_bad_address_is_a_clear_page_never_a_server_error(client, url, status):
+    response = client.get(url)
+    assert response.status_code == status, response.data[:500]
+    assert response.mimetype == "text/html"
+    assert b"Traceback" not in response.data
+
+
+def test_a_missing_job_suggests_the_closest(client):
+    response = client.get("/job?" + urlencode({**JOB, "job": "buidl"}))
+    assert response.status_code == 404
+    assert b"build" in response.data
+
+
+def test_no_token_no_session_is_sent_to_sign_in(client):
+    response = client.get("/jobs?org=acme", headers={"Authorization": ""})
+    assert response.status_code in (302, 303)
+    assert response.headers["Location"].startswith("/login?next=")
+    static = client.get("/assets/charts.js", headers={"Authorization": ""})
+    assert static.status_code == 200
