@@ -207,16 +207,23 @@ def test_three_steps_are_one_run_whose_cpu_seconds_add_up(tmp_path):
 
 
 def test_sidecar_marks_make_segments_of_its_run(tmp_path):
+    with ServerProcess(tmp_path / "metrics.db") as server:
+        _sidecar_with_marks(tmp_path, server)
+
+
+def _sidecar_with_marks(tmp_path, server):
     marks = tmp_path / "shared" / "marks"
     summary_file = tmp_path / "summary.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(LEAKY)}
-    env["RESMON_MARKS_FILE"] = str(marks)
+    env = _env(server, GITHUB_RUN_ID="950", RESMON_MARKS_FILE=str(marks))
     sidecar = subprocess.Popen(
         [
             *RESMON,
             "collect",
             "--interval=0.2s",
             "--no-samples",
+            "--live-interval=0.5s",
+            "--push-timeout=10s",
+            f"--push-endpoint={server.url}/api/v1/metrics",
             f"--summary-file={summary_file}",
             f"--spool-dir={tmp_path / 'spool'}",
         ],
@@ -262,3 +269,11 @@ def test_sidecar_marks_make_segments_of_its_run(tmp_path):
 
     text = render_markdown(summary)
     assert "compile" in text and "unit-tests" in text
+    # Streamed live, finished by the final push: the run's steps are the segments.
+    [row] = _get(server, "/api/v1/jobs/acme/acme%2Fwidgets/ci.yml/build/runs")["runs"]
+    run = _get(server, f"/api/v1/runs/{row['id']}")
+    assert run["state"] == "finished" and run["run_id"] == "950"
+    assert [(s["name"], s["cpu_seconds"]) for s in run["steps"]] == [
+        (s["name"], s["cpu_seconds"]) for s in segments
+    ]
+    assert run["branch"] == "feature/steps"
