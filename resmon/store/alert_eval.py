@@ -120,6 +120,7 @@ class Observation:
     row: dict[str, Any]  # the event
     container: str  # "" for the job's own figures
     figures: Figures
+    key: str = ""  # target_key, made once
 
 
 def _number(value: Any) -> float | None:
@@ -227,12 +228,18 @@ def observations(
     """One observation per (event, matching rule, target), in event order."""
     out: list[Observation] = []
     wanted: list[tuple[dict[str, Any], list[Rule]]] = []
+    matched: dict[tuple[str, ...], list[Rule]] = {}  # the rules of each scope, once
     for row in rows:
         kind = row["kind"]
         if kind not in INPUT_KINDS:
             continue
         on = SAMPLES if kind == "snapshot" else "runs"
-        matching = [r for r in rules if r.evaluate_on == on and r.matches_scope(row)]
+        scope = (on, row["organization"], row["repository"], row["workflow"], row["job"])
+        matching = matched.get(scope)
+        if matching is None:
+            matching = matched[scope] = [
+                r for r in rules if r.evaluate_on == on and r.matches_scope(row)
+            ]
         if matching:
             wanted.append((row, matching))
     runs.prefetch(
@@ -250,11 +257,12 @@ def observations(
         for rule in matching:
             if rule.container is None:
                 if job is not None:
-                    out.append(Observation(rule, row, "", job))
+                    out.append(Observation(rule, row, "", job, target_key(rule.id, row, "")))
                 continue
             for name in sorted(containers):
                 if matches(rule.container, name):
-                    out.append(Observation(rule, row, name, containers[name]))
+                    key = target_key(rule.id, row, name)
+                    out.append(Observation(rule, row, name, containers[name], key))
     return out
 
 
@@ -358,12 +366,28 @@ _STATE_COLUMNS = (
 )
 
 
+_LOADED = (
+    AlertState.id,
+    AlertState.target_key,
+    AlertState.state,
+    AlertState.cpu_consecutive_breaches,
+    AlertState.mem_consecutive_breaches,
+    AlertState.cpu_consecutive_clear,
+    AlertState.mem_consecutive_clear,
+    AlertState.last_run,
+    AlertState.last_alerted_at,
+    AlertState.updated_at,
+)
+_NAMES = tuple(f.name for f in _LOADED)
+
+
 def _load_states(keys: list[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for at in range(0, len(keys), 500):
         part = keys[at : at + 500]
-        for s in AlertState.select().where(AlertState.target_key.in_(part)).dicts():
-            found[s["target_key"]] = s
+        query = AlertState.select(*_LOADED).where(AlertState.target_key.in_(part)).tuples()
+        for values in query:
+            found[values[1]] = dict(zip(_NAMES, values, strict=True))
     return found
 
 
@@ -387,75 +411,129 @@ class Change:
     data: dict[str, Any]
 
 
+# A transaction writes at most about this many states and alerts (with an outbox row
+# per target each): on SQLite it holds the write lock that pushes wait for, so a storm
+# of changes goes out in several short transactions, not one long one.
+MAX_WRITES = 100
+# A state whose counts did not change is written again (its last figures, updated_at)
+# at most this often: a fleet of jobs far from their limits costs no write per run.
+STATE_REFRESH = timedelta(seconds=60)
+
+
 def evaluate(
     rows: list[dict[str, Any]],
     start: int,
-    end: int,
     *,
     rules: list[Rule] | None = None,
     targets: tuple[str, ...] = (),
     body_format: str = "json",
     runs: RunFigures | None = None,
     now: datetime | None = None,
-) -> list[dict[str, Any]] | None:
-    """Evaluate the events ``rows`` (ids in (start, end], in order) and move the cursor
-    from ``start`` to ``end``; returns the alert events appended (``{id, kind, ...}``),
-    or None when the cursor was not at ``start`` (another reader was first)."""
+    max_writes: int = MAX_WRITES,
+) -> tuple[int, list[dict[str, Any]]] | None:
+    """Evaluate the events ``rows`` (ids above ``start``, in order) and move the cursor
+    from ``start`` to the last one, in transactions of about ``max_writes`` states and
+    alerts each; returns (the last id evaluated, the alert events appended as ``{id,
+    kind, ...}``), or None when the cursor was not at ``start`` (another reader was
+    first).  Another reader first in a later transaction ends it there."""
     now = now or _now()
     rules = load_rules() if rules is None else rules
     found = observations(rows, rules, runs or RunFigures())
-    keys = sorted({target_key(o.rule.id, o.row, o.container) for o in found})
+    keys = sorted({o.key for o in found})
     states = _load_states(keys)
     dirty: dict[str, dict[str, Any]] = {}
     changes: list[Change] = []
-    for o in found:
-        key = target_key(o.rule.id, o.row, o.container)
-        s = states.get(key)
-        if s is None:
-            s = states[key] = {
-                "id": None,
-                "rule": o.rule.id,
-                "target_key": key,
-                **{k: o.row[k] for k in store_events.SCOPE_FIELDS},
-                "container": o.container,
-                "state": machine.NORMAL,
-                "cpu_consecutive_breaches": 0,
-                "mem_consecutive_breaches": 0,
-                "cpu_consecutive_clear": 0,
-                "mem_consecutive_clear": 0,
-                "last_run": None,
-                "last_alerted_at": None,
-                "created_at": now,
-            }
-        run_pk = o.row["run_pk"]
-        if o.rule.evaluate_on != SAMPLES and run_pk is not None and s["last_run"] == run_pk:
-            continue  # a lost run finished later: observed once
-        f = o.figures
-        before = _counters(s)
-        after = machine.observe(
-            before,
-            machine.breach(f.cpu, f.cpu_limit, o.rule.cpu),
-            machine.breach(f.mem, f.mem_limit, o.rule.mem),
-            o.rule.consecutive,
-        )
-        s.update(
-            state=after.state,
-            cpu_consecutive_breaches=after.cpu_breaches,
-            mem_consecutive_breaches=after.mem_breaches,
-            cpu_consecutive_clear=after.cpu_clear,
-            mem_consecutive_clear=after.mem_clear,
-            cpu_value=f.cpu,
-            cpu_limit=f.cpu_limit,
-            mem_value=f.mem,
-            mem_limit=f.mem_limit,
-            last_run=run_pk,
-            updated_at=now,
-        )
-        if after.state != before.state:
-            s["last_alerted_at"] = now
-            changes.append(Change(o.row, _alert_data(o, before.state, after)))
+    appended: list[dict[str, Any]] = []
+    cursor = start
+    for index, o in enumerate(found):
+        next_event = index and o.row["id"] != found[index - 1].row["id"]
+        if next_event and len(dirty) + len(changes) >= max_writes:
+            end = found[index - 1].row["id"]  # a transaction's worth: commit it
+            done = _store(cursor, end, dirty, changes, targets, body_format, now)
+            if done is None:
+                return None if cursor == start else (cursor, appended)
+            appended += done
+            cursor, dirty, changes = end, {}, []
+        _observe(o, states, dirty, changes, now)
+    end = rows[-1]["id"]
+    done = _store(cursor, end, dirty, changes, targets, body_format, now)
+    if done is None:
+        return None if cursor == start else (cursor, appended)
+    return end, appended + done
+
+
+def _observe(
+    o: Observation,
+    states: dict[str, dict[str, Any]],
+    dirty: dict[str, dict[str, Any]],
+    changes: list[Change],
+    now: datetime,
+) -> None:
+    """One observation through the state machine: its state updated in ``states``,
+    marked in ``dirty`` when it is to be written, a change appended to ``changes``."""
+    key = o.key
+    s = states.get(key)
+    if s is None:
+        s = states[key] = {
+            "id": None,
+            "rule": o.rule.id,
+            "target_key": key,
+            **{k: o.row[k] for k in store_events.SCOPE_FIELDS},
+            "container": o.container,
+            "state": machine.NORMAL,
+            "cpu_consecutive_breaches": 0,
+            "mem_consecutive_breaches": 0,
+            "cpu_consecutive_clear": 0,
+            "mem_consecutive_clear": 0,
+            "last_run": None,
+            "last_alerted_at": None,
+            "created_at": now,
+            "updated_at": None,
+        }
+    run_pk = o.row["run_pk"]
+    if o.rule.evaluate_on != SAMPLES and run_pk is not None and s["last_run"] == run_pk:
+        return  # a lost run finished later: observed once
+    f = o.figures
+    cpu_hit = machine.breach(f.cpu, f.cpu_limit, o.rule.cpu)
+    mem_hit = machine.breach(f.mem, f.mem_limit, o.rule.mem)
+    written = s["updated_at"]
+    if (
+        not cpu_hit
+        and not mem_hit
+        and s["id"] is not None
+        and s["state"] == machine.NORMAL
+        and not (s["cpu_consecutive_breaches"] or s["mem_consecutive_breaches"])
+        and written is not None
+        and now - written < STATE_REFRESH
+        and key not in dirty
+    ):
+        # Normal and staying so (most observations): nothing to count, nothing to write.
+        return
+    before = _counters(s)
+    after = machine.observe(
+        before,
+        cpu_hit,
+        mem_hit,
+        o.rule.consecutive,
+    )
+    s.update(
+        state=after.state,
+        cpu_consecutive_breaches=after.cpu_breaches,
+        mem_consecutive_breaches=after.mem_breaches,
+        cpu_consecutive_clear=after.cpu_clear,
+        mem_consecutive_clear=after.mem_clear,
+        cpu_value=f.cpu,
+        cpu_limit=f.cpu_limit,
+        mem_value=f.mem,
+        mem_limit=f.mem_limit,
+        last_run=run_pk,
+    )
+    if after.state != before.state:
+        s["last_alerted_at"] = now
+        changes.append(Change(o.row, _alert_data(o, before.state, after)))
+    if after != before or s["id"] is None or written is None or now - written >= STATE_REFRESH:
+        s["updated_at"] = now
         dirty[key] = s
-    return _store(start, end, dirty, changes, targets, body_format, now)
 
 
 def _alert_data(o: Observation, previous: str, after: machine.Counters) -> dict[str, Any]:
@@ -596,11 +674,14 @@ def step(
     runs: RunFigures | None = None,
 ) -> tuple[int, list[dict[str, Any]] | None]:
     """Read from the cursor (``read_rows(cursor)``: the events ready to evaluate, in
-    order) and evaluate them; returns (events read, alert events or None)."""
+    order) and evaluate them; returns (events evaluated, alert events), or (events read,
+    None) when another reader was first."""
     start = start_cursor()
     rows = read_rows(start)
     if not rows:
         return 0, []
-    return len(rows), evaluate(
-        rows, start, rows[-1]["id"], targets=targets, body_format=body_format, runs=runs
-    )
+    done = evaluate(rows, start, targets=targets, body_format=body_format, runs=runs)
+    if done is None:
+        return len(rows), None
+    end, appended = done
+    return sum(1 for r in rows if r["id"] <= end), appended

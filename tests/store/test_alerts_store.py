@@ -5,6 +5,7 @@ evaluator on real events: pushed runs and live batches."""
 from __future__ import annotations
 
 import json
+from unittest.mock import ANY
 
 import orjson
 import pytest
@@ -257,9 +258,9 @@ def test_a_reader_behind_another_writes_nothing(database):
     push("1", 0.95)
     start = alert_eval.read_cursor()
     rows = events.events_after(start, 100)
-    assert alert_eval.evaluate(rows, start, rows[-1]["id"], targets=("t",)) is not None
+    assert alert_eval.evaluate(rows, start, targets=("t",)) == (rows[-1]["id"], ANY)
     # The same batch again (a second worker that read the same cursor): nothing.
-    assert alert_eval.evaluate(rows, start, rows[-1]["id"], targets=("t",)) is None
+    assert alert_eval.evaluate(rows, start, targets=("t",)) is None
     assert AlertState.select().count() == 1 and WebhookOutbox.select().count() == 1
 
 
@@ -287,3 +288,52 @@ def test_one_evaluator_holds_the_lease_until_it_runs_out(database):
     assert not alert_eval.lead("a", 10, now=t0 + timedelta(seconds=18))
     alert_eval.release("b")
     assert alert_eval.lead("a", 10, now=t0 + timedelta(seconds=19))
+
+
+def test_a_storm_of_changes_goes_out_in_short_transactions(database):
+    """Every job alerting at once: at most max_writes states and alerts a transaction;
+    and a job far from its limits is not written again at every run."""
+    for i in range(4):
+        alerts.create_rule({**MEM_RULE, "name": f"r{i}", "consecutive": 1})
+    evaluate_all()
+    for i in range(10):
+        push(str(i + 1), 0.95, job=f"job-{i}")
+    start = alert_eval.read_cursor()
+    rows = events.events_after(start, 100)
+    transactions = []
+    real_store = alert_eval._store
+
+    def counting_store(start, end, dirty, changes, *args):
+        transactions.append(len(dirty) + len(changes))
+        return real_store(start, end, dirty, changes, *args)
+
+    alert_eval._store = counting_store
+    try:
+        end, appended = alert_eval.evaluate(rows, start, max_writes=10)
+    finally:
+        alert_eval._store = real_store
+    # Each run: 4 new states and 4 alerts; a transaction ends once 10 are reached.
+    assert end == rows[-1]["id"] and len(appended) == 40
+    assert transactions == [16, 16, 16, 16, 16] and alert_eval.read_cursor() == end
+
+    def job_0():
+        rule = alerts.list_rules()[0]["id"]
+        return next(s for s in alerts.list_states(rule_id=rule) if s["job"] == "job-0")
+
+    assert job_0()["mem_consecutive_breaches"] == 1
+    push("11", 0.95, job="job-0")  # still alerting, the breaches go on: written
+    evaluate_all()
+    assert job_0()["mem_consecutive_breaches"] == 2
+
+
+def test_a_normal_job_is_not_written_at_every_run(database):
+    alerts.create_rule(MEM_RULE)
+    evaluate_all()
+    push("1", 0.5)
+    evaluate_all()
+    (first,) = alerts.list_states()
+    push("2", 0.6)
+    evaluate_all()
+    (second,) = alerts.list_states()
+    assert second["updated_at"] == first["updated_at"]  # nothing changed: no write
+    assert second["mem_value"] == first["mem_value"] == int(0.5 * MEM_LIMIT)
