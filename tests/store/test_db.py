@@ -393,6 +393,22 @@ def test_version_3_is_upgraded_with_its_rows_and_keys_are_per_scope(v3_database)
         "7": scoped_idempotency_key("my-org", "my-org/my-repo", "ci.yml", "build", "k-7"),
         "8": None,
     }
+    # Version 9: the rollups, where each run was counted, the pass's cursor; index names
+    # as the database keeps them (PostgreSQL cuts them at 63 bytes, and leaves its
+    # primary keys' out).
+    postgres = isinstance(db, dbmod.PostgresqlDatabase)
+    cut = 63 if postgres else None
+    rollup_indexes = {
+        "rollup_jobs": {
+            "rollupjob_span_bucket_organization_repository_workflow_job",
+            "rollupjob_span_organization_repository_workflow_job_runs_4ac6c6f"[:cut],
+        },
+        "rollup_containers": {
+            "rollupcontainer_span_bucket_organization_repository_work_ee271ed"[:cut]
+        },
+        "rollup_runs": set(),
+        "rollup_cursor": set() if postgres else {"sqlite_autoindex_rollup_cursor_1"},
+    }
     # The indexes of a database created at version 4: the global key index is gone.
     assert _indexes(db) == {
         "runs": {
@@ -414,6 +430,7 @@ def test_version_3_is_upgraded_with_its_rows_and_keys_are_per_scope(v3_database)
         "run_batches": {"runbatch_run_id_seq"},
         "events": {"event_created_at"},
         "schema_version": set(),
+        **rollup_indexes,
     }
     # The rules of version 4 hold for the upgraded rows.
     attacker_run = Run.get(Run.run_id == "A-1").id
