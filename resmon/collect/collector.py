@@ -385,6 +385,9 @@ class Collector:
         if self.segments is not None and self.segments.segments:
             end = self.accumulator.end or 0.0
             summary["steps"] = self.segments.summary(end, self.accumulator.cpu_seconds())
+            from resmon.collect.marks import annotate_timeline
+
+            annotate_timeline(summary)
         if self.config.command is not None:
             argv = self.config.command
             command: dict[str, Any] = {

@@ -167,3 +167,34 @@ class Segments:
                 }
             )
         return out
+
+
+def annotate_timeline(summary: dict[str, Any]) -> None:
+    """Name on each timeline point the step (segment) it falls in, so the timeline
+    shows the segments: ``step`` on the points from a mark to the next."""
+    from resmon.schema import parse_time
+
+    steps = summary.get("steps") or []
+    timeline = summary.get("timeline") or []
+    try:
+        origin = parse_time(summary["start_time"]).timestamp()
+        bounds = [
+            (parse_time(s["start_time"]).timestamp() - origin, s["name"])
+            for s in steps
+            if isinstance(s, dict)
+        ]
+    except (KeyError, TypeError, ValueError):
+        return
+    bounds.sort()
+    for point in timeline:
+        t = point.get("t") if isinstance(point, dict) else None
+        if not isinstance(t, (int, float)):
+            continue
+        current = None
+        for start, name in bounds:
+            if start <= t + 1e-6:
+                current = name
+            else:
+                break
+        if current is not None:
+            point["step"] = current

@@ -264,6 +264,10 @@ def _sidecar_with_marks(tmp_path, server):
         assert segment["cpu_seconds"] >= 0.8 * own, (segments, work)
     # The segments' CPU-seconds are the job's after the first mark: at most its total.
     assert sum(s["cpu_seconds"] for s in segments) <= summary["job"]["cpu_seconds"] + 0.01
+    # The timeline's points say which segment they fall in.
+    named = [p.get("step") for p in summary["timeline"]]
+    assert named[0] is None and named[-1] == "unit-tests"
+    assert named.index("compile") < named.index("unit-tests")
     # And the Markdown report shows them (rendered from the summary as the collector does).
     from resmon.collect.report import render_markdown
 
