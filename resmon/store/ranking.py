@@ -188,6 +188,8 @@ def _top_row(row: dict[str, Any]) -> dict[str, Any]:
     """A ranking row with numbers JSON takes (PostgreSQL answers SUM and AVG of
     integer columns with Decimal), whole bytes for the peaks, one memory kind."""
     row["job_memory_kind"] = combined_kind(row.pop("kind_min"), row.pop("kind_max"))
+    # PostgreSQL sums counts as numeric (Decimal): whole numbers, as JSON wants them.
+    row["runs"] = int(row["runs"] or 0)
     row["partial_runs"] = int(row["partial_runs"] or 0)
     for key, value in row.items():
         if key not in _NAMES and value is not None:

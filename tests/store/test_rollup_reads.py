@@ -107,6 +107,21 @@ def test_answers_equal_the_runs_before_during_and_after_the_pass(database, runs_
     assert_same(runs_only)
 
 
+def test_answers_are_json_numbers(database):
+    """PostgreSQL sums counts as numeric: every count is an int, every figure a float."""
+    seed(8)
+    rollup_pass.catch_up()
+    for name, question in QUESTIONS.items():
+        answer = question()
+        rows = answer.get("jobs") or answer.get("rows") or []
+        assert rows, name
+        for row in rows:
+            for key, value in row.items():
+                assert value is None or isinstance(value, (str, int, float, bool)), (name, key)
+            count = row.get("runs", row.get("run_count"))
+            assert type(count) is int, (name, count)
+
+
 def test_usage_figures_are_the_runs_sums(database):
     seed()
     rollup_pass.catch_up()
