@@ -340,8 +340,9 @@ def _api_rule(rule_id: int) -> AlertRule:
 
 
 def update_rule(rule_id: int, raw: Any) -> dict[str, Any]:
-    """Change the fields given.  A changed scope, threshold or count starts the rule's
-    states afresh (their counts were against the old rule)."""
+    """Change the fields given.  A changed scope, threshold, count or ``enabled`` starts
+    the rule's states afresh (their counts were against the old rule; a disabled rule
+    shows no state that nothing evaluates any more)."""
     columns = check_rule(raw, partial=True)
     lock, tx = _write()
     with lock, tx:
@@ -374,7 +375,7 @@ def _columns_of(rule: AlertRule) -> dict[str, Any]:
     }
 
 
-_KEEP_STATES = ("name", "enabled")
+_KEEP_STATES = ("name",)
 
 
 def _apply(rule: AlertRule, columns: dict[str, Any]) -> bool:

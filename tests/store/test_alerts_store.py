@@ -124,8 +124,10 @@ def test_rules_crud_and_a_changed_threshold_starts_the_states_afresh(database):
     assert [s["state"] for s in alerts.list_states()] == ["mem_alert"]
     renamed = alerts.update_rule(rule["id"], {"name": "renamed", "enabled": True})
     assert renamed["name"] == "renamed" and len(alerts.list_states()) == 1  # states kept
-    changed = alerts.update_rule(rule["id"], {"mem_threshold": "3.5Gi"})
-    assert changed["mem_threshold"] == "3.5Gi" and alerts.list_states() == []
+    disabled = alerts.update_rule(rule["id"], {"enabled": False})
+    assert disabled["enabled"] is False and alerts.list_states() == []
+    changed = alerts.update_rule(rule["id"], {"mem_threshold": "3.5Gi", "enabled": True})
+    assert changed["mem_threshold"] == "3.5Gi" and changed["enabled"] is True
     with pytest.raises(alerts.RuleError):
         alerts.update_rule(rule["id"], {"mem_threshold": None})
     alerts.delete_rule(rule["id"])

@@ -196,7 +196,7 @@ def paths() -> dict[str, Any]:
             "patch": {
                 "operationId": "updateAlertRule",
                 "summary": "Change the fields given",
-                "description": "A changed scope, threshold, count or evaluate_on starts the "
+                "description": "A changed scope, threshold, count, evaluate_on or enabled starts the "
                 "rule's states afresh; a file rule is changed in the file (409).",
                 "security": [{"adminToken": []}],
                 "requestBody": _body(False),
