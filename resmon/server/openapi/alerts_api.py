@@ -196,8 +196,8 @@ def paths() -> dict[str, Any]:
             "patch": {
                 "operationId": "updateAlertRule",
                 "summary": "Change the fields given",
-                "description": "A changed scope, threshold, count, evaluate_on or enabled starts the "
-                "rule's states afresh; a file rule is changed in the file (409).",
+                "description": "A changed scope, threshold, count, evaluate_on or enabled "
+                "starts the rule's states afresh; a file rule is changed in the file (409).",
                 "security": [{"adminToken": []}],
                 "requestBody": _body(False),
                 "responses": with_common(
