@@ -203,6 +203,8 @@ def _store_push(st: ServerState) -> write.StoreResult:
             "Idempotency-Key was already used with a different payload",
             outcome="rejected_input",
         ) from None
+    except write.TooManySteps as exc:
+        raise ApiError(409, str(exc), outcome="rejected_input") from None
     except write.RunConflict:
         # Another key (or none) for a run already stored: refused, not a silent 200.
         raise ApiError(

@@ -48,6 +48,9 @@ from resmon.store.values import bigint, name, number
 
 # The top processes the merged summary keeps (per list), as a collector's --top would.
 MERGED_TOP = 10
+# Steps one run may have: each step push re-reads its run's steps, so their number
+# bounds what one push costs.
+MAX_STEPS_PER_RUN = 100
 STEP_COLUMNS = (
     "id",
     "name",
@@ -71,6 +74,14 @@ IO_COLUMNS = (
     ("net_rx_bytes", "network", "rx_bytes"),
     ("net_tx_bytes", "network", "tx_bytes"),
 )
+
+
+class TooManySteps(Exception):
+    """The run has :data:`MAX_STEPS_PER_RUN` steps already (``run_id``: its id)."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} has {MAX_STEPS_PER_RUN} steps already")
+        self.run_id = run_id
 
 
 class StepConflict(Exception):
@@ -177,6 +188,11 @@ def store_step(
     db = database_proxy
     with dbmod.write_lock(db.obj), db.atomic():
         run_pk = _run_of(run_key, execution, scope, received)
+        if RunStep.select().where(RunStep.run == run_pk).count() >= MAX_STEPS_PER_RUN:
+            # A retry of a stored step is still its duplicate; a new one is refused.
+            if RunStep.select().where(RunStep.step_key == step_key).exists():
+                return _stored_before(scoped_key, step_key, digest), False
+            raise TooManySteps(run_pk)
         try:
             with db.atomic():  # a savepoint: the run row above stays
                 RunStep.insert(

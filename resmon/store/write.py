@@ -84,6 +84,17 @@ class RunConflict(Exception):
         self.run_id = run_id
 
 
+class TooManySteps(RunConflict):
+    """A step push for a run that has :data:`resmon.store.steps.MAX_STEPS_PER_RUN` steps
+    already (a conflict with the stored run: 409)."""
+
+    def __init__(self, run_id: int) -> None:
+        Exception.__init__(
+            self, f"run {run_id} has {steps.MAX_STEPS_PER_RUN} steps already: no more are stored"
+        )
+        self.run_id = run_id
+
+
 @dataclass(frozen=True)
 class StoreResult:
     id: int
@@ -124,6 +135,8 @@ def store_push(
             run_pk, new = steps.store_step(payload, idempotency_key, digest, now)
         except steps.StepConflict as exc:
             raise (IdempotencyConflict if exc.same_key else RunConflict)(exc.run_id) from None
+        except steps.TooManySteps as exc:
+            raise TooManySteps(exc.run_id) from None
         return StoreResult(id=run_pk, status=CREATED if new else DUPLICATE)
     derived = derive(payload.execution, payload.run_summary, digest)
     row = dict(derived.columns)

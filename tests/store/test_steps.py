@@ -243,3 +243,18 @@ def test_a_later_step_clears_the_flags_of_the_run_as_it_was(database):
     ).execute()
     store_push(validate_push(STEPS[1]))
     assert RunRegression.select().where(RunRegression.run == run_pk).count() == 0
+
+
+def test_a_run_takes_a_bounded_number_of_steps(database, monkeypatch):
+    from resmon.store import steps
+    from resmon.store.write import TooManySteps
+
+    monkeypatch.setattr(steps, "MAX_STEPS_PER_RUN", 2)
+    first = store_push(validate_push(STEPS[0]), "a")
+    store_push(validate_push(STEPS[1]), "b")
+    with pytest.raises(TooManySteps, match="has 2 steps already"):
+        store_push(validate_push(STEPS[2]), "c")
+    # A retry of a stored step is still its duplicate.
+    assert store_push(validate_push(STEPS[1]), "b").status == DUPLICATE
+    assert store_push(validate_push(STEPS[0]), "other").status == DUPLICATE
+    assert len(history.get_run(first.id)["steps"]) == 2
