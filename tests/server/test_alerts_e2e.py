@@ -396,3 +396,33 @@ def test_a_restarted_server_evaluates_at_once(tmp_path):
         push_runs(again, [0.5], start=2)
         assert len(alert_events(again, 2, timeout=5)) == 2
         assert time.monotonic() - started < 3
+
+
+def test_sighup_rereads_the_rules_file(tmp_path):
+    """An edit the size and time checks cannot see (same size, the old modification
+    time put back) is applied once SIGHUP restarts the workers."""
+    import os
+    import signal
+
+    path = rules_file(tmp_path, threshold="90%")
+    with ServerProcess(tmp_path / "m.db", extra_args=(*FAST, f"--alert-rules={path}")) as server:
+        url = server.url + "/api/v1/alerts/rules"
+        rules = requests.get(url, headers=server.read_headers, timeout=10).json()["rules"]
+        assert rules[0]["mem_threshold"] == "90%"
+        stat = os.stat(path)
+        path.write_text(path.read_text().replace("90%", "80%"))
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        time.sleep(0.5)
+        rules = requests.get(url, headers=server.read_headers, timeout=10).json()["rules"]
+        assert rules[0]["mem_threshold"] == "90%"  # not seen without the signal
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                answer = requests.get(url, headers=server.read_headers, timeout=10)
+                if answer.json()["rules"][0]["mem_threshold"] == "80%":
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        assert answer.json()["rules"][0]["mem_threshold"] == "80%"
