@@ -559,6 +559,8 @@ def merge_steps(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     merged["steps"] = [step_entry(s) for s in summaries]
     merged["merged_from_steps"] = {
         "steps": len(summaries),
+        # The steps' own durations summed: duration_seconds less the gaps between them.
+        "steps_duration_seconds": _sum([s.get("duration_seconds") for s in summaries]),
         "statistics": "peak: the largest of the steps'; avg: weighted by samples; "
         "p50-p99: the largest of the steps' (an upper bound)",
     }

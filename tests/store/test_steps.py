@@ -79,6 +79,7 @@ def test_three_steps_make_one_run_whose_figures_add_up(database):
     assert job["memory_bytes"]["avg"] == pytest.approx((250 * 60 + 450 * 60 + 150 * 30) / 150)
     assert {c["name"] for c in run["containers"]} >= {"runner"}
     assert run["payload"]["merged_from_steps"]["steps"] == 3
+    assert run["payload"]["merged_from_steps"]["steps_duration_seconds"] == 180.0
     # One run, listed once, with its steps' context.
     assert [r["id"] for r in history.job_runs(*SCOPE)["runs"]] == [run_pk]
 
