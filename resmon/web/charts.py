@@ -188,11 +188,11 @@ def usage_charts(answer: dict[str, Any], fields: tuple[str, ...], groups: int) -
     x = [epoch(b if "T" in b else b + "T00:00:00Z") for b in buckets]
     index = {b: i for i, b in enumerate(buckets)}
     series: dict[str, dict[str, list[Any]]] = {}
-    for r in rows:
+    for r in rows:  # ordered by group, then time: the first groups come first
         label = _group_label(r, fields)
         if label not in series:
             if len(series) >= groups:
-                continue
+                break
             series[label] = {"cpu": [None] * len(x), "gib": [None] * len(x)}
         series[label]["cpu"][index[r["bucket"]]] = r.get("cpu_hours")
         series[label]["gib"][index[r["bucket"]]] = r.get("gib_hours")

@@ -74,7 +74,7 @@ USAGE_BY_LABELS = {
     "workflow": "workflow",
     "job": "job",
 }
-USAGE_TABLE_ROWS = 500
+USAGE_TABLE_ROWS = 200
 CHARTED_GROUPS = 10
 ALERT_STATES_SHOWN = 500
 # The jobs list's recommendation column: a job's answer is kept until the job gets a
