@@ -102,10 +102,6 @@ class Evaluator:
         self._thread.start()
         atexit.register(self.release)
 
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
     def release(self) -> None:
         """At the worker's exit: the lease goes, so another evaluator starts at once."""
         self._stopping = True

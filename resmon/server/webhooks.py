@@ -116,19 +116,14 @@ class Sender:
         self.in_flight: set[int] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stopping = False
         self._last_prune = 0.0
         self._thread = threading.Thread(target=self._run, name="resmon-webhooks", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
     def _run(self) -> None:
-        while not self._stopping:
+        while True:  # a daemon thread: it ends with its worker
             try:
                 self.tick()
             except Exception as exc:  # the database is away: try again later
