@@ -13,6 +13,10 @@ batch) and gives each enabled rule one observation per matching event:
   container's, against its limits.  A lost run that is finished later is one run:
   observed once.
 
+A state is per rule, job and container, not per run: the live samples of two runs of
+one job at once count in one sequence, and a job's alert outlives the run that
+raised it until enough later samples or runs recover it.
+
 Each observation goes through :func:`resmon.analysis.alert_machine.observe`.  Where
 the state changes, an ``alert`` event is appended and, per webhook target, a row of
 the outbox (``webhook_outbox``) that :mod:`resmon.server.webhooks` delivers.
