@@ -363,6 +363,14 @@ def usage_page() -> str:
     )
 
 
+def _alerting_first(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The states as the store gave them (the most recently changed first), those that
+    alert before those that do not."""
+    return [s for s in states if s["state"] in ALERTING] + [
+        s for s in states if s["state"] not in ALERTING
+    ]
+
+
 @bp.get("/alerts")
 def alerts_page() -> str:
     scoped = read_org()
@@ -370,7 +378,7 @@ def alerts_page() -> str:
         "alerts.html",
         summary=alerts.summary(scoped),
         rules=alerts.list_rules(scoped),
-        states=alerts.list_states(scoped, limit=ALERT_STATES_SHOWN),
+        states=_alerting_first(alerts.list_states(scoped, limit=ALERT_STATES_SHOWN)),
         limit=ALERT_STATES_SHOWN,
         alerting=ALERTING,
     )
