@@ -10,6 +10,14 @@ from resmon.server.openapi.read_api import NUMBER, STRING, TIME, UNAVAILABLE, _g
 
 NULLABLE_NUMBER = {"type": ["number", "null"], "minimum": 0}
 NAME = {"type": "string", "minLength": 1, "maxLength": 255}
+# Disk I/O and network totals since the run's first reading (resmon.collect.io_run):
+# a measured container's (network: its namespace's, loopback apart), the job's sums.
+IO_FIGURES = {
+    "io_read_bytes": NULLABLE_NUMBER,
+    "io_write_bytes": NULLABLE_NUMBER,
+    "net_rx_bytes": NULLABLE_NUMBER,
+    "net_tx_bytes": NULLABLE_NUMBER,
+}
 HOST_FIGURES = {
     "type": ["object", "null"],
     "properties": {
@@ -24,6 +32,7 @@ JOB_FIGURES = {
         "cpu_cores": NULLABLE_NUMBER,
         "memory_bytes": NULLABLE_NUMBER,
         "cpu_seconds": NULLABLE_NUMBER,
+        **IO_FIGURES,
     },
 }
 CONTAINER_FIGURES = {
@@ -35,6 +44,7 @@ CONTAINER_FIGURES = {
         "memory_kind": {"type": ["string", "null"], "maxLength": 16},
         "limit_cpu_cores": NULLABLE_NUMBER,
         "limit_memory_bytes": NULLABLE_NUMBER,
+        **IO_FIGURES,
     },
 }
 SAMPLE = {
