@@ -74,3 +74,28 @@ def test_no_token_no_session_is_sent_to_sign_in(client):
     assert response.headers["Location"].startswith("/login?next=")
     static = client.get("/assets/charts.js", headers={"Authorization": ""})
     assert static.status_code == 200
+
+
+@pytest.mark.postgres
+def test_every_page_renders_on_postgresql(postgres_url):
+    """The pages over PostgreSQL's answers (Decimals from SUM and AVG, aware times)."""
+    build_history(postgres_url)
+    app = create_app(ServerConfig(database=postgres_url, read_token=TOKEN))
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+    jobs = client.get("/api/v1/jobs").get_json()["jobs"]
+    lost = next(j["last_id"] for j in jobs if j["last_state"] == "lost")
+    finished = next(j["last_id"] for j in jobs if j["last_state"] == "finished")
+    for url in (
+        "/jobs",
+        "/jobs?sort=memory",
+        "/job?" + urlencode(JOB),
+        f"/runs/{finished}",
+        f"/runs/{lost}",
+        "/live",
+        "/usage",
+        "/usage?by=job&period=30d&metric=memory",
+        "/alerts",
+    ):
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.data[:300])
