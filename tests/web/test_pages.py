@@ -241,6 +241,39 @@ def test_an_organisation_token_sees_its_organisation_only(site, browser):
     for path in ("/usage", "/alerts", "/live"):
         page.goto(site.url + path)
         assert "globex" not in page.inner_text("main"), path
+    # The live page's event stream carries the organisation's runs only: another
+    # organisation's new run never shows, the organisation's own does.
+    page.wait_for_function(
+        "document.getElementById('live-status').textContent.startsWith('Live')", timeout=5000
+    )
+    start = datetime.now(UTC).replace(microsecond=0)
+    other = site.post_batch(
+        live_batch(
+            "globex",
+            "globex/api",
+            "ci.yml",
+            "deploy",
+            "77",
+            run_key=new_run_key(),
+            seq=0,
+            start=start,
+        )
+    )["run"]
+    own = site.post_batch(
+        live_batch(
+            "acme",
+            "acme/widgets",
+            "ci.yml",
+            "deploy",
+            "78",
+            run_key=new_run_key(),
+            seq=0,
+            start=start,
+        )
+    )["run"]
+    page.wait_for_selector(f'tr[data-run="{own}"]', timeout=3000)
+    assert page.query_selector(f'tr[data-run="{other}"]') is None
+    assert "globex" not in page.inner_text("main")
     # The API answers the session as it answers the token: no other org's run.
     cookies = {c["name"]: c["value"] for c in context.cookies()}
     api = requests.get(f"{site.url}/api/v1/runs/{site.other_org_run}", cookies=cookies, timeout=10)
