@@ -409,6 +409,17 @@ def test_version_3_is_upgraded_with_its_rows_and_keys_are_per_scope(v3_database)
         "rollup_runs": set(),
         "rollup_cursor": set() if postgres else {"sqlite_autoindex_rollup_cursor_1"},
     }
+    # Version 10: alert rules, their states, the evaluator's cursor, the webhook outbox.
+    alert_indexes = {
+        "alert_rules": {"alertrule_name"},
+        "alert_states": {
+            "alertstate_target_key",
+            "alertstate_rule_id_organization",
+            "alertstate_organization_updated_at",
+        },
+        "alert_cursor": set() if postgres else {"sqlite_autoindex_alert_cursor_1"},
+        "webhook_outbox": {"webhook_outbox_due"},
+    }
     # The indexes of a database created at version 4: the global key index is gone.
     assert _indexes(db) == {
         "runs": {
@@ -431,6 +442,7 @@ def test_version_3_is_upgraded_with_its_rows_and_keys_are_per_scope(v3_database)
         "events": {"event_created_at"},
         "schema_version": set(),
         **rollup_indexes,
+        **alert_indexes,
     }
     # The rules of version 4 hold for the upgraded rows.
     attacker_run = Run.get(Run.run_id == "A-1").id
