@@ -426,3 +426,24 @@ def test_sighup_rereads_the_rules_file(tmp_path):
                 pass
             time.sleep(0.2)
         assert answer.json()["rules"][0]["mem_threshold"] == "80%"
+
+
+def test_slack_format_posts_one_line_of_text(tmp_path):
+    with Receiver() as hook:
+        args = (
+            *FAST,
+            f"--alert-rules={rules_file(tmp_path, consecutive=1)}",
+            f"--webhook-url={hook.url}",
+            "--webhook-format=slack",
+        )
+        with ServerProcess(tmp_path / "m.db", extra_args=args) as server:
+            time.sleep(0.3)
+            push_runs(server, [0.95])
+            (event,) = alert_events(server, 1)
+            assert hook.wait_accepted(1) == {event["id"]: 1}
+    body = json.loads(hook.requests[0]["body"])
+    assert list(body) == ["text"]
+    assert body["text"].startswith(
+        "resmon alert: my-org/my-repo ci.yml / build: normal -> mem_alert"
+    )
+    assert "X-Resmon-Signature" not in hook.requests[0]["headers"]  # no secret given
