@@ -2,7 +2,7 @@
 
     GET /                       -> /jobs
     GET /jobs?org=&repo=&sort=&page=
-    GET /job?org=&repo=&workflow=&job=
+    GET /job?org=&repo=&workflow=&job=&branch=
     GET /runs/<id>
     GET /live
     GET /usage?by=&period=&metric=
@@ -264,8 +264,9 @@ def job() -> str:
     org, repo, workflow, name = (str(n) for n in names)
     if not may_read(org):
         raise _no_such_job(org, repo, workflow, name)
-    runs = history.job_runs(org, repo, workflow, name, limit=RECENT_RUNS)
-    trend = history.trend(org, repo, workflow, name, limit=HISTORY_RUNS)
+    branch = _arg("branch")
+    runs = history.job_runs(org, repo, workflow, name, limit=RECENT_RUNS, branch=branch)
+    trend = history.trend(org, repo, workflow, name, limit=HISTORY_RUNS, branch=branch)
     recommendation = advice.recommend_job(org, repo, workflow, name)
     ids = [p["id"] for p in trend["points"]] + [r["id"] for r in runs["runs"]]
     flagged = _flagged(ids)
@@ -278,6 +279,8 @@ def job() -> str:
         flagged=flagged,
         recommendation=recommendation,
         yaml=resources_yaml(recommendation),
+        branch=branch,
+        branches=sorted({r["branch"] for r in runs["runs"] if r.get("branch")}),
     )
 
 

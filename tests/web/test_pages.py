@@ -32,6 +32,7 @@ def pages(site) -> dict[str, str]:
         "jobs": "/jobs",
         "jobs-by-memory": "/jobs?sort=memory",
         "job": "/job?" + urlencode(JOB),
+        "job-main": "/job?" + urlencode({**JOB, "branch": "main"}),
         "run": f"/runs/{site.finished_run}",
         "run-running": f"/runs/{site.running_run}",
         "run-lost": f"/runs/{site.lost_run}",
@@ -43,7 +44,15 @@ def pages(site) -> dict[str, str]:
 
 
 # The charts each page draws at least.
-CHARTS = {"job": 2, "run": 4, "run-running": 2, "run-lost": 2, "usage": 2, "usage-by-job": 2}
+CHARTS = {
+    "job": 2,
+    "job-main": 2,
+    "run": 4,
+    "run-running": 2,
+    "run-lost": 2,
+    "usage": 2,
+    "usage-by-job": 2,
+}
 
 PIXELS_DRAWN = """
 (holder) => {
@@ -70,6 +79,7 @@ PAGE_NAMES = [
     "jobs",
     "jobs-by-memory",
     "job",
+    "job-main",
     "run",
     "run-running",
     "run-lost",

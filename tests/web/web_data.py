@@ -111,6 +111,18 @@ def _summary(start: datetime, n: int, memory_mib: int, cores: float, heavy: bool
         "limit_cpu_cores": 2.0,
         "limit_memory_bytes": builder["limit_memory_bytes"],
     }
+    branch = "main" if n % 3 else ("feature/faster-link", "renovate/llvm-18")[n % 2]
+    summary["context"] = {
+        "ref": f"refs/heads/{branch}",
+        "branch": branch,
+        "sha": f"{(n * 2654435761) % 16**12:012x}{n:028x}",
+        "event": "push" if n % 3 else "pull_request",
+        "runner_name": f"runner-{n % 4}",
+        "runner_labels": "self-hosted,linux,x64",
+        "pod": f"runner-{n % 4}-7f9c",
+        "namespace": "ci",
+        "node": "node-b",
+    }
     summary["command"] = {
         "name": "make",
         "container": "builder",
