@@ -159,6 +159,10 @@ def runs_table(
         _cpu_time_column(runs, f.cpu_seconds, drop=5),
         Column("Mem p95", [fmt_bytes(r.get(f.mem_p95)) for r in runs], drop=3),
         Column("Mem peak", [memory_text(r, f.mem_peak, f.kind) for r in runs]),
+        # The job's disk writes, where its runs measured them (schema version 12).
+        Column("Written", [fmt_bytes(r.get("job_io_write_bytes")) for r in runs], drop=7)
+        if any(r.get("job_io_write_bytes") is not None for r in runs)
+        else None,
     ]
     return fit_table(
         [c for c in columns if c is not None],

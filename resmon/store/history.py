@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from resmon.store import rollups
+from resmon.store.io_columns import IO_COLUMNS
 from resmon.store.job_figures import JOB_COLUMNS
 from resmon.store.models import ContainerStat, Run, database_proxy
 from resmon.store.ranking import TOP_METRICS, TOP_SCOPES, top
@@ -115,6 +116,8 @@ RUN_COLUMNS = (
     *(getattr(Run, name) for name in JOB_COLUMNS),
     # Its context: branch, commit, event, runner, pod (resmon.store.run_context).
     *(getattr(Run, name) for name in CONTEXT_COLUMNS),
+    # The job's disk I/O and network (resmon.store.io_columns).
+    *(getattr(Run, name) for name in IO_COLUMNS),
 )
 CONTAINER_COLUMNS = tuple(
     getattr(ContainerStat, name)

@@ -79,3 +79,24 @@ def test_show_without_io_figures_shows_none():
 def test_show_keeps_within_a_narrow_width():
     text = _shown(_with_io(), width=80)
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_runs_show_the_disk_written_where_measured():
+    out = io.StringIO()
+    body = {
+        "organization": "acme",
+        "repository": "acme/widgets",
+        "workflow": "ci.yml",
+        "job": "build",
+        "runs": [
+            dict(RUN, id=2, run_id="2", job_io_write_bytes=200 * MiB),
+            dict(RUN, id=1, run_id="1", job_io_write_bytes=None),
+        ],
+    }
+    render.render("runs", body, "table", Console(file=out, width=160, highlight=False), now=NOW)
+    text = out.getvalue()
+    assert "Written" in text and "200 MiB" in text
+    out = io.StringIO()
+    body["runs"] = [dict(RUN, id=1, run_id="1")]
+    render.render("runs", body, "table", Console(file=out, width=160, highlight=False), now=NOW)
+    assert "Written" not in out.getvalue()

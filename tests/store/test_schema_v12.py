@@ -111,3 +111,19 @@ def test_a_push_stores_the_io_columns(tmp_path):
         2_000,
     )
     db.close()
+
+
+def test_the_runs_of_a_job_and_a_run_carry_the_io_columns(tmp_path):
+    from resmon.store import history
+
+    db = dbmod.open_database(str(tmp_path / "h.db"))
+    dbmod.migrate(db)
+    run_pk = store_push(validate_push(_with_io("8"))).id
+    store_push(validate_push(sample_payload("9")))
+    runs = history.job_runs("my-org", "my-org/my-repo", "ci.yml", "build")["runs"]
+    by_id = {r["run_id"]: r for r in runs}
+    assert by_id["8"]["job_io_write_bytes"] == 209_715_200
+    assert by_id["8"]["job_net_rx_bytes"] == 1_000
+    assert by_id["9"]["job_io_write_bytes"] is None  # a summary without them
+    assert history.get_run(run_pk)["job_io_source"] == "proc"
+    db.close()

@@ -98,6 +98,25 @@ SCOPE_PROPERTIES = {
     "workflow": STRING,
     "job": STRING,
 }
+# The job's disk I/O and network (resmon.store.io_columns; null when not measured).
+IO_PROPERTIES = {
+    "job_io_read_bytes": {**INTEGER, "description": "Bytes the job read from storage."},
+    "job_io_write_bytes": {**INTEGER, "description": "Bytes the job wrote to storage."},
+    "job_io_source": {
+        "type": ["string", "null"],
+        "enum": ["cgroup", "blkio", "proc", "mixed", None],
+        "description": "Where the disk figures come from: the cgroup's io.stat, v1 blkio, "
+        "the processes' /proc/PID/io, or several of them.",
+    },
+    "job_net_rx_bytes": {
+        **INTEGER,
+        "description": "Bytes received by the job's network namespaces, loopback apart.",
+    },
+    "job_net_tx_bytes": {
+        **INTEGER,
+        "description": "Bytes sent by the job's network namespaces, loopback apart.",
+    },
+}
 RUN_ROW = {
     "type": "object",
     "description": (
@@ -121,6 +140,7 @@ RUN_ROW = {
         **JOB_PROPERTIES,
         **RUN_STATE_PROPERTIES,
         **CONTEXT_PROPERTIES,
+        **IO_PROPERTIES,
     },
 }
 CONTAINER_ROW = {
