@@ -110,6 +110,12 @@ def _summary(start: datetime, n: int, memory_mib: int, cores: float, heavy: bool
         "cpu_seconds": builder["cpu_seconds"],
         "limit_cpu_cores": 2.0,
         "limit_memory_bytes": builder["limit_memory_bytes"],
+        "io": {
+            "read_bytes": 310 * MiB + n * MiB,
+            "write_bytes": 1200 * MiB,
+            "sources": ["cgroupfs"],
+        },
+        "network": {"rx_bytes": 95 * MiB, "tx_bytes": 4 * MiB},
     }
     branch = "main" if n % 3 else ("feature/faster-link", "renovate/llvm-18")[n % 2]
     summary["context"] = {
