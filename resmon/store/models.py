@@ -422,13 +422,14 @@ ALERT_MODELS: tuple[type[Model], ...] = (AlertRule, AlertState, AlertCursor, Web
 
 
 class RollupJob(BaseModel):
-    """One job's runs received in one hour or one UTC day (``span``): counts, sums (an
+    """One job's runs received in one hour or one UTC day (``span`` hour or day), or
+    started in one UTC day (``rday``, what a trend by day shows): counts, sums (an
     average is ``_sum / _n``, ``_n`` the runs that had the figure) and maxima of the
     job's and the host's figures, OOM kills and throttled seconds of its containers.
     Written by :mod:`resmon.store.rollups` from the runs, never by a push."""
 
     id = BigAutoField()
-    span = CharField(max_length=4)  # hour or day
+    span = CharField(max_length=4)  # hour, day (received then) or rday (started that day)
     bucket = DateTimeField()  # naive, UTC: the hour's or the day's start
     organization = CharField(max_length=255)
     repository = CharField(max_length=511)
@@ -463,6 +464,14 @@ class RollupJob(BaseModel):
     mem_bytes_p95_n = BigIntegerField()
     oom_kills = BigIntegerField()
     cpu_throttled_seconds = DoubleField()
+    # The other maxima a trend by day shows (span ``rday``).
+    job_cpu_seconds_max = DoubleField(null=True)
+    job_memory_bytes_p95_max = BigIntegerField(null=True)
+    job_limit_cpu_cores_max = DoubleField(null=True)
+    job_limit_memory_bytes_max = BigIntegerField(null=True)
+    cpu_percent_p95_max = DoubleField(null=True)
+    cpu_percent_peak_max = DoubleField(null=True)
+    mem_bytes_p95_max = BigIntegerField(null=True)
 
     class Meta:
         table_name = "rollup_jobs"
@@ -507,6 +516,8 @@ class RollupContainer(BaseModel):
     limit_memory_bytes_max = BigIntegerField(null=True)
     oom_kills = BigIntegerField()
     cpu_throttled_seconds = DoubleField()
+    duration_seconds_n = BigIntegerField(default=0)
+    memory_bytes_p95_max = BigIntegerField(null=True)
 
     class Meta:
         table_name = "rollup_containers"
@@ -521,6 +532,7 @@ class RollupRun(BaseModel):
 
     run_pk = BigIntegerField(primary_key=True)
     received_at = DateTimeField()
+    run_time = DateTimeField(null=True)  # its start time, else received_at: its rday
 
     class Meta:
         table_name = "rollup_runs"

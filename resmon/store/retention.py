@@ -144,7 +144,12 @@ def delete_expired(
         )
     if policy.samples is not None:
         _delete_batches(now - policy.samples, rows_per_batch, pause, stop, done)
-    for span, keep in ((rollups.HOUR, policy.hourly_rollups), (rollups.DAY, policy.daily_rollups)):
+    spans = (
+        (rollups.HOUR, policy.hourly_rollups),
+        (rollups.DAY, policy.daily_rollups),
+        (rollups.RUN_DAY, policy.daily_rollups),
+    )
+    for span, keep in spans:
         if keep is None:
             continue
         cutoff = rollups.param_time(rollups.floor_hour(now - keep))

@@ -110,22 +110,27 @@ def run_pass(
     if last == start:
         return result
     pks = sorted({int(pk) for _, kind, pk in events if kind in rollups.ROLLUP_EVENT_KINDS and pk})
-    touched: dict[tuple[str, ...], set[datetime]] = {}
+    # Per job: the hours it was received in (hourly and daily rows) and the days it
+    # started on (rday rows), where each run is now and where it was counted before.
+    touched: dict[tuple[str, ...], tuple[set[datetime], set[datetime]]] = {}
     for at in range(0, len(pks), 500):
         part = pks[at : at + 500]
         marks = ", ".join([p] * len(part))
         rows = db.execute_sql(
             f"SELECT r.id, r.organization, r.repository, r.workflow, r.job, r.received_at, "
-            f"r.state, l.received_at FROM runs r LEFT JOIN rollup_runs l ON l.run_pk = r.id "
-            f"WHERE r.id IN ({marks})",
+            f"r.state, l.received_at, COALESCE(r.start_time, r.received_at), l.run_time "
+            f"FROM runs r LEFT JOIN rollup_runs l ON l.run_pk = r.id WHERE r.id IN ({marks})",
             part,
         ).fetchall()
-        for _, org, repo, workflow, job, received, state, counted in rows:
-            hours = touched.setdefault((org, repo, workflow, job), set())
+        for _, org, repo, workflow, job, received, state, counted, ran, ran_before in rows:
+            hours, days = touched.setdefault((org, repo, workflow, job), (set(), set()))
             if state != "running":
                 hours.add(rollups.floor_hour(rollups.as_time(received)))  # type: ignore[arg-type]
+                days.add(rollups.floor_day(rollups.as_time(ran)))  # type: ignore[arg-type]
             if counted is not None:
                 hours.add(rollups.floor_hour(rollups.as_time(counted)))  # type: ignore[arg-type]
+            if ran_before is not None:
+                days.add(rollups.floor_day(rollups.as_time(ran_before)))  # type: ignore[arg-type]
         # Runs deleted since their event: the rows they were counted in stay as they are.
     result.runs = len(pks)
     jobs = list(touched.items())
@@ -140,20 +145,25 @@ def run_pass(
 
 
 def _recompute_jobs(
-    jobs: list[tuple[tuple[str, ...], set[datetime]]], min_bucket: datetime | None
+    jobs: list[tuple[tuple[str, ...], tuple[set[datetime], set[datetime]]]],
+    min_bucket: datetime | None,
 ) -> int:
     hours = 0
-    for scope, touched in jobs:
+    oldest = rollups.floor_day(min_bucket) if min_bucket is not None else None
+    for scope, (touched, run_days) in jobs:
         key = (scope[0], scope[1], scope[2], scope[3])
         days = set()
         for hour in touched:
-            if min_bucket is not None and hour < rollups.floor_day(min_bucket):
+            if oldest is not None and hour < oldest:
                 continue
             rollups.recompute(rollups.HOUR, hour, hour + timedelta(hours=1), key)
             days.add(rollups.floor_day(hour))
             hours += 1
         for day in days:
             rollups.recompute(rollups.DAY, day, day + timedelta(days=1), key)
+        for day in run_days:
+            if oldest is None or day >= oldest:
+                rollups.recompute(rollups.RUN_DAY, day, day + timedelta(days=1), key)
     return hours
 
 
@@ -166,7 +176,8 @@ def _finish_pass(pks: list[int], last: int) -> None:
         marks = ", ".join([p] * len(part))
         db.execute_sql(f"DELETE FROM rollup_runs WHERE run_pk IN ({marks})", part)
         db.execute_sql(
-            "INSERT INTO rollup_runs (run_pk, received_at) SELECT id, received_at FROM runs "
+            "INSERT INTO rollup_runs (run_pk, received_at, run_time) "
+            "SELECT id, received_at, COALESCE(start_time, received_at) FROM runs "
             f"WHERE id IN ({marks}) AND state <> {rollups.RUNNING_SQL}",
             part,
         )

@@ -47,7 +47,13 @@ from resmon.store.models import database_proxy
 log = logging.getLogger(__name__)
 
 HOUR, DAY = "hour", "day"
-SPANS = (HOUR, DAY)
+# The UTC day the runs *started* (their start time, else their arrival): what a trend
+# by day groups by (resmon.store.trends), a spooled run on the day it ran.
+RUN_DAY = "rday"
+SPANS = (HOUR, DAY, RUN_DAY)
+# How far a runner's clock may be ahead of the server's (as trends assume): a run
+# started on a day is received at the earliest this long before the day starts.
+RUN_CLOCK_AHEAD = timedelta(days=1)
 CURSOR_NAME = "rollups"
 # The events a rollup follows: a run got (or changed) its figures.
 ROLLUP_EVENT_KINDS = ("run_finished", "run_lost")
@@ -97,6 +103,13 @@ JOB_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("mem_bytes_p95_n", "COUNT(r.mem_bytes_p95)", "sum"),
     ("oom_kills", _oom("oom_kills"), "sum"),
     ("cpu_throttled_seconds", _oom("cpu_throttled_seconds"), "sum"),
+    ("job_cpu_seconds_max", "MAX(r.job_cpu_seconds)", "max"),
+    ("job_memory_bytes_p95_max", "MAX(r.job_memory_bytes_p95)", "max"),
+    ("job_limit_cpu_cores_max", "MAX(r.job_limit_cpu_cores)", "max"),
+    ("job_limit_memory_bytes_max", "MAX(r.job_limit_memory_bytes)", "max"),
+    ("cpu_percent_p95_max", "MAX(r.cpu_percent_p95)", "max"),
+    ("cpu_percent_peak_max", "MAX(r.cpu_percent_peak)", "max"),
+    ("mem_bytes_p95_max", "MAX(r.mem_bytes_p95)", "max"),
 )
 
 # Container columns, over run_containers ``c`` joined to its run ``r``.
@@ -122,6 +135,8 @@ CONTAINER_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("limit_memory_bytes_max", "MAX(c.limit_memory_bytes)", "max"),
     ("oom_kills", "COALESCE(SUM(c.oom_kills), 0)", "sum"),
     ("cpu_throttled_seconds", "COALESCE(SUM(c.cpu_throttled_seconds), 0)", "sum"),
+    ("duration_seconds_n", "COUNT(r.duration_seconds)", "sum"),
+    ("memory_bytes_p95_max", "MAX(c.memory_bytes_p95)", "max"),
 )
 
 # Counts that are never NULL in a rollup row, also when combined over no rows.
@@ -162,6 +177,9 @@ def bucket_expr(span: str, column: str) -> str:
     return f"(date({column}) || ' 00:00:00')"
 
 
+RUN_TIME_SQL = "COALESCE(r.start_time, r.received_at)"
+
+
 def floor_hour(value: datetime) -> datetime:
     return value.replace(minute=0, second=0, microsecond=0)
 
@@ -178,6 +196,13 @@ def ceil_hour(value: datetime) -> datetime:
 def ceil_day(value: datetime) -> datetime:
     floor = floor_day(value)
     return floor if floor == value else _later(floor, timedelta(days=1))
+
+
+def _earlier(value: datetime, step: timedelta) -> datetime:
+    try:
+        return value - step
+    except OverflowError:  # within a day of year 1
+        return datetime.min
 
 
 def _later(value: datetime, step: timedelta) -> datetime:
@@ -211,8 +236,20 @@ def recompute(
     the runs received then give.  Call inside a write transaction."""
     db = database_proxy
     p = db.param
-    where = f"r.received_at >= {p} AND r.received_at < {p} AND r.state <> {RUNNING_SQL}"
-    params: list[Any] = [param_time(start), param_time(end)]
+    if span == RUN_DAY:
+        # By start: the (scope, received_at) index bounds it from a day before.
+        where = (
+            f"{RUN_TIME_SQL} >= {p} AND {RUN_TIME_SQL} < {p} AND r.received_at >= {p} "
+            f"AND r.state <> {RUNNING_SQL}"
+        )
+        params: list[Any] = [
+            param_time(start),
+            param_time(end),
+            param_time(_earlier(start, RUN_CLOCK_AHEAD)),
+        ]
+    else:
+        where = f"r.received_at >= {p} AND r.received_at < {p} AND r.state <> {RUNNING_SQL}"
+        params = [param_time(start), param_time(end)]
     delete_where = f"span = {p} AND bucket >= {p} AND bucket < {p}"
     delete_params: list[Any] = [span, param_time(start), param_time(end)]
     if scope is not None:
@@ -220,7 +257,9 @@ def recompute(
         params += list(scope)
         delete_where += "".join(f" AND {name} = {p}" for name in SCOPE)
         delete_params += list(scope)
-    bucket = bucket_expr(span, "r.received_at")
+    bucket = (
+        bucket_expr(DAY, RUN_TIME_SQL) if span == RUN_DAY else bucket_expr(span, "r.received_at")
+    )
     scope_cols = ", ".join(f"r.{name}" for name in SCOPE)
     for table in ("rollup_jobs", "rollup_containers"):
         db.execute_sql(f"DELETE FROM {table} WHERE {delete_where}", delete_params)
@@ -249,12 +288,14 @@ def rebuild_day(day: datetime, following: datetime) -> None:
     p = db.param
     recompute(HOUR, day, following)
     recompute(DAY, day, following)
+    recompute(RUN_DAY, day, following)
     window = [param_time(day), param_time(following)]
     db.execute_sql(
         f"DELETE FROM rollup_runs WHERE received_at >= {p} AND received_at < {p}", window
     )
     db.execute_sql(
-        "INSERT INTO rollup_runs (run_pk, received_at) SELECT id, received_at FROM runs "
+        "INSERT INTO rollup_runs (run_pk, received_at, run_time) "
+        "SELECT id, received_at, COALESCE(start_time, received_at) FROM runs "
         f"WHERE received_at >= {p} AND received_at < {p} AND state <> {RUNNING_SQL} "
         "AND id NOT IN (SELECT run_pk FROM rollup_runs)",
         window,
@@ -315,6 +356,28 @@ def horizon() -> datetime | None:
     if not times:
         return None
     return floor_hour(min(t for t in times if t is not None))
+
+
+def run_day_horizon(scope: tuple[str, str, str, str]) -> datetime | None:
+    """:func:`horizon` for one job's ``rday`` rows: the start of the earliest day a
+    pending event of the job touches (the day its run started, or the one it was
+    counted in before), or None when none waits."""
+    db = database_proxy
+    p = db.param
+    kinds = ", ".join(f"'{k}'" for k in ROLLUP_EVENT_KINDS)
+    row = db.execute_sql(
+        f"SELECT MIN({RUN_TIME_SQL}), MIN(l.run_time), COUNT(*) FROM events e "
+        "LEFT JOIN runs r ON r.id = e.run_pk LEFT JOIN rollup_runs l ON l.run_pk = e.run_pk "
+        f"WHERE e.id > {p} AND e.kind IN ({kinds}) AND e.organization = {p} "
+        f"AND e.repository = {p} AND e.workflow = {p} AND e.job = {p}",
+        (cursor(), *scope),
+    ).fetchone()
+    if not row or not row[2]:
+        return None
+    times = [as_time(t) for t in row[:2] if t is not None]
+    if not times:
+        return None
+    return floor_day(min(t for t in times if t is not None))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from typing import Any
 
 from peewee import fn
 
-from resmon.store.models import ContainerStat, Run
+from resmon.store import rollups
+from resmon.store.models import ContainerStat, Run, database_proxy
 from resmon.store.scope import (
     SUGGESTIONS,
     HistoryError,
@@ -107,8 +108,14 @@ def trend(
     if end is not None:
         where &= when < end
 
-    query = _trend_query(by, _trend_metrics(container), container, where)
-    points = list(query.limit(limit).dicts())
+    metrics = _trend_metrics(container)
+    if by == "day" and not branch:
+        scope = scope_fields(organization, repository, workflow, job)
+        points = _days_from_rollups(
+            tuple(scope.values()), container, metrics, where, start, end, limit
+        )
+    else:
+        points = list(_trend_query(by, metrics, container, where).limit(limit).dicts())
     points.reverse()
     if not points:
         _check_trend_target(organization, repository, workflow, job, container)
@@ -193,6 +200,121 @@ def _trend_query(by: str, metrics: dict[str, Any], container: str | None, where:
     if by == "run":
         return query.order_by(Run.received_at.desc(), Run.id.desc())
     return query.group_by(day).order_by(day.desc())
+
+
+# A day's rollup column (span rday) for each figure of a trend point.
+_JOB_DAY_COLUMNS = {name: f"{name}_max" for name in (*JOB_TREND_COLUMNS, "cpu_percent_p95",
+                    "cpu_percent_peak", "mem_bytes_p95", "mem_bytes_peak")}  # fmt: skip
+_CONTAINER_DAY_COLUMNS = {
+    name: f"{name}_max"
+    for name in (
+        "cpu_cores_p95",
+        "cpu_cores_peak",
+        "memory_bytes_p95",
+        "memory_bytes_peak",
+        "limit_cpu_cores",
+        "limit_memory_bytes",
+    )
+}
+
+
+def _days_from_rollups(
+    scope: tuple[str, ...],
+    container: str | None,
+    metrics: dict[str, Any],
+    where: Any,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A trend's days, newest first: the whole days before the job's rollup horizon
+    from its ``rday`` rollup rows (resmon.store.rollups), the partial days at the
+    window's edges and the days from the horizon on from its runs, as
+    :func:`_trend_query` reads them.  A day comes from one or the other, never both:
+    the same points as from the runs alone, without reading a long history's runs."""
+    key = (scope[0], scope[1], scope[2], scope[3])
+    low = rollups.ceil_day(start) if start is not None else None
+    highs = [t for t in (rollups.floor_day(end) if end else None,
+                         rollups.run_day_horizon(key)) if t is not None]  # fmt: skip
+    high = min(highs) if highs else None
+    ranges: list[tuple[datetime | None, datetime | None]] = []
+    rows: list[dict[str, Any]] = []
+    if low is not None and high is not None and low >= high:
+        ranges.append((start, end))
+    else:
+        if start is not None and low is not None and start < low:
+            ranges.append((start, low))
+        if high is not None:
+            ranges.append((high, end))
+        rows = _rollup_days(key, container, low, high, limit)
+    when = run_time()
+    points = list(rows)
+    for first, last in ranges:
+        part = where
+        if first is not None:
+            part &= when >= first
+            if first - first.min > RUN_CLOCK_AHEAD:
+                part &= Run.received_at >= first - RUN_CLOCK_AHEAD
+        if last is not None:
+            part &= when < last
+        points += list(_trend_query("day", metrics, container, part).limit(limit).dicts())
+    points.sort(key=lambda point: str(point["day"]), reverse=True)
+    return points[:limit]
+
+
+def _rollup_days(
+    scope: tuple[str, str, str, str],
+    container: str | None,
+    low: datetime | None,
+    high: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` days in [low, high) of the job's (or its container's)
+    rday rows, as trend points."""
+    db = database_proxy
+    p = db.param
+    table = "rollup_containers" if container else "rollup_jobs"
+    figures = _CONTAINER_DAY_COLUMNS if container else _JOB_DAY_COLUMNS
+    columns = [f"{column} AS {name}" for name, column in figures.items()]
+    if not container:
+        columns += [
+            f"job_memory_kind_min AS {_KIND_LOW}",
+            f"job_memory_kind_max AS {_KIND_HIGH}",
+        ]
+    conditions = [f"span = {p}", *(f"{name} = {p}" for name in rollups.SCOPE)]
+    params: list[Any] = [rollups.RUN_DAY, *scope]
+    if container:
+        conditions.append(f"name = {p}")
+        params.append(container)
+    if low is not None:
+        conditions.append(f"bucket >= {p}")
+        params.append(rollups.param_time(low))
+    if high is not None:
+        conditions.append(f"bucket < {p}")
+        params.append(rollups.param_time(high))
+    cursor = db.execute_sql(
+        "SELECT bucket, runs, partial_runs, duration_seconds_sum, duration_seconds_n, "
+        + ", ".join(columns)
+        + f" FROM {table} WHERE {' AND '.join(conditions)} ORDER BY bucket DESC "
+        f"LIMIT {int(limit)}",
+        params,
+    )
+    names = [d[0] for d in cursor.description]
+    points = []
+    for values in cursor.fetchall():
+        row = dict(zip(names, values, strict=True))
+        day = rollups.as_time(row.pop("bucket"))
+        total, count = row.pop("duration_seconds_sum"), row.pop("duration_seconds_n")
+        points.append(
+            {
+                "day": day.strftime("%Y-%m-%d") if day else None,
+                "runs": int(row.pop("runs")),
+                "partial_runs": int(row.pop("partial_runs")),
+                "duration_seconds": float(total) / count if count and total is not None else None,
+                **row,
+            }
+        )
+    return points
 
 
 def _check_trend_target(

