@@ -28,11 +28,16 @@ NAN = math.nan
 _PROC_READ, _PROC_WRITE, _KERNEL_READ, _KERNEL_WRITE, _RX, _TX = range(6)
 
 
-def _finite(values: array) -> list[float]:
-    return [v for v in values if v == v]
+# Rates are kept as 4-byte floats (7 significant digits: plenty for bytes per second),
+# half the memory of a long run's series.
+_TYPECODE = "f"
 
 
-def _stat(values: array) -> dict[str, float]:
+def _finite(values: array | None) -> list[float]:
+    return [v for v in values if v == v] if values is not None else []
+
+
+def _stat(values: array | None) -> dict[str, float]:
     return summarize(_finite(values)) or empty_stat()
 
 
@@ -55,7 +60,10 @@ class IORun:
 
     def __init__(self, first: int) -> None:
         self.first = first  # the sample index its series start at
-        self.series = [array("d") for _ in range(6)]
+        # Per slot; the cgroup counter's only once read (dropped again when a sample
+        # lacks it: the processes' sum is then the run's source), the network's once
+        # a namespace is read.
+        self.series: list[array | None] = [None] * 6
         self.io_samples = self.kernel_samples = 0
         self.kernel_source: str | None = None
         self.proc = (0, 0)
@@ -68,6 +76,8 @@ class IORun:
 
     def _put(self, slot: int, index: int, value: float | None) -> None:
         values = self.series[slot]
+        if values is None:
+            values = self.series[slot] = array(_TYPECODE)
         at = index - self.first
         if len(values) < at:
             values.extend([NAN] * (at - len(values)))
@@ -86,8 +96,11 @@ class IORun:
                 self.kernel_samples += 1
                 self.kernel_source = io.kernel_source
                 self.kernel = (kernel.read_bytes, kernel.write_bytes)
-            self._put(_KERNEL_READ, index, kernel.read_rate if kernel else None)
-            self._put(_KERNEL_WRITE, index, kernel.write_rate if kernel else None)
+            if kernel is not None and self.kernel_samples == self.io_samples:
+                self._put(_KERNEL_READ, index, kernel.read_rate)
+                self._put(_KERNEL_WRITE, index, kernel.write_rate)
+            else:
+                self.series[_KERNEL_READ] = self.series[_KERNEL_WRITE] = None
         if net is not None:
             self.namespace = net.namespace
             self.net = (net.rx_bytes, net.tx_bytes, net.loopback_rx_bytes, net.loopback_tx_bytes)
@@ -146,12 +159,15 @@ class IORun:
         """A container renamed into this one: the processes' and kernel totals add up
         (each is its own since the run began), the series are summed by sample."""
         first = min(self.first, other.first)
-        series = []
+        series: list[array | None] = []
         for mine, theirs in zip(self.series, other.series, strict=True):
-            length = max(self.first + len(mine), other.first + len(theirs)) - first
-            out = array("d", [NAN]) * length
+            if mine is None and theirs is None:
+                series.append(None)
+                continue
+            length = max(self.first + len(mine or ()), other.first + len(theirs or ())) - first
+            out = array(_TYPECODE, [NAN]) * length
             for start, values in ((self.first, mine), (other.first, theirs)):
-                for i, value in enumerate(values):
+                for i, value in enumerate(values or ()):
                     at = start - first + i
                     if value == value:
                         out[at] = value if out[at] != out[at] else out[at] + value
@@ -168,11 +184,11 @@ class IORun:
         self.shared_with |= other.shared_with
 
 
-def _sum_series(parts: list[tuple[int, array]], count: int) -> list[float]:
+def _sum_series(parts: list[tuple[int, array | None]], count: int) -> list[float]:
     """Per sample, the sum of the series that have a value there."""
     total = array("d", [NAN]) * count
     for first, values in parts:
-        for i, value in enumerate(values):
+        for i, value in enumerate(values or ()):
             at = first + i
             if value == value and 0 <= at < count:
                 before = total[at]
@@ -186,8 +202,8 @@ def job_io(runs: list[IORun], count: int) -> dict[str, Any] | None:
     measured = [run for run in runs if run.io_samples]
     if not measured:
         return None
-    reads: list[tuple[int, array]] = []
-    writes: list[tuple[int, array]] = []
+    reads: list[tuple[int, array | None]] = []
+    writes: list[tuple[int, array | None]] = []
     read = write = 0
     for run in measured:
         r, w = run.io_totals()
