@@ -70,11 +70,14 @@ def _state() -> ServerState:
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    response = current_app.json.response(obj)
-    response.status_code = status
-    for key, value in (headers or {}).items():
-        response.headers[key] = value
-    return response
+    # The bytes of the app's JSON provider (resmon.server.OrjsonProvider), made
+    # straight into the response: no str round trip, no status set afterwards.
+    return current_app.response_class(
+        orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS),
+        status,
+        headers,
+        mimetype="application/json",
+    )
 
 
 def read_body(limit: int) -> bytes:
