@@ -227,6 +227,12 @@ def test_live_page_shows_a_new_run_within_two_seconds(site, signed_in):
         timeout=2000,
     )
     assert shown < 2.0
+    # The host's figures follow its newest snapshot (the batch's last sample: 42 %).
+    page.wait_for_function(
+        """document.querySelector('tr[data-host-row="runner-7"] [data-field="cpu"]')
+            .textContent === '42.0 %'""",
+        timeout=2000,
+    )
     assert watch.problems == [], watch.problems
     page.close()
 

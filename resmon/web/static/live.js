@@ -53,6 +53,7 @@
       var data = ev.data || {};
       var tr = document.createElement("tr");
       tr.setAttribute("data-run", id);
+      tr.setAttribute("data-host", data.host || "");
       tr.className = "fresh";
       var q = new URLSearchParams({ org: ev.organization, repo: ev.repository, workflow: ev.workflow, job: ev.job });
       tr.appendChild(link(jobUrl + "?" + q.toString(), ev.repository + " · " + ev.workflow + " · " + ev.job));
@@ -74,6 +75,23 @@
       tr.querySelector('[data-field="cpu"]').textContent = cores(job.cpu_cores);
       tr.querySelector('[data-field="memory"]').textContent = bytes(job.memory_bytes);
       tr.querySelector('[data-field="t"]').textContent = when(snap.t);
+      updateHost(tr.getAttribute("data-host"), snap.host_stats);
+    }
+
+    // The host's latest figures, from the snapshot of any run on it.
+    function updateHost(host, stats) {
+      if (!host || !stats) return;
+      var rows = document.querySelectorAll("tr[data-host-row]");
+      for (var i = 0; i < rows.length; i++) {
+        if (rows[i].getAttribute("data-host-row") !== host) continue;
+        if (typeof stats.cpu_percent === "number") {
+          rows[i].querySelector('[data-field="cpu"]').textContent = stats.cpu_percent.toFixed(1) + " %";
+        }
+        if (typeof stats.mem_used_bytes === "number") {
+          rows[i].querySelector('[data-field="memory"]').textContent = bytes(stats.mem_used_bytes) +
+            (typeof stats.mem_total_bytes === "number" ? " of " + bytes(stats.mem_total_bytes) : "");
+        }
+      }
     }
 
     function end(ev, word) {
