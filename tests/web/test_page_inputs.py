@@ -99,3 +99,42 @@ def test_every_page_renders_on_postgresql(postgres_url):
     ):
         response = client.get(url)
         assert response.status_code == 200, (url, response.data[:300])
+
+
+def test_hostile_names_are_text_never_markup(tmp_path):
+    """A job or container named like markup is shown as text in the HTML and inside the
+    chart data blocks (which a `</script>` in a name could otherwise end)."""
+    from datetime import UTC, datetime, timedelta
+
+    from query_data import push_body, run_summary
+
+    from resmon.schema import validate_push
+    from resmon.store import db as dbmod
+    from resmon.store.write import store_push
+
+    evil = "<img src=x onerror=alert(1)></script><script>alert(2)</script>"
+    path = str(tmp_path / "evil.db")
+    db = dbmod.open_database(path)
+    dbmod.migrate(db)
+    start = datetime.now(UTC) - timedelta(days=2)
+    for n in range(4):
+        summary = run_summary(start=start + timedelta(hours=n))
+        summary["containers"][1]["name"] = evil
+        summary["timeline"] = [
+            {"t": float(t), "containers": {evil: {"cpu_cores": 0.5, "memory_bytes": 1000}}}
+            for t in range(3)
+        ]
+        store_push(validate_push(push_body(f"r{n}", summary, job=evil, workflow=evil)))
+    db.close()
+    app = create_app(ServerConfig(database=path, read_token=TOKEN))
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+    jobs = client.get("/api/v1/jobs").get_json()["jobs"]
+    run = jobs[0]["last_id"]
+    scope = {"org": "acme", "repo": "acme/widgets", "workflow": evil, "job": evil}
+    for url in ("/jobs", "/job?" + urlencode(scope), f"/runs/{run}", "/usage?by=job"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        body = response.get_data(as_text=True)
+        assert "<img src=x" not in body and "<script>alert" not in body, url
+        assert "&lt;img src=x" in body or "\\u003cimg src=x" in body, url
