@@ -455,3 +455,42 @@ def test_live_samples_carry_io_totals_and_count_a_namespace_once(tmp_path):
     assert job["net_rx_bytes"] == 6 * MiB
     memories = [c["memory_bytes"] for c in live["containers"].values() if c["memory_bytes"]]
     assert job["memory_bytes"] == sum(memories)  # not overwritten by the I/O sums
+
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+DOCKER_SCOPE = (
+    "system.slice/docker-fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210.scope"
+)
+
+
+def test_the_static_fixture_trees():
+    proc = str(FIXTURES / "proc")
+    # Captured from a shell after its dd child wrote 1 MiB with fsync and was reaped:
+    # the child's writes are in the shell's /proc/PID/io.
+    assert procfs.read_pid_io(12568, proc) == (0, 1073152)
+    assert procfs.read_pid_io(4242, proc) is None  # no io file
+    lo = procfs.read_net_dev(12568, proc)["lo"]
+    assert lo.rx_bytes == lo.tx_bytes == 4243593527
+    assert procfs.read_net_dev(4242, proc) is None  # no net/dev
+    v2 = FIXTURES / "cgroup_v2" / DOCKER_SCOPE
+    assert cgroupfs.read_io_bytes(cgroupfs.V2, str(v2)) == (1482752 + 4096, 4194304 + 65536)
+    v1 = cgroupfs.CgroupFS(str(FIXTURES / "cgroup_v1"))
+    assert v1.mounts[cgroupfs.V1_BLKIO] == str(FIXTURES / "cgroup_v1" / "blkio")
+    assert v1.directory(cgroupfs.V1_BLKIO, "/") is None  # the hierarchy's root: the machine
+    docker = v1.directory(cgroupfs.V1_BLKIO, "/docker/abc123")
+    assert cgroupfs.read_io_bytes(cgroupfs.V1_BLKIO, docker) == (1482752, 4194304)
+    assert v1.directory(cgroupfs.V1_BLKIO, "/user.slice") is None  # not there
+
+
+def test_a_sample_of_the_static_tree_reads_what_it_has(tmp_path):
+    s = Sampler(
+        SamplerConfig(proc_path=str(FIXTURES / "proc"), cgroup_path=str(FIXTURES / "cgroup_v1"))
+    )
+    first = s.sample(now=1.0)
+    (sleep,) = [c for c in first.containers.values() if c.name.startswith("/process_api/")]
+    # Older than the first reading: a baseline, nothing counted.
+    assert sleep.io is not None and sleep.io.proc.write_bytes == 0
+    assert sleep.net is not None and sleep.net.loopback_rx_bytes == 0
+    # 4242's container (v1 blkio at /user.slice, which is not there): no io file, no
+    # cgroup counter, so no disk figures rather than zeros.
+    assert first.containers["/docker/abc123"].io is None
