@@ -1,9 +1,10 @@
 """The rollups' writers: the background pass over new events, a rebuild of any range
 from the runs (what :mod:`resmon.store.rollups` keeps, and why, is said there).
 
-Each write is a short transaction under the writer lock (SQLite's one writer):
-:data:`JOBS_PER_TRANSACTION` jobs' hours and days at a time, so a push waits at most
-one of them.  Only one process or replica runs a pass at a time
+A pass reads what the runs give for :data:`JOBS_PER_TRANSACTION` jobs' hours and
+days outside any write transaction, then replaces those rollup rows in one short
+transaction under the writer lock (SQLite's one writer): a push waits for a few row
+writes at most.  Only one process or replica runs a pass at a time
 (:mod:`resmon.server.maintenance` holds the lock); a pass is idempotent, so one that
 died half-way is simply redone.
 """
@@ -136,7 +137,13 @@ def run_pass(
     jobs = list(touched.items())
     for at in range(0, len(jobs), JOBS_PER_TRANSACTION):
         chunk = jobs[at : at + JOBS_PER_TRANSACTION]
-        result.hours += _write(_recompute_jobs, chunk, min_bucket)
+        # Read outside the write lock (WAL readers do not wait for writers), then
+        # replace the rows in one short transaction: a push waits for a few row
+        # writes at most, never for the aggregations.  A run stored in between has
+        # its own event after the cursor: the next pass recomputes its buckets.
+        computed = _compute_jobs(chunk, min_bucket)
+        _write(_store, computed)
+        result.hours += sum(1 for c in computed if c.statements.delete_params[0] == rollups.HOUR)
         if pause:
             time.sleep(pause)
     _write(_finish_pass, pks, last)
@@ -144,11 +151,12 @@ def run_pass(
     return result
 
 
-def _recompute_jobs(
+def _compute_jobs(
     jobs: list[tuple[tuple[str, ...], tuple[set[datetime], set[datetime]]]],
     min_bucket: datetime | None,
-) -> int:
-    hours = 0
+) -> list[rollups.Computed]:
+    """What the runs give for each touched hour, day and start day of each job."""
+    out = []
     oldest = rollups.floor_day(min_bucket) if min_bucket is not None else None
     for scope, (touched, run_days) in jobs:
         key = (scope[0], scope[1], scope[2], scope[3])
@@ -156,15 +164,19 @@ def _recompute_jobs(
         for hour in touched:
             if oldest is not None and hour < oldest:
                 continue
-            rollups.recompute(rollups.HOUR, hour, hour + timedelta(hours=1), key)
+            out.append(rollups.compute(rollups.HOUR, hour, hour + timedelta(hours=1), key))
             days.add(rollups.floor_day(hour))
-            hours += 1
         for day in days:
-            rollups.recompute(rollups.DAY, day, day + timedelta(days=1), key)
+            out.append(rollups.compute(rollups.DAY, day, day + timedelta(days=1), key))
         for day in run_days:
             if oldest is None or day >= oldest:
-                rollups.recompute(rollups.RUN_DAY, day, day + timedelta(days=1), key)
-    return hours
+                out.append(rollups.compute(rollups.RUN_DAY, day, day + timedelta(days=1), key))
+    return out
+
+
+def _store(computed: list[rollups.Computed]) -> None:
+    for c in computed:
+        rollups.store(c)
 
 
 def _finish_pass(pks: list[int], last: int) -> None:

@@ -226,16 +226,21 @@ def utc_now() -> datetime:
 # --- recomputing from the runs ----------------------------------------------------
 
 
-def recompute(
-    span: str,
-    start: datetime,
-    end: datetime,
-    scope: tuple[str, str, str, str] | None = None,
-) -> None:
-    """Replace the ``span`` rows of [start, end) (of one job, or of every job) by what
-    the runs received then give.  Call inside a write transaction."""
-    db = database_proxy
-    p = db.param
+@dataclass(frozen=True)
+class _Statements:
+    delete_where: str
+    delete_params: list[Any]
+    job_select: str
+    container_select: str
+    params: list[Any]
+
+
+def _statements(
+    span: str, start: datetime, end: datetime, scope: tuple[str, str, str, str] | None
+) -> _Statements:
+    """The statements that recompute the ``span`` rows of [start, end) (of one job or
+    of every job) from the runs: which rows go, and the SELECTs of the new ones."""
+    p = database_proxy.param
     if span == RUN_DAY:
         # By start: the (scope, received_at) index bounds it from a day before.
         where = (
@@ -261,25 +266,79 @@ def recompute(
         bucket_expr(DAY, RUN_TIME_SQL) if span == RUN_DAY else bucket_expr(span, "r.received_at")
     )
     scope_cols = ", ".join(f"r.{name}" for name in SCOPE)
-    for table in ("rollup_jobs", "rollup_containers"):
-        db.execute_sql(f"DELETE FROM {table} WHERE {delete_where}", delete_params)
-    names = [name for name, _, _ in JOB_COLUMNS]
-    db.execute_sql(
-        f"INSERT INTO rollup_jobs (span, bucket, {', '.join(SCOPE)}, {', '.join(names)}) "
+    job_select = (
         f"SELECT {p}, {bucket}, {scope_cols}, "
         + ", ".join(expr for _, expr, _ in JOB_COLUMNS)
-        + f" FROM runs r WHERE {where} GROUP BY {bucket}, {scope_cols}",
-        [span, *params],
+        + f" FROM runs r WHERE {where} GROUP BY {bucket}, {scope_cols}"
     )
-    names = [name for name, _, _ in CONTAINER_COLUMNS]
-    db.execute_sql(
-        f"INSERT INTO rollup_containers (span, bucket, {', '.join(SCOPE)}, name, "
-        f"{', '.join(names)}) SELECT {p}, {bucket}, {scope_cols}, c.name, "
+    container_select = (
+        f"SELECT {p}, {bucket}, {scope_cols}, c.name, "
         + ", ".join(expr for _, expr, _ in CONTAINER_COLUMNS)
         + f" FROM runs r JOIN run_containers c ON c.run_id = r.id WHERE {where} "
-        f"GROUP BY {bucket}, {scope_cols}, c.name",
-        [span, *params],
+        f"GROUP BY {bucket}, {scope_cols}, c.name"
     )
+    return _Statements(delete_where, delete_params, job_select, container_select, [span, *params])
+
+
+_JOB_INSERT = (
+    f"INSERT INTO rollup_jobs (span, bucket, {', '.join(SCOPE)}, "
+    f"{', '.join(name for name, _, _ in JOB_COLUMNS)})"
+)
+_CONTAINER_INSERT = (
+    f"INSERT INTO rollup_containers (span, bucket, {', '.join(SCOPE)}, name, "
+    f"{', '.join(name for name, _, _ in CONTAINER_COLUMNS)})"
+)
+
+
+def recompute(
+    span: str,
+    start: datetime,
+    end: datetime,
+    scope: tuple[str, str, str, str] | None = None,
+) -> None:
+    """Replace the ``span`` rows of [start, end) (of one job, or of every job) by what
+    the runs give, in place (INSERT ... SELECT).  Call inside a write transaction."""
+    db = database_proxy
+    st = _statements(span, start, end, scope)
+    for table in ("rollup_jobs", "rollup_containers"):
+        db.execute_sql(f"DELETE FROM {table} WHERE {st.delete_where}", st.delete_params)
+    db.execute_sql(f"{_JOB_INSERT} {st.job_select}", st.params)
+    db.execute_sql(f"{_CONTAINER_INSERT} {st.container_select}", st.params)
+
+
+@dataclass
+class Computed:
+    """The rows a bucket's recomputation gives, read outside any write transaction."""
+
+    statements: _Statements
+    jobs: list[tuple[Any, ...]]
+    containers: list[tuple[Any, ...]]
+
+
+def compute(
+    span: str, start: datetime, end: datetime, scope: tuple[str, str, str, str]
+) -> Computed:
+    """Read what the runs give for one job's ``span`` rows of [start, end), without
+    writing: the pass reads outside the write lock and writes with :func:`store`."""
+    db = database_proxy
+    st = _statements(span, start, end, scope)
+    return Computed(
+        st,
+        db.execute_sql(st.job_select, st.params).fetchall(),
+        db.execute_sql(st.container_select, st.params).fetchall(),
+    )
+
+
+def store(computed: Computed) -> None:
+    """Replace the rows :func:`compute` read for (inside a write transaction)."""
+    db = database_proxy
+    st = computed.statements
+    for table in ("rollup_jobs", "rollup_containers"):
+        db.execute_sql(f"DELETE FROM {table} WHERE {st.delete_where}", st.delete_params)
+    for insert, rows in ((_JOB_INSERT, computed.jobs), (_CONTAINER_INSERT, computed.containers)):
+        for row in rows:
+            marks = ", ".join([db.param] * len(row))
+            db.execute_sql(f"{insert} VALUES ({marks})", list(row))
 
 
 def rebuild_day(day: datetime, following: datetime) -> None:
