@@ -1,8 +1,9 @@
 """Hourly and daily rollups per job and per container, written in the background.
 
 A rollup row holds one job's (``rollup_jobs``) or one container's
-(``rollup_containers``) runs *received* in one UTC hour or day (``span``,
-``bucket``): the run count, the partial (lost) runs among them, sums and counts of
+(``rollup_containers``) runs *received* in one UTC hour or day (``span`` hour or
+day, ``bucket``), or *started* on one UTC day (span ``rday``, what a trend by day
+shows): the run count, the partial (lost) runs among them, sums and counts of
 each figure (an average is ``_sum / _n``: ``_n`` counts the runs that had the
 figure), maxima, CPU-seconds, memory peak x duration (byte-seconds, what GiB-hours
 are made of), OOM kills and throttled seconds.  A run counts in the hour it was
