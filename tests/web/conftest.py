@@ -91,6 +91,9 @@ def site(tmp_path_factory) -> Iterator[Site]:
             )
         site.running_run = answer["run"]
         yield site
+        # Nothing the pages asked for failed inside the server, even where the page
+        # still answered.
+        assert "Traceback" not in server.stderr_text(), server.stderr_text()[-4000:]
 
 
 @pytest.fixture(scope="module")
