@@ -39,7 +39,6 @@ sample with a CPU rate, or after ``min(live interval, 5 s)``, so the run shows a
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -169,6 +168,10 @@ class LiveStream:
                 else:
                     self._failures += 1
                     delay = min(self.live_interval, BACKOFF_START * 2 ** (self._failures - 1))
+                    # Imported at the first failure only: random and its C modules
+                    # are ~0.2 MiB of a sidecar that streams without one.
+                    import random
+
                     delay *= random.uniform(0.5, 1.0)
                 self._wake.clear()
                 self._wake.wait(delay)
