@@ -22,9 +22,11 @@ workers and threads (``--workers`` gthread workers x ``--threads`` threads):
 The client is wrk (C, epoll) with a Lua script, so that on two cores the client
 costs little next to the server; the bench installs it with apt-get when it is
 missing and it can.  Prints requests per second, p50/p99 latency, non-2xx
-responses and socket errors per phase, then checks that every response was 2xx,
-that the runs stored equal the 201 responses, and the targets: resmon pushes/s at
-least 0.6 of the floor and at least 1000, p99 under 50 ms.  Exit status 1 when a
+responses, socket errors and, for the push phases, the server's CPU per request
+(its process group's utime+stime over the phase's requests: what the ratio to the
+floor would be on cores that run nothing else), then checks that every response
+was 2xx, that the runs stored equal the 201 responses, and the targets: resmon
+pushes/s at least 0.6 of the floor and at least 1000, p99 under 50 ms.  Exit status 1 when a
 correctness check fails (targets are reported, not enforced: they depend on what
 else the machine runs).
 
@@ -278,6 +280,9 @@ class Result:
     s200: int
     non2xx: int
     socket_errors: int
+    # The server's CPU (utime+stime of its process group, all cores) per request of
+    # the phase; less sensitive than req/s to what else the cores run.  0: not taken.
+    server_cpu_ms: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -407,6 +412,27 @@ def start_wrk(
     return Load(proc=proc, stop_file=stop_file, started=time.monotonic())
 
 
+def group_cpu(pgid: int) -> float:
+    """utime+stime in seconds of the processes of group ``pgid`` (a server started in
+    its own session: its arbiter and workers)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(result: Result, cpu_seconds: float) -> Result:
+    result.server_cpu_ms = cpu_seconds / max(result.requests, 1) * 1000
+    return result
+
+
 def run_phase(loads: list[Load], seconds: float) -> None:
     """Let the loads run ``seconds``, then tell them all to stop sending."""
     time.sleep(seconds)
@@ -494,6 +520,7 @@ def main() -> int:
                 s200=0,
                 non2xx=sum(r[k].non2xx for r in runs),
                 socket_errors=sum(r[k].socket_errors for r in runs),
+                server_cpu_ms=statistics.median(r[k].server_cpu_ms for r in runs),
             )
             for k, first in enumerate(runs[0])
         ]
@@ -536,6 +563,7 @@ def run_once(wrk: str, args: argparse.Namespace) -> tuple[list[Result], int, int
         try:
             wait_ready(f"http://127.0.0.1:{port}/health", floor, floor_log)
             wait_workers(floor, args.workers)
+            cpu0 = group_cpu(floor.pid)
             load = start_wrk(
                 wrk,
                 push_lua,
@@ -546,7 +574,8 @@ def run_once(wrk: str, args: argparse.Namespace) -> tuple[list[Result], int, int
                 "floor",
             )
             run_phase([load], args.duration)
-            results.append(finish_wrk("floor: push", load))
+            result = finish_wrk("floor: push", load)
+            results.append(with_cpu(result, group_cpu(floor.pid) - cpu0))
         finally:
             stop(floor)
         floor_rows = sqlite3.connect(floor_db).execute("SELECT count(*) FROM runs").fetchone()[0]
@@ -559,9 +588,11 @@ def run_once(wrk: str, args: argparse.Namespace) -> tuple[list[Result], int, int
         try:
             wait_ready(url + "/readyz", server, log_path)
             wait_workers(server, args.workers)
+            cpu0 = group_cpu(server.pid)
             load = start_wrk(wrk, push_lua, url, args.connections, args.duration, 2, "push")
             run_phase([load], args.duration)
-            results.append(finish_wrk("resmon: push", load))
+            result = finish_wrk("resmon: push", load)
+            results.append(with_cpu(result, group_cpu(server.pid) - cpu0))
             pushes = start_wrk(wrk, push_lua, url, args.connections, args.duration, 2, "mixed")
             reads = start_wrk(wrk, read_lua, url, args.read_connections, args.duration, 1, "read")
             run_phase([pushes, reads], args.duration)
@@ -588,13 +619,14 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
         f"floor: {args.floor_app.name} under stock gunicorn gthread {args.workers} x "
         f"{args.threads} (no front; keep-alive 5 s; GIL switch interval {switch}; {args.floor_app})\n"
     )
-    header = f"{'phase':<22} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'requests':>9} {'201':>7} {'200':>6} {'non-2xx':>8} {'sock err':>8}"
+    header = f"{'phase':<22} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'requests':>9} {'201':>7} {'200':>6} {'non-2xx':>8} {'sock err':>8} {'CPU ms/req':>10}"
     print(header)
     print("-" * len(header))
     for r in results:
         print(
             f"{r.name:<22} {r.rps:>8.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.max_ms:>8.1f} "
             f"{r.requests:>9} {r.s201:>7} {r.s200:>6} {r.non2xx:>8} {r.socket_errors:>8}"
+            f" {f'{r.server_cpu_ms:.3f}' if r.server_cpu_ms else '':>10}"
         )
 
 
@@ -619,6 +651,12 @@ def verdict(results: list[Result], floor_rows: int, stored: int, metrics: str) -
         f"stored runs {stored} == 201 responses {created}: {'yes' if stored == created else 'NO'}"
     )
     print(f"/metrics after the run: {_metric_line(metrics, 'resmon_runs_stored')}")
+    if floor.server_cpu_ms and push.server_cpu_ms:
+        print(
+            f"server CPU per push: resmon {push.server_cpu_ms:.3f} ms, floor "
+            f"{floor.server_cpu_ms:.3f} ms (floor/resmon {floor.server_cpu_ms / push.server_cpu_ms:.2f}:"
+            " the ratio the cores allow when nothing else runs)"
+        )
     targets = [
         (f"resmon pushes/s / floor = {ratio:.2f}", ratio >= 0.6, ">= 0.6"),
         (f"resmon pushes/s = {push.rps:.0f}", push.rps >= 1000, ">= 1000"),
