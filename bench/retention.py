@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import query_api  # noqa: E402
 import server_load  # noqa: E402
 
+from resmon.store.retention import RUNS_PER_BATCH  # noqa: E402
+
 
 def expired_db(path: str, expired: int) -> float:
     """The database: ``expired`` runs 200 to 210 days old, with their rollups."""
@@ -137,7 +139,7 @@ def main() -> int:
             print(f"\nthe expired runs were NOT all deleted within {args.timeout:.0f} s")
             return 1
         print(f"\n{args.expired:,} expired runs deleted in {gone:.1f} s "
-              f"({args.expired / gone:,.0f} runs/s, batches of 200 runs with their "
+              f"({args.expired / gone:,.0f} runs/s, batches of {RUNS_PER_BATCH} runs with their "
               f"containers); push p99 during it {during.p99_ms:.1f} ms (target < 50 ms): "
               f"{'met' if during.p99_ms < 50 else 'missed'}")  # fmt: skip
         return 0

@@ -46,9 +46,9 @@ from resmon.store.models import database_proxy
 
 log = logging.getLogger(__name__)
 
-RUNS_PER_BATCH = 200
+RUNS_PER_BATCH = 50
 ROWS_PER_BATCH = 1000
-BATCH_PAUSE = 0.02  # seconds between two batches: the writers' turn
+BATCH_PAUSE = 0.05  # seconds between two batches: the writers' turn
 VACUUM_PAGES = 512  # pages given back per incremental_vacuum transaction (2 MiB)
 AUTO_CONVERT_BYTES = 64 * 2**20
 # Any constants: the PostgreSQL advisory locks of the background loops.
