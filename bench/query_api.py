@@ -6,7 +6,7 @@
 For each size, a SQLite file of that many runs of ``--jobs`` jobs over 90 days, two
 containers each, is generated with bulk SQL (INSERT ... SELECT from a recursive
 sequence: 1,000,000 runs in a few minutes) with its hourly and daily rollups, and
-cached as /tmp/resmon-bench-query-<runs>-<jobs>-v<schema>.db, so a rerun starts at
+cached as /tmp/resmon-bench-query-<runs>-<jobs>-v<schema>-<columns hash>.db, so a rerun starts at
 once (delete the file to regenerate).  A real ``resmon serve`` (one worker, four
 threads, retention off so the cache stays as built) answers ``--requests``
 sequential GETs per read endpoint; p50/p99 are printed per size side by side, with
@@ -142,10 +142,17 @@ def bulk_seed(
 
 def cached_db(runs: int, n_jobs: int) -> tuple[str, float | None]:
     """The bulk-seeded database of ``runs`` runs, built once under /tmp and reused
-    (keyed by size, jobs and schema version); (path, seconds it took, None if cached)."""
-    from resmon.store.migrations import LATEST_VERSION
+    (keyed by size, jobs, schema version and columns); (path, seconds it took, None
+    if cached)."""
+    import hashlib
 
-    path = f"/tmp/resmon-bench-query-{runs}-{n_jobs}-v{LATEST_VERSION}.db"
+    from resmon.store.migrations import LATEST_VERSION
+    from resmon.store.models import MODELS
+
+    # The tables and columns too: a column added within a version is a new cache.
+    shape = ";".join(f"{m._meta.table_name}:{','.join(sorted(m._meta.columns))}" for m in MODELS)
+    digest = hashlib.sha256(shape.encode()).hexdigest()[:8]
+    path = f"/tmp/resmon-bench-query-{runs}-{n_jobs}-v{LATEST_VERSION}-{digest}.db"
     if os.path.exists(path):
         return path, None
     building = path + ".building"
@@ -154,6 +161,9 @@ def cached_db(runs: int, n_jobs: int) -> tuple[str, float | None]:
             os.unlink(leftover)
     seconds = bulk_seed(building, runs, n_jobs)
     os.rename(building, path)
+    for leftover in (f"{building}-wal", f"{building}-shm", f"{building}-writer.lock"):
+        if os.path.exists(leftover):  # empty after the checkpoint
+            os.unlink(leftover)
     return path, seconds
 
 
