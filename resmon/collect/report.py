@@ -42,8 +42,8 @@ from resmon.collect.report_charts import (
     job_containers,
 )
 from resmon.collect.report_charts import md_cell as _cell
-from resmon.collect.report_steps import context_line, steps_lines
 from resmon.collect.report_io import container_io_table, job_io_rows
+from resmon.collect.report_steps import context_line, steps_lines
 
 __all__ = [
     "JOB_COLOURS",

@@ -125,7 +125,7 @@ def test_an_in_process_run_leaves_the_process_as_it_found_it(tmp_path):
     assert not _is_subreaper()
     config = CollectConfig(
         interval=0.1,
-        command=["sh", "-c", "(sleep 20 &) ; exit 4"],
+        command=["sh", "-c", "(sleep 20 &) ; sleep 0.3; exit 4"],  # time for the exec
         summary_file=tmp_path / "summary.json",
         kill_left_running=True,
     )
