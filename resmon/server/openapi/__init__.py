@@ -25,6 +25,7 @@ from resmon.server.openapi import (
     read_api,
     usage_api,
     web_auth,
+    web_pages,
 )
 from resmon.server.openapi.components import COMPONENTS
 
@@ -51,6 +52,7 @@ def build_openapi() -> dict[str, Any]:
             **alerts_api.paths(),
             **metrics.paths(),
             **web_auth.paths(),
+            **web_pages.paths(),
         },
         "components": {
             **COMPONENTS,
