@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from urllib.parse import urlparse, urlunparse
 
 import pytest
@@ -76,7 +77,17 @@ def postgres_url():
                 "WHERE datname = %s AND pid <> pg_backend_pid()",
                 (name,),
             )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            # FORCE (PostgreSQL 13+) ends sessions that connected since the line above
+            # (a background thread of a server that is stopping); retried for one that
+            # connects in between.
+            for attempt in range(5):
+                try:
+                    cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    break
+                except psycopg2.errors.ObjectInUse:  # noqa: PERF203
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.2)
         admin.close()
 
 
