@@ -40,8 +40,8 @@ from typing import Any
 
 from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
+from resmon.store import alert_eval, rollups
 from resmon.store import db as dbmod
-from resmon.store import rollups
 from resmon.store.models import database_proxy
 
 log = logging.getLogger(__name__)
@@ -162,12 +162,13 @@ def delete_expired(
                 lambda ids, table=table: _delete_ids(table, ids),
             )
     if policy.events is not None:
-        # Never an event the rollup pass has still to apply.
+        # Never an event the rollup pass or the alert evaluator has still to read.
+        readers = [rollups.cursor(), alert_eval.read_cursor()]
         batches(
             "events",
             f"SELECT id FROM events WHERE created_at < {p} AND id <= {p} ORDER BY id "
             f"LIMIT {int(rows_per_batch)}",
-            [rollups.param_time(now - policy.events), rollups.cursor()],
+            [rollups.param_time(now - policy.events), min(c for c in readers if c is not None)],
             lambda ids: _delete_ids("events", ids),
         )
     if done.batches and isinstance(db.obj, SqliteDatabase):

@@ -1,5 +1,6 @@
 """Retention (resmon.store.retention): old rows deleted in batches, runs with their
-containers and regressions, rollups kept; events the rollup pass still needs kept;
+containers and regressions, rollups kept; events the rollup pass or the alert
+evaluator still needs kept;
 SQLite's space given back; one process or replica at a time (PostgreSQL: two
 connections, as two replicas have)."""
 
@@ -86,6 +87,24 @@ def test_events_not_yet_rolled_up_are_kept(database):
     retention.delete_expired(policy, now=later, pause=0)
     assert Event.select().count() == 15  # the rollup pass has applied none of them
     rollup_pass.catch_up()
+    retention.delete_expired(policy, now=later, pause=0)
+    assert Event.select().count() == 0
+
+
+def test_events_the_alert_evaluator_has_not_read_are_kept(database):
+    from resmon.store import alert_eval
+    from resmon.store.models import AlertCursor
+
+    seed()
+    rollup_pass.catch_up()
+    ids = [e.id for e in Event.select(Event.id).order_by(Event.id)]
+    alert_eval.start_cursor()  # made at the newest event: every one read
+    AlertCursor.update(last_event_id=ids[4]).execute()  # the evaluator is behind
+    later = NOW + timedelta(days=30)
+    policy = retention.RetentionPolicy(None, None, None, None, timedelta(days=7))
+    retention.delete_expired(policy, now=later, pause=0)
+    assert [e.id for e in Event.select(Event.id).order_by(Event.id)] == ids[5:]
+    AlertCursor.update(last_event_id=ids[-1]).execute()
     retention.delete_expired(policy, now=later, pause=0)
     assert Event.select().count() == 0
 
