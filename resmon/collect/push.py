@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -268,6 +267,8 @@ class PushClient:
                     return result
                 retry_after = retry_after_seconds(reply.headers.get("retry-after"))
                 log.debug("push attempt %d to %s: %s", result.attempts, url, result.describe())
+            import random  # at the first retry only: random's C modules cost ~0.2 MiB of RSS
+
             delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (result.attempts - 1)))
             if retry_after is not None:
                 delay = max(delay, retry_after)
