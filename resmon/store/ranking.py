@@ -155,14 +155,44 @@ def _ranked(
     hours and days, and from the runs for the rest (the partial hours at the edges and
     what the background pass has not rolled up yet): the same as from the runs alone."""
     c = rollups.cover(start, end, edge=rollups.horizon())
-    combined = rollups.combined_sql(_GROUP, _COLUMNS, c, organization)
-    if combined is None:
-        return []
-    inner, params = combined
     ranks = _RANKS.get((scope, metric), ("duration_seconds_total",))
     # COALESCE: NULLs sort first in PostgreSQL's DESC and last in SQLite's; ranking
     # must not depend on the database.
-    order = [f"COALESCE({_FIGURES[name]}, -1) DESC" for name in ranks]
+    order = ", ".join(
+        [
+            *(f"COALESCE({_FIGURES[name]}, -1) DESC" for name in ranks),
+            "q.repository",
+            "q.workflow",
+            "q.job",
+        ]
+    )
+    # Two steps: the jobs ranked on the few columns their rank reads, then every
+    # figure of those ``limit`` jobs alone.  Adding up all ~30 columns of every row
+    # (a 90-day ranking: 18,000 daily rows of 200 jobs) and sorting them cost 46 ms
+    # at 1,000,000 runs; the two steps together take a third of that.
+    needed = {"runs"} | {
+        column[0]
+        for column in rollups.JOB_COLUMNS
+        if any(f"q.{column[0]}" in _FIGURES[name] for name in ranks)
+    }
+    combined = rollups.combined_sql(
+        _GROUP, tuple(col for col in _COLUMNS if col[0] in needed), c, organization
+    )
+    if combined is None:
+        return []
+    inner, params = combined
+    scopes = database_proxy.execute_sql(
+        ", ".join(
+            f"SELECT q.{name}" if i == 0 else f"q.{name}" for i, name in enumerate(rollups.SCOPE)
+        )
+        + f" FROM ({inner}) q WHERE q.runs > 0 ORDER BY {order} LIMIT {int(limit)}",
+        params,
+    ).fetchall()
+    if not scopes:
+        return []
+    combined = rollups.combined_sql(_GROUP, _COLUMNS, c, organization, scopes=scopes)
+    assert combined is not None
+    inner, params = combined
     sql = (
         "SELECT "
         + ", ".join(
@@ -175,9 +205,7 @@ def _ranked(
                 "q.job_memory_kind_max AS kind_max",
             ]
         )
-        + f" FROM ({inner}) q WHERE q.runs > 0 ORDER BY "
-        + ", ".join([*order, "q.repository", "q.workflow", "q.job"])
-        + f" LIMIT {int(limit)}"
+        + f" FROM ({inner}) q WHERE q.runs > 0 ORDER BY {order}"
     )
     cursor = database_proxy.execute_sql(sql, params)
     names = [d[0] for d in cursor.description]

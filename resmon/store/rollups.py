@@ -573,6 +573,18 @@ def scope_matches(org: str, repo: str, organization: str | None, repository: str
     return True
 
 
+def _scopes_filter(alias: str, scopes: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
+    """The rows of these jobs (organization, repository, workflow, job) only."""
+    if not scopes:
+        return "1 = 0", []
+    p = database_proxy.param
+    a = f"{alias}." if alias else ""
+    row = "(" + ", ".join([p] * len(SCOPE)) + ")"
+    columns = ", ".join(f"{a}{name}" for name in SCOPE)
+    values = ", ".join([row] * len(scopes))
+    return f"({columns}) IN (VALUES {values})", [v for scope in scopes for v in scope]
+
+
 def combined_sql(
     group: list[tuple[str, str, str]],
     columns: tuple[tuple[str, str, str], ...],
@@ -581,6 +593,9 @@ def combined_sql(
     repository: str | None = None,
     *,
     by_scope_index: bool = False,
+    scopes: list[tuple[Any, ...]] | None = None,
+    select: list[str] | None = None,
+    tail: str = "",
 ) -> tuple[str, list[Any]] | None:
     """One query over the rollup rows a cover takes and the runs it reads, grouped by
     ``group`` (``(answer name, expression over a rollup row, expression over runs r)``),
@@ -595,6 +610,9 @@ def combined_sql(
     rw = rollup_where(c)
     if rw is not None:
         fsql, fparams = scope_filter("", organization, repository)
+        if scopes is not None:
+            ssql, sparams = _scopes_filter("", scopes)
+            fsql, fparams = f"{fsql} AND {ssql}", fparams + sparams
         part = (
             "SELECT "
             + ", ".join([f"{g[1]} AS {g[0]}" for g in group] + names)
@@ -611,6 +629,9 @@ def combined_sql(
     runs = runs_where(c)
     if runs is not None:
         filters = scope_filter("r", organization, repository)
+        if scopes is not None:
+            ssql, sparams = _scopes_filter("r", scopes)
+            filters = (f"{filters[0]} AND {ssql}", filters[1] + sparams)
         gexprs = [g[2] for g in group]
         parts.append(
             "SELECT "
@@ -627,8 +648,9 @@ def combined_sql(
     inner = " UNION ALL ".join(parts)
     sql = (
         "SELECT "
-        + ", ".join([*(f"t.{g}" for g in group_names), *combine(columns, "t")])
+        + ", ".join(select or [*(f"t.{g}" for g in group_names), *combine(columns, "t")])
         + f" FROM ({inner}) t"
         + (f" GROUP BY {', '.join('t.' + g for g in group_names)}" if group_names else "")
+        + (f" {tail}" if tail else "")
     )
     return sql, params
