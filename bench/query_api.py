@@ -274,8 +274,8 @@ def endpoints(scopes: list[tuple[str, str, str, str]], some_run: int) -> list[tu
 
 
 # The answers issue 16 holds to p99 < 50 ms at 1,000,000 runs.
-TARGETS = ("GET /api/v1/jobs", "GET /api/v1/top?metric=cpu&period=7d",
-           "GET /api/v1/top?metric=memory&period=30d", "GET /api/v1/usage?by=org&period=30d")  # fmt: skip
+# Every top, usage and jobs-list endpoint the bench asks (the issue's target).
+TARGET_PREFIXES = ("GET /api/v1/jobs", "GET /api/v1/top", "GET /api/v1/usage")
 
 
 def measure_size(path: str, n_jobs: int, requests_each: int) -> dict[str, tuple[float, float, int]]:
@@ -319,6 +319,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="Measure each size this many times (a new server each time) and print the "
+        "median p50 and p99 of the repeats.",
+    )
+    parser.add_argument(
         "--explain", action="store_true", help="Print SQLite's plan of every read statement."
     )
     args = parser.parse_args()
@@ -331,8 +338,22 @@ def main() -> None:
         built = f"built in {seconds:.0f} s" if seconds is not None else "cached"
         print(f"{size:,} runs ({2 * size:,} container rows) of {args.jobs} jobs over 90 days: "
               f"{path} ({mib:,.0f} MiB, {built})")  # fmt: skip
-        results[size] = measure_size(path, args.jobs, args.requests)
-    print(f"\n{args.requests} sequential requests each, one server worker (4 threads); ms")
+        repeats = []
+        for _ in range(max(1, args.repeat)):
+            repeats.append(measure_size(path, args.jobs, args.requests))
+            print(f"  load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        results[size] = {
+            name: (
+                statistics.median(r[name][0] for r in repeats),
+                statistics.median(r[name][1] for r in repeats),
+                repeats[-1][name][2],
+            )
+            for name in repeats[0]
+        }
+    repeated = f", median of {args.repeat} repeats" if args.repeat > 1 else ""
+    print(
+        f"\n{args.requests} sequential requests each, one server worker (4 threads){repeated}; ms"
+    )
     header = f"{'endpoint':52}" + "".join(f" {f'{n:,} p50':>13} {'p99':>7}" for n in sizes)
     if len(sizes) > 1:
         header += f" {'p99 ratio':>10}"
@@ -346,7 +367,8 @@ def main() -> None:
             line += f" {results[sizes[-1]][name][1] / max(results[sizes[0]][name][1], 0.01):10.2f}"
         print(line)
     largest = sizes[-1]
-    worst = max(results[largest][name][1] for name in TARGETS)
+    targets = [name for name in results[largest] if name.startswith(TARGET_PREFIXES)]
+    worst = max(results[largest][name][1] for name in targets)
     print(f"\ntop, usage and the jobs list at {largest:,} runs: worst p99 {worst:.1f} ms "
           f"(target < 50 ms): {'met' if worst < 50 else 'missed'}")  # fmt: skip
     if args.explain:
