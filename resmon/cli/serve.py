@@ -269,7 +269,7 @@ def _memory_option(ctx, param, value):
 @maintenance_options
 @click.pass_context
 def serve(ctx, **options):
-    """Store run summaries, answer queries, mint push tokens.
+    """Store runs; serve the API, web pages and alerts.
 
     Both secrets are required: the read token (reads, mints and GET /metrics) and
     at least one HMAC key of 16 bytes or more (push tokens are HMAC-SHA256 over the

@@ -94,7 +94,7 @@ def _lifetime_option(ctx, param, value):
 )
 @click.pass_context
 def token(ctx, organization, repository, workflow, job, read, expires, server, **secrets):
-    """Mint a push token scoped to org/repo/workflow/job and print it.
+    """Mint a push token, or an organisation's read token.
 
     The token is HMAC-SHA256 over the scope with the server's key, signed over the
     repository exactly as given (like the Go receiver); the server accepts a push
