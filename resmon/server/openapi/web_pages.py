@@ -38,13 +38,21 @@ def _page(
             "summary": summary,
             "tags": ["web"],
             "parameters": parameters or [],
-            "responses": with_common(
-                {
-                    "200": {"description": "The page.", "content": HTML},
-                    "303": TO_LOGIN,
-                    "400": {"description": "A question the page cannot answer.", "content": HTML},
-                }
-            ),
+            "responses": {
+                **with_common(
+                    {
+                        "200": {"description": "The page.", "content": HTML},
+                        "303": TO_LOGIN,
+                        "400": {
+                            "description": "A question the page cannot answer.",
+                            "content": HTML,
+                        },
+                    }
+                ),
+                # The pages' own errors are pages, not JSON.
+                "404": {"description": "No such job or run (an error page).", "content": HTML},
+                "503": {"description": "Database unavailable (an error page).", "content": HTML},
+            },
         }
     }
 
@@ -61,7 +69,7 @@ def paths() -> dict[str, Any]:
                 "operationId": "webIndex",
                 "summary": "To the jobs page",
                 "tags": ["web"],
-                "responses": with_common({"302": {"description": "To /jobs."}}),
+                "responses": with_common({"302": {"description": "To /jobs."}, "303": TO_LOGIN}),
             }
         },
         "/jobs": _page(
