@@ -241,9 +241,12 @@ def _workers(master: int) -> list[int]:
         if entry.isdigit():
             try:
                 stat = Path(f"/proc/{entry}/stat").read_bytes()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
-            if int(stat[stat.rfind(b")") + 2 :].split()[1]) == master:
+            # The maintenance process (rollups, retention) is a child too, not a worker.
+            child = int(stat[stat.rfind(b")") + 2 :].split()[1]) == master
+            if child and b"resmon.server.maintenance" not in cmdline:
                 out.append(int(entry))
     return out
 
