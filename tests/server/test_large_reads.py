@@ -76,13 +76,21 @@ def memory_of(pid: int) -> dict[str, int]:
     return figures
 
 
+def _maintenance(pid: int) -> bool:
+    try:
+        return b"resmon.server.maintenance" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # gone: not a worker to measure either
+
+
 def worker_pid(server: ServerProcess) -> int:
     """The one gunicorn worker: the arbiter's only child."""
     assert server.proc is not None
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text()
-        pids = [int(p) for p in children.split()]
+        # The maintenance process (rollups, retention) is a child too, not a worker.
+        pids = [int(p) for p in children.split() if not _maintenance(int(p))]
         if len(pids) == 1:
             return pids[0]
         time.sleep(0.1)
