@@ -69,6 +69,7 @@ from playhouse.migrate import migrate as run_ops
 from resmon.schema import parse_time
 from resmon.stats import STAT_KEYS
 from resmon.store import models
+from resmon.store.backfill import update_runs
 from resmon.store.derive import (
     command_columns_of_text,
     derive_legacy,
@@ -414,7 +415,6 @@ def _backfill_v5(db: Database) -> int:
     runs were updated (one with nothing to fill, a summary without containers, is
     not written).  One UPDATE joined to a VALUES list per batch on PostgreSQL,
     executemany on SQLite, as :func:`_backfill_v4`."""
-    p = db.param
     names = list(JOB_COLUMNS)
     updated = 0
     for batch in _payload_batches(db):
@@ -424,24 +424,7 @@ def _backfill_v5(db: Database) -> int:
             if any(value is not None for value in figures.values()):
                 updates.append((run_pk, *(figures[n] for n in names)))
         updated += len(updates)
-        if not updates:
-            continue
-        if not isinstance(db, PostgresqlDatabase):
-            assignments = ", ".join(f"{n} = {p}" for n in names)
-            db.cursor().executemany(
-                f"UPDATE runs SET {assignments} WHERE id = {p}",
-                [(*row[1:], row[0]) for row in updates],
-            )
-            continue
-        marks = ", ".join([f"{p}::integer", *(f"{p}::{_V5_CASTS[n]}" for n in names)])
-        db.execute_sql(
-            "UPDATE runs SET "
-            + ", ".join(f"{n} = v.{n}" for n in names)
-            + " FROM (VALUES "
-            + ", ".join([f"({marks})"] * len(updates))
-            + f") AS v(id, {', '.join(names)}) WHERE runs.id = v.id",
-            [value for row in updates for value in row],
-        )
+        update_runs(db, names, _V5_CASTS, updates)
     return updated
 
 

@@ -17,6 +17,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_ops
 
 from resmon.store import models
+from resmon.store.backfill import update_runs
 from resmon.store.io_columns import IO_COLUMNS, io_columns_of_text
 
 # Runs read per backfill batch: the payloads only of the runs whose text mentions
@@ -61,22 +62,5 @@ def _backfill(db: Database) -> int:
             if any(value is not None for value in figures.values()):
                 updates.append((run_pk, *(figures[n] for n in names)))
         updated += len(updates)
-        if not updates:
-            continue
-        if not postgres:
-            assignments = ", ".join(f"{n} = {p}" for n in names)
-            db.cursor().executemany(
-                f"UPDATE runs SET {assignments} WHERE id = {p}",
-                [(*row[1:], row[0]) for row in updates],
-            )
-            continue
-        marks = ", ".join([f"{p}::integer", *(f"{p}::{_CASTS[n]}" for n in names)])
-        db.execute_sql(
-            "UPDATE runs SET "
-            + ", ".join(f"{n} = v.{n}" for n in names)
-            + " FROM (VALUES "
-            + ", ".join([f"({marks})"] * len(updates))
-            + f") AS v(id, {', '.join(names)}) WHERE runs.id = v.id",
-            [value for row in updates for value in row],
-        )
+        update_runs(db, names, _CASTS, updates)
     return updated
