@@ -37,9 +37,12 @@ class Collect:
 
     def __call__(self, items: list[tuple[Subscriber, bytes]]) -> None:
         for sub, data in items:
-            event = parse_block(data.decode().splitlines())
-            assert event is not None
-            self.got.setdefault(sub, []).append(event["id"])
+            # One piece may carry several events (a round's for one subscriber).
+            blocks = [b for b in data.decode().split("\n\n") if b]
+            for block in blocks:
+                event = parse_block(block.splitlines())
+                assert event is not None
+                self.got.setdefault(sub, []).append(event["id"])
 
 
 def feed_with(*subs: Subscriber, gap_wait: float = 0.0) -> tuple[EventFeed, Collect]:
