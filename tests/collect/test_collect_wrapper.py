@@ -162,7 +162,7 @@ def test_cpu_of_a_fork_heavy_command_matches_the_kernels_total(tmp_path):
     # 100 short awk processes (each lives well under one 0.2 s interval), then the
     # shell's own utime+stime+cutime+cstime: the ground truth for everything it ran.
     script = (
-        "for i in $(seq 100); do awk 'BEGIN{for(i=0;i<30000;i++)s+=i}'; done; "
+        "for i in $(seq 100); do awk 'BEGIN{for(i=0;i<60000;i++)s+=i}'; done; "
         f"cat /proc/$$/stat > {truth}"
     )
     proc, summary = run(tmp_path, "--", "sh", "-c", script)
