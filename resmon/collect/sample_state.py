@@ -25,9 +25,7 @@ class ProcessState:
     __slots__ = (
         "cgroup",
         "children",
-        "cpu_key",
         "group",
-        "mem_key",
         "own",
         "paths",
         "ppid",
@@ -50,11 +48,9 @@ class ProcessState:
         # Its own ticks at the last reading a CPU rate was taken at (its percent is the
         # growth since then): the same as ``own`` unless the last sample had no rate.
         self.rate_own = self.own
-        # The ProcessSample last made for it, reused while nothing in it changes, and
-        # its top-N sort keys (see Sampler.sample).
+        # The ProcessSample last made for it, reused while nothing in it changes (see
+        # Sampler.sample).
         self.sample: ProcessSample | None = None
-        self.mem_key: tuple[int, int, ProcessSample] | None = None
-        self.cpu_key: tuple[float, int, ProcessSample] | None = None
 
     @property
     def total(self) -> int:
@@ -109,7 +105,3 @@ class SampleWork:
     # The processes' samples and their states, in one order.
     processes: list[ProcessSample] = field(default_factory=list)
     process_states: list[ProcessState] = field(default_factory=list)
-    # Sort keys for the top-N, built along so that no Python key function runs per
-    # process: (-figure, pid, sample); pids are unique, so samples are never compared.
-    mem_keys: list[tuple[int, int, ProcessSample]] = field(default_factory=list)
-    cpu_keys: list[tuple[float, int, ProcessSample]] = field(default_factory=list)

@@ -273,7 +273,7 @@ class Sampler:
         raw_now: dict[str, tuple[int, PidStat, Key]] = {}
         current, new_stats, slow = work.current, work.new_stats, work.slow
         group_members, processes, states = work.group_members, work.processes, work.process_states
-        mem_keys, cpu_keys, idle_percent = work.mem_keys, work.cpu_keys, work.idle_percent
+        idle_percent = work.idle_percent
         open_, read, close = os.open, os.read, os.close
         parse = procfs.parse_stat
         dir_fd = open_(proc_path, os.O_RDONLY | os.O_DIRECTORY)
@@ -313,9 +313,6 @@ class Sampler:
                         group_members[group].append(state)
                         processes.append(reuse)
                         states.append(state)
-                        mem_keys.append(state.mem_key)  # type: ignore[arg-type]
-                        if idle_percent is not None:
-                            cpu_keys.append(state.cpu_key)  # type: ignore[arg-type]
                         continue
                 else:
                     if not data:
@@ -348,14 +345,13 @@ class Sampler:
 
     def _account_cpu(self, work: SampleWork) -> None:
         """Credit each process that changed or is new to its group (the rule in the
-        module docstring), and make its ProcessSample and top-N sort keys."""
+        module docstring), and make its ProcessSample."""
         prev, current = self._procs, work.current
         born_after, percent_per_tick = work.born_after, work.percent_per_tick
         rated = percent_per_tick is not None
         rate_born_after = work.rate_born_after
         group_members, group_credit, grown = work.group_members, work.group_credit, work.grown
         invalid_groups, processes, states = work.invalid_groups, work.processes, work.process_states
-        mem_keys, cpu_keys = work.mem_keys, work.cpu_keys
         # Groups keep their names from one sample to the next (almost always).
         names_before = self._group_names
         for key in work.slow:
@@ -416,13 +412,8 @@ class Sampler:
                 st.ppid,
                 st.num_threads,
             )
-            state.mem_key = (-rss_bytes, pid, sample)
-            state.cpu_key = (-cpu_percent, pid, sample) if cpu_percent is not None else None
             processes.append(sample)
             states.append(state)
-            mem_keys.append(state.mem_key)
-            if cpu_percent is not None:
-                cpu_keys.append(state.cpu_key)  # type: ignore[arg-type]
         self._ledger.take_back(prev, work)
 
     @staticmethod
@@ -449,15 +440,7 @@ class Sampler:
                 continue
             # A group with a new name: a renamed copy, so that a previous Sample
             # holding the same ProcessSample is not changed under its holder.
-            renamed = processes[index] = state.sample = dataclasses.replace(p, container=name)
-            state.mem_key = (-renamed.rss_bytes, renamed.pid, renamed)
-            state.cpu_key = (
-                (-renamed.cpu_percent, renamed.pid, renamed)
-                if renamed.cpu_percent is not None
-                else None
-            )
-        work.mem_keys = [state.mem_key for state in process_states]  # type: ignore[misc]
-        work.cpu_keys = [state.cpu_key for state in process_states if state.cpu_key is not None]
+            processes[index] = state.sample = dataclasses.replace(p, container=name)
 
     def _note_renames(self, work: SampleWork) -> None:
         """A group that carries a new name (it got its mapped name) renames its container
@@ -486,10 +469,18 @@ class Sampler:
 
     def _top_processes(self, work: SampleWork) -> tuple[list[ProcessSample], list[ProcessSample]]:
         """The top N by CPU (then pid) and by RSS (then pid); nsmallest is
-        sorted()[:top_n] without sorting a thousand processes."""
+        sorted()[:top_n] without sorting a thousand processes.
+
+        The sort keys ``(-figure, pid, sample)`` are made one at a time as nsmallest
+        takes them (pids are unique: samples are never compared), not kept per process:
+        a sidecar would hold two tuples and two numbers for every process of the
+        machine, about 0.2 MiB at a thousand processes."""
         top_n = max(0, self.config.top_n)
-        top_cpu = [k[2] for k in heapq.nsmallest(top_n, work.cpu_keys)]
-        top_mem = [k[2] for k in heapq.nsmallest(top_n, work.mem_keys)]
+        processes = work.processes
+        cpu_keys = ((-p.cpu_percent, p.pid, p) for p in processes if p.cpu_percent is not None)
+        top_cpu = [k[2] for k in heapq.nsmallest(top_n, cpu_keys)]
+        mem_keys = ((-p.rss_bytes, p.pid, p) for p in processes)
+        top_mem = [k[2] for k in heapq.nsmallest(top_n, mem_keys)]
         return top_cpu, top_mem
 
     def _command_container(self) -> str | None:
