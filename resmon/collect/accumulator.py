@@ -32,8 +32,8 @@ from resmon.collect.container_run import (
 )
 from resmon.collect.io_run import IORun, job_io, job_network
 from resmon.collect.job import SCOPE_COMMAND, SCOPE_CONTAINERS, job_block
+from resmon.collect.records import format_time
 from resmon.collect.samples import SOURCE_CGROUPFS, Sample, add_cgroup_counters
-from resmon.schema import format_time
 from resmon.stats import Series
 
 if TYPE_CHECKING:

@@ -55,7 +55,6 @@ from resmon.collect.records import RecordWriter
 from resmon.collect.run_identity import new_run_key, runner_host, spool_holds_something
 from resmon.collect.signals import Wakeup, installed
 from resmon.execution import missing_required
-from resmon.schema import push_payload
 
 if TYPE_CHECKING:
     from resmon.collect.command_run import CommandRun
@@ -446,6 +445,7 @@ class Collector:
     def _spool_and_push(self, summary: dict[str, Any]) -> tuple[bool, Any]:
         """Whether this run was delivered, and the server's answer."""
         from resmon.collect.push import MAX_PUSH_BYTES, PushClient, fit_summary
+        from resmon.schema import push_payload
 
         cfg = self.config
         deadline = time.monotonic() + cfg.push_timeout

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from resmon.collect.container_run import KIND_CGROUP, KIND_PSS, KIND_RSS, readings
+from resmon.collect.records import format_time
 from resmon.collect.samples import ContainerSample, Sample
-from resmon.schema import format_time
 
 # Most telling first; a container only ever moves down this list.
 _MEMORY_KINDS = (KIND_CGROUP, KIND_PSS, KIND_RSS)

@@ -15,8 +15,7 @@ from typing import IO, Any
 
 import orjson
 
-from resmon.collect.records import text_value
-from resmon.schema import format_time
+from resmon.collect.records import format_time, text_value
 
 # The LogRecord attribute that carries a line's structured fields (see log_fields).
 FIELDS_ATTRIBUTE = "resmon_fields"

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from resmon.schema import format_time
+from resmon.collect.records import format_time
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,18 @@ from typing import IO, Any
 
 import orjson
 
-from resmon.schema import format_time
-
 # The collector's logger: a user filtering on it sees the whole run's diagnostics,
 # including a closed output, wherever the code behind them lives.
 log = logging.getLogger("resmon.collect.collector")
+
+
+def format_time(dt: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, to the microsecond: the wire's times
+    (:func:`resmon.schema.format_time`, which tests/collect/test_collect_records.py
+    holds this to).  Written here for the collector's records, logs and samples, so
+    that a sampling sidecar does not hold the wire's validation (resmon.schema and
+    resmon.tokens, about 0.1 MiB) before its exit path builds the payload."""
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _now_rfc3339() -> str:

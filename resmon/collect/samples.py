@@ -61,7 +61,7 @@ from typing import Any, Protocol
 
 from resmon import procfs
 from resmon.collect.io_figures import IOFigures, NetFigures
-from resmon.schema import format_time
+from resmon.collect.records import format_time
 
 SOURCE_PROCFS = "procfs"
 SOURCE_CGROUPFS = "cgroupfs"

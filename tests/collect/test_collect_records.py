@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import orjson
 
+from resmon import schema
 from resmon.collect.push import fit_summary
-from resmon.collect.records import format_record
+from resmon.collect.records import format_record, format_time
 
 
 def test_json_record_is_one_line_with_time_level_msg():
@@ -72,3 +75,14 @@ def test_text_go_process_lists_are_written_as_slog_writes_a_list_of_maps():
         'msg=metrics_collected top_cpu="[map[cpu_percent:2 name:a=\\"b\\" pid:7]]" '
         "top_memory=[] cgroups.x.cpu.used_cores=0.5\n"
     )
+
+
+def test_the_collectors_times_are_the_wires():
+    # records.format_time keeps resmon.schema out of a sampling sidecar; same text.
+    for dt in (
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
+        datetime(2026, 6, 30, 23, 59, 59, 999, tzinfo=timezone(timedelta(hours=-7))),
+        datetime.fromtimestamp(1_790_000_000.25, UTC),
+    ):
+        assert format_time(dt) == schema.format_time(dt)

@@ -260,6 +260,12 @@ NOT_WHILE_SAMPLING = {
     "resmon.collect.command_run",
     "resmon.collect.reaper",
     "resmon.collect.tree_tracker",
+    # The wire's validation is the exit path's (the payload); the records format times
+    # themselves.
+    "resmon.schema",
+    "resmon.tokens",
+    # Imported by gettext for click's texts while the options are parsed, then dropped.
+    "locale",
 }
 STEADY_PROBE = """
 import os, signal, sys, threading, time
