@@ -262,6 +262,10 @@ class ProcessMemory:
             self._mark_families(stale_next, work, groups)
             for key in fresh:
                 pending.pop(key, None)
+        if not pending:
+            # Emptied by pops, a dict keeps its table (36 KiB once a sidecar's first
+            # sample made every process of the machine due); clear() lets it go.
+            pending.clear()
 
     def _figures(self, name: str, gs: list[str], work: SampleWork, gone_hwm: int) -> MemoryFigures:
         mem, read = self._mem, self._fresh
