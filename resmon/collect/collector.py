@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -53,7 +52,7 @@ from resmon import __version__
 from resmon.collect.logging_setup import log_fields
 from resmon.collect.records import RecordWriter
 from resmon.collect.run_identity import new_run_key, runner_host, spool_holds_something
-from resmon.collect.signals import Wakeup, installed
+from resmon.collect.signals import SIGTERM, Wakeup, installed, signal_name
 from resmon.execution import missing_required
 
 if TYPE_CHECKING:
@@ -285,7 +284,7 @@ class Collector:
             self.wakeup.wait(next_at - self.clock())
             if self.wakeup.stop_requested:
                 self.exit_started = self.clock()
-                log.info("received %s: finishing", signal.Signals(self.wakeup.received[0]).name)
+                log.info("received %s: finishing", signal_name(self.wakeup.received[0]))
                 self._final_sample()
                 break
             if self.clock() >= next_at:
@@ -321,12 +320,10 @@ class Collector:
                 break
             # Forward each new SIGINT/SIGTERM to the command; it decides how to end.
             for signum in self.wakeup.received[forwarded:]:
-                log.info(
-                    "forwarding %s to the command (pid %d)", signal.Signals(signum).name, run.pid
-                )
+                log.info("forwarding %s to the command (pid %d)", signal_name(signum), run.pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(run.pid, signum)
-                if signum == signal.SIGTERM and term_deadline is None:
+                if signum == SIGTERM and term_deadline is None:
                     term_deadline = self.clock() + TERM_GRACE_SECONDS
                 forwarded += 1
             if term_deadline is not None and self.clock() >= term_deadline:
@@ -335,7 +332,7 @@ class Collector:
                 self.exit_started = self.clock()
                 self._final_sample()
                 run.abandoned()
-                run.exit_code = 128 + signal.SIGTERM
+                run.exit_code = 128 + SIGTERM
                 break
             if self.clock() >= next_at:
                 self._take_sample()

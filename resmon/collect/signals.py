@@ -12,14 +12,23 @@ orphan of its tree that resmon adopted as subreaper exits
 
 from __future__ import annotations
 
+# _signal, the C module: the signal wrapper's enums (Signals, Handlers, Sigmasks) are
+# ~45 KiB of a sidecar's memory for the whole job, and a handler needs none of them.
+import _signal as signal
 import contextlib
 import os
 import select
-import signal
 from collections.abc import Iterator
 from typing import Any
 
+SIGTERM = signal.SIGTERM
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGCHLD: "SIGCHLD"}
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for a signal the collector handles (as ``signal.Signals(n).name``)."""
+    return _NAMES.get(signum, f"signal {signum}")
 
 
 class Wakeup:
