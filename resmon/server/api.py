@@ -164,7 +164,10 @@ def _with_comparison(st: ServerState, result: write.StoreResult, body: dict) -> 
     ignores it): the run against its job's baseline (:mod:`resmon.store.baseline`).
     The run is stored whatever happens here, so a failure only leaves the field out."""
     try:
-        comparison = baseline.compare_stored_run(result.id, st.config.baseline)
+        if result.written is not None:
+            comparison = baseline.compare_new_run(result.id, *result.written, st.config.baseline)
+        else:
+            comparison = baseline.compare_stored_run(result.id, st.config.baseline)
         if comparison is not None and result.created:
             baseline.save_flags(result.id, comparison)
     except Exception as exc:  # advice, never a reason to fail a stored push

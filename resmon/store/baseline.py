@@ -134,18 +134,54 @@ def compare_stored_run(run_pk: int, options: BaselineOptions) -> dict[str, Any] 
     statements = _SQL.get(db.param)
     if statements is None:
         statements = _SQL[db.param] = _statements(db.param)
-    own_sql, previous_sql = statements
-    cursor = db.execute_sql(own_sql, (run_pk,))
-    own_rows = cursor.fetchall()
+    own_rows = db.execute_sql(statements[0], (run_pk,)).fetchall()
     if not own_rows or own_rows[0][10] != FINISHED:
         return None
     own = own_rows[0]
     at = Run.received_at.python_value(own[1])
     if isinstance(at, str):  # a stored time peewee's formats do not read: no window
         return None
-    params = (*own[6:10], at - options.window, at, at, run_pk, options.runs)
-    previous = _runs(db.execute_sql(previous_sql, params).fetchall(), 6)
-    current = _runs(own_rows, 11)[0]
+    return _compare(_runs(own_rows, 11)[0], own[6:10], at, options)
+
+
+def compare_new_run(
+    run_pk: int,
+    scope: tuple[str, str, str, str],
+    received_at: datetime,
+    columns: dict[str, Any],
+    containers: list[dict[str, Any]],
+    options: BaselineOptions,
+) -> dict[str, Any] | None:
+    """:func:`compare_stored_run` of a run this process has just stored as a finished
+    run, from the columns and container rows it wrote (``received_at`` as stored:
+    naive UTC), without reading them back: one SELECT, the previous runs'."""
+    if options.runs < 1:
+        return None
+    current = {
+        "id": run_pk,
+        "received_at": received_at,
+        **{figure: columns.get(f"job_{figure}") for figure in _JOB_FIGURES_OF_RUN},
+        "duration_seconds": columns.get("duration_seconds"),
+        "containers": {
+            c["name"]: {name: c.get(name) for name in _CONTAINER_FIGURES} for c in containers
+        },
+    }
+    return _compare(current, scope, received_at, options)
+
+
+# The run's own figures among _JOB_FIGURES, as a comparison names them.
+_JOB_FIGURES_OF_RUN = ("cpu_seconds", "cpu_cores_p95", "memory_bytes_peak")
+
+
+def _compare(
+    current: dict[str, Any], scope: Any, at: datetime, options: BaselineOptions
+) -> dict[str, Any]:
+    db = database_proxy.obj
+    statements = _SQL.get(db.param)
+    if statements is None:
+        statements = _SQL[db.param] = _statements(db.param)
+    params = (*scope, at - options.window, at, at, current["id"], options.runs)
+    previous = _runs(db.execute_sql(statements[1], params).fetchall(), 6)
     comparison = compare_run(current, previous, options.thresholds)
     first = Run.received_at.python_value(previous[-1]["received_at"]) if previous else None
     return {

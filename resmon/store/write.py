@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +55,7 @@ from resmon.store.group_commit import (
     with_run,
 )
 from resmon.store.models import ContainerStat, Run, database_proxy
+from resmon.store.scope import FINISHED
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,12 @@ class TooManySteps(RunConflict):
 class StoreResult:
     id: int
     status: str  # CREATED or DUPLICATE
+    # A run stored as a new finished row by this call: its scope, received_at (naive
+    # UTC) and the columns and container rows written, so that the push's answer
+    # compares it with its baseline without reading it back (None otherwise).
+    written: (
+        tuple[tuple[str, str, str, str], datetime, dict[str, Any], list[dict[str, Any]]] | None
+    ) = field(default=None, compare=False, repr=False)
 
     @property
     def created(self) -> bool:
@@ -164,7 +171,7 @@ def store_push(
             return finished
     run_pk = _insert(row, derived.containers, now)
     if run_pk is not None:
-        return StoreResult(id=run_pk, status=CREATED)
+        return _created(run_pk, row, derived.containers)
     if key is not None:
         # A first batch may have created the live run since the look-up above.
         finished = _finish_live(key, row, derived.containers, scope)
@@ -177,9 +184,17 @@ def store_push(
             row.pop("live_key")
             run_pk = _insert(row, derived.containers, now)
             if run_pk is not None:
-                return StoreResult(id=run_pk, status=CREATED)
+                return _created(run_pk, row, derived.containers)
             key = None
     return _stored_before(payload, scoped_key, derived.run_key, digest, key)
+
+
+def _created(run_pk: int, row: dict[str, Any], containers: list[dict[str, Any]]) -> StoreResult:
+    scope = (row["organization"], row["repository"], row["workflow"], row["job"])
+    written = (scope, row["received_at"], row, containers)
+    if row.get("state", FINISHED) != FINISHED:
+        written = None
+    return StoreResult(id=run_pk, status=CREATED, written=written)
 
 
 def _insert(row: dict[str, Any], containers: list[dict[str, Any]], now: datetime) -> int | None:

@@ -94,3 +94,23 @@ def test_flags_append_a_regression_event_in_their_transaction(database):
         == 0
     )
     assert events.latest_event_id() == last
+
+
+def test_a_new_runs_comparison_from_what_it_wrote_equals_the_one_read_back(database):
+    """The push answer compares the run it has just stored from the columns and
+    container rows it wrote; reading the run back gives the same comparison (here with
+    regressions flagged, on the job and on a container)."""
+    for n in range(7):
+        store(f"r{n}", (900 + 3 * n) * MiB, days_ago=8 - n)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    payload = validate_push(push_body("heavy", run_summary(start=start, builder_mem=2000 * MiB)))
+    result = store_push(payload, received_at=start + timedelta(minutes=5))
+    assert result.created and result.written is not None
+    options = baseline.BaselineOptions()
+    from_memory = baseline.compare_new_run(result.id, *result.written, options)
+    read_back = baseline.compare_stored_run(result.id, options)
+    assert from_memory == read_back
+    assert from_memory["baseline_runs"] == 7 and from_memory["regressions"] == 2
+    # A duplicate writes nothing: its answer reads the stored run.
+    again = store_push(payload, received_at=start + timedelta(minutes=6))
+    assert not again.created and again.written is None
