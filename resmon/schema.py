@@ -41,6 +41,8 @@ MAX_PROCESSES = 1000
 # 254, and the server serialises every payload it stores, so deeper ones must be
 # refused before anything writes them.
 MAX_DEPTH = 64
+# A container's fields checked as numbers beside its stats: the limits and counters.
+_NUMERIC_CONTAINER_FIELDS = ("limit_", "cpu_seconds", "cpu_throttled", "throttled_", "oom_")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _FRACTION = re.compile(r"\.(\d+)")
@@ -136,13 +138,21 @@ def _number(value: Any, where: str, *, integer: bool = False) -> float | int:
     return value
 
 
+def _plain_number(value: Any) -> bool:
+    """Whether ``value`` passes :func:`_number` (not ``integer``) at a glance: a finite
+    float or an int (not a bool) in 0..MAX_NUMBER.  NaN and the infinities fail the
+    comparison.  The common case of a push, checked before any message is made."""
+    kind = type(value)
+    return (kind is float or kind is int) and 0 <= value <= MAX_NUMBER
+
+
 def _stat(value: Any, where: str) -> None:
     if value is None:
         return
     if not isinstance(value, dict):
         raise PayloadError(f"{where} must be an object with {', '.join(STAT_KEYS)}")
     for key in STAT_KEYS:
-        if key in value:
+        if key in value and not _plain_number(value[key]):
             _number(value[key], f"{where}.{key}")
 
 
@@ -181,13 +191,15 @@ def validate_run_summary(summary: Any, where: str = "run_summary") -> dict:
             continue
         for i, proc in enumerate(_list(summary[key], f"{where}.{key}", MAX_PROCESSES)):
             p = _object(proc, f"{where}.{key}[{i}]")
-            if p.get("pid") is not None:
-                _number(p["pid"], f"{where}.{key}[{i}].pid", integer=True)
+            pid = p.get("pid")
+            if pid is not None and not (type(pid) is int and _plain_number(pid)):
+                _number(pid, f"{where}.{key}[{i}].pid", integer=True)
             if p.get("name") is not None and not isinstance(p["name"], str):
                 raise PayloadError(f"{where}.{key}[{i}].name must be a string")
             for field in ("peak_cpu_percent", "peak_mem_rss_bytes"):
-                if p.get(field) is not None:
-                    _number(p[field], f"{where}.{key}[{i}].{field}")
+                value = p.get(field)
+                if value is not None and not _plain_number(value):
+                    _number(value, f"{where}.{key}[{i}].{field}")
     if summary.get("containers") is not None:
         for i, c in enumerate(_list(summary["containers"], f"{where}.containers", MAX_CONTAINERS)):
             c = _object(c, f"{where}.containers[{i}]")
@@ -199,8 +211,9 @@ def validate_run_summary(summary: Any, where: str = "run_summary") -> dict:
             for key in CONTAINER_STAT_FIELDS:
                 _stat(c.get(key), f"{where}.containers[{i}].{key}")
             for key, value in c.items():
-                numeric = ("limit_", "cpu_seconds", "cpu_throttled", "throttled_", "oom_")
-                if key.startswith(numeric) and value is not None:
+                if value is None or _plain_number(value):
+                    continue
+                if key.startswith(_NUMERIC_CONTAINER_FIELDS):
                     _number(value, f"{where}.containers[{i}].{key}")
     _context_and_step(summary, where)
     return summary
@@ -234,15 +247,15 @@ def _context_and_step(summary: dict, where: str) -> None:
 
 
 def _too_deep(value: Any, depth: int) -> bool:
-    """Whether objects and lists nest more than ``MAX_DEPTH`` levels, ``value`` being
-    at level ``depth``.  A loop, not recursion: a payload may nest a thousand levels."""
-    pending = [(value, depth)]
-    while pending:
-        item, level = pending.pop()
-        children = item.values() if isinstance(item, dict) else item
-        if level > MAX_DEPTH:
+    """Whether objects and lists nest more than ``MAX_DEPTH`` levels, ``value`` (a dict
+    or a list) being at level ``depth``.  Recursion stops at ``MAX_DEPTH``, so a
+    payload nesting a thousand levels costs at most that many frames."""
+    if depth > MAX_DEPTH:
+        return True
+    for child in value.values() if type(value) is dict else value:
+        kind = type(child)
+        if (kind is dict or kind is list) and _too_deep(child, depth + 1):
             return True
-        pending.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
     return False
 
 
