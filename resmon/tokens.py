@@ -165,7 +165,8 @@ def push_token(
         if not 0 < expires < 10**12:
             raise ValueError(f"expiry {expires} out of range (Unix seconds, 1 to 10^12 - 1)")
         message = "\0".join(("v2", str(expires), *scope))
-    mac = hmac.new(key_bytes(key), message.encode(), hashlib.sha256).hexdigest()
+    # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as hmac.new(...).digest().
+    mac = hmac.digest(key_bytes(key), message.encode(), hashlib.sha256).hex()
     return mac if expires is None else f"v2.{expires}.{mac}"
 
 

@@ -87,10 +87,14 @@ def read_body(limit: int) -> bytes:
     with a bound either way: a chunked body has no Content-Length, and one that
     lies about it must not make us buffer more than the limit.
     """
-    too_large = ApiError(413, "request body too large", outcome="too_large")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    stream = request.stream
+    environ = request.environ
+    length = environ.get("CONTENT_LENGTH")
+    if length and length.isdigit() and int(length) > limit:
+        raise _too_large()
+    # The server's own stream when it ends the body itself (gunicorn does, for a
+    # Content-Length and for chunked framing alike: ``wsgi.input_terminated``), else
+    # werkzeug's, which stops at the Content-Length.
+    stream = environ["wsgi.input"] if environ.get("wsgi.input_terminated") else request.stream
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -103,8 +107,12 @@ def read_body(limit: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
         if total > limit:
-            raise too_large
-    return b"".join(chunks)
+            raise _too_large()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large() -> ApiError:
+    return ApiError(413, "request body too large", outcome="too_large")
 
 
 def _unreadable_body(exc: Exception) -> ApiError:
