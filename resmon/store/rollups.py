@@ -36,12 +36,12 @@ whose runs are gone empties it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from peewee import PostgresqlDatabase
+from peewee import PostgresqlDatabase, __exception_wrapper__
 
 from resmon.store.models import database_proxy
 
@@ -237,32 +237,55 @@ class _Statements:
 
 
 def _statements(
-    span: str, start: datetime, end: datetime, scope: tuple[str, str, str, str] | None
+    span: str, start: datetime, end: datetime, scopes: Sequence[tuple[str, ...]] | None
 ) -> _Statements:
-    """The statements that recompute the ``span`` rows of [start, end) (of one job or
-    of every job) from the runs: which rows go, and the SELECTs of the new ones."""
+    """The statements that recompute the ``span`` rows of [start, end) (of the jobs
+    ``scopes``, or of every job) from the runs: which rows go, and the SELECTs of the
+    new ones.  Their text depends only on the span, the dialect and how many jobs
+    (cached); each job's runs are found through the (scope, received_at) index."""
     p = database_proxy.param
     if span == RUN_DAY:
         # By start: the (scope, received_at) index bounds it from a day before.
-        where = (
-            f"{RUN_TIME_SQL} >= {p} AND {RUN_TIME_SQL} < {p} AND r.received_at >= {p} "
-            f"AND r.state <> {RUNNING_SQL}"
-        )
         params: list[Any] = [
             param_time(start),
             param_time(end),
             param_time(_earlier(start, RUN_CLOCK_AHEAD)),
         ]
     else:
-        where = f"r.received_at >= {p} AND r.received_at < {p} AND r.state <> {RUNNING_SQL}"
         params = [param_time(start), param_time(end)]
-    delete_where = f"span = {p} AND bucket >= {p} AND bucket < {p}"
     delete_params: list[Any] = [span, param_time(start), param_time(end)]
-    if scope is not None:
-        where += "".join(f" AND r.{name} = {p}" for name in SCOPE)
-        params += list(scope)
-        delete_where += "".join(f" AND {name} = {p}" for name in SCOPE)
-        delete_params += list(scope)
+    for scope in scopes or ():
+        params += scope
+        delete_params += scope
+    key = (span, p, None if scopes is None else len(scopes))
+    text = _STATEMENT_TEXT.get(key)
+    if text is None:
+        text = _STATEMENT_TEXT[key] = _statement_text(span, p, key[2])
+    return _Statements(text[0], delete_params, text[1], text[2], [span, *params])
+
+
+_STATEMENT_TEXT: dict[tuple[str, str, int | None], tuple[str, str, str]] = {}
+
+
+def _scopes_sql(p: str, alias: str, jobs: int | None) -> str:
+    """`` AND`` the row is one of ``jobs`` jobs (each one's columns equal, ORed: every
+    term an index search), or nothing for every job."""
+    if jobs is None:
+        return ""
+    one = "(" + " AND ".join(f"{alias}{name} = {p}" for name in SCOPE) + ")"
+    return f" AND ({' OR '.join([one] * jobs)})"
+
+
+def _statement_text(span: str, p: str, jobs: int | None) -> tuple[str, str, str]:
+    if span == RUN_DAY:
+        where = (
+            f"{RUN_TIME_SQL} >= {p} AND {RUN_TIME_SQL} < {p} AND r.received_at >= {p} "
+            f"AND r.state <> {RUNNING_SQL}"
+        )
+    else:
+        where = f"r.received_at >= {p} AND r.received_at < {p} AND r.state <> {RUNNING_SQL}"
+    where += _scopes_sql(p, "r.", jobs)
+    delete_where = f"span = {p} AND bucket >= {p} AND bucket < {p}" + _scopes_sql(p, "", jobs)
     bucket = (
         bucket_expr(DAY, RUN_TIME_SQL) if span == RUN_DAY else bucket_expr(span, "r.received_at")
     )
@@ -278,7 +301,7 @@ def _statements(
         + f" FROM runs r JOIN run_containers c ON c.run_id = r.id WHERE {where} "
         f"GROUP BY {bucket}, {scope_cols}, c.name"
     )
-    return _Statements(delete_where, delete_params, job_select, container_select, [span, *params])
+    return delete_where, job_select, container_select
 
 
 _JOB_INSERT = (
@@ -300,7 +323,7 @@ def recompute(
     """Replace the ``span`` rows of [start, end) (of one job, or of every job) by what
     the runs give, in place (INSERT ... SELECT).  Call inside a write transaction."""
     db = database_proxy
-    st = _statements(span, start, end, scope)
+    st = _statements(span, start, end, None if scope is None else [scope])
     for table in ("rollup_jobs", "rollup_containers"):
         db.execute_sql(f"DELETE FROM {table} WHERE {st.delete_where}", st.delete_params)
     db.execute_sql(f"{_JOB_INSERT} {st.job_select}", st.params)
@@ -314,19 +337,22 @@ class Computed:
     statements: _Statements
     jobs: list[tuple[Any, ...]]
     containers: list[tuple[Any, ...]]
+    scopes: int = 1  # how many jobs' rows were recomputed
 
 
 def compute(
-    span: str, start: datetime, end: datetime, scope: tuple[str, str, str, str]
+    span: str, start: datetime, end: datetime, scopes: Sequence[tuple[str, str, str, str]]
 ) -> Computed:
-    """Read what the runs give for one job's ``span`` rows of [start, end), without
-    writing: the pass reads outside the write lock and writes with :func:`store`."""
+    """Read what the runs give for the ``span`` rows of [start, end) of the jobs
+    ``scopes`` (one statement each for jobs and containers, whatever their number),
+    without writing: the pass reads outside the write lock and writes with :func:`store`."""
     db = database_proxy
-    st = _statements(span, start, end, scope)
+    st = _statements(span, start, end, scopes)
     return Computed(
         st,
         db.execute_sql(st.job_select, st.params).fetchall(),
         db.execute_sql(st.container_select, st.params).fetchall(),
+        len(scopes),
     )
 
 
@@ -337,9 +363,10 @@ def store(computed: Computed) -> None:
     for table in ("rollup_jobs", "rollup_containers"):
         db.execute_sql(f"DELETE FROM {table} WHERE {st.delete_where}", st.delete_params)
     for insert, rows in ((_JOB_INSERT, computed.jobs), (_CONTAINER_INSERT, computed.containers)):
-        for row in rows:
-            marks = ", ".join([db.param] * len(row))
-            db.execute_sql(f"{insert} VALUES ({marks})", list(row))
+        if rows:
+            marks = ", ".join([db.param] * len(rows[0]))
+            with __exception_wrapper__:  # sqlite3's errors as peewee's, as execute_sql
+                db.cursor().executemany(f"{insert} VALUES ({marks})", [list(r) for r in rows])
 
 
 def rebuild_day(day: datetime, following: datetime) -> None:

@@ -270,3 +270,24 @@ def test_migrated_database_has_the_rollups_of_its_runs(database):
     with db.atomic():
         to_v9(db, migrator)  # repeatable
     assert_rollups_match()
+
+
+def test_a_pass_over_more_jobs_than_one_statement_takes_equals_the_runs(database):
+    """One statement recomputes a bucket for up to JOBS_PER_STATEMENT jobs: 70 jobs
+    in the same hour and day take three statements each, and every job's rows equal
+    what its runs give; a job the pass did not touch keeps its rows."""
+    untouched = ("zeta", "zeta/app", "ci.yml", "build")
+    push("z0", NOW - timedelta(minutes=20), untouched, builder_mem=700 * MiB)
+    rollup_pass.run_pass()
+    kept = {k: v for k, v in stored_jobs("hour").items() if k[1] == "zeta"}
+    assert kept
+    jobs = [("acme", "acme/widgets", "ci.yml", f"job-{n}") for n in range(70)]
+    assert len(jobs) > 2 * rollup_pass.JOBS_PER_STATEMENT
+    for n, scope in enumerate(jobs):
+        push(f"a{n}", NOW - timedelta(minutes=n % 25), scope, builder_mem=(400 + n) * MiB)
+        if n % 3 == 0:
+            push(f"b{n}", NOW - timedelta(minutes=n % 25, seconds=30), scope, duration=90)
+    result = rollup_pass.run_pass()
+    assert result.runs == 70 + 24 and result.hours == 70
+    assert_rollups_match()
+    assert {k: v for k, v in stored_jobs("hour").items() if k[1] == "zeta"} == kept
