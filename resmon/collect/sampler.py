@@ -324,7 +324,7 @@ class Sampler:
                     except (ValueError, IndexError):
                         log.debug("unparseable %s/%s/stat: %r", proc_path, name, data[:200])
                         continue
-                    key = (int(name), st.starttime)
+                    key = (st.pid, st.starttime)  # the pid field is the entry's name
                     raw_now[name] = (digest, st, key)
                     state = prev.get(key)
                 if state is None:
