@@ -2,8 +2,10 @@
 
 :func:`compare_stored_run` reads the run's figures and those of the job's previous
 runs in the window (received before it, at most ``runs`` of them, newest first: one
-indexed query on ``runs`` and one on ``run_containers``), and compares them with
-:func:`resmon.analysis.regressions.compare_run`.  :func:`save_flags` keeps the
+indexed query each, the containers joined), and compares them with
+:func:`resmon.analysis.regressions.compare_run`; :func:`compare_new_run` does the
+same for a run the push has just written, from the columns it wrote (the previous
+runs' query only).  :func:`save_flags` keeps the
 figures that are regressions (``run_regressions``), which :func:`list_regressions`
 answers for ``resmon query regressions`` and ``GET /api/v1/regressions``, each
 figure with the test that flagged it (``single``: the run alone; ``shift``: the
