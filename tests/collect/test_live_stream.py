@@ -239,7 +239,11 @@ def test_a_hanging_live_endpoint_does_not_delay_the_exit_path(tmp_path, receiver
 def test_a_dead_server_does_not_delay_the_exit_path(tmp_path, capsys):
     """Connection refused for every batch and the push: the exit path is the push's
     budget (--push-timeout) with or without streaming.  Each mode twice, alternating,
-    and the faster of each compared: two shared cores make single timings noisy."""
+    and the faster of each compared: two shared cores make single timings noisy, and
+    the push's retries wait a random share of their backoff (full jitter), so either
+    mode spends anywhere up to its 0.5 s budget on them (measured 0.19 to 0.58 s in
+    either).  A live sender that held the exit (a batch's retry, a thread joined with
+    a timeout) would add more than the budget on top."""
     url = closed_port_url()
     timings: dict[str, list[float]] = {"--live-interval=0.3s": [], "--no-live": []}
     for round_ in range(2):
@@ -252,4 +256,5 @@ def test_a_dead_server_does_not_delay_the_exit_path(tmp_path, capsys):
     with capsys.disabled():
         print(f"\nexit path, dead server, --push-timeout=0.5s: {timings}")
     streaming, without = (min(x) for x in timings.values())
-    assert streaming < without + 0.3, timings
+    budget = 0.5  # --push-timeout
+    assert streaming < without + budget + 0.2, timings
