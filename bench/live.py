@@ -56,6 +56,10 @@ import orjson
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import server_load  # noqa: E402
+
 from resmon.tokens import push_token  # noqa: E402
 
 SCOPE = ("bench-org", "bench-org/repo", "live.yml", "build")
@@ -156,17 +160,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """utime+stime of the arbiter and its workers (the process group)."""
-        total = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.proc.pid:  # pgrp
-                total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
+        return server_load.group_cpu(self.proc.pid)
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
