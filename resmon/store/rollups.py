@@ -437,12 +437,7 @@ def horizon() -> datetime | None:
         f"WHERE e.id > {p} AND e.kind IN ({kinds})",
         (cursor(),),
     ).fetchone()
-    if not row or not row[2]:
-        return None
-    times = [as_time(t) for t in row[:2] if t is not None]
-    if not times:
-        return None
-    return floor_hour(min(t for t in times if t is not None))
+    return _earliest(row, floor_hour)
 
 
 def run_day_horizon(scope: tuple[str, str, str, str]) -> datetime | None:
@@ -459,12 +454,18 @@ def run_day_horizon(scope: tuple[str, str, str, str]) -> datetime | None:
         f"AND e.repository = {p} AND e.workflow = {p} AND e.job = {p}",
         (cursor(), *scope),
     ).fetchone()
+    return _earliest(row, floor_day)
+
+
+def _earliest(row: Any, floor: Any) -> datetime | None:
+    """The earlier of a horizon query's two times (MIN over the pending events' runs
+    now, and where they were counted before), floored; None when no event waits."""
     if not row or not row[2]:
         return None
     times = [as_time(t) for t in row[:2] if t is not None]
     if not times:
         return None
-    return floor_day(min(t for t in times if t is not None))
+    return floor(min(t for t in times if t is not None))
 
 
 @dataclass(frozen=True)
