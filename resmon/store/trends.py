@@ -58,6 +58,16 @@ JOB_TREND_COLUMNS = (
     "job_limit_cpu_cores",
     "job_limit_memory_bytes",
 )
+# The host's figures a job's point carries, and a container's point's figures.
+HOST_TREND_COLUMNS = ("cpu_percent_p95", "cpu_percent_peak", "mem_bytes_p95", "mem_bytes_peak")
+CONTAINER_TREND_COLUMNS = (
+    "cpu_cores_p95",
+    "cpu_cores_peak",
+    "memory_bytes_p95",
+    "memory_bytes_peak",
+    "limit_cpu_cores",
+    "limit_memory_bytes",
+)
 # One day's runs may differ in memory kind: the day says "mixed" then.
 _KIND_LOW, _KIND_HIGH = "job_memory_kind_min", "job_memory_kind_max"
 
@@ -136,22 +146,8 @@ def _trend_metrics(container: str | None) -> dict[str, Any]:
     """The figures a trend shows, by answer field: the container's, else the job's
     and the host's."""
     if container:
-        c = ContainerStat
-        return {
-            "cpu_cores_p95": c.cpu_cores_p95,
-            "cpu_cores_peak": c.cpu_cores_peak,
-            "memory_bytes_p95": c.memory_bytes_p95,
-            "memory_bytes_peak": c.memory_bytes_peak,
-            "limit_cpu_cores": c.limit_cpu_cores,
-            "limit_memory_bytes": c.limit_memory_bytes,
-        }
-    return {
-        **{name: getattr(Run, name) for name in JOB_TREND_COLUMNS},
-        "cpu_percent_p95": Run.cpu_percent_p95,
-        "cpu_percent_peak": Run.cpu_percent_peak,
-        "mem_bytes_p95": Run.mem_bytes_p95,
-        "mem_bytes_peak": Run.mem_bytes_peak,
-    }
+        return {name: getattr(ContainerStat, name) for name in CONTAINER_TREND_COLUMNS}
+    return {name: getattr(Run, name) for name in (*JOB_TREND_COLUMNS, *HOST_TREND_COLUMNS)}
 
 
 def _trend_query(by: str, metrics: dict[str, Any], container: str | None, where: Any) -> Any:
@@ -203,19 +199,8 @@ def _trend_query(by: str, metrics: dict[str, Any], container: str | None, where:
 
 
 # A day's rollup column (span rday) for each figure of a trend point.
-_JOB_DAY_COLUMNS = {name: f"{name}_max" for name in (*JOB_TREND_COLUMNS, "cpu_percent_p95",
-                    "cpu_percent_peak", "mem_bytes_p95", "mem_bytes_peak")}  # fmt: skip
-_CONTAINER_DAY_COLUMNS = {
-    name: f"{name}_max"
-    for name in (
-        "cpu_cores_p95",
-        "cpu_cores_peak",
-        "memory_bytes_p95",
-        "memory_bytes_peak",
-        "limit_cpu_cores",
-        "limit_memory_bytes",
-    )
-}
+_JOB_DAY_COLUMNS = {name: f"{name}_max" for name in (*JOB_TREND_COLUMNS, *HOST_TREND_COLUMNS)}
+_CONTAINER_DAY_COLUMNS = {name: f"{name}_max" for name in CONTAINER_TREND_COLUMNS}
 
 
 def _days_from_rollups(
