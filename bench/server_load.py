@@ -532,18 +532,7 @@ def main() -> int:
         print()
         print(f"resmon pushes/s / floor, per run: {', '.join(f'{x:.2f}' for x in ratios)}")
         median_ratio = statistics.median(ratios) if ratios else 0.0
-        push, mixed_push = medians[1], medians[2]
-        for text, ok, target in (
-            (f"median resmon pushes/s / floor = {median_ratio:.2f}", median_ratio >= 0.6, ">= 0.6"),
-            (f"median resmon pushes/s = {push.rps:.0f}", push.rps >= 1000, ">= 1000"),
-            (f"median resmon push p99 = {push.p99_ms:.1f} ms", push.p99_ms < 50, "< 50 ms"),
-            (
-                f"median resmon push p99 with reads = {mixed_push.p99_ms:.1f} ms",
-                mixed_push.p99_ms < 50,
-                "< 50 ms",
-            ),
-        ):
-            print(f"target {target:<8} {'met   ' if ok else 'MISSED'} {text}")
+        print_targets("median resmon", median_ratio, medians[1], medians[2])
     return status
 
 
@@ -657,21 +646,25 @@ def verdict(results: list[Result], floor_rows: int, stored: int, metrics: str) -
             f"{floor.server_cpu_ms:.3f} ms (floor/resmon {floor.server_cpu_ms / push.server_cpu_ms:.2f}:"
             " the ratio the cores allow when nothing else runs)"
         )
-    targets = [
-        (f"resmon pushes/s / floor = {ratio:.2f}", ratio >= 0.6, ">= 0.6"),
-        (f"resmon pushes/s = {push.rps:.0f}", push.rps >= 1000, ">= 1000"),
-        (f"resmon push p99 = {push.p99_ms:.1f} ms", push.p99_ms < 50, "< 50 ms"),
-        (
-            f"resmon push p99 with reads = {mixed_push.p99_ms:.1f} ms",
-            mixed_push.p99_ms < 50,
-            "< 50 ms",
-        ),
-    ]
-    for text, ok, target in targets:
-        print(f"target {target:<8} {'met   ' if ok else 'MISSED'} {text}")
+    print_targets("resmon", ratio, push, mixed_push)
     for f in failures:
         print(f"FAIL: {f}")
     return 1 if failures else 0
+
+
+def print_targets(label: str, ratio: float, push: Result, mixed_push: Result) -> None:
+    """The push targets, met or missed: of one run, or of the medians (``label``)."""
+    for text, ok, target in (
+        (f"{label} pushes/s / floor = {ratio:.2f}", ratio >= 0.6, ">= 0.6"),
+        (f"{label} pushes/s = {push.rps:.0f}", push.rps >= 1000, ">= 1000"),
+        (f"{label} push p99 = {push.p99_ms:.1f} ms", push.p99_ms < 50, "< 50 ms"),
+        (
+            f"{label} push p99 with reads = {mixed_push.p99_ms:.1f} ms",
+            mixed_push.p99_ms < 50,
+            "< 50 ms",
+        ),
+    ):
+        print(f"target {target:<8} {'met   ' if ok else 'MISSED'} {text}")
 
 
 def _metric_line(text: str, name: str) -> str:
