@@ -1,11 +1,12 @@
 """The rollups' writers: the background pass over new events, a rebuild of any range
 from the runs (what :mod:`resmon.store.rollups` keeps, and why, is said there).
 
-A pass reads what the runs give for the hours and days it touches, for up to
-:data:`JOBS_PER_STATEMENT` jobs of one bucket per statement, outside any write
-transaction, then replaces those rollup rows in one short transaction under the
-writer lock (SQLite's one writer): a push waits for a few row
-writes at most.  Only one process or replica runs a pass at a time
+A pass adds the runs no rollup counts yet to their rows, :data:`RUNS_PER_ADD` runs
+per short transaction.  For runs counted before it reads what the runs give for the
+hours and days they touch, for up to :data:`JOBS_PER_STATEMENT` jobs of one bucket
+per statement, outside any write transaction, then replaces those rollup rows in one
+short transaction under the writer lock (SQLite's one writer): a push waits for a few
+row writes at most.  Only one process or replica runs a pass at a time
 (:mod:`resmon.server.maintenance` holds the lock); a pass is idempotent, so one that
 died half-way is simply redone.
 """
@@ -26,6 +27,9 @@ EVENTS_PER_PASS = 2000
 # never waits long for the SQLite write lock behind a pass (each job's runs are found
 # through the (scope, received_at) index; the rows of 32 jobs are a few ms to write).
 JOBS_PER_STATEMENT = 32
+# Runs added to the rollups (rollups.add_new_runs) per write transaction: about 2 ms
+# of writes under the lock.
+RUNS_PER_ADD = 64
 # On PostgreSQL, how long a missing event id is waited for (resmon.server.event_feed).
 GAP_WAIT = 5.0
 
@@ -89,7 +93,8 @@ def _readable_events(after: int, limit: int, gap_wait: float) -> tuple[list[tupl
 class PassResult:
     events: int = 0
     runs: int = 0
-    hours: int = 0
+    hours: int = 0  # jobs' hours recomputed
+    added: int = 0  # runs added to their rows without a recomputation
     cursor: int = 0
 
 
@@ -100,8 +105,10 @@ def run_pass(
     pause: float = 0.0,
     min_bucket: datetime | None = None,
 ) -> PassResult:
-    """Apply the events stored since the last pass: recompute every hour and day of
-    every job the runs they name fall in (or fell in before), then move the cursor.
+    """Apply the events stored since the last pass: add the runs they name that no
+    rollup counts yet to their rows; for the others (and for every run of a job that
+    has one), recompute every hour and day the runs fall in (or fell in before); then
+    move the cursor.
     Idempotent: a pass that dies half-way is redone by the next.  ``pause`` sleeps
     between write transactions (pushes go first); buckets older than ``min_bucket``
     (the runs retention) are not recomputed, their runs being partly gone."""
@@ -113,9 +120,13 @@ def run_pass(
     if last == start:
         return result
     pks = sorted({int(pk) for _, kind, pk in events if kind in rollups.ROLLUP_EVENT_KINDS and pk})
+    oldest = rollups.floor_day(min_bucket) if min_bucket is not None else None
     # Per job: the hours it was received in (hourly and daily rows) and the days it
     # started on (rday rows), where each run is now and where it was counted before.
     touched: dict[tuple[str, ...], tuple[set[datetime], set[datetime]]] = {}
+    # Runs no rollup counts yet, per job: added to their rows, not recomputed (with
+    # whether their start day's row counts them).
+    new: dict[tuple[str, ...], list[tuple[int, datetime, datetime, bool]]] = {}
     for at in range(0, len(pks), 500):
         part = pks[at : at + 500]
         marks = ", ".join([p] * len(part))
@@ -125,17 +136,45 @@ def run_pass(
             f"FROM runs r LEFT JOIN rollup_runs l ON l.run_pk = r.id WHERE r.id IN ({marks})",
             part,
         ).fetchall()
-        for _, org, repo, workflow, job, received, state, counted, ran, ran_before in rows:
-            hours, days = touched.setdefault((org, repo, workflow, job), (set(), set()))
+        for pk, org, repo, workflow, job, received, state, counted, ran, ran_before in rows:
+            scope = (org, repo, workflow, job)
             if state != "running":
-                hours.add(rollups.floor_hour(rollups.as_time(received)))  # type: ignore[arg-type]
-                days.add(rollups.floor_day(rollups.as_time(ran)))  # type: ignore[arg-type]
+                received_at = rollups.as_time(received)
+                hour = rollups.floor_hour(received_at)  # type: ignore[arg-type]
+                day = rollups.floor_day(rollups.as_time(ran))  # type: ignore[arg-type]
+                if counted is None and (oldest is None or hour >= oldest):
+                    rday = _counts_in_run_day(received_at, day, oldest)  # type: ignore[arg-type]
+                    new.setdefault(scope, []).append((int(pk), hour, day, rday))
+                    continue
+                hours, days = touched.setdefault(scope, (set(), set()))
+                hours.add(hour)
+                days.add(day)
+            else:
+                hours, days = touched.setdefault(scope, (set(), set()))
             if counted is not None:
                 hours.add(rollups.floor_hour(rollups.as_time(counted)))  # type: ignore[arg-type]
             if ran_before is not None:
                 days.add(rollups.floor_day(rollups.as_time(ran_before)))  # type: ignore[arg-type]
         # Runs deleted since their event: the rows they were counted in stay as they are.
     result.runs = len(pks)
+    added: dict[bool, list[int]] = {True: [], False: []}  # with their rday rows, without
+    for scope, runs in new.items():
+        if scope in touched:  # its buckets are recomputed anyway: with these runs' too
+            hours, days = touched[scope]
+            for _, hour, day, _ in runs:
+                hours.add(hour)
+                days.add(day)
+        else:
+            for pk, _, _, rday in runs:
+                added[rday].append(pk)
+    for rday, group in added.items():
+        spans = rollups.SPANS if rday else (rollups.HOUR, rollups.DAY)
+        group.sort()
+        for at in range(0, len(group), RUNS_PER_ADD):
+            _write(rollups.add_new_runs, group[at : at + RUNS_PER_ADD], spans)
+            if pause:
+                time.sleep(pause)
+        result.added += len(group)
     for span, start, end, scopes in _buckets(touched, min_bucket):
         for at in range(0, len(scopes), JOBS_PER_STATEMENT):
             # Read outside the write lock (WAL readers do not wait for writers), then
@@ -148,9 +187,21 @@ def run_pass(
                 result.hours += computed.scopes
             if pause:
                 time.sleep(pause)
+    added_set = {*added[True], *added[False]}
+    pks = [pk for pk in pks if pk not in added_set]
     _write(_finish_pass, pks, last)
     result.cursor = last
     return result
+
+
+def _counts_in_run_day(received: datetime, run_day: datetime, oldest: datetime | None) -> bool:
+    """Whether a run's start day's row counts it, as a recomputation would: not when
+    that day is older than the rollups' horizon (such rows are not recomputed, their
+    runs being partly gone), nor when the run was received more than a day before the
+    day it says it started."""
+    if oldest is not None and run_day < oldest:
+        return False
+    return received >= rollups.earlier(run_day, rollups.RUN_CLOCK_AHEAD)
 
 
 def _buckets(

@@ -10,15 +10,19 @@ are made of), OOM kills and throttled seconds.  A run counts in the hour it was
 received, as ``top`` and ``runs --since`` have always counted it.  Running runs
 have no figures and are not rolled up.
 
-Written from the runs, never added to: a pass reads the ``run_finished`` and
-``run_lost`` events after its cursor (``rollup_cursor``) in id order, with the
-PostgreSQL out-of-order rule of :mod:`resmon.server.event_feed` (a missing id holds
-the later ones until it commits or is :data:`GAP_WAIT` seconds old), and
-*recomputes* each hour and day of each job those runs fall in from the runs stored
-there.  So a run counts once however often it was pushed or announced, a lost run
-finished by its final push replaces its partial figures, and a run whose row moved
-to another hour (``rollup_runs`` remembers where each run was counted) leaves the
-old one.  The pass never runs in a push: :mod:`resmon.server.maintenance` calls
+Written from the runs by a pass that reads the ``run_finished`` and ``run_lost``
+events after its cursor (``rollup_cursor``) in id order, with the PostgreSQL
+out-of-order rule of :mod:`resmon.server.event_feed` (a missing id holds the later
+ones until it commits or is :data:`GAP_WAIT` seconds old).  A run no rollup counts
+yet (no ``rollup_runs`` row: the common case, a run pushed once) is *added* to the
+rows of its hour, day and start day (:func:`add_new_runs`: every column is a count,
+a sum, a maximum or a minimum, so adding one run equals recomputing the bucket, and
+the cost follows the new runs, not the bucket's).  A run counted before has each hour
+and day it falls in, or fell in, *recomputed* from the runs stored there.  So a run
+counts once however often it was pushed or announced (the ledger row is written in
+the transaction that adds it), a lost run finished by its final push replaces its
+partial figures, and a run whose row moved to another hour (``rollup_runs``
+remembers where each run was counted) leaves the old one.  The pass never runs in a push: :mod:`resmon.server.maintenance` calls
 :func:`resmon.store.rollup_pass.run_pass` every second (so the rollups lag the runs by about a second),
 one process or replica at a time.
 
@@ -199,7 +203,7 @@ def ceil_day(value: datetime) -> datetime:
     return floor if floor == value else _later(floor, timedelta(days=1))
 
 
-def _earlier(value: datetime, step: timedelta) -> datetime:
+def earlier(value: datetime, step: timedelta) -> datetime:
     try:
         return value - step
     except OverflowError:  # within a day of year 1
@@ -249,7 +253,7 @@ def _statements(
         params: list[Any] = [
             param_time(start),
             param_time(end),
-            param_time(_earlier(start, RUN_CLOCK_AHEAD)),
+            param_time(earlier(start, RUN_CLOCK_AHEAD)),
         ]
     else:
         params = [param_time(start), param_time(end)]
@@ -369,6 +373,88 @@ def store(computed: Computed) -> None:
                 db.cursor().executemany(f"{insert} VALUES ({marks})", [list(r) for r in rows])
 
 
+# --- adding runs no rollup counts yet ---------------------------------------------
+
+_CONFLICT_JOB = f"ON CONFLICT (span, bucket, {', '.join(SCOPE)})"
+_CONFLICT_CONTAINER = f"ON CONFLICT (span, bucket, {', '.join(SCOPE)}, name)"
+
+
+def _merged(name: str, how: str, table: str) -> str:
+    """``name = ...``: the stored row's value (``table``) combined with the new runs'
+    (``excluded``) as rows of rollups combine (:func:`combine`), NULL (no run had the
+    figure) giving way to the other side."""
+    old, new = f"{table}.{name}", f"excluded.{name}"
+    if how == "sum":
+        return f"{name} = COALESCE({old} + {new}, {old}, {new})"
+    if postgres():  # GREATEST and LEAST skip NULLs
+        return f"{name} = {'GREATEST' if how == 'max' else 'LEAST'}({old}, {new})"
+    return f"{name} = {how.upper()}(COALESCE({old}, {new}), COALESCE({new}, {old}))"
+
+
+def _added_text(p: str, runs: int) -> list[str]:
+    """The statements of :func:`add_new_runs` for ``runs`` run ids: an upsert per span
+    into each table, then the ledger's rows (last: the upserts read it)."""
+    where = (
+        f"r.id IN ({', '.join([p] * runs)}) AND r.state <> {RUNNING_SQL} "
+        "AND NOT EXISTS (SELECT 1 FROM rollup_runs l WHERE l.run_pk = r.id)"
+    )
+    scope_cols = ", ".join(f"r.{name}" for name in SCOPE)
+    job_set = ", ".join(_merged(name, how, "rollup_jobs") for name, _, how in JOB_COLUMNS)
+    container_set = ", ".join(
+        _merged(name, how, "rollup_containers") for name, _, how in CONTAINER_COLUMNS
+    )
+    out = []
+    for span in SPANS:
+        bucket = (
+            bucket_expr(DAY, RUN_TIME_SQL)
+            if span == RUN_DAY
+            else bucket_expr(span, "r.received_at")
+        )
+        out.append(
+            f"{_JOB_INSERT} SELECT {p}, {bucket}, {scope_cols}, "
+            + ", ".join(expr for _, expr, _ in JOB_COLUMNS)
+            + f" FROM runs r WHERE {where} GROUP BY {bucket}, {scope_cols} "
+            f"{_CONFLICT_JOB} DO UPDATE SET {job_set}"
+        )
+        out.append(
+            f"{_CONTAINER_INSERT} SELECT {p}, {bucket}, {scope_cols}, c.name, "
+            + ", ".join(expr for _, expr, _ in CONTAINER_COLUMNS)
+            + f" FROM runs r JOIN run_containers c ON c.run_id = r.id WHERE {where} "
+            f"GROUP BY {bucket}, {scope_cols}, c.name {_CONFLICT_CONTAINER} DO UPDATE SET {container_set}"
+        )
+    out.append(
+        "INSERT INTO rollup_runs (run_pk, received_at, run_time) "
+        f"SELECT r.id, r.received_at, {RUN_TIME_SQL} FROM runs r WHERE {where}"
+    )
+    return out
+
+
+_ADDED_TEXT: dict[tuple[str, int], list[str]] = {}
+
+
+def add_new_runs(run_pks: Sequence[int], spans: Sequence[str] = SPANS) -> None:
+    """Add the runs ``run_pks`` that no rollup counts yet (no ``rollup_runs`` row; not
+    running) to their rows of ``spans`` (their hour, day and start day), and record
+    where they were counted.  Call inside a write transaction: the ledger, read and
+    written in it, makes each run count once whoever counted it before (a pass that
+    died after this, a rebuild).  A run's own figures are added, never the bucket's
+    other runs re-read: the cost follows the new runs, not how many runs the buckets
+    hold."""
+    if not run_pks:
+        return
+    db = database_proxy
+    key = (db.param, len(run_pks))
+    texts = _ADDED_TEXT.get(key)
+    if texts is None:
+        texts = _ADDED_TEXT[key] = _added_text(*key)
+    pks = list(run_pks)
+    for at, span in enumerate(SPANS):
+        if span in spans:
+            db.execute_sql(texts[2 * at], [span, *pks])  # the jobs' rows
+            db.execute_sql(texts[2 * at + 1], [span, *pks])  # the containers'
+    db.execute_sql(texts[-1], pks)
+
+
 def rebuild_day(day: datetime, following: datetime) -> None:
     """Recompute one day's rollups and where its runs were counted (in a transaction)."""
     db = database_proxy
@@ -380,12 +466,16 @@ def rebuild_day(day: datetime, following: datetime) -> None:
     db.execute_sql(
         f"DELETE FROM rollup_runs WHERE received_at >= {p} AND received_at < {p}", window
     )
+    # The runs received that day, and those started that day but received later (the
+    # day's rday row counts them): each is counted now, so a pass still to apply its
+    # event recomputes its buckets instead of adding it (add_new_runs) a second time.
     db.execute_sql(
         "INSERT INTO rollup_runs (run_pk, received_at, run_time) "
-        "SELECT id, received_at, COALESCE(start_time, received_at) FROM runs "
-        f"WHERE received_at >= {p} AND received_at < {p} AND state <> {RUNNING_SQL} "
-        "AND id NOT IN (SELECT run_pk FROM rollup_runs)",
-        window,
+        f"SELECT r.id, r.received_at, {RUN_TIME_SQL} FROM runs r "
+        f"WHERE ((r.received_at >= {p} AND r.received_at < {p}) OR ({RUN_TIME_SQL} >= {p} "
+        f"AND {RUN_TIME_SQL} < {p} AND r.received_at >= {p})) AND r.state <> {RUNNING_SQL} "
+        "AND r.id NOT IN (SELECT run_pk FROM rollup_runs)",
+        [*window, *window, param_time(earlier(day, RUN_CLOCK_AHEAD))],
     )
 
 

@@ -287,7 +287,68 @@ def test_a_pass_over_more_jobs_than_one_statement_takes_equals_the_runs(database
         push(f"a{n}", NOW - timedelta(minutes=n % 25), scope, builder_mem=(400 + n) * MiB)
         if n % 3 == 0:
             push(f"b{n}", NOW - timedelta(minutes=n % 25, seconds=30), scope, duration=90)
+    before = rollups.cursor()
     result = rollup_pass.run_pass()
-    assert result.runs == 70 + 24 and result.hours == 70
+    # New runs are added to their rows (RUNS_PER_ADD per transaction), none recomputed.
+    assert result.runs == 70 + 24 and result.added == 94 and result.hours == 0
+    assert rollup_pass.RUNS_PER_ADD < 94
     assert_rollups_match()
     assert {k: v for k, v in stored_jobs("hour").items() if k[1] == "zeta"} == kept
+    # Their events applied again (counted runs): every bucket of theirs is recomputed.
+    rollups.set_cursor(before)
+    result = rollup_pass.run_pass()
+    assert result.runs == 94 and result.added == 0 and result.hours == 70
+    assert_rollups_match()
+    assert {k: v for k, v in stored_jobs("hour").items() if k[1] == "zeta"} == kept
+
+
+def test_runs_added_pass_by_pass_equal_the_runs(database):
+    """A pass after each push: each run is added to rows that already count others
+    (sums, counts, maxima and minima combined), with NULL figures on either side."""
+    for i in range(9):
+        scope = SCOPES[i % 2]
+        at = NOW - timedelta(minutes=50 - i)
+        cpu = None if i % 3 == 0 else 300.0 - 10 * i
+        push(
+            f"p{i}",
+            at,
+            scope,
+            duration=100 + 7 * i,
+            builder_mem=(900 - 50 * i) * MiB,
+            cpu_seconds=cpu,
+        )
+        result = rollup_pass.run_pass()
+        assert (result.added, result.hours) == (1, 0)
+        assert_rollups_match()
+    row = RollupJob.get((RollupJob.span == "hour") & (RollupJob.job == "build"))
+    assert row.runs == 5 and row.cpu_seconds_n == 3  # two runs without CPU-seconds
+
+
+def test_a_rebuild_before_the_pass_counts_a_run_once(database):
+    """A run started the day before it was received is in that day's rday row; a
+    rebuild of that day counts it there before the pass applies its event, and the
+    pass then recomputes its buckets instead of adding it again."""
+    at = NOW.replace(hour=0, minute=30)
+    push("late", at, SCOPES[0], duration=7200)  # started the previous UTC day
+    day = rollups.floor_day(at.replace(tzinfo=None)) - timedelta(days=1)
+    rollup_pass.rebuild(day, day + timedelta(days=1))
+    result = rollup_pass.run_pass()
+    assert result.added == 0
+    assert_rollups_match()
+
+
+def test_a_run_added_outside_its_start_days_row(database):
+    """Added as a recomputation counts it: in its hour and day, and not in the row of
+    a start day older than the rollups' horizon, nor of a start day it was received
+    more than a day before (a clock ahead)."""
+    push("old", NOW, SCOPES[0], duration=5 * 86400 - 10)
+    push("ahead", NOW, SCOPES[1], duration=100)  # started "now", as pushed below
+    ahead = Run.get(Run.run_id == "ahead")
+    Run.update(start_time=(NOW + timedelta(days=3)).replace(tzinfo=None)).where(
+        Run.id == ahead.id
+    ).execute()
+    result = rollup_pass.run_pass(min_bucket=(NOW - timedelta(days=2)).replace(tzinfo=None))
+    assert (result.added, result.hours) == (2, 0)
+    for span in ("hour", "day"):
+        assert stored_jobs(span) == expected_jobs(span)
+    assert RollupJob.select().where(RollupJob.span == "rday").count() == 0
