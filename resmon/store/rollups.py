@@ -22,9 +22,10 @@ and day it falls in, or fell in, *recomputed* from the runs stored there.  So a 
 counts once however often it was pushed or announced (the ledger row is written in
 the transaction that adds it), a lost run finished by its final push replaces its
 partial figures, and a run whose row moved to another hour (``rollup_runs``
-remembers where each run was counted) leaves the old one.  The pass never runs in a push: :mod:`resmon.server.maintenance` calls
-:func:`resmon.store.rollup_pass.run_pass` every second (so the rollups lag the runs by about a second),
-one process or replica at a time.
+remembers where each run was counted) leaves the old one.  The pass never runs in
+a push: :mod:`resmon.server.maintenance` calls
+:func:`resmon.store.rollup_pass.run_pass` every second (so the rollups lag the
+runs by about a second), one process or replica at a time.
 
 Readers (:mod:`resmon.store.ranking`, :mod:`resmon.store.usage`, the jobs list)
 never wait for the pass: :func:`horizon` is the earliest hour a pending event
