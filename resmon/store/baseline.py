@@ -95,6 +95,14 @@ def _statements(p: str) -> tuple[str, str]:
 _SQL: dict[str, tuple[str, str]] = {}
 
 
+def _sql(param: str) -> tuple[str, str]:
+    """:func:`_statements` for the dialect whose placeholder is ``param``, made once."""
+    statements = _SQL.get(param)
+    if statements is None:
+        statements = _SQL[param] = _statements(param)
+    return statements
+
+
 def _runs(rows: list[tuple[Any, ...]], at: int) -> list[dict[str, Any]]:
     """The runs of joined rows, in their order: each one's figures and ``containers``
     (name -> figures); the container columns start at ``at``."""
@@ -133,10 +141,7 @@ def compare_stored_run(run_pk: int, options: BaselineOptions) -> dict[str, Any] 
     if options.runs < 1:
         return None
     db = database_proxy.obj
-    statements = _SQL.get(db.param)
-    if statements is None:
-        statements = _SQL[db.param] = _statements(db.param)
-    own_rows = db.execute_sql(statements[0], (run_pk,)).fetchall()
+    own_rows = db.execute_sql(_sql(db.param)[0], (run_pk,)).fetchall()
     if not own_rows or own_rows[0][10] != FINISHED:
         return None
     own = own_rows[0]
@@ -179,11 +184,8 @@ def _compare(
     current: dict[str, Any], scope: Any, at: datetime, options: BaselineOptions
 ) -> dict[str, Any]:
     db = database_proxy.obj
-    statements = _SQL.get(db.param)
-    if statements is None:
-        statements = _SQL[db.param] = _statements(db.param)
     params = (*scope, at - options.window, at, at, current["id"], options.runs)
-    previous = _runs(db.execute_sql(statements[1], params).fetchall(), 6)
+    previous = _runs(db.execute_sql(_sql(db.param)[1], params).fetchall(), 6)
     comparison = compare_run(current, previous, options.thresholds)
     first = Run.received_at.python_value(previous[-1]["received_at"]) if previous else None
     return {

@@ -175,7 +175,7 @@ def run_pass(
             if pause:
                 time.sleep(pause)
         result.added += len(group)
-    for span, start, end, scopes in _buckets(touched, min_bucket):
+    for span, start, end, scopes in _buckets(touched, oldest):
         for at in range(0, len(scopes), JOBS_PER_STATEMENT):
             # Read outside the write lock (WAL readers do not wait for writers), then
             # replace the rows in one short transaction: a push waits for a few row
@@ -206,12 +206,11 @@ def _counts_in_run_day(received: datetime, run_day: datetime, oldest: datetime |
 
 def _buckets(
     touched: dict[tuple[str, ...], tuple[set[datetime], set[datetime]]],
-    min_bucket: datetime | None,
+    oldest: datetime | None,
 ) -> list[tuple[str, datetime, datetime, list[tuple[str, ...]]]]:
-    """Each touched hour, day and start day, with the jobs to recompute in it: one
-    statement recomputes a bucket for many jobs (a pass's runs mostly share the
-    current hour and day), not one per job and bucket."""
-    oldest = rollups.floor_day(min_bucket) if min_bucket is not None else None
+    """Each touched hour, day and start day from the day ``oldest`` on, with the jobs
+    to recompute in it: one statement recomputes a bucket for many jobs (a pass's runs
+    mostly share the current hour and day), not one per job and bucket."""
     by_bucket: dict[tuple[str, datetime], list[tuple[str, ...]]] = {}
     for scope, (hours, run_days) in touched.items():
         days = set()
@@ -241,9 +240,7 @@ def _finish_pass(pks: list[int], last: int) -> None:
         marks = ", ".join([p] * len(part))
         db.execute_sql(f"DELETE FROM rollup_runs WHERE run_pk IN ({marks})", part)
         db.execute_sql(
-            "INSERT INTO rollup_runs (run_pk, received_at, run_time) "
-            "SELECT id, received_at, COALESCE(start_time, received_at) FROM runs "
-            f"WHERE id IN ({marks}) AND state <> {rollups.RUNNING_SQL}",
+            f"{rollups.LEDGER_INSERT} WHERE r.id IN ({marks}) AND r.state <> {rollups.RUNNING_SQL}",
             part,
         )
     rollups.set_cursor(last)

@@ -291,6 +291,12 @@ def _statement_text(span: str, p: str, jobs: int | None) -> tuple[str, str, str]
         where = f"r.received_at >= {p} AND r.received_at < {p} AND r.state <> {RUNNING_SQL}"
     where += _scopes_sql(p, "r.", jobs)
     delete_where = f"span = {p} AND bucket >= {p} AND bucket < {p}" + _scopes_sql(p, "", jobs)
+    return delete_where, *_selects(span, p, where)
+
+
+def _selects(span: str, p: str, where: str) -> tuple[str, str]:
+    """The SELECTs of the ``span`` rollup rows of the jobs and of their containers
+    that the runs ``r`` matching ``where`` give, the span a parameter."""
     bucket = (
         bucket_expr(DAY, RUN_TIME_SQL) if span == RUN_DAY else bucket_expr(span, "r.received_at")
     )
@@ -306,7 +312,7 @@ def _statement_text(span: str, p: str, jobs: int | None) -> tuple[str, str, str]
         + f" FROM runs r JOIN run_containers c ON c.run_id = r.id WHERE {where} "
         f"GROUP BY {bucket}, {scope_cols}, c.name"
     )
-    return delete_where, job_select, container_select
+    return job_select, container_select
 
 
 _JOB_INSERT = (
@@ -316,6 +322,11 @@ _JOB_INSERT = (
 _CONTAINER_INSERT = (
     f"INSERT INTO rollup_containers (span, bucket, {', '.join(SCOPE)}, name, "
     f"{', '.join(name for name, _, _ in CONTAINER_COLUMNS)})"
+)
+# Where the runs ``r`` (a WHERE clause follows) are counted now: the ledger's rows.
+LEDGER_INSERT = (
+    "INSERT INTO rollup_runs (run_pk, received_at, run_time) "
+    f"SELECT r.id, r.received_at, {RUN_TIME_SQL} FROM runs r"
 )
 
 
@@ -399,34 +410,19 @@ def _added_text(p: str, runs: int) -> list[str]:
         f"r.id IN ({', '.join([p] * runs)}) AND r.state <> {RUNNING_SQL} "
         "AND NOT EXISTS (SELECT 1 FROM rollup_runs l WHERE l.run_pk = r.id)"
     )
-    scope_cols = ", ".join(f"r.{name}" for name in SCOPE)
     job_set = ", ".join(_merged(name, how, "rollup_jobs") for name, _, how in JOB_COLUMNS)
     container_set = ", ".join(
         _merged(name, how, "rollup_containers") for name, _, how in CONTAINER_COLUMNS
     )
     out = []
     for span in SPANS:
-        bucket = (
-            bucket_expr(DAY, RUN_TIME_SQL)
-            if span == RUN_DAY
-            else bucket_expr(span, "r.received_at")
-        )
+        job_select, container_select = _selects(span, p, where)
+        out.append(f"{_JOB_INSERT} {job_select} {_CONFLICT_JOB} DO UPDATE SET {job_set}")
         out.append(
-            f"{_JOB_INSERT} SELECT {p}, {bucket}, {scope_cols}, "
-            + ", ".join(expr for _, expr, _ in JOB_COLUMNS)
-            + f" FROM runs r WHERE {where} GROUP BY {bucket}, {scope_cols} "
-            f"{_CONFLICT_JOB} DO UPDATE SET {job_set}"
+            f"{_CONTAINER_INSERT} {container_select} "
+            f"{_CONFLICT_CONTAINER} DO UPDATE SET {container_set}"
         )
-        out.append(
-            f"{_CONTAINER_INSERT} SELECT {p}, {bucket}, {scope_cols}, c.name, "
-            + ", ".join(expr for _, expr, _ in CONTAINER_COLUMNS)
-            + f" FROM runs r JOIN run_containers c ON c.run_id = r.id WHERE {where} "
-            f"GROUP BY {bucket}, {scope_cols}, c.name {_CONFLICT_CONTAINER} DO UPDATE SET {container_set}"
-        )
-    out.append(
-        "INSERT INTO rollup_runs (run_pk, received_at, run_time) "
-        f"SELECT r.id, r.received_at, {RUN_TIME_SQL} FROM runs r WHERE {where}"
-    )
+    out.append(f"{LEDGER_INSERT} WHERE {where}")
     return out
 
 
@@ -471,9 +467,7 @@ def rebuild_day(day: datetime, following: datetime) -> None:
     # day's rday row counts them): each is counted now, so a pass still to apply its
     # event recomputes its buckets instead of adding it (add_new_runs) a second time.
     db.execute_sql(
-        "INSERT INTO rollup_runs (run_pk, received_at, run_time) "
-        f"SELECT r.id, r.received_at, {RUN_TIME_SQL} FROM runs r "
-        f"WHERE ((r.received_at >= {p} AND r.received_at < {p}) OR ({RUN_TIME_SQL} >= {p} "
+        f"{LEDGER_INSERT} WHERE ((r.received_at >= {p} AND r.received_at < {p}) OR ({RUN_TIME_SQL} >= {p} "
         f"AND {RUN_TIME_SQL} < {p} AND r.received_at >= {p})) AND r.state <> {RUNNING_SQL} "
         "AND r.id NOT IN (SELECT run_pk FROM rollup_runs)",
         [*window, *window, param_time(earlier(day, RUN_CLOCK_AHEAD))],
