@@ -162,13 +162,21 @@ def test_live_v1_memory_controller_of_this_process():
         pytest.skip("this host has no v1 memory cgroup of its own for this process")
     directory = fs.directory(V1_MEMORY, path)
     assert directory is not None
-    # Touch 64 MiB so the cgroup's usage must include it.
-    before = read_container(fs, {V1_MEMORY: [directory]}).memory_bytes
-    block = bytearray(64 * 1024 * 1024)
-    for i in range(0, len(block), 4096):
-        block[i] = 1
-    r = read_container(fs, {V1_MEMORY: [directory]})
-    assert r.memory_bytes >= before + 48 * 1024 * 1024
+    # Touch 64 MiB so the cgroup's usage must include it.  The cgroup is shared with
+    # the machine's other processes, whose memory moves meanwhile (one CI run saw
+    # usage grow by 35 MiB only): up to three tries, each reading before and after.
+    grown = []
+    for _ in range(3):
+        block = bytearray()  # the previous try's block freed before the reading
+        before = read_container(fs, {V1_MEMORY: [directory]}).memory_bytes
+        block = bytearray(64 * 1024 * 1024)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        r = read_container(fs, {V1_MEMORY: [directory]})
+        grown.append(r.memory_bytes - before)
+        if grown[-1] >= 48 * 1024 * 1024:
+            break
+    assert grown[-1] >= 48 * 1024 * 1024, grown
     assert r.memory_peak_bytes >= r.memory_bytes
     rss = procfs.read_pid_stat(os.getpid()).rss_pages * procfs.PAGE_SIZE
     assert r.memory_bytes >= rss * 0.9
